@@ -1,0 +1,775 @@
+//! The YAML config: its types, how a folder of files merges, and diagnostics that name file, line and field.
+//!
+//! Parsing is pure: callers read the files and pass their text in, so this crate stays free of IO.
+//! Semantic checks (matchers, CEL, templates, references) happen in [`crate::rule::compile`].
+
+pub mod locate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::event::{EventKind, Labels, Status};
+
+/// Where a secret comes from. Secrets are never written inline in config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            env: Option<String>,
+            file: Option<PathBuf>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Raw(Raw),
+            // Only its presence matters: it is refused with a hint.
+            Inline(#[allow(dead_code)] String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Inline(_) => Err(serde::de::Error::custom(
+                "secrets are not written inline; use `{env: NAME}` or `{file: /path/to/secret}`",
+            )),
+            Either::Raw(Raw {
+                env: Some(name),
+                file: None,
+            }) if !name.is_empty() => Ok(SecretRef::Env(name)),
+            Either::Raw(Raw {
+                env: None,
+                file: Some(path),
+            }) => Ok(SecretRef::File(path)),
+            Either::Raw(_) => Err(serde::de::Error::custom(
+                "a secret reference needs exactly one of `env: NAME` or `file: /path`",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env `{name}`"),
+            SecretRef::File(path) => write!(f, "file `{}`", path.display()),
+        }
+    }
+}
+
+/// A string value that may instead be a secret reference, for headers and environment variables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaybeSecret {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+/// One config file as written; every section optional so that a folder of files can split them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: Option<Server>,
+    store: Option<Store>,
+    dry_run: Option<bool>,
+    #[serde(default)]
+    api_tokens: Vec<ApiToken>,
+    #[serde(default)]
+    sources: Vec<Source>,
+    #[serde(default)]
+    notifiers: Vec<Notifier>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+/// The merged config of one file or a folder of files.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub server: Server,
+    pub store: Store,
+    /// When true no rule executes anything: every run is a dry run.
+    pub dry_run: bool,
+    pub api_tokens: Vec<ApiToken>,
+    pub sources: Vec<Source>,
+    pub notifiers: Vec<Notifier>,
+    pub rules: Vec<Rule>,
+    /// Where each list item came from, to point diagnostics at the right file and line.
+    pub origins: Origins,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Origins {
+    pub files: Vec<SourceFile>,
+    /// For each section name, the (file index, index within that file) of each merged item.
+    pub items: HashMap<&'static str, Vec<(usize, usize)>>,
+    /// For singletons (`server`, `store`, `dry_run`), the file that set it.
+    pub singletons: HashMap<&'static str, usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub lines: HashMap<String, usize>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address the HTTP API listens on.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Larger request bodies are refused with 413.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Requests waiting for the journal beyond this are refused with 429 and `Retry-After`.
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            queue_capacity: defaults::queue_capacity(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// The SQLite database file; relative paths are relative to the working directory.
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+    /// `full` survives power loss; `normal` survives a process crash and is faster.
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            path: defaults::store_path(),
+            synchronous: Synchronous::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub token: SecretRef,
+}
+
+/// What a token may do. `write` implies `ingest` and `read`; `ingest` implies nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Read,
+    Ingest,
+    Write,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    /// An extra Alertmanager webhook endpoint at `/api/v1/hooks/{name}` (the default one needs no config).
+    Alertmanager(AlertmanagerSource),
+    /// A generic JSON webhook at `/api/v1/hooks/{name}`, HMAC-signed, mapped to events by templates.
+    Webhook(WebhookSource),
+    /// Probes a URL on an interval and emits firing and resolved events.
+    HttpProbe(HttpProbeSource),
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        match self {
+            Source::Alertmanager(source) => &source.name,
+            Source::Webhook(source) => &source.name,
+            Source::HttpProbe(source) => &source.name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerSource {
+    pub name: String,
+    /// Labels added to every event from this endpoint (say, the cluster it watches).
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    pub name: String,
+    /// The HMAC-SHA256 key the sender signs bodies with.
+    pub secret: SecretRef,
+    #[serde(default = "defaults::signature_header")]
+    pub signature_header: String,
+    /// A JSON pointer to an array in the body whose elements each become an event.
+    #[serde(default)]
+    pub items: Option<String>,
+    #[serde(default)]
+    pub kind: EventKind,
+    /// Template that gives `firing` or `resolved`.
+    #[serde(default = "defaults::firing")]
+    pub status: String,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbeSource {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "defaults::get")]
+    pub method: String,
+    #[serde(default = "defaults::probe_interval")]
+    pub interval_secs: f64,
+    #[serde(default = "defaults::probe_timeout")]
+    pub timeout_secs: f64,
+    /// Statuses that count as healthy; any 2xx when empty.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// A slower answer counts as a failure.
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
+    /// Consecutive failures before the probe fires.
+    #[serde(default = "defaults::one")]
+    pub failure_threshold: u32,
+    /// Consecutive successes before a firing probe resolves.
+    #[serde(default = "defaults::one")]
+    pub success_threshold: u32,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notifier {
+    /// A Slack incoming webhook; the URL is the secret.
+    Slack(SlackNotifier),
+    /// PagerDuty Events API v2.
+    Pagerduty(PagerdutyNotifier),
+    /// A generic JSON webhook, optionally HMAC-signed.
+    Webhook(WebhookNotifier),
+}
+
+impl Notifier {
+    pub fn name(&self) -> &str {
+        match self {
+            Notifier::Slack(notifier) => &notifier.name,
+            Notifier::Pagerduty(notifier) => &notifier.name,
+            Notifier::Webhook(notifier) => &notifier.name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackNotifier {
+    pub name: String,
+    pub webhook_url: SecretRef,
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerdutyNotifier {
+    pub name: String,
+    pub routing_key: SecretRef,
+    #[serde(default = "defaults::pagerduty_url")]
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookNotifier {
+    pub name: String,
+    pub url: String,
+    /// When set, bodies are signed into `X-Homeostat-Signature: sha256=<hex>`.
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, MaybeSecret>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Label matchers in Alertmanager syntax; all must match.
+    #[serde(default, rename = "match")]
+    pub matchers: Vec<String>,
+    /// A CEL expression over the event that must be true as well.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Which event statuses trigger the rule. Firing only by default: a rule that restarts things must
+    /// not restart them again when the alert resolves.
+    #[serde(default = "defaults::on")]
+    pub on: Vec<Status>,
+    /// Parameters templated from the event, readable by steps as `params.NAME`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The thing acted on, templated; keys the cooldown and the lock. The event fingerprint by default.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub guards: Guards,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guards {
+    /// Record what would run, run nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// After a run starts for a target, further runs for it are skipped for this long.
+    #[serde(default)]
+    pub cooldown_secs: u64,
+    /// At most this many runs of the rule (all targets) within a sliding window.
+    #[serde(default)]
+    pub max_runs: Option<MaxRuns>,
+    /// At most this many runs of the rule at once.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// One run at a time per target.
+    #[serde(default = "defaults::yes")]
+    pub lock: bool,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            cooldown_secs: 0,
+            max_runs: None,
+            max_concurrent: None,
+            lock: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRuns {
+    pub count: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// The action: `exec`, `http_request` or `notify`.
+    pub action: String,
+    /// The action's inputs; strings are templates over `params`, `event`, `labels` and `annotations`.
+    #[serde(default)]
+    pub with: serde_json::Value,
+    #[serde(default = "defaults::step_timeout")]
+    pub timeout_secs: f64,
+    /// Safe to run again when a crash left its outcome unknown.
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> String {
+        "127.0.0.1:9393".into()
+    }
+    pub fn max_body_bytes() -> usize {
+        4 << 20
+    }
+    pub fn queue_capacity() -> usize {
+        4096
+    }
+    pub fn store_path() -> PathBuf {
+        "homeostat.db".into()
+    }
+    pub fn signature_header() -> String {
+        "X-Homeostat-Signature".into()
+    }
+    pub fn firing() -> String {
+        "firing".into()
+    }
+    pub fn get() -> String {
+        "GET".into()
+    }
+    pub fn probe_interval() -> f64 {
+        10.0
+    }
+    pub fn probe_timeout() -> f64 {
+        2.0
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn pagerduty_url() -> String {
+        "https://events.pagerduty.com/v2/enqueue".into()
+    }
+    pub fn on() -> Vec<Status> {
+        vec![Status::Firing]
+    }
+    pub fn step_timeout() -> f64 {
+        60.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in the config, with where it is and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    /// The field, as `rules[2].steps[0].with.command`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ": ")?;
+        }
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found; the config is invalid if any is an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn has_errors(&self) -> bool {
+        self.0
+            .iter()
+            .any(|diagnostic| diagnostic.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, diagnostic) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl Config {
+    /// Builds a diagnostic for a field of a merged list item, such as `("rules", 3, "steps[0].name")`.
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        section: &'static str,
+        index: Option<usize>,
+        field: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        let (file_index, local_path) = match index {
+            Some(index) => match self
+                .origins
+                .items
+                .get(section)
+                .and_then(|items| items.get(index))
+            {
+                Some((file, local)) => (
+                    Some(*file),
+                    join_path(&format!("{section}[{local}]"), field),
+                ),
+                None => (None, join_path(&format!("{section}[{index}]"), field)),
+            },
+            None => (
+                self.origins.singletons.get(section).copied(),
+                join_path(section, field),
+            ),
+        };
+        let file = file_index.and_then(|index| self.origins.files.get(index));
+        Diagnostic {
+            severity,
+            file: file.map(|file| file.path.clone()),
+            line: file.and_then(|file| locate::find(&file.lines, &local_path)),
+            path: local_path,
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+fn join_path(prefix: &str, field: &str) -> String {
+    match field {
+        "" => prefix.to_string(),
+        field if field.starts_with('[') => format!("{prefix}{field}"),
+        field => format!("{prefix}.{field}"),
+    }
+}
+
+/// Parses and merges config files given as `(path, text)`, in order. Lists concatenate; a singleton
+/// section (`server`, `store`, `dry_run`) may be set by one file only.
+pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
+    let mut config = Config::default();
+    let mut diagnostics = Vec::new();
+    for (file_index, (path, text)) in files.iter().enumerate() {
+        let lines = locate::lines(text);
+        let parsed = parse_file(path, text, &lines);
+        config.origins.files.push(SourceFile {
+            path: path.clone(),
+            lines,
+        });
+        let file = match parsed {
+            Ok(file) => file,
+            Err(diagnostic) => {
+                diagnostics.push(diagnostic);
+                continue;
+            }
+        };
+        let mut singleton =
+            |name: &'static str, present: bool, diagnostics: &mut Vec<Diagnostic>| {
+                if !present {
+                    return false;
+                }
+                if let Some(previous) = config.origins.singletons.insert(name, file_index) {
+                    diagnostics.push(Diagnostic {
+                        severity: Severity::Error,
+                        file: Some(path.clone()),
+                        line: locate::find(&config.origins.files[file_index].lines, name),
+                        path: name.to_string(),
+                        message: format!("`{name}` is set in two files"),
+                        hint: Some(format!(
+                            "remove it here or from `{}`",
+                            files[previous].0.display()
+                        )),
+                    });
+                }
+                true
+            };
+        if singleton("server", file.server.is_some(), &mut diagnostics) {
+            config.server = file.server.unwrap_or_default();
+        }
+        if singleton("store", file.store.is_some(), &mut diagnostics) {
+            config.store = file.store.unwrap_or_default();
+        }
+        if singleton("dry_run", file.dry_run.is_some(), &mut diagnostics) {
+            config.dry_run = file.dry_run.unwrap_or_default();
+        }
+        merge(
+            &mut config.origins,
+            "api_tokens",
+            file_index,
+            &mut config.api_tokens,
+            file.api_tokens,
+        );
+        merge(
+            &mut config.origins,
+            "sources",
+            file_index,
+            &mut config.sources,
+            file.sources,
+        );
+        merge(
+            &mut config.origins,
+            "notifiers",
+            file_index,
+            &mut config.notifiers,
+            file.notifiers,
+        );
+        merge(
+            &mut config.origins,
+            "rules",
+            file_index,
+            &mut config.rules,
+            file.rules,
+        );
+    }
+    if diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+fn merge<T>(
+    origins: &mut Origins,
+    section: &'static str,
+    file_index: usize,
+    into: &mut Vec<T>,
+    items: Vec<T>,
+) {
+    let entry = origins.items.entry(section).or_default();
+    for (local, item) in items.into_iter().enumerate() {
+        entry.push((file_index, local));
+        into.push(item);
+    }
+}
+
+fn parse_file(
+    path: &Path,
+    text: &str,
+    lines: &HashMap<String, usize>,
+) -> Result<ConfigFile, Diagnostic> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let mut field = error.path().to_string();
+        if field == "." || field == "?" {
+            field.clear();
+        }
+        let inner = error.into_inner();
+        let full = inner.to_string();
+        // serde_yaml appends " at line L column C"; the location moves into the diagnostic's own fields.
+        let message = match full.find(" at line ") {
+            Some(index) => full[..index].to_string(),
+            None => full.clone(),
+        };
+        let message = message
+            .trim_start_matches(&format!("{field}: "))
+            .to_string();
+        let mut hint = None;
+        if let Some(_unknown) = between(&message, "unknown field `", "`") {
+            // serde_path_to_error's path already ends in the unknown field.
+            if let Some(expected) = message.split("expected ").nth(1) {
+                hint = Some(format!("remove it, or use one of {expected}"));
+            }
+        } else if let Some(variant) = between(&message, "unknown variant `", "`") {
+            if let Some(expected) = message.split("expected ").nth(1) {
+                hint = Some(format!(
+                    "`{variant}` is not known here; use one of {expected}"
+                ));
+            }
+        }
+        let line = inner
+            .location()
+            .map(|location| location.line())
+            .or_else(|| locate::find(lines, &field));
+        Diagnostic {
+            severity: Severity::Error,
+            file: Some(path.to_path_buf()),
+            line,
+            path: field,
+            message,
+            hint,
+        }
+    })
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(text: &str) -> Result<Config, Diagnostics> {
+        parse(&[(PathBuf::from("homeostat.yaml"), text.to_string())])
+    }
+
+    #[test]
+    fn parses_a_full_config_with_defaults() {
+        let config = parse_one(
+            "server: {listen: '0.0.0.0:9393'}\nrules:\n  - name: r\n    match: ['a=\"b\"']\n    steps:\n      - name: s\n        action: exec\n        with: {command: [true]}\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:9393");
+        assert_eq!(config.rules[0].on, vec![Status::Firing]);
+        assert!(config.rules[0].guards.lock);
+        assert_eq!(config.rules[0].steps[0].timeout_secs, 60.0);
+    }
+
+    #[test]
+    fn unknown_fields_name_the_path_line_and_alternatives() {
+        let error = parse_one("rules:\n  - name: r\n    stpes: []\n").unwrap_err();
+        let diagnostic = &error.0[0];
+        assert_eq!(diagnostic.path, "rules[0].stpes");
+        assert_eq!(diagnostic.line, Some(3));
+        assert!(
+            diagnostic.hint.as_deref().unwrap_or("").contains("steps"),
+            "{diagnostic}"
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let error =
+            parse_one("notifiers:\n  - type: slack\n    name: s\n    webhook_url: https://hooks.slack.com/x\n").unwrap_err();
+        assert!(error.to_string().contains("not written inline"), "{error}");
+    }
+
+    #[test]
+    fn folders_merge_lists_and_refuse_two_servers() {
+        let files = vec![
+            (
+                PathBuf::from("a.yaml"),
+                "server: {}\nrules: []\n".to_string(),
+            ),
+            (PathBuf::from("b.yaml"), "server: {}\n".to_string()),
+        ];
+        let error = parse(&files).unwrap_err();
+        assert_eq!(error.0[0].file.as_deref(), Some(Path::new("b.yaml")));
+        assert!(error.0[0].message.contains("two files"));
+    }
+}

@@ -1,0 +1,352 @@
+//! `decide`: given an event, the compiled rules and the guard state, which runbooks run, as data.
+//!
+//! Pure apart from updating the guard state it is handed; the engine journals the decisions and then
+//! executes the planned runs. Replay and dry runs call this same function and execute nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::action::{self, Action};
+use crate::event::{new_id, Event};
+use crate::guard::{GuardState, Skip};
+use crate::rule::{Compiled, CompiledRule, Match};
+
+/// What was decided for one rule whose matchers matched the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub rule: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// A run was planned and will execute.
+    Run { run: PlannedRun },
+    /// A run was planned as a dry run: its inputs are rendered and recorded, nothing executes.
+    DryRun { run: PlannedRun },
+    /// A guard held it back.
+    Skipped { skip: Skip, message: String },
+    /// The labels matched but the rule does not act on this status (by default, on `resolved`).
+    IgnoredStatus { status: crate::event::Status },
+    /// The rule could not be applied: its condition or a template failed on this event.
+    Error { message: String },
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Run { .. } => "run",
+            Verdict::DryRun { .. } => "dry_run",
+            Verdict::Skipped { skip, .. } => match skip {
+                Skip::Locked { .. } => "skipped_locked",
+                Skip::Concurrency { .. } => "skipped_concurrency",
+                Skip::Cooldown { .. } => "skipped_cooldown",
+                Skip::RateLimited { .. } => "skipped_rate_limit",
+            },
+            Verdict::IgnoredStatus { .. } => "ignored_status",
+            Verdict::Error { .. } => "error",
+        }
+    }
+
+    pub fn run(&self) -> Option<&PlannedRun> {
+        match self {
+            Verdict::Run { run } | Verdict::DryRun { run } => Some(run),
+            _ => None,
+        }
+    }
+}
+
+/// A run with every input rendered: the intent that is journaled before anything executes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedRun {
+    pub id: String,
+    pub rule: String,
+    pub target: String,
+    pub event_id: String,
+    pub dry_run: bool,
+    pub params: BTreeMap<String, String>,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+    pub timeout_secs: f64,
+    pub idempotent: bool,
+}
+
+/// The template context for an event: `event`, plus `labels`, `annotations`, `status` and
+/// `fingerprint` at the top level for brevity.
+pub fn context(event: &Event, params: Option<&BTreeMap<String, String>>) -> serde_json::Value {
+    let mut context = serde_json::json!({
+        "event": event,
+        "labels": event.labels,
+        "annotations": event.annotations,
+        "status": event.status,
+        "fingerprint": event.fingerprint,
+        "source": event.source,
+    });
+    if let Some(params) = params {
+        context["params"] = serde_json::json!(params);
+    }
+    context
+}
+
+/// Decides what every matching rule does with `event`.
+pub fn decide(
+    event: &Event,
+    compiled: &Compiled,
+    guards: &mut GuardState,
+    global_dry_run: bool,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
+    let mut decisions = Vec::new();
+    for rule in &compiled.rules {
+        let decision = match rule.matches(event) {
+            Match::No => continue,
+            Match::WrongStatus => Decision {
+                rule: rule.name.clone(),
+                target: String::new(),
+                verdict: Verdict::IgnoredStatus {
+                    status: event.status,
+                },
+            },
+            Match::ConditionError { message } => Decision {
+                rule: rule.name.clone(),
+                target: String::new(),
+                verdict: Verdict::Error { message },
+            },
+            Match::Yes => decide_rule(event, compiled, rule, guards, global_dry_run, now),
+        };
+        decisions.push(decision);
+    }
+    decisions
+}
+
+fn decide_rule(
+    event: &Event,
+    compiled: &Compiled,
+    rule: &CompiledRule,
+    guards: &mut GuardState,
+    global_dry_run: bool,
+    now: DateTime<Utc>,
+) -> Decision {
+    let error = |target: String, message: String| Decision {
+        rule: rule.name.clone(),
+        target,
+        verdict: Verdict::Error { message },
+    };
+    let base = context(event, None);
+    let mut params = BTreeMap::new();
+    for (name, template) in &rule.params {
+        match compiled.templates.render(template, &base) {
+            Ok(value) => {
+                params.insert(name.clone(), value);
+            }
+            Err(render_error) => {
+                return error(String::new(), format!("param `{name}`: {render_error}"))
+            }
+        }
+    }
+    let full = context(event, Some(&params));
+    let target = match compiled.templates.render(&rule.target, &full) {
+        Ok(target) if !target.trim().is_empty() => target,
+        Ok(_) => {
+            return error(
+                String::new(),
+                "the target template gave an empty string".into(),
+            )
+        }
+        Err(render_error) => return error(String::new(), format!("target: {render_error}")),
+    };
+    if let Err(skip) = guards.check(&rule.name, &rule.guards, &target, now) {
+        let message = skip.to_string();
+        return Decision {
+            rule: rule.name.clone(),
+            target,
+            verdict: Verdict::Skipped { skip, message },
+        };
+    }
+    let mut steps = Vec::with_capacity(rule.steps.len());
+    for step in &rule.steps {
+        let rendered = match action::render_inputs(&step.with, &full) {
+            Ok(rendered) => rendered,
+            Err(render_error) => {
+                return error(target, format!("step `{}`: {render_error}", step.name))
+            }
+        };
+        let action = match action::parse(&step.action, &rendered) {
+            Ok(action) => action,
+            Err(parse_error) => {
+                return error(
+                    target,
+                    format!(
+                        "step `{}`: {}: {}",
+                        step.name, parse_error.field, parse_error.message
+                    ),
+                )
+            }
+        };
+        steps.push(PlannedStep {
+            name: step.name.clone(),
+            action,
+            timeout_secs: step.timeout_secs,
+            idempotent: step.idempotent,
+        });
+    }
+    let dry_run = global_dry_run || rule.guards.dry_run;
+    let run = PlannedRun {
+        id: new_id(now),
+        rule: rule.name.clone(),
+        target: target.clone(),
+        event_id: event.id.clone(),
+        dry_run,
+        params,
+        steps,
+    };
+    guards.start(&rule.name, &rule.guards, &target, &run.id, now);
+    let verdict = if dry_run {
+        Verdict::DryRun { run }
+    } else {
+        Verdict::Run { run }
+    };
+    Decision {
+        rule: rule.name.clone(),
+        target,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Status};
+    use std::path::PathBuf;
+
+    const CONFIG: &str = r#"
+rules:
+  - name: restart-api
+    match: ['alertname="ApiDown"']
+    target: "{{ labels.instance }}"
+    params: {service: "{{ labels.job }}"}
+    guards: {cooldown_secs: 300}
+    steps:
+      - name: restart
+        action: exec
+        with: {command: [systemctl, restart, "{{ params.service }}"]}
+  - name: page
+    match: ['severity="page"']
+    on: [firing, resolved]
+    guards: {dry_run: true}
+    steps:
+      - name: tell
+        action: exec
+        with: {command: [echo, "{{ status }}"]}
+"#;
+
+    fn compiled() -> Compiled {
+        let config = crate::config::parse(&[(PathBuf::from("c.yaml"), CONFIG.into())]).unwrap();
+        crate::rule::compile(&config).unwrap()
+    }
+
+    fn event(status: Status, labels: &[(&str, &str)]) -> Event {
+        Event {
+            id: "e1".into(),
+            source: "alertmanager".into(),
+            kind: EventKind::Alert,
+            status,
+            fingerprint: "fp".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: Default::default(),
+            starts_at: None,
+            ends_at: None,
+            received_at: DateTime::UNIX_EPOCH,
+            data: None,
+        }
+    }
+
+    #[test]
+    fn plans_renders_and_guards_runs() {
+        let compiled = compiled();
+        let mut guards = GuardState::default();
+        let now = DateTime::UNIX_EPOCH;
+        let firing = event(
+            Status::Firing,
+            &[
+                ("alertname", "ApiDown"),
+                ("instance", "api-1"),
+                ("job", "api"),
+            ],
+        );
+        let decisions = decide(&firing, &compiled, &mut guards, false, now);
+        assert_eq!(decisions.len(), 1);
+        let Verdict::Run { run } = &decisions[0].verdict else {
+            panic!("{decisions:?}")
+        };
+        assert_eq!(run.target, "api-1");
+        let Action::Exec(exec) = &run.steps[0].action else {
+            panic!()
+        };
+        assert_eq!(exec.command, ["systemctl", "restart", "api"]);
+        guards.finish("restart-api", &run.id);
+
+        let again = decide(&firing, &compiled, &mut guards, false, now);
+        assert_eq!(again[0].verdict.label(), "skipped_cooldown");
+
+        let resolved = event(
+            Status::Resolved,
+            &[
+                ("alertname", "ApiDown"),
+                ("instance", "api-1"),
+                ("job", "api"),
+            ],
+        );
+        let decisions = decide(&resolved, &compiled, &mut guards, false, now);
+        assert_eq!(
+            decisions[0].verdict,
+            Verdict::IgnoredStatus {
+                status: Status::Resolved
+            }
+        );
+    }
+
+    #[test]
+    fn dry_run_and_template_errors_are_verdicts() {
+        let compiled = compiled();
+        let mut guards = GuardState::default();
+        let paging = event(Status::Resolved, &[("severity", "page")]);
+        let decisions = decide(&paging, &compiled, &mut guards, false, DateTime::UNIX_EPOCH);
+        assert_eq!(decisions[0].verdict.label(), "dry_run");
+        let no_instance = event(Status::Firing, &[("alertname", "ApiDown"), ("job", "api")]);
+        let decisions = decide(
+            &no_instance,
+            &compiled,
+            &mut guards,
+            false,
+            DateTime::UNIX_EPOCH,
+        );
+        assert_eq!(decisions[0].verdict.label(), "error");
+        let everything_dry = event(
+            Status::Firing,
+            &[("alertname", "ApiDown"), ("instance", "x"), ("job", "api")],
+        );
+        let decisions = decide(
+            &everything_dry,
+            &compiled,
+            &mut guards,
+            true,
+            DateTime::UNIX_EPOCH,
+        );
+        assert_eq!(decisions[0].verdict.label(), "dry_run");
+    }
+}

@@ -1,0 +1,129 @@
+//! The normalized event: one thing that happened, whatever source it came from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Label and annotation sets are ordered maps, so that fingerprints and serialized forms are stable.
+pub type Labels = BTreeMap<String, String>;
+
+/// Whether the condition an event reports is present or gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of thing happened; rules and (later) correlation treat kinds differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A condition that fires and resolves, such as a Prometheus alert or a failing probe.
+    #[default]
+    Alert,
+    /// Something was changed on purpose: a deploy, a config push.
+    Change,
+    /// Anything else worth recording.
+    Info,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Alert => "alert",
+            EventKind::Change => "change",
+            EventKind::Info => "info",
+        }
+    }
+}
+
+/// One normalized event. Source-specific payloads stop at the source; everything downstream sees this.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id, a UUIDv7 so ids sort by arrival.
+    pub id: String,
+    /// The configured source name that produced it (`alertmanager`, `api-probe`, ...).
+    pub source: String,
+    pub kind: EventKind,
+    pub status: Status,
+    /// Identity of the underlying condition: the same alert firing and resolving shares it.
+    pub fingerprint: String,
+    pub labels: Labels,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub annotations: Labels,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    /// Source extras worth keeping (a CloudEvent's `data`, an alert's `generatorURL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A new UUIDv7 for an event or run created at `now`.
+pub fn new_id(now: DateTime<Utc>) -> String {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.timestamp().max(0) as u64,
+        now.timestamp_subsec_nanos(),
+    );
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
+/// A label fingerprint in the manner of Prometheus: FNV-1a 64 over sorted names and values.
+///
+/// Used when a payload carries no fingerprint of its own, so the same label set always maps to the
+/// same condition.
+pub fn fingerprint(labels: &Labels) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    };
+    // The separator byte 0xff cannot occur in valid UTF-8, so `a=bc` and `ab=c` differ.
+    for (name, value) in labels {
+        feed(name.as_bytes());
+        feed(&[0xff]);
+        feed(value.as_bytes());
+        feed(&[0xff]);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_depends_on_names_and_values_not_order() {
+        let a: Labels = [("a".into(), "bc".into())].into();
+        let b: Labels = [("ab".into(), "c".into())].into();
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        let c: Labels = [("x".into(), "1".into()), ("y".into(), "2".into())].into();
+        let d: Labels = [("y".into(), "2".into()), ("x".into(), "1".into())].into();
+        assert_eq!(fingerprint(&c), fingerprint(&d));
+    }
+}

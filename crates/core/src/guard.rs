@@ -1,0 +1,263 @@
+//! Guard state: cooldowns, rate windows, concurrency limits and per-target locks, as plain data.
+//!
+//! The engine owns one [`GuardState`]; [`crate::decide::decide`] reads and updates it. Nothing here
+//! reads the clock: `now` is passed in, so every guard is tested on hand-made time.
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Guards;
+
+/// Why a guard held a run back. Journaled as the decision's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "guard", rename_all = "snake_case")]
+pub enum Skip {
+    /// Another run holds the lock on this target (any rule).
+    Locked { target: String, run_id: String },
+    /// The rule already has `max` runs in progress.
+    Concurrency { running: u32, max: u32 },
+    /// The rule ran for this target recently.
+    Cooldown {
+        target: String,
+        until: DateTime<Utc>,
+    },
+    /// The rule ran `count` times within the window.
+    RateLimited {
+        count: u32,
+        window_secs: u64,
+        until: DateTime<Utc>,
+    },
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::Locked { target, run_id } => {
+                write!(f, "skipped: target `{target}` is locked by run `{run_id}`")
+            }
+            Skip::Concurrency { running, max } => {
+                write!(f, "skipped: {running} runs in progress, at most {max}")
+            }
+            Skip::Cooldown { target, until } => {
+                write!(
+                    f,
+                    "skipped: cooldown for `{target}` until {}",
+                    until.to_rfc3339()
+                )
+            }
+            Skip::RateLimited {
+                count,
+                window_secs,
+                until,
+            } => write!(
+                f,
+                "skipped: {count} runs within {window_secs}s already, next allowed at {}",
+                until.to_rfc3339()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct RuleState {
+    /// Start times of recent runs, oldest first, for `max_runs`.
+    starts: VecDeque<DateTime<Utc>>,
+    /// Last start per target, for the cooldown.
+    last_start: HashMap<String, DateTime<Utc>>,
+    /// Runs in progress: run id to target.
+    running: HashMap<String, String>,
+}
+
+/// Guard bookkeeping for every rule, plus the global per-target locks.
+#[derive(Debug, Default, Clone)]
+pub struct GuardState {
+    rules: HashMap<String, RuleState>,
+    /// Target to the run that holds it. Shared by all rules: two rules must not act on one pod at once.
+    locks: HashMap<String, String>,
+}
+
+impl GuardState {
+    /// Checks every guard of `rule` for `target` at `now`, in the order lock, concurrency, cooldown, rate.
+    pub fn check(
+        &self,
+        rule: &str,
+        guards: &Guards,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Skip> {
+        if guards.lock {
+            if let Some(run_id) = self.locks.get(target) {
+                return Err(Skip::Locked {
+                    target: target.to_string(),
+                    run_id: run_id.clone(),
+                });
+            }
+        }
+        let Some(state) = self.rules.get(rule) else {
+            return Ok(());
+        };
+        if let Some(max) = guards.max_concurrent {
+            let running = state.running.len() as u32;
+            if running >= max {
+                return Err(Skip::Concurrency { running, max });
+            }
+        }
+        if guards.cooldown_secs > 0 {
+            if let Some(last) = state.last_start.get(target) {
+                let until = *last + Duration::seconds(guards.cooldown_secs as i64);
+                if now < until {
+                    return Err(Skip::Cooldown {
+                        target: target.to_string(),
+                        until,
+                    });
+                }
+            }
+        }
+        if let Some(max_runs) = &guards.max_runs {
+            let window = Duration::seconds(max_runs.window_secs as i64);
+            let recent: Vec<&DateTime<Utc>> = state
+                .starts
+                .iter()
+                .filter(|start| **start > now - window)
+                .collect();
+            if recent.len() as u32 >= max_runs.count {
+                // The oldest run inside the window leaves it first.
+                let until = *recent[recent.len() - max_runs.count as usize] + window;
+                return Err(Skip::RateLimited {
+                    count: recent.len() as u32,
+                    window_secs: max_runs.window_secs,
+                    until,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that a run started; it holds the target's lock until [`GuardState::finish`].
+    pub fn start(
+        &mut self,
+        rule: &str,
+        guards: &Guards,
+        target: &str,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let state = self.rules.entry(rule.to_string()).or_default();
+        state.starts.push_back(now);
+        // Keep only what the rate window can still need, so memory stays bounded per rule.
+        let keep = guards
+            .max_runs
+            .as_ref()
+            .map_or(0, |max_runs| max_runs.count as usize);
+        while state.starts.len() > keep.max(1) {
+            state.starts.pop_front();
+        }
+        state.last_start.insert(target.to_string(), now);
+        state.running.insert(run_id.to_string(), target.to_string());
+        if guards.lock {
+            self.locks.insert(target.to_string(), run_id.to_string());
+        }
+    }
+
+    /// Records that a run ended, releasing its lock and concurrency slot.
+    pub fn finish(&mut self, rule: &str, run_id: &str) {
+        if let Some(state) = self.rules.get_mut(rule) {
+            if let Some(target) = state.running.remove(run_id) {
+                if self
+                    .locks
+                    .get(&target)
+                    .is_some_and(|holder| holder == run_id)
+                {
+                    self.locks.remove(&target);
+                }
+            }
+        }
+    }
+
+    /// Forgets cooldown entries that can no longer matter, so the state stays bounded by active targets.
+    pub fn prune(&mut self, longest_cooldown_secs: u64, now: DateTime<Utc>) {
+        let horizon = now - Duration::seconds(longest_cooldown_secs as i64);
+        for state in self.rules.values_mut() {
+            state.last_start.retain(|_, start| *start > horizon);
+        }
+    }
+
+    pub fn running(&self, rule: &str) -> usize {
+        self.rules.get(rule).map_or(0, |state| state.running.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MaxRuns;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH + Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn each_guard_gives_its_verdict() {
+        let guards = Guards {
+            cooldown_secs: 60,
+            max_runs: Some(MaxRuns {
+                count: 2,
+                window_secs: 300,
+            }),
+            max_concurrent: Some(2),
+            lock: true,
+            dry_run: false,
+        };
+        let mut state = GuardState::default();
+        assert_eq!(state.check("r", &guards, "a", at(0)), Ok(()));
+        state.start("r", &guards, "a", "run1", at(0));
+        assert!(matches!(
+            state.check("r", &guards, "a", at(1)),
+            Err(Skip::Locked { .. })
+        ));
+        assert!(
+            matches!(
+                state.check("other", &guards, "a", at(1)),
+                Err(Skip::Locked { .. })
+            ),
+            "locks span rules"
+        );
+        state.start("r", &guards, "b", "run2", at(1));
+        assert_eq!(
+            state.check("r", &guards, "c", at(2)),
+            Err(Skip::Concurrency { running: 2, max: 2 })
+        );
+        state.finish("r", "run1");
+        state.finish("r", "run2");
+        assert_eq!(
+            state.check("r", &guards, "a", at(30)),
+            Err(Skip::Cooldown {
+                target: "a".into(),
+                until: at(60)
+            })
+        );
+        assert_eq!(
+            state.check("r", &guards, "c", at(30)),
+            Err(Skip::RateLimited {
+                count: 2,
+                window_secs: 300,
+                until: at(300)
+            })
+        );
+        assert_eq!(state.check("r", &guards, "c", at(301)), Ok(()));
+        assert_eq!(state.check("r", &guards, "a", at(301)), Ok(()));
+    }
+
+    #[test]
+    fn lock_can_be_turned_off() {
+        let guards = Guards {
+            lock: false,
+            ..Guards::default()
+        };
+        let mut state = GuardState::default();
+        state.start("r", &guards, "a", "run1", at(0));
+        assert_eq!(state.check("r", &guards, "a", at(0)), Ok(()));
+    }
+}

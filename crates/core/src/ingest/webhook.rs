@@ -1,0 +1,188 @@
+//! Generic JSON webhooks: HMAC-SHA256 signature checks and the config-driven mapping from any JSON body to events.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{from_json, Error};
+use crate::event::{fingerprint, new_id, Event, EventKind, Labels, Status};
+use crate::template::{Template, Templates};
+
+/// Verifies `X-...-Signature: sha256=<hex>` (or bare hex) over the raw body, in constant time.
+pub fn verify_signature(secret: &[u8], body: &[u8], header_value: &str) -> bool {
+    let hex_digest = header_value.trim();
+    let hex_digest = hex_digest.strip_prefix("sha256=").unwrap_or(hex_digest);
+    let Ok(expected) = hex::decode(hex_digest) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Computes the signature header value a sender would send; used by tests and the webhook notifier.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A compiled mapping from a JSON body to events. Templates see `body` (the whole document) and
+/// `item` (the current element when `items` selects an array, else the body).
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    /// A JSON pointer (`/alerts`) to an array whose elements each become an event.
+    pub items: Option<String>,
+    pub kind: EventKind,
+    pub status: Template,
+    pub fingerprint: Option<Template>,
+    pub labels: Vec<(String, Template)>,
+    pub annotations: Vec<(String, Template)>,
+}
+
+pub fn map(
+    mapping: &Mapping,
+    templates: &Templates,
+    body: &[u8],
+    source: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<Event>, Error> {
+    let document: serde_json::Value = from_json(body)?;
+    let items: Vec<serde_json::Value> = match &mapping.items {
+        Some(pointer) => match document.pointer(pointer) {
+            Some(serde_json::Value::Array(items)) => items.clone(),
+            Some(_) => {
+                return Err(Error::new(
+                    pointer.clone(),
+                    "expected an array here, as the source's `items` says",
+                ))
+            }
+            None => {
+                return Err(Error::new(
+                    pointer.clone(),
+                    "missing; the source's `items` points here",
+                ))
+            }
+        },
+        None => vec![document.clone()],
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let context = serde_json::json!({ "body": &document, "item": item });
+            let field = |name: &str| match &mapping.items {
+                Some(pointer) => format!("{pointer}/{index} ({name})"),
+                None => name.to_string(),
+            };
+            let render = |name: &str, template: &Template| {
+                templates
+                    .render(template, &context)
+                    .map_err(|error| Error::new(field(name), error.to_string()))
+            };
+            let status = match render("status", &mapping.status)?.trim() {
+                "firing" | "" => Status::Firing,
+                "resolved" => Status::Resolved,
+                other => return Err(Error::new(
+                    field("status"),
+                    format!(
+                        "the status template gave `{other}`; it must give `firing` or `resolved`"
+                    ),
+                )),
+            };
+            let mut labels = Labels::new();
+            for (name, template) in &mapping.labels {
+                let value = render(&format!("labels.{name}"), template)?;
+                if !value.is_empty() {
+                    labels.insert(name.clone(), value);
+                }
+            }
+            if labels.is_empty() {
+                return Err(Error::new(
+                    field("labels"),
+                    "the mapping produced no labels; an event needs at least one",
+                ));
+            }
+            let mut annotations = Labels::new();
+            for (name, template) in &mapping.annotations {
+                annotations.insert(
+                    name.clone(),
+                    render(&format!("annotations.{name}"), template)?,
+                );
+            }
+            let fingerprint = match &mapping.fingerprint {
+                Some(template) => render("fingerprint", template)?,
+                None => fingerprint(&labels),
+            };
+            Ok(Event {
+                id: new_id(received_at),
+                source: source.to_string(),
+                kind: mapping.kind,
+                status,
+                fingerprint,
+                labels,
+                annotations,
+                starts_at: None,
+                ends_at: None,
+                received_at,
+                data: Some(item.clone()),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplatesBuilder;
+
+    #[test]
+    fn signatures_verify_and_reject_tampering() {
+        let body = br#"{"a":1}"#;
+        let signature = sign(b"s3cret", body);
+        assert!(verify_signature(b"s3cret", body, &signature));
+        assert!(verify_signature(
+            b"s3cret",
+            body,
+            signature.trim_start_matches("sha256=")
+        ));
+        assert!(!verify_signature(b"other", body, &signature));
+        assert!(!verify_signature(b"s3cret", br#"{"a":2}"#, &signature));
+        assert!(!verify_signature(b"s3cret", body, "sha256=zz"));
+    }
+
+    #[test]
+    fn maps_array_items_to_events() {
+        let mut builder = TemplatesBuilder::new();
+        let mapping = Mapping {
+            items: Some("/checks".into()),
+            kind: EventKind::Alert,
+            status: builder
+                .add("{{ 'resolved' if item.ok else 'firing' }}")
+                .unwrap(),
+            fingerprint: Some(builder.add("{{ body.host }}/{{ item.name }}").unwrap()),
+            labels: vec![("check".into(), builder.add("{{ item.name }}").unwrap())],
+            annotations: vec![],
+        };
+        let templates = builder.build();
+        let body = br#"{"host": "h1", "checks": [{"name": "disk", "ok": false}, {"name": "cpu", "ok": true}]}"#;
+        let events = map(&mapping, &templates, body, "nagios", DateTime::UNIX_EPOCH).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].status, events[0].fingerprint.as_str()),
+            (Status::Firing, "h1/disk")
+        );
+        assert_eq!(events[1].status, Status::Resolved);
+        let error = map(
+            &mapping,
+            &templates,
+            br#"{"host": "h1"}"#,
+            "nagios",
+            DateTime::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert_eq!(error.field, "/checks");
+    }
+}

@@ -1,0 +1,629 @@
+//! Compiles the config into what the pipeline runs: rules with parsed matchers, CEL programs and
+//! templates, and webhook mappings. Every semantic check of `homeostat check` that needs no IO is here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::action;
+use crate::config::{Config, Diagnostic, Diagnostics, Guards, Severity, Source, Step};
+use crate::event::{Event, Status};
+use crate::ingest::webhook::Mapping;
+use crate::matcher::{self, Matcher};
+use crate::template::{self, Template, Templates, TemplatesBuilder};
+
+/// A compiled CEL condition.
+#[derive(Clone)]
+pub struct Condition {
+    pub source_text: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Condition({:?})", self.source_text)
+    }
+}
+
+impl Condition {
+    pub fn compile(source_text: &str) -> Result<Self, String> {
+        let program =
+            cel::Program::compile(source_text).map_err(|error| first_line(&error.to_string()))?;
+        Ok(Self {
+            source_text: source_text.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// Evaluates against an event: `labels`, `annotations`, `status`, `source`, `kind`, `fingerprint`.
+    pub fn evaluate(&self, event: &Event) -> Result<bool, String> {
+        let mut context = cel::Context::default();
+        let labels: HashMap<String, String> = event.labels.clone().into_iter().collect();
+        let annotations: HashMap<String, String> = event.annotations.clone().into_iter().collect();
+        context.add_variable_from_value("labels", labels);
+        context.add_variable_from_value("annotations", annotations);
+        context.add_variable_from_value("status", event.status.as_str().to_string());
+        context.add_variable_from_value("source", event.source.clone());
+        context.add_variable_from_value("kind", event.kind.as_str().to_string());
+        context.add_variable_from_value("fingerprint", event.fingerprint.clone());
+        match self.program.execute(&context) {
+            Ok(cel::Value::Bool(value)) => Ok(value),
+            Ok(other) => Err(format!(
+                "condition `{}` gave {other:?}, not a boolean",
+                self.source_text
+            )),
+            Err(error) => Err(format!("condition `{}` failed: {error}", self.source_text)),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CompiledRule {
+    pub name: String,
+    pub matchers: Vec<Matcher>,
+    pub condition: Option<Condition>,
+    pub on: Vec<Status>,
+    pub params: Vec<(String, Template)>,
+    pub target: Template,
+    pub guards: Guards,
+    pub steps: Vec<Step>,
+}
+
+/// Whether a rule applies to an event, and if not, why not (for the journal and dry runs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Match {
+    Yes,
+    No,
+    /// Matched the labels, but the rule does not act on this status (a resolved alert, say).
+    WrongStatus,
+    /// The CEL condition could not be evaluated; the rule does not run.
+    ConditionError {
+        message: String,
+    },
+}
+
+impl CompiledRule {
+    pub fn matches(&self, event: &Event) -> Match {
+        if !matcher::all_match(&self.matchers, &event.labels) {
+            return Match::No;
+        }
+        if let Some(condition) = &self.condition {
+            match condition.evaluate(event) {
+                Ok(true) => {}
+                Ok(false) => return Match::No,
+                Err(message) => return Match::ConditionError { message },
+            }
+        }
+        if !self.on.contains(&event.status) {
+            return Match::WrongStatus;
+        }
+        Match::Yes
+    }
+}
+
+/// A webhook source ready to map bodies.
+#[derive(Clone, Debug)]
+pub struct CompiledWebhook {
+    pub source: crate::config::WebhookSource,
+    pub mapping: Mapping,
+}
+
+/// Everything the pipeline needs from the config.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub config: Config,
+    pub rules: Vec<CompiledRule>,
+    pub templates: Templates,
+    pub webhooks: BTreeMap<String, CompiledWebhook>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Checks and compiles a parsed config. Errors and warnings come back together.
+pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let mut builder = TemplatesBuilder::new();
+    let error = |section, index, field: &str, message: String, hint: Option<String>| {
+        config.diagnostic(Severity::Error, section, Some(index), field, message, hint)
+    };
+
+    check_unique(
+        config,
+        "sources",
+        config.sources.iter().map(Source::name),
+        &mut diagnostics,
+    );
+    check_unique(
+        config,
+        "notifiers",
+        config.notifiers.iter().map(|n| n.name()),
+        &mut diagnostics,
+    );
+    check_unique(
+        config,
+        "rules",
+        config.rules.iter().map(|r| r.name.as_str()),
+        &mut diagnostics,
+    );
+    check_unique(
+        config,
+        "api_tokens",
+        config.api_tokens.iter().map(|t| t.name.as_str()),
+        &mut diagnostics,
+    );
+    let notifier_names: HashSet<&str> = config.notifiers.iter().map(|n| n.name()).collect();
+
+    for (index, token) in config.api_tokens.iter().enumerate() {
+        if token.scopes.is_empty() {
+            diagnostics.push(error(
+                "api_tokens",
+                index,
+                "scopes",
+                "a token needs at least one scope".into(),
+                Some("use `read`, `ingest` or `write`".into()),
+            ));
+        }
+    }
+
+    let mut webhooks = BTreeMap::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        if !valid_name(source.name()) || source.name() == "alertmanager" {
+            diagnostics.push(error(
+                "sources",
+                index,
+                "name",
+                format!("invalid source name `{}`", source.name()),
+                Some(
+                    "use letters, digits, `-` and `_`; `alertmanager` is the built-in endpoint"
+                        .into(),
+                ),
+            ));
+        }
+        match source {
+            Source::Webhook(webhook) => {
+                let mut add =
+                    |field: &str, text: &str, diagnostics: &mut Vec<Diagnostic>| match builder
+                        .add(text)
+                    {
+                        Ok(template) => Some(template),
+                        Err(template_error) => {
+                            diagnostics.push(error(
+                                "sources",
+                                index,
+                                field,
+                                template_error.to_string(),
+                                None,
+                            ));
+                            None
+                        }
+                    };
+                let status = add("status", &webhook.status, &mut diagnostics);
+                let fingerprint = webhook
+                    .fingerprint
+                    .as_deref()
+                    .map(|text| add("fingerprint", text, &mut diagnostics));
+                let labels: Vec<_> = webhook
+                    .labels
+                    .iter()
+                    .map(|(name, text)| {
+                        (
+                            name.clone(),
+                            add(&format!("labels.{name}"), text, &mut diagnostics),
+                        )
+                    })
+                    .collect();
+                let annotations: Vec<_> = webhook
+                    .annotations
+                    .iter()
+                    .map(|(name, text)| {
+                        (
+                            name.clone(),
+                            add(&format!("annotations.{name}"), text, &mut diagnostics),
+                        )
+                    })
+                    .collect();
+                if webhook.labels.is_empty() {
+                    diagnostics.push(error(
+                        "sources",
+                        index,
+                        "labels",
+                        "a webhook mapping needs at least one label".into(),
+                        Some(
+                            "map a field of the body: `labels: {service: \"{{ body.service }}\"}`"
+                                .into(),
+                        ),
+                    ));
+                }
+                if let Some(items) = &webhook.items {
+                    if !items.starts_with('/') {
+                        diagnostics.push(error(
+                            "sources",
+                            index,
+                            "items",
+                            format!("`{items}` is not a JSON pointer"),
+                            Some(format!("write it as `/{items}`")),
+                        ));
+                    }
+                }
+                let complete =
+                    |pairs: Vec<(String, Option<Template>)>| -> Option<Vec<(String, Template)>> {
+                        pairs
+                            .into_iter()
+                            .map(|(name, template)| template.map(|t| (name, t)))
+                            .collect()
+                    };
+                let fingerprint_ok = fingerprint.as_ref().is_none_or(Option::is_some);
+                if let (Some(status), Some(labels), Some(annotations), true) = (
+                    status,
+                    complete(labels),
+                    complete(annotations),
+                    fingerprint_ok,
+                ) {
+                    webhooks.insert(
+                        webhook.name.clone(),
+                        CompiledWebhook {
+                            source: webhook.clone(),
+                            mapping: Mapping {
+                                items: webhook.items.clone(),
+                                kind: webhook.kind,
+                                status,
+                                fingerprint: fingerprint.flatten(),
+                                labels,
+                                annotations,
+                            },
+                        },
+                    );
+                }
+            }
+            Source::HttpProbe(probe) => {
+                if !(probe.url.starts_with("http://") || probe.url.starts_with("https://")) {
+                    diagnostics.push(error(
+                        "sources",
+                        index,
+                        "url",
+                        format!("`{}` is not an http or https URL", probe.url),
+                        None,
+                    ));
+                }
+                if !(probe.interval_secs > 0.0 && probe.timeout_secs > 0.0) {
+                    diagnostics.push(error(
+                        "sources",
+                        index,
+                        "interval_secs",
+                        "interval and timeout must be positive".into(),
+                        None,
+                    ));
+                }
+                if probe.failure_threshold == 0 || probe.success_threshold == 0 {
+                    diagnostics.push(error(
+                        "sources",
+                        index,
+                        "failure_threshold",
+                        "thresholds start at 1".into(),
+                        None,
+                    ));
+                }
+            }
+            Source::Alertmanager(_) => {}
+        }
+    }
+
+    let mut rules = Vec::new();
+    for (index, rule) in config.rules.iter().enumerate() {
+        let mut ok = true;
+        let mut matchers = Vec::new();
+        for (matcher_index, text) in rule.matchers.iter().enumerate() {
+            match matcher::parse_list(text) {
+                Ok(parsed) => matchers.extend(parsed),
+                Err(matcher_error) => {
+                    ok = false;
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &format!("match[{matcher_index}]"),
+                        matcher_error.to_string(),
+                        None,
+                    ));
+                }
+            }
+        }
+        if rule.matchers.is_empty() && rule.condition.is_none() {
+            diagnostics.push(config.diagnostic(
+                Severity::Warning,
+                "rules",
+                Some(index),
+                "match",
+                "the rule has no matchers and no condition, so it matches every event",
+                Some("add `match: ['alertname=\"...\"']`".into()),
+            ));
+        }
+        let condition = match rule.condition.as_deref().map(Condition::compile) {
+            Some(Ok(condition)) => Some(condition),
+            Some(Err(message)) => {
+                ok = false;
+                diagnostics.push(error(
+                    "rules",
+                    index,
+                    "condition",
+                    format!("invalid CEL condition: {message}"),
+                    Some(
+                        "variables are labels, annotations, status, source, kind and fingerprint"
+                            .into(),
+                    ),
+                ));
+                None
+            }
+            None => None,
+        };
+        if rule.on.is_empty() {
+            ok = false;
+            diagnostics.push(error(
+                "rules",
+                index,
+                "on",
+                "`on` is empty, so the rule never runs".into(),
+                None,
+            ));
+        }
+        let mut params = Vec::new();
+        for (name, text) in &rule.params {
+            match builder.add(text) {
+                Ok(template) => params.push((name.clone(), template)),
+                Err(template_error) => {
+                    ok = false;
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &format!("params.{name}"),
+                        template_error.to_string(),
+                        None,
+                    ));
+                }
+            }
+        }
+        let target = match builder.add(rule.target.as_deref().unwrap_or("{{ fingerprint }}")) {
+            Ok(template) => Some(template),
+            Err(template_error) => {
+                ok = false;
+                diagnostics.push(error(
+                    "rules",
+                    index,
+                    "target",
+                    template_error.to_string(),
+                    None,
+                ));
+                None
+            }
+        };
+        if let Some(max_runs) = &rule.guards.max_runs {
+            if max_runs.count == 0 || max_runs.window_secs == 0 {
+                diagnostics.push(error(
+                    "rules",
+                    index,
+                    "guards.max_runs",
+                    "count and window_secs must be at least 1".into(),
+                    Some(
+                        "to stop a rule from running, set `guards.dry_run: true` or remove it"
+                            .into(),
+                    ),
+                ));
+                ok = false;
+            }
+        }
+        if rule.guards.max_concurrent == Some(0) {
+            ok = false;
+            diagnostics.push(error(
+                "rules",
+                index,
+                "guards.max_concurrent",
+                "must be at least 1".into(),
+                None,
+            ));
+        }
+        if rule.steps.is_empty() {
+            ok = false;
+            diagnostics.push(error(
+                "rules",
+                index,
+                "steps",
+                "a rule needs at least one step".into(),
+                None,
+            ));
+        }
+        let mut step_names = HashSet::new();
+        for (step_index, step) in rule.steps.iter().enumerate() {
+            let field = |inner: &str| format!("steps[{step_index}].{inner}");
+            if !step_names.insert(step.name.as_str()) {
+                ok = false;
+                diagnostics.push(error(
+                    "rules",
+                    index,
+                    &field("name"),
+                    format!("step name `{}` is used twice in this rule", step.name),
+                    None,
+                ));
+            }
+            if !(step.timeout_secs > 0.0) {
+                ok = false;
+                diagnostics.push(error(
+                    "rules",
+                    index,
+                    &field("timeout_secs"),
+                    "must be positive".into(),
+                    None,
+                ));
+            }
+            match action::parse(&step.action, &step.with) {
+                Ok(action::Action::Notify(notify))
+                    if !notify.notifier.contains("{{")
+                        && !notifier_names.contains(notify.notifier.as_str()) =>
+                {
+                    ok = false;
+                    let known: Vec<&str> = notifier_names.iter().copied().collect();
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &field("with.notifier"),
+                        format!("no notifier is named `{}`", notify.notifier),
+                        Some(if known.is_empty() {
+                            "define it under `notifiers:`".into()
+                        } else {
+                            format!("known notifiers: {}", known.join(", "))
+                        }),
+                    ));
+                }
+                Ok(_) => {}
+                Err(action_error) => {
+                    ok = false;
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &field(&action_error.field),
+                        action_error.message,
+                        action_error.hint,
+                    ));
+                }
+            }
+            let mut texts = Vec::new();
+            action::strings(&step.with, "with", &mut texts);
+            for (path, text) in texts {
+                if let Err(template_error) = template::check_syntax(&text) {
+                    ok = false;
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &field(&path),
+                        template_error.to_string(),
+                        None,
+                    ));
+                }
+            }
+        }
+        if let (true, Some(target)) = (ok, target) {
+            rules.push(CompiledRule {
+                name: rule.name.clone(),
+                matchers,
+                condition,
+                on: rule.on.clone(),
+                params,
+                target,
+                guards: rule.guards.clone(),
+                steps: rule.steps.clone(),
+            });
+        }
+    }
+
+    let diagnostics = Diagnostics(diagnostics);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    Ok(Compiled {
+        config: config.clone(),
+        rules,
+        templates: builder.build(),
+        webhooks,
+        warnings: diagnostics.0,
+    })
+}
+
+fn check_unique<'a>(
+    config: &Config,
+    section: &'static str,
+    names: impl Iterator<Item = &'a str>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let mut seen = HashSet::new();
+    for (index, name) in names.enumerate() {
+        if !seen.insert(name) {
+            diagnostics.push(config.diagnostic(
+                Severity::Error,
+                section,
+                Some(index),
+                "name",
+                format!("the name `{name}` is used twice in `{section}`"),
+                Some("names must be unique; rename one".into()),
+            ));
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn compile_text(text: &str) -> Result<Compiled, Diagnostics> {
+        let config = crate::config::parse(&[(PathBuf::from("c.yaml"), text.to_string())])?;
+        compile(&config)
+    }
+
+    #[test]
+    fn reports_every_semantic_error_with_line_and_path() {
+        let text = r#"
+rules:
+  - name: bad
+    match: ['severity=~"("', 'job']
+    condition: 'labels.x =='
+    params: {p: "{{ unclosed"}
+    steps:
+      - name: s
+        action: notify
+        with: {notifier: nobody, summary: hi}
+      - name: s
+        action: exec
+        with: {command: ["{% if %}"]}
+"#;
+        let errors = compile_text(text).unwrap_err();
+        let paths: Vec<(&str, Option<usize>)> =
+            errors.0.iter().map(|d| (d.path.as_str(), d.line)).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("rules[0].match[0]", Some(4)),
+                ("rules[0].match[1]", Some(4)),
+                ("rules[0].condition", Some(5)),
+                ("rules[0].params.p", Some(6)),
+                ("rules[0].steps[0].with.notifier", Some(10)),
+                ("rules[0].steps[1].name", Some(11)),
+                ("rules[0].steps[1].with.command[0]", Some(13)),
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn condition_sees_labels_and_status() {
+        let condition =
+            Condition::compile(r#"labels.env == "prod" && status == "firing""#).unwrap();
+        let mut event = Event {
+            id: "1".into(),
+            source: "s".into(),
+            kind: Default::default(),
+            status: Status::Firing,
+            fingerprint: "f".into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            annotations: Default::default(),
+            starts_at: None,
+            ends_at: None,
+            received_at: chrono::DateTime::UNIX_EPOCH,
+            data: None,
+        };
+        assert_eq!(condition.evaluate(&event), Ok(true));
+        event.status = Status::Resolved;
+        assert_eq!(condition.evaluate(&event), Ok(false));
+        let missing = Condition::compile(r#"labels.nope == "x""#).unwrap();
+        assert!(missing.evaluate(&event).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! Templates (minijinja) for rule parameters, step inputs and webhook mappings.
+//!
+//! Undefined variables are errors, not empty strings: a typo in `{{ labels.podd }}` must fail the run
+//! before it executes `kubectl delete pod ""`, not after.
+
+use std::sync::Arc;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid template `{source_text}`: {message}")]
+    Syntax {
+        source_text: String,
+        message: String,
+    },
+    #[error("template `{source_text}` failed: {message}; consider `| default(\"...\")` for values that may be missing")]
+    Render {
+        source_text: String,
+        message: String,
+    },
+}
+
+/// A set of compiled templates, addressed by the id returned from [`Templates::add`].
+#[derive(Clone)]
+pub struct Templates {
+    environment: Arc<Environment<'static>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+/// Builds a [`Templates`] set; every added source is syntax-checked here, once.
+pub struct TemplatesBuilder {
+    environment: Environment<'static>,
+    count: usize,
+}
+
+/// A handle to one compiled template, or a literal string that needs no rendering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Template {
+    Literal(String),
+    Compiled { id: String, source_text: String },
+}
+
+impl Default for TemplatesBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplatesBuilder {
+    pub fn new() -> Self {
+        Self {
+            environment: environment(),
+            count: 0,
+        }
+    }
+
+    pub fn add(&mut self, source_text: &str) -> Result<Template, Error> {
+        if !source_text.contains("{{") && !source_text.contains("{%") {
+            return Ok(Template::Literal(source_text.to_string()));
+        }
+        let id = format!("t{}", self.count);
+        self.count += 1;
+        self.environment
+            .add_template_owned(id.clone(), source_text.to_string())
+            .map_err(|error| Error::Syntax {
+                source_text: source_text.to_string(),
+                message: describe(&error),
+            })?;
+        Ok(Template::Compiled {
+            id,
+            source_text: source_text.to_string(),
+        })
+    }
+
+    pub fn build(self) -> Templates {
+        Templates {
+            environment: Arc::new(self.environment),
+        }
+    }
+}
+
+impl Templates {
+    pub fn render(&self, template: &Template, context: &impl Serialize) -> Result<String, Error> {
+        match template {
+            Template::Literal(text) => Ok(text.clone()),
+            Template::Compiled { id, source_text } => {
+                let compiled =
+                    self.environment
+                        .get_template(id)
+                        .map_err(|error| Error::Render {
+                            source_text: source_text.clone(),
+                            message: describe(&error),
+                        })?;
+                compiled.render(context).map_err(|error| Error::Render {
+                    source_text: source_text.clone(),
+                    message: describe(&error),
+                })
+            }
+        }
+    }
+}
+
+/// Renders a one-off template string; used for step inputs, which are rendered once per run.
+pub fn render_str(source_text: &str, context: &impl Serialize) -> Result<String, Error> {
+    if !source_text.contains("{{") && !source_text.contains("{%") {
+        return Ok(source_text.to_string());
+    }
+    let environment = environment();
+    environment
+        .render_str(source_text, context)
+        .map_err(|error| Error::Render {
+            source_text: source_text.to_string(),
+            message: describe(&error),
+        })
+}
+
+/// Checks a template's syntax without rendering it.
+pub fn check_syntax(source_text: &str) -> Result<(), Error> {
+    let environment = environment();
+    environment
+        .template_from_str(source_text)
+        .map(|_| ())
+        .map_err(|error| Error::Syntax {
+            source_text: source_text.to_string(),
+            message: describe(&error),
+        })
+}
+
+fn environment() -> Environment<'static> {
+    let mut environment = Environment::new();
+    environment.set_undefined_behavior(UndefinedBehavior::Strict);
+    environment.set_keep_trailing_newline(false);
+    environment
+}
+
+fn describe(error: &minijinja::Error) -> String {
+    let mut message = error
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| error.kind().to_string());
+    if let Some(line) = error.line() {
+        if line > 1 {
+            message.push_str(&format!(" (template line {line})"));
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_and_refuses_undefined_values() {
+        let mut builder = TemplatesBuilder::new();
+        let ok = builder.add("restart {{ labels.service }}").unwrap();
+        let missing = builder.add("{{ labels.nope }}").unwrap();
+        let fallback = builder.add("{{ labels.nope | default('x') }}").unwrap();
+        let templates = builder.build();
+        let context = json!({"labels": {"service": "api"}});
+        assert_eq!(templates.render(&ok, &context).unwrap(), "restart api");
+        assert!(matches!(
+            templates.render(&missing, &context),
+            Err(Error::Render { .. })
+        ));
+        assert_eq!(templates.render(&fallback, &context).unwrap(), "x");
+        assert!(matches!(
+            TemplatesBuilder::new().add("{{ unclosed"),
+            Err(Error::Syntax { .. })
+        ));
+    }
+}
