@@ -264,8 +264,7 @@ fn split_top_level(text: &str) -> Vec<&str> {
 fn first_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .last()
+        .rfind(|line| !line.is_empty())
         .unwrap_or(text)
         .to_string()
 }

@@ -286,7 +286,11 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                         None,
                     ));
                 }
-                if !(probe.interval_secs > 0.0 && probe.timeout_secs > 0.0) {
+                if probe.interval_secs.is_nan()
+                    || probe.interval_secs <= 0.0
+                    || probe.timeout_secs.is_nan()
+                    || probe.timeout_secs <= 0.0
+                {
                     diagnostics.push(error(
                         "sources",
                         index,
@@ -444,7 +448,7 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                     None,
                 ));
             }
-            if !(step.timeout_secs > 0.0) {
+            if step.timeout_secs.is_nan() || step.timeout_secs <= 0.0 {
                 ok = false;
                 diagnostics.push(error(
                     "rules",

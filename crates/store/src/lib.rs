@@ -174,8 +174,9 @@ pub struct StepRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertState {
     pub fingerprint: String,
-    pub firing: bool,
     pub starts_at: Option<i64>,
+    /// The sequence number of the event that set this state.
+    pub last_seq: i64,
 }
 
 #[derive(Clone, Debug, Default)]

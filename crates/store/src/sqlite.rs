@@ -433,14 +433,16 @@ impl Store for SqliteStore {
     }
 
     async fn firing_alerts(&self) -> Result<Vec<AlertState>> {
-        let rows = sqlx::query("SELECT fingerprint, starts_at FROM alerts WHERE status = 'firing'")
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT fingerprint, starts_at, last_seq FROM alerts WHERE status = 'firing'",
+        )
+        .fetch_all(&self.readers)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(AlertState {
                     fingerprint: row.try_get("fingerprint")?,
-                    firing: true,
+                    last_seq: row.try_get("last_seq")?,
                     starts_at: row.try_get("starts_at")?,
                 })
             })

@@ -85,12 +85,14 @@ pub fn map(
             let status = match render("status", &mapping.status)?.trim() {
                 "firing" | "" => Status::Firing,
                 "resolved" => Status::Resolved,
-                other => return Err(Error::new(
-                    field("status"),
-                    format!(
+                other => {
+                    return Err(Error::new(
+                        field("status"),
+                        format!(
                         "the status template gave `{other}`; it must give `firing` or `resolved`"
                     ),
-                )),
+                    ))
+                }
             };
             let mut labels = Labels::new();
             for (name, template) in &mapping.labels {

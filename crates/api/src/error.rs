@@ -1,0 +1,147 @@
+//! API errors: one table of stable codes, answered as `{message, code, type, link}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every error the API answers, with a stable code clients can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidPayload,
+    InvalidQuery,
+    MissingToken,
+    InvalidToken,
+    InvalidSignature,
+    ForbiddenScope,
+    NoTokensConfigured,
+    NotFound,
+    PayloadTooLarge,
+    Overloaded,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidPayload => "invalid_payload",
+            Code::InvalidQuery => "invalid_query",
+            Code::MissingToken => "missing_token",
+            Code::InvalidToken => "invalid_token",
+            Code::InvalidSignature => "invalid_signature",
+            Code::ForbiddenScope => "forbidden_scope",
+            Code::NoTokensConfigured => "no_tokens_configured",
+            Code::NotFound => "not_found",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::Overloaded => "overloaded",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidPayload | Code::InvalidQuery => StatusCode::BAD_REQUEST,
+            Code::MissingToken
+            | Code::InvalidToken
+            | Code::InvalidSignature
+            | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
+            Code::ForbiddenScope => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Code::InvalidPayload | Code::InvalidQuery | Code::NotFound | Code::PayloadTooLarge => {
+                "invalid_request"
+            }
+            Code::MissingToken
+            | Code::InvalidToken
+            | Code::InvalidSignature
+            | Code::ForbiddenScope
+            | Code::NoTokensConfigured => "auth",
+            Code::Overloaded | Code::Unavailable | Code::Internal => "system",
+        }
+    }
+
+    pub const ALL: &'static [Code] = &[
+        Code::InvalidPayload,
+        Code::InvalidQuery,
+        Code::MissingToken,
+        Code::InvalidToken,
+        Code::InvalidSignature,
+        Code::ForbiddenScope,
+        Code::NoTokensConfigured,
+        Code::NotFound,
+        Code::PayloadTooLarge,
+        Code::Overloaded,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    code: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    link: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // 5xx bodies say nothing internal; the detail goes to the log.
+        let message = match self.code {
+            Code::Internal | Code::Unavailable => {
+                tracing::error!(code = self.code.as_str(), detail = %self.message, "request failed");
+                match self.code {
+                    Code::Internal => "internal error; see the server log".to_string(),
+                    _ => "the journal is unavailable; retry later".to_string(),
+                }
+            }
+            _ => self.message,
+        };
+        let body = Body {
+            message: &message,
+            code: self.code.as_str(),
+            kind: self.code.kind(),
+            link: format!("docs/api.md#{}", self.code.as_str().replace('_', "-")),
+        };
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        if self.code == Code::Overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(
+            self.code,
+            Code::MissingToken | Code::InvalidToken | Code::NoTokensConfigured
+        ) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

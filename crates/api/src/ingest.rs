@@ -1,0 +1,210 @@
+//! Ingest endpoints. A request is answered 2xx only after its events are committed to the journal.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use homeostat_core::config::{Scope, Source};
+use homeostat_core::ingest::{self, alertmanager, native, webhook};
+use homeostat_core::Event;
+use homeostat_engine::{Handle, IngestError};
+
+use crate::auth::authorize;
+use crate::error::{ApiError, Code};
+
+/// `POST /api/v1/hooks/alertmanager`: Alertmanager's webhook, version 4.
+pub async fn alertmanager_hook(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(alertmanager_events(&handle, "alertmanager", &headers, body, None).await)
+}
+
+/// `POST /api/v1/events`: native events or CloudEvents (structured mode).
+pub async fn events(State(handle): State<Handle>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        authorize(&handle, &headers, Scope::Ingest)?;
+        let bytes = read_body(&handle, &headers, body).await?;
+        let events = native::parse(&bytes, "api", handle.clock.now())
+            .map_err(|error| invalid(&handle, "api", error))?;
+        commit(&handle, "api", events).await
+    }
+    .await;
+    respond(result)
+}
+
+/// `POST /api/v1/hooks/{source}`: a configured Alertmanager endpoint or HMAC-signed generic webhook.
+pub async fn source_hook(
+    State(handle): State<Handle>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let source = handle
+        .compiled
+        .config
+        .sources
+        .iter()
+        .find(|source| source.name() == name)
+        .cloned();
+    let result = match source {
+        Some(Source::Alertmanager(config)) => {
+            alertmanager_events(&handle, &config.name, &headers, body, Some(&config.labels)).await
+        }
+        Some(Source::Webhook(_)) => webhook_events(&handle, &name, &headers, body).await,
+        Some(Source::HttpProbe(_)) | None => Err(ApiError::new(
+            Code::NotFound,
+            format!("no webhook source is named `{name}`; configure one under `sources:` with `type: webhook`"),
+        )),
+    };
+    respond(result)
+}
+
+async fn alertmanager_events(
+    handle: &Handle,
+    source: &str,
+    headers: &HeaderMap,
+    body: Body,
+    extra_labels: Option<&homeostat_core::Labels>,
+) -> Result<usize, ApiError> {
+    authorize(handle, headers, Scope::Ingest)?;
+    let bytes = read_body(handle, headers, body).await?;
+    let mut events = alertmanager::parse(&bytes, source, handle.clock.now())
+        .map_err(|error| invalid(handle, source, error))?;
+    if let Some(extra) = extra_labels {
+        for event in &mut events {
+            for (name, value) in extra {
+                event
+                    .labels
+                    .entry(name.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
+    }
+    commit(handle, source, events).await
+}
+
+async fn webhook_events(
+    handle: &Handle,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<usize, ApiError> {
+    let compiled = handle
+        .compiled
+        .webhooks
+        .get(name)
+        .ok_or_else(|| ApiError::new(Code::Internal, "webhook not compiled"))?;
+    let bytes = read_body(handle, headers, body).await?;
+    let header_name = &compiled.source.signature_header;
+    let signature = headers
+        .get(header_name.as_str())
+        .and_then(|value| value.to_str().ok());
+    let secret = handle
+        .webhook_secrets
+        .get(name)
+        .ok_or_else(|| ApiError::new(Code::Internal, "webhook secret missing"))?;
+    match signature {
+        None => {
+            handle.metrics.source_error(name, "unauthenticated");
+            return Err(ApiError::new(
+                Code::InvalidSignature,
+                format!("missing `{header_name}` header; sign the body with HMAC-SHA256 as `sha256=<hex>`"),
+            ));
+        }
+        Some(signature)
+            if !webhook::verify_signature(secret.expose().as_bytes(), &bytes, signature) =>
+        {
+            handle.metrics.source_error(name, "unauthenticated");
+            return Err(ApiError::new(
+                Code::InvalidSignature,
+                format!("the `{header_name}` signature does not match the body"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let events = webhook::map(
+        &compiled.mapping,
+        &handle.compiled.templates,
+        &bytes,
+        name,
+        handle.clock.now(),
+    )
+    .map_err(|error| invalid(handle, name, error))?;
+    commit(handle, name, events).await
+}
+
+async fn commit(handle: &Handle, source: &str, events: Vec<Event>) -> Result<usize, ApiError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let (pending, count) = handle.ingest(source, events).map_err(|error| match error {
+        IngestError::Overloaded => ApiError::new(
+            Code::Overloaded,
+            "too many requests are waiting for the journal; retry after a second",
+        ),
+        IngestError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
+    })?;
+    pending.committed().await.map_err(|error| {
+        handle.metrics.source_error(source, "journal");
+        ApiError::new(Code::Unavailable, error.to_string())
+    })?;
+    handle.accepted(source, count);
+    Ok(count)
+}
+
+fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
+    handle.metrics.source_error(source, "invalid_payload");
+    ApiError::new(Code::InvalidPayload, error.to_string())
+}
+
+/// Reads the body up to `server.max_body_bytes`; larger bodies get 413 without being read in full.
+pub async fn read_body(
+    handle: &Handle,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = handle.compiled.config.server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            Code::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes; send fewer events per request or raise `server.max_body_bytes`"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            while let Some(current) = source {
+                if current.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = current.source();
+            }
+            Err(ApiError::new(
+                Code::InvalidPayload,
+                format!("cannot read the body: {error}"),
+            ))
+        }
+    }
+}
+
+fn respond(result: Result<usize, ApiError>) -> Response {
+    match result {
+        Ok(accepted) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "accepted": accepted })),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}

@@ -1,0 +1,76 @@
+//! homeostat's HTTP API: ingest hooks, read endpoints, the OpenAPI document, `/metrics` and health.
+
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod openapi;
+pub mod read;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use homeostat_engine::Handle;
+
+/// The whole API, with the engine handle as state.
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/hooks/alertmanager",
+            post(ingest::alertmanager_hook),
+        )
+        .route("/api/v1/hooks/{source}", post(ingest::source_hook))
+        .route(
+            "/api/v1/events",
+            post(ingest::events).get(read::list_events),
+        )
+        .route("/api/v1/events/{id}", get(read::get_event))
+        .route("/api/v1/runs", get(read::list_runs))
+        .route("/api/v1/runs/{id}", get(read::get_run))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(handle)
+}
+
+async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        handle.metrics.render(),
+    )
+}
+
+/// Alive: the process answers.
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+/// Ready: recovery is done and the store answers.
+async fn readyz(State(handle): State<Handle>) -> impl IntoResponse {
+    if !handle.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string());
+    }
+    match handle.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable\n".to_string(),
+            )
+        }
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::new(
+        error::Code::NotFound,
+        format!("no endpoint at `{}`; see /api/v1/openapi.json", uri.path()),
+    )
+}

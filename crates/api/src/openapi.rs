@@ -1,0 +1,181 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. A test checks it lists every route.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::Code;
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}
+
+fn error_responses(codes: &[u16]) -> Value {
+    let mut responses = serde_json::Map::new();
+    for code in codes {
+        let description = match code {
+            400 => "Malformed payload or query; `message` names the field",
+            401 => "Missing or wrong credentials",
+            403 => "The token lacks the needed scope",
+            404 => "No such resource",
+            413 => "The body is larger than `server.max_body_bytes`",
+            429 => "The journal queue is full; retry after `Retry-After` seconds",
+            _ => "The journal is unavailable",
+        };
+        responses.insert(
+            code.to_string(),
+            json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(responses)
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            base.insert(key.clone(), value.clone());
+        }
+    }
+    base
+}
+
+fn accepted() -> Value {
+    json!({"200": {"description": "Committed to the journal", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"accepted": {"type": "integer", "description": "events committed"}}}}}}})
+}
+
+pub fn spec() -> Value {
+    let codes: Vec<&str> = Code::ALL.iter().map(|code| code.as_str()).collect();
+    let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "homeostat", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Event-driven automation that makes infrastructure heal itself."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/hooks/alertmanager": {"post": {
+                "summary": "Alertmanager webhook receiver (payload version 4)",
+                "operationId": "alertmanagerHook",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlertmanagerWebhook"}}}},
+                "responses": with(accepted(), error_responses(&[400, 401, 403, 413, 429, 503]))
+            }},
+            "/api/v1/hooks/{source}": {"post": {
+                "summary": "A configured webhook source: an extra Alertmanager endpoint, or a generic JSON webhook authenticated by an HMAC-SHA256 signature header",
+                "operationId": "sourceHook",
+                "security": [{"bearer": []}, {"hmac": []}],
+                "parameters": [{"name": "source", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {}}}},
+                "responses": with(accepted(), error_responses(&[400, 401, 403, 404, 413, 429, 503]))
+            }},
+            "/api/v1/events": {
+                "post": {
+                    "summary": "Native events or CloudEvents 1.0 (structured JSON mode), one or an array",
+                    "operationId": "postEvents",
+                    "requestBody": {"required": true, "content": {
+                        "application/json": {"schema": {"oneOf": [
+                            {"$ref": "#/components/schemas/EventInput"}, {"$ref": "#/components/schemas/CloudEvent"},
+                            {"type": "array", "items": {"oneOf": [{"$ref": "#/components/schemas/EventInput"}, {"$ref": "#/components/schemas/CloudEvent"}]}}]}},
+                        "application/cloudevents+json": {"schema": {"$ref": "#/components/schemas/CloudEvent"}}}},
+                    "responses": with(accepted(), error_responses(&[400, 401, 403, 413, 429, 503]))
+                },
+                "get": {
+                    "summary": "Recent events, newest first",
+                    "operationId": "listEvents",
+                    "parameters": [limit, {"name": "source", "in": "query", "schema": {"type": "string"}}],
+                    "responses": with(json!({"200": {"description": "Events", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}}}}}),
+                        error_responses(&[400, 401, 403, 503]))
+                }
+            },
+            "/api/v1/events/{id}": {"get": {
+                "summary": "One event with its journal (decisions, runs it started)",
+                "operationId": "getEvent",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(json!({"200": {"description": "The event", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"event": {"$ref": "#/components/schemas/Event"},
+                    "journal": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}}),
+                    error_responses(&[401, 403, 404, 503]))
+            }},
+            "/api/v1/runs": {"get": {
+                "summary": "Recent runs, newest first",
+                "operationId": "listRuns",
+                "parameters": [limit,
+                    {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/RunStatus"}},
+                    {"name": "rule", "in": "query", "schema": {"type": "string"}}],
+                "responses": with(json!({"200": {"description": "Runs", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}}}}}}),
+                    error_responses(&[400, 401, 403, 503]))
+            }},
+            "/api/v1/runs/{id}": {"get": {
+                "summary": "One run with each step's status, timing, output and error",
+                "operationId": "getRun",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(json!({"200": {"description": "The run", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"run": {"$ref": "#/components/schemas/Run"},
+                    "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                    "journal": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}}),
+                    error_responses(&[401, 403, 404, 503]))
+            }},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": [],
+                "responses": {"200": {"description": "OpenMetrics text"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
+                "responses": {"200": {"description": "Alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness: recovery done and the store answers", "operationId": "readyz", "security": [],
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Starting or store unavailable"}}}}
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A token from `api_tokens`, with scope read, ingest or write"},
+                "hmac": {"type": "apiKey", "in": "header", "name": "X-Homeostat-Signature",
+                         "description": "sha256=<hex HMAC-SHA256 of the raw body>; the header name is configurable per source"}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["message", "code", "type", "link"], "properties": {
+                    "message": {"type": "string"}, "code": {"type": "string", "enum": codes},
+                    "type": {"type": "string", "enum": ["invalid_request", "auth", "system"]}, "link": {"type": "string"}}},
+                "Labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "Status": {"type": "string", "enum": ["firing", "resolved"]},
+                "RunStatus": {"type": "string", "enum": ["running", "succeeded", "failed", "dry_run", "needs_attention"]},
+                "AlertmanagerWebhook": {"type": "object", "required": ["version", "alerts"], "properties": {
+                    "version": {"const": "4"}, "receiver": {"type": "string"}, "groupKey": {"type": "string"},
+                    "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "labels"], "properties": {
+                        "status": {"$ref": "#/components/schemas/Status"}, "labels": {"$ref": "#/components/schemas/Labels"},
+                        "annotations": {"$ref": "#/components/schemas/Labels"}, "startsAt": {"type": "string", "format": "date-time"},
+                        "endsAt": {"type": "string", "format": "date-time"}, "generatorURL": {"type": "string"},
+                        "fingerprint": {"type": "string"}}}}}},
+                "EventInput": {"type": "object", "required": ["labels"], "additionalProperties": false, "properties": {
+                    "source": {"type": "string"}, "kind": {"type": "string", "enum": ["alert", "change", "info"]},
+                    "status": {"$ref": "#/components/schemas/Status"}, "fingerprint": {"type": "string"},
+                    "labels": {"$ref": "#/components/schemas/Labels"}, "annotations": {"$ref": "#/components/schemas/Labels"},
+                    "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"},
+                    "data": {}}},
+                "CloudEvent": {"type": "object", "required": ["specversion", "id", "source", "type"], "properties": {
+                    "specversion": {"const": "1.0"}, "id": {"type": "string"}, "source": {"type": "string"},
+                    "type": {"type": "string"}, "subject": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+                    "status": {"$ref": "#/components/schemas/Status"}, "kind": {"type": "string"}, "fingerprint": {"type": "string"},
+                    "data": {}}},
+                "Event": {"type": "object", "properties": {
+                    "seq": {"type": "integer"}, "id": {"type": "string"}, "source": {"type": "string"},
+                    "kind": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+                    "fingerprint": {"type": "string"}, "labels": {"$ref": "#/components/schemas/Labels"},
+                    "annotations": {"$ref": "#/components/schemas/Labels"},
+                    "starts_at": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"}}},
+                "JournalEntry": {"type": "object", "properties": {
+                    "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                    "kind": {"type": "string", "enum": ["decision", "run_started", "step_started", "step_finished", "run_finished"]},
+                    "event_id": {"type": "string"}, "run_id": {"type": "string"}, "body": {}}},
+                "Run": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "rule": {"type": "string"}, "target": {"type": "string"},
+                    "event_id": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"},
+                    "dry_run": {"type": "boolean"}, "started_at": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"}, "error": {"type": ["string", "null"]},
+                    "plan": {"type": "object"}}},
+                "Step": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "name": {"type": "string"}, "attempt": {"type": "integer"},
+                    "status": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"}, "output": {}, "error": {"type": ["string", "null"]}}}
+            }
+        }
+    })
+}

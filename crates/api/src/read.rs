@@ -1,0 +1,143 @@
+//! Read endpoints: events, runs and their journals.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use homeostat_core::config::Scope;
+use homeostat_engine::Handle;
+use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::authorize;
+use crate::error::{ApiError, Code};
+
+fn store_error(error: homeostat_store::Error) -> ApiError {
+    ApiError::new(Code::Unavailable, error.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    source: Option<String>,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+fn check_limit(limit: usize) -> Result<usize, ApiError> {
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("`limit` is {limit}; use 1 to 1000"),
+        ));
+    }
+    Ok(limit)
+}
+
+pub async fn list_events(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let Query(query) =
+        query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
+    let events = handle
+        .store
+        .events(&EventQuery {
+            limit: check_limit(query.limit)?,
+            source: query.source,
+            newest_first: true,
+            after_seq: None,
+        })
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "events": events })))
+}
+
+pub async fn get_event(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let event = handle.store.event(&id).await.map_err(store_error)?;
+    let Some(event) = event else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("no event has the id `{id}`"),
+        ));
+    };
+    let journal = handle
+        .store
+        .journal_for_event(&id)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "event": event, "journal": journal })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    status: Option<String>,
+    rule: Option<String>,
+}
+
+pub async fn list_runs(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let Query(query) =
+        query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidQuery,
+                format!("unknown status `{text}`; use running, succeeded, failed, dry_run or needs_attention"),
+            )
+        })?),
+    };
+    let runs = handle
+        .store
+        .runs(&RunQuery {
+            limit: check_limit(query.limit)?,
+            status,
+            rule: query.rule,
+            started_after: None,
+        })
+        .await
+        .map_err(store_error)?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+pub async fn get_run(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let Some(run) = handle.store.run(&id).await.map_err(store_error)? else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("no run has the id `{id}`"),
+        ));
+    };
+    let journal = handle
+        .store
+        .journal_for_run(&id)
+        .await
+        .map_err(store_error)?;
+    let steps = steps_from_journal(&journal);
+    Ok(Json(
+        json!({ "run": run, "steps": steps, "journal": journal }),
+    ))
+}

@@ -1,0 +1,227 @@
+//! The decider task: reads committed events in sequence order, decides, journals decisions and run
+//! intents with its cursor in one commit, then dispatches the runs.
+//!
+//! Events normally arrive in memory straight from the writer. When that handoff is full they are
+//! dropped from memory only: the decider notices the gap in sequence numbers (or is woken) and reads
+//! them back from the store. So an acknowledged event is decided exactly once, even across crashes.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use homeostat_core::clock::SharedClock;
+use homeostat_core::decide::{decide, Verdict};
+use homeostat_core::guard::GuardState;
+use homeostat_core::rule::Compiled;
+use homeostat_core::{Event, Status};
+use homeostat_store::writer::Writer;
+use homeostat_store::{EventQuery, Store, Write};
+use tokio::sync::{mpsc, Notify};
+
+use crate::metrics::Metrics;
+use crate::runner::{Finished, Runner};
+
+pub const CURSOR: &str = "decide";
+const CATCH_UP_PAGE: usize = 1024;
+
+pub struct Decider {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub compiled: Arc<Compiled>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub runner: Runner,
+    pub guards: GuardState,
+    /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds. About 40 bytes each.
+    pub firing: HashMap<u64, Option<i64>>,
+    pub cursor: i64,
+    pub events: mpsc::Receiver<Vec<(i64, Event)>>,
+    pub wake: Arc<Notify>,
+    /// The highest committed event sequence number, for the lag gauge.
+    pub committed_seq: Arc<std::sync::atomic::AtomicI64>,
+    pub finished: mpsc::UnboundedReceiver<Finished>,
+}
+
+pub fn fingerprint_key(fingerprint: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    fingerprint.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Decider {
+    pub async fn run(mut self) {
+        // Whatever was committed but not decided before the last stop comes first.
+        self.catch_up(None).await;
+        loop {
+            tokio::select! {
+                biased;
+                Some(finished) = self.finished.recv() => {
+                    self.guards.finish(&finished.rule, &finished.run_id);
+                }
+                batch = self.events.recv() => {
+                    let Some(mut batch) = batch else { break };
+                    while batch.len() < CATCH_UP_PAGE {
+                        match self.events.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some((first, _)) = batch.iter().find(|(seq, _)| *seq > self.cursor) {
+                        if *first != self.cursor + 1 {
+                            // Some events never reached memory: read them from the store first.
+                            self.catch_up(Some(*first - 1)).await;
+                        }
+                    }
+                    self.decide_batch(batch).await;
+                }
+                _ = self.wake.notified() => {
+                    self.catch_up(None).await;
+                }
+            }
+        }
+    }
+
+    /// Decides every committed event after the cursor, up to `until` (inclusive) or the end.
+    async fn catch_up(&mut self, until: Option<i64>) {
+        loop {
+            let page = match self
+                .store
+                .events(&EventQuery {
+                    limit: CATCH_UP_PAGE,
+                    after_seq: Some(self.cursor),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read events to decide; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let page: Vec<(i64, Event)> = page
+                .into_iter()
+                .filter(|record| until.is_none_or(|until| record.seq <= until))
+                .map(|record| (record.seq, record.event))
+                .collect();
+            if page.is_empty() {
+                return;
+            }
+            self.decide_batch(page).await;
+        }
+    }
+
+    async fn decide_batch(&mut self, batch: Vec<(i64, Event)>) {
+        let now = self.clock.now();
+        let mut writes = Vec::new();
+        let mut runs = Vec::new();
+        let mut last = self.cursor;
+        for (seq, event) in &batch {
+            if *seq <= self.cursor {
+                continue;
+            }
+            last = *seq;
+            if self.is_duplicate(event) {
+                self.metrics.events_duplicate.inc();
+                continue;
+            }
+            let decisions = decide(
+                event,
+                &self.compiled,
+                &mut self.guards,
+                self.compiled.config.dry_run,
+                now,
+            );
+            if decisions.is_empty() {
+                continue;
+            }
+            let mut intents = Vec::new();
+            for decision in &decisions {
+                self.metrics
+                    .rules_matched
+                    .get_or_create(&vec![("rule", decision.rule.clone())])
+                    .inc();
+                self.metrics
+                    .guard_verdicts
+                    .get_or_create(&vec![
+                        ("rule", decision.rule.clone()),
+                        ("verdict", decision.verdict.label().to_string()),
+                    ])
+                    .inc();
+                match &decision.verdict {
+                    Verdict::Run { run } | Verdict::DryRun { run } => {
+                        intents.push(Write::RunStarted {
+                            run: run.clone(),
+                            at: now,
+                        });
+                        runs.push((run.clone(), event.received_at));
+                    }
+                    Verdict::Skipped { message, .. } => {
+                        tracing::info!(rule = %decision.rule, target = %decision.target, event = %event.id, "{message}");
+                    }
+                    Verdict::Error { message } => {
+                        tracing::warn!(rule = %decision.rule, event = %event.id, "rule not applied: {message}");
+                    }
+                    Verdict::IgnoredStatus { .. } => {}
+                }
+            }
+            // The decision goes before the run intents it caused.
+            writes.push(Write::Decisions {
+                event_id: event.id.clone(),
+                at: now,
+                decisions,
+            });
+            writes.append(&mut intents);
+        }
+        if last == self.cursor {
+            return;
+        }
+        writes.push(Write::Cursor {
+            name: CURSOR.into(),
+            seq: last,
+        });
+        if let Err(error) = self.writer.submit(writes).await {
+            // Nothing was recorded, so nothing may run; undo the guard bookkeeping and retry from the store.
+            tracing::error!(%error, "cannot journal decisions; retrying");
+            for (run, _) in runs {
+                self.guards.finish(&run.rule, &run.id);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            self.wake.notify_one();
+            return;
+        }
+        self.cursor = last;
+        let committed = self
+            .committed_seq
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .decide_lag
+            .set((committed - self.cursor).max(0));
+        for (run, received_at) in runs {
+            let latency = (self.clock.now() - received_at)
+                .to_std()
+                .unwrap_or_default();
+            self.metrics.dispatch_latency.observe(latency.as_secs_f64());
+            tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, dry_run = run.dry_run, "run dispatched");
+            self.runner.spawn(run, 0, 1);
+        }
+    }
+
+    /// A firing event for an alert already firing since the same time is a re-notification (Alertmanager
+    /// repeats firing alerts every `repeat_interval`): it is journaled, but not decided again.
+    fn is_duplicate(&mut self, event: &Event) -> bool {
+        let key = fingerprint_key(&event.fingerprint);
+        let starts_at = event.starts_at.map(|time| time.timestamp_millis());
+        match event.status {
+            Status::Firing => match self.firing.insert(key, starts_at) {
+                Some(previous) => previous == starts_at,
+                None => false,
+            },
+            Status::Resolved => {
+                self.firing.remove(&key);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Starting the engine: open the store, recover unfinished work, and spawn the writer, decider, runs and sources.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use chrono::Duration;
+use homeostat_core::clock::SharedClock;
+use homeostat_core::config::{Scope, Source};
+use homeostat_core::guard::GuardState;
+use homeostat_core::rule::Compiled;
+use homeostat_core::Event;
+use homeostat_store::sqlite::SqliteStore;
+use homeostat_store::writer::{Pending, Writer};
+use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Notify};
+
+use crate::decider::{fingerprint_key, Decider, CURSOR};
+use crate::metrics::Metrics;
+use crate::runner::Runner;
+use crate::secrets::{self, Secret};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store: {0}")]
+    Store(#[from] homeostat_store::Error),
+    #[error("api token `{name}`: {source}")]
+    Token {
+        name: String,
+        source: secrets::Error,
+    },
+    #[error("source `{name}`: {source}")]
+    SourceSecret {
+        name: String,
+        source: secrets::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// Why an ingest request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the journal queue is full")]
+    Overloaded,
+    #[error("the journal is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A resolved API token: only its SHA-256 is kept in memory.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    digest: [u8; 32],
+}
+
+impl Token {
+    /// Whether `presented` is this token, compared in constant time over the digests.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest
+            .iter()
+            .zip(self.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    pub fn allows(&self, needed: Scope) -> bool {
+        self.scopes.iter().any(|scope| {
+            matches!(
+                (scope, needed),
+                (Scope::Write, _) | (Scope::Ingest, Scope::Ingest) | (Scope::Read, Scope::Read)
+            )
+        })
+    }
+}
+
+/// What the API and sources use to talk to the running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub compiled: Arc<Compiled>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    pub tokens: Arc<Vec<Token>>,
+    pub webhook_secrets: Arc<HashMap<String, Secret>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Handle {
+    /// Queues events for a durable commit without waiting for room; await the result before answering 2xx.
+    pub fn ingest(
+        &self,
+        source: &str,
+        events: Vec<Event>,
+    ) -> Result<(Pending, usize), IngestError> {
+        let count = events.len();
+        let pending = self
+            .writer
+            .try_submit(events.into_iter().map(Write::Event).collect())
+            .map_err(|error| {
+                self.metrics.source_error(source, "overloaded");
+                match error {
+                    homeostat_store::Error::Overloaded => IngestError::Overloaded,
+                    other => IngestError::Unavailable(other.to_string()),
+                }
+            })?;
+        Ok((pending, count))
+    }
+
+    /// Counts accepted events once committed.
+    pub fn accepted(&self, source: &str, count: usize) {
+        self.metrics
+            .events_received
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc_by(count as u64);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// The running engine.
+pub struct Engine {
+    pub handle: Handle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Stops the background tasks. Committed work is safe; runs in progress resume on the next start.
+    pub fn abort(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the store and starts everything the config asks for.
+pub async fn start(compiled: Compiled, clock: SharedClock) -> Result<Engine, Error> {
+    let config = &compiled.config;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&config.store.path, config.store.synchronous).await?);
+    start_with_store(compiled, clock, store).await
+}
+
+pub async fn start_with_store(
+    compiled: Compiled,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+) -> Result<Engine, Error> {
+    let config = compiled.config.clone();
+    let tokens = config
+        .api_tokens
+        .iter()
+        .map(|token| {
+            let secret = secrets::resolve(&token.token).map_err(|source| Error::Token {
+                name: token.name.clone(),
+                source,
+            })?;
+            Ok(Token {
+                name: token.name.clone(),
+                scopes: token.scopes.clone(),
+                digest: Sha256::digest(secret.expose().as_bytes()).into(),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut webhook_secrets = HashMap::new();
+    for source in &config.sources {
+        if let Source::Webhook(webhook) = source {
+            let secret =
+                secrets::resolve(&webhook.secret).map_err(|source| Error::SourceSecret {
+                    name: webhook.name.clone(),
+                    source,
+                })?;
+            webhook_secrets.insert(webhook.name.clone(), secret);
+        }
+    }
+    let metrics = Arc::new(Metrics::default());
+    let compiled = Arc::new(compiled);
+
+    // The in-memory handoff from the writer to the decider; overflow falls back to reading the store.
+    let (events_sender, events_receiver) = mpsc::channel::<Vec<(i64, Event)>>(1024);
+    let wake = Arc::new(Notify::new());
+    let committed_seq = Arc::new(AtomicI64::new(0));
+    let on_commit = {
+        let wake = wake.clone();
+        let committed_seq = committed_seq.clone();
+        Box::new(move |events: Vec<(i64, Event)>| {
+            if let Some((last, _)) = events.last() {
+                committed_seq.store(*last, Ordering::Relaxed);
+            }
+            if events_sender.try_send(events).is_err() {
+                wake.notify_one();
+            }
+        })
+    };
+    let (writer, writer_task) =
+        Writer::spawn(store.clone(), config.server.queue_capacity, 8192, on_commit);
+
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("homeostat/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| Error::Http(error.to_string()))?;
+    let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
+    let runner = Runner {
+        writer: writer.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        notifiers: config
+            .notifiers
+            .iter()
+            .map(|n| (n.name().to_string(), n.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        http: http.clone(),
+        finished: finished_sender,
+    };
+
+    let mut guards = GuardState::default();
+    let resumed = recover(&*store, &writer, &compiled, &clock, &mut guards).await?;
+    for (run, from, attempt) in resumed {
+        runner.spawn(run, from, attempt);
+    }
+
+    let cursor = store.cursor(CURSOR).await?;
+    let firing = store
+        .firing_alerts()
+        .await?
+        .into_iter()
+        // Alerts whose last event is not decided yet must not look like duplicates of themselves.
+        .filter(|alert| alert.last_seq <= cursor)
+        .map(|alert| (fingerprint_key(&alert.fingerprint), alert.starts_at))
+        .collect();
+    let decider = Decider {
+        store: store.clone(),
+        writer: writer.clone(),
+        compiled: compiled.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        runner,
+        guards,
+        firing,
+        cursor,
+        events: events_receiver,
+        wake,
+        committed_seq,
+        finished: finished_receiver,
+    };
+    let mut tasks = vec![writer_task, tokio::spawn(decider.run())];
+
+    let handle = Handle {
+        store,
+        writer,
+        compiled: compiled.clone(),
+        metrics,
+        clock,
+        tokens: Arc::new(tokens),
+        webhook_secrets: Arc::new(webhook_secrets),
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    for source in &compiled.config.sources {
+        if let Source::HttpProbe(probe) = source {
+            tasks.push(tokio::spawn(crate::source::http_probe::run(
+                probe.clone(),
+                handle.clone(),
+                http.clone(),
+            )));
+        }
+    }
+    handle.ready.store(true, Ordering::Relaxed);
+    Ok(Engine { handle, tasks })
+}
+
+/// Rebuilds guard state from recent runs and decides what to do with runs a crash interrupted.
+///
+/// A step that started but has no outcome is run again only if it is declared idempotent; otherwise
+/// the run stops in `needs_attention`, because guessing could do a dangerous thing twice.
+async fn recover(
+    store: &dyn Store,
+    writer: &Writer,
+    compiled: &Compiled,
+    clock: &SharedClock,
+    guards: &mut GuardState,
+) -> Result<Vec<(homeostat_core::decide::PlannedRun, usize, u32)>, Error> {
+    let now = clock.now();
+    let horizon = compiled
+        .rules
+        .iter()
+        .map(|rule| {
+            rule.guards
+                .cooldown_secs
+                .max(rule.guards.max_runs.as_ref().map_or(0, |m| m.window_secs))
+        })
+        .max()
+        .unwrap_or(0);
+    let mut recent = store
+        .runs(&RunQuery {
+            limit: 100_000,
+            started_after: Some(now - Duration::seconds(horizon as i64)),
+            ..Default::default()
+        })
+        .await?;
+    recent.sort_by_key(|run| run.started_at);
+    let rules: HashMap<&str, _> = compiled
+        .rules
+        .iter()
+        .map(|rule| (rule.name.as_str(), rule))
+        .collect();
+    for run in &recent {
+        if let Some(rule) = rules.get(run.rule.as_str()) {
+            guards.start(
+                &run.rule,
+                &rule.guards,
+                &run.target,
+                &run.id,
+                run.started_at,
+            );
+            if run.status != RunStatus::Running {
+                guards.finish(&run.rule, &run.id);
+            }
+        }
+    }
+
+    let unfinished = store
+        .runs(&RunQuery {
+            limit: 100_000,
+            status: Some(RunStatus::Running),
+            ..Default::default()
+        })
+        .await?;
+    let mut resume = Vec::new();
+    for run in unfinished {
+        let steps = steps_from_journal(&store.journal_for_run(&run.id).await?);
+        let plan = run.plan.clone();
+        let last = steps.last();
+        let decision = match last {
+            None => Recovery::Resume(0, 1),
+            Some(step) if step.status == "running" => {
+                if run.dry_run
+                    || plan
+                        .steps
+                        .get(step.index)
+                        .is_some_and(|planned| planned.idempotent)
+                {
+                    Recovery::Resume(step.index, step.attempt + 1)
+                } else {
+                    Recovery::NeedsAttention(step.index, step.name.clone(), step.attempt)
+                }
+            }
+            Some(step) if step.status == "succeeded" || step.status == "dry_run" => {
+                Recovery::Resume(step.index + 1, 1)
+            }
+            Some(step) => Recovery::Finish(format!(
+                "step {} `{}` {}",
+                step.index + 1,
+                step.name,
+                step.status
+            )),
+        };
+        if !rules.contains_key(run.rule.as_str()) {
+            guards.start(
+                &run.rule,
+                &Default::default(),
+                &run.target,
+                &run.id,
+                run.started_at,
+            );
+        }
+        match decision {
+            Recovery::Resume(from, attempt) => {
+                tracing::info!(run = %run.id, step = from, "resuming an interrupted run");
+                resume.push((plan, from, attempt));
+            }
+            Recovery::NeedsAttention(index, name, attempt) => {
+                let error = format!(
+                    "step {} `{name}` was interrupted and its outcome is unknown; it is not idempotent, so it was not run again",
+                    index + 1
+                );
+                tracing::warn!(run = %run.id, "{error}");
+                writer
+                    .submit(vec![
+                        Write::StepFinished {
+                            run_id: run.id.clone(),
+                            step: index,
+                            name,
+                            attempt,
+                            status: "unknown".into(),
+                            output: serde_json::Value::Null,
+                            error: Some("interrupted by a restart".into()),
+                            at: now,
+                        },
+                        Write::RunFinished {
+                            run_id: run.id.clone(),
+                            status: RunStatus::NeedsAttention,
+                            error: Some(error),
+                            at: now,
+                        },
+                    ])
+                    .await?;
+                guards.finish(&run.rule, &run.id);
+            }
+            Recovery::Finish(error) => {
+                writer
+                    .submit(vec![Write::RunFinished {
+                        run_id: run.id.clone(),
+                        status: RunStatus::Failed,
+                        error: Some(error),
+                        at: now,
+                    }])
+                    .await?;
+                guards.finish(&run.rule, &run.id);
+            }
+        }
+    }
+    Ok(resume)
+}
+
+enum Recovery {
+    Resume(usize, u32),
+    NeedsAttention(usize, String, u32),
+    Finish(String),
+}

@@ -1,0 +1,133 @@
+//! homeostat's own metrics, served at `/metrics` in the Prometheus text format.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric, registered once. Cheap to update from any task.
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: Family<Labels, Counter>,
+    pub source_errors: Family<Labels, Counter>,
+    pub events_duplicate: Counter,
+    pub rules_matched: Family<Labels, Counter>,
+    pub guard_verdicts: Family<Labels, Counter>,
+    pub actions: Family<Labels, Counter>,
+    pub action_duration: Family<Labels, Histogram>,
+    pub dispatch_latency: Histogram,
+    pub commit_duration: Histogram,
+    pub runs_active: Gauge,
+    pub decide_lag: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50us to ~100s: dispatch latency lives at the bottom, slow actions at the top.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 22))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("homeostat");
+        let events_received = Family::<Labels, Counter>::default();
+        registry.register(
+            "events_received",
+            "Events accepted and committed, by source",
+            events_received.clone(),
+        );
+        let source_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "source_errors",
+            "Requests or probes a source could not turn into events, by error type",
+            source_errors.clone(),
+        );
+        let events_duplicate = Counter::default();
+        registry.register(
+            "events_duplicate",
+            "Firing events for an alert already firing since the same time (re-notifications), not decided again",
+            events_duplicate.clone(),
+        );
+        let rules_matched = Family::<Labels, Counter>::default();
+        registry.register(
+            "rules_matched",
+            "Events whose labels matched a rule, by rule",
+            rules_matched.clone(),
+        );
+        let guard_verdicts = Family::<Labels, Counter>::default();
+        registry.register(
+            "guard_verdicts",
+            "Decisions by rule and verdict",
+            guard_verdicts.clone(),
+        );
+        let actions = Family::<Labels, Counter>::default();
+        registry.register(
+            "actions",
+            "Actions executed, by action and outcome",
+            actions.clone(),
+        );
+        let action_duration = Family::<Labels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "action_duration_seconds",
+            "How long actions took, by action",
+            action_duration.clone(),
+        );
+        let dispatch_latency = latency_histogram();
+        registry.register(
+            "dispatch_latency_seconds",
+            "From an event's receipt to its run's dispatch",
+            dispatch_latency.clone(),
+        );
+        let commit_duration = latency_histogram();
+        registry.register(
+            "journal_commit_seconds",
+            "Duration of one group commit",
+            commit_duration.clone(),
+        );
+        let runs_active = Gauge::default();
+        registry.register("runs_active", "Runs in progress", runs_active.clone());
+        let decide_lag = Gauge::default();
+        registry.register(
+            "decide_lag_events",
+            "Committed events not yet decided",
+            decide_lag.clone(),
+        );
+        Self {
+            registry,
+            events_received,
+            source_errors,
+            events_duplicate,
+            rules_matched,
+            guard_verdicts,
+            actions,
+            action_duration,
+            dispatch_latency,
+            commit_duration,
+            runs_active,
+            decide_lag,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn source_error(&self, source: &str, error_type: &str) {
+        self.source_errors
+            .get_or_create(&vec![
+                ("source", source.to_string()),
+                ("error_type", error_type.to_string()),
+            ])
+            .inc();
+    }
+}

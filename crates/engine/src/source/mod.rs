@@ -1,0 +1,3 @@
+//! Sources that run inside the engine (the HTTP ones are handlers in the API crate).
+
+pub mod http_probe;
