@@ -22,7 +22,7 @@ pub enum Error {
     },
 }
 
-/// A set of compiled templates, addressed by the id returned from [`Templates::add`].
+/// A set of compiled templates, addressed by the handles [`TemplatesBuilder::add`] returns.
 #[derive(Clone)]
 pub struct Templates {
     environment: Arc<Environment<'static>>,

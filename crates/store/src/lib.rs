@@ -75,7 +75,7 @@ impl RunStatus {
     }
 }
 
-/// One write to the journal. A [`Batch`] of them commits atomically.
+/// One write to the journal. A slice of them passed to [`Store::commit`] commits atomically.
 #[derive(Clone, Debug)]
 pub enum Write {
     /// An event as received; the writer assigns its sequence number.

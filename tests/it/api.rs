@@ -1,0 +1,601 @@
+//! In-process API tests: the axum router called with `oneshot`, no socket. Every bad input gets its
+//! status and stable code; nothing is acknowledged before it is committed.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use homeostat_core::clock::SystemClock;
+use homeostat_core::ingest::webhook::sign;
+use homeostat_store::sqlite::SqliteStore;
+use homeostat_store::{Committed, Store};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// A test engine with its router. Tokens come from files in the temp dir.
+pub struct Api {
+    pub router: axum::Router,
+    pub handle: homeostat_engine::Handle,
+    pub engine: homeostat_engine::Engine,
+    /// Held so the database and secrets outlive the engine.
+    pub _dir: tempfile::TempDir,
+}
+
+pub const WRITE: &str = "write-token";
+pub const READ: &str = "read-token";
+pub const INGEST: &str = "ingest-token";
+pub const HMAC_KEY: &str = "hmac-key";
+
+/// Compiles `extra` YAML appended to a base config with three tokens and a webhook source.
+pub fn compile(dir: &std::path::Path, extra: &str) -> homeostat_core::rule::Compiled {
+    for (name, value) in [
+        ("write", WRITE),
+        ("read", READ),
+        ("ingest", INGEST),
+        ("hmac", HMAC_KEY),
+    ] {
+        std::fs::write(dir.join(name), value).expect("write secret");
+    }
+    let text = format!(
+        r#"
+server: {{max_body_bytes: 2048, queue_capacity: 2}}
+store: {{path: {db:?}, synchronous: normal}}
+api_tokens:
+  - {{name: w, scopes: [write], token: {{file: {w:?}}}}}
+  - {{name: r, scopes: [read], token: {{file: {r:?}}}}}
+  - {{name: i, scopes: [ingest], token: {{file: {i:?}}}}}
+sources:
+  - type: webhook
+    name: ci
+    secret: {{file: {h:?}}}
+    kind: change
+    fingerprint: "{{{{ body.deploy_id }}}}"
+    labels: {{service: "{{{{ body.service }}}}", version: "{{{{ body.version }}}}"}}
+{extra}"#,
+        db = dir.join("h.db").display().to_string(),
+        w = dir.join("write").display().to_string(),
+        r = dir.join("read").display().to_string(),
+        i = dir.join("ingest").display().to_string(),
+        h = dir.join("hmac").display().to_string(),
+    );
+    let config =
+        homeostat_core::config::parse(&[(dir.join("c.yaml"), text)]).expect("valid config");
+    homeostat_core::rule::compile(&config).expect("compiles")
+}
+
+impl Api {
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compiled = compile(dir.path(), extra);
+        let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
+            .await
+            .expect("engine starts");
+        let handle = engine.handle.clone();
+        Self {
+            router: homeostat_api::router(handle.clone()),
+            handle,
+            engine,
+            _dir: dir,
+        }
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, headers, value)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.engine.abort();
+    }
+}
+
+pub fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut builder = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(body.into()).expect("request")
+}
+
+pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get(path);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Body::empty()).expect("request")
+}
+
+pub fn alertmanager_payload(alerts: &[(&str, &str)]) -> String {
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|(name, status)| {
+            json!({"status": status, "labels": {"alertname": name, "instance": "i1"}, "annotations": {},
+                   "startsAt": "2026-11-24T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""})
+        })
+        .collect();
+    json!({"version": "4", "status": "firing", "receiver": "homeostat", "groupKey": "{}", "alerts": alerts,
+           "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "truncatedAlerts": 0})
+    .to_string()
+}
+
+#[tokio::test]
+async fn alertmanager_hook_commits_before_answering() {
+    let api = Api::start("").await;
+    let (status, _, body) = api
+        .call(post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            alertmanager_payload(&[("A", "firing"), ("B", "firing")]),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2);
+    // The answer came after the commit, so the events are readable at once.
+    assert_eq!(api.handle.store.event_count().await.expect("count"), 2);
+    let (status, _, body) = api.call(get("/api/v1/events?limit=10", Some(READ))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
+    let id = body["events"][0]["id"].as_str().expect("id").to_string();
+    let (status, _, body) = api
+        .call(get(&format!("/api/v1/events/{id}"), Some(READ)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["event"]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn every_auth_failure_has_its_code() {
+    let api = Api::start("").await;
+    let payload = alertmanager_payload(&[("A", "firing")]);
+    let cases = [
+        (None, StatusCode::UNAUTHORIZED, "missing_token"),
+        (Some("nope"), StatusCode::UNAUTHORIZED, "invalid_token"),
+        (Some(READ), StatusCode::FORBIDDEN, "forbidden_scope"),
+    ];
+    for (token, expected, code) in cases {
+        let (status, headers, body) = api
+            .call(post("/api/v1/hooks/alertmanager", token, payload.clone()))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (expected, Some(code)),
+            "{body}"
+        );
+        assert_eq!(body["type"], "auth");
+        assert!(body["link"]
+            .as_str()
+            .is_some_and(|link| link.contains(&code.replace('_', "-"))));
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                headers
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap_or("")),
+                Some("Bearer")
+            );
+        }
+    }
+    // An ingest token may not read, a read token may read.
+    let (status, _, _) = api.call(get("/api/v1/runs", Some(INGEST))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = api.call(get("/api/v1/runs", Some(READ))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.handle.store.event_count().await.expect("count"),
+        0,
+        "nothing unauthenticated was stored"
+    );
+}
+
+#[tokio::test]
+async fn no_configured_tokens_means_no_access() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "store: {{path: {:?}}}\n",
+        dir.path().join("h.db").display().to_string()
+    );
+    let config =
+        homeostat_core::config::parse(&[(dir.path().join("c.yaml"), text)]).expect("config");
+    let compiled = homeostat_core::rule::compile(&config).expect("compiles");
+    let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let router = homeostat_api::router(engine.handle.clone());
+    let response = router
+        .oneshot(post(
+            "/api/v1/hooks/alertmanager",
+            Some("anything"),
+            alertmanager_payload(&[("A", "firing")]),
+        ))
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    engine.abort();
+}
+
+#[tokio::test]
+async fn malformed_payloads_name_the_field() {
+    let api = Api::start("").await;
+    let cases = [
+        (
+            "/api/v1/hooks/alertmanager",
+            "{not json".to_string(),
+            "(body)",
+        ),
+        (
+            "/api/v1/hooks/alertmanager",
+            r#"{"version":"4","alerts":[{"status":"burning","labels":{"a":"b"}}]}"#.into(),
+            "alerts[0].status",
+        ),
+        (
+            "/api/v1/hooks/alertmanager",
+            r#"{"version":"4"}"#.into(),
+            "alerts",
+        ),
+        (
+            "/api/v1/hooks/alertmanager",
+            r#"{"version":"3","alerts":[]}"#.into(),
+            "version",
+        ),
+        (
+            "/api/v1/events",
+            r#"[{"labels":{"a":"1"}},{"labels":{"a":2}}]"#.into(),
+            "[1].labels.a",
+        ),
+        (
+            "/api/v1/events",
+            r#"{"specversion":"1.0","id":"1","source":"s"}"#.into(),
+            "type",
+        ),
+    ];
+    for (path, payload, field) in cases {
+        let (status, _, body) = api.call(post(path, Some(WRITE), payload.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{payload}: {body}");
+        assert_eq!(body["code"], "invalid_payload");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{payload}: {body}"
+        );
+    }
+    assert_eq!(
+        api.handle.store.event_count().await.expect("count"),
+        0,
+        "a bad batch stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let api = Api::start("").await;
+    let big = "x".repeat(4096);
+    let (status, _, body) = api
+        .call(post("/api/v1/events", Some(WRITE), big.clone()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    // Without a Content-Length (a streamed body), the limit still holds.
+    let stream =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(big)) });
+    let request = Request::post("/api/v1/events")
+        .header(header::AUTHORIZATION, format!("Bearer {WRITE}"))
+        .body(Body::from_stream(stream))
+        .expect("request");
+    let (status, _, _) = api.call(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
+    let api = Api::start("").await;
+    let body = r#"{"deploy_id": "d-42", "service": "checkout", "version": "v1.4.2"}"#;
+    let signed = |signature: Option<String>| {
+        let mut builder = Request::post("/api/v1/hooks/ci");
+        if let Some(signature) = signature {
+            builder = builder.header("X-Homeostat-Signature", signature);
+        }
+        builder.body(Body::from(body)).expect("request")
+    };
+    let (status, _, answer) = api
+        .call(signed(Some(sign(HMAC_KEY.as_bytes(), body.as_bytes()))))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _, answer) = api
+        .call(signed(Some(sign(b"wrong key", body.as_bytes()))))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
+    );
+    let (status, _, answer) = api.call(signed(None)).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
+    );
+    let events = api
+        .handle
+        .store
+        .events(&homeostat_store::EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 1);
+    let event = &events[0].event;
+    assert_eq!(
+        (event.fingerprint.as_str(), event.labels["version"].as_str()),
+        ("d-42", "v1.4.2")
+    );
+    assert_eq!(event.kind, homeostat_core::EventKind::Change);
+    let (status, _, answer) = api
+        .call(post("/api/v1/hooks/nope", Some(WRITE), "{}"))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn native_and_cloud_events_are_accepted() {
+    let api = Api::start("").await;
+    let native =
+        r#"[{"labels": {"alertname": "X"}}, {"labels": {"alertname": "Y"}, "status": "resolved"}]"#;
+    let (status, _, body) = api.call(post("/api/v1/events", Some(INGEST), native)).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+    let cloud = r#"{"specversion": "1.0", "id": "a1", "source": "/ci", "type": "dev.ci.deploy", "kind": "change"}"#;
+    let (status, _, _) = api.call(post("/api/v1/events", Some(INGEST), cloud)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reads_validate_queries_and_report_missing_things() {
+    let api = Api::start("").await;
+    let cases = [
+        (
+            "/api/v1/runs?status=exploded",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/runs?limit=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/events?limit=abc",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/events?colour=red",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/api/v1/runs/does-not-exist",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/api/v1/events/does-not-exist",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        ("/api/v1/nothing-here", StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (path, expected, code) in cases {
+        let (status, _, body) = api.call(get(path, Some(READ))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (expected, Some(code)),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() {
+    let api = Api::start("").await;
+    let (status, _, _) = api.call(get("/healthz", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = api.call(get("/readyz", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    api.call(post(
+        "/api/v1/hooks/alertmanager",
+        Some(INGEST),
+        alertmanager_payload(&[("A", "firing")]),
+    ))
+    .await;
+    let (status, _, metrics) = api.call(get("/metrics", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("homeostat_events_received_total{source=\"alertmanager\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("homeostat_dispatch_latency_seconds_bucket"),
+        "{metrics}"
+    );
+    let (status, _, spec) = api.call(get("/api/v1/openapi.json", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let documented: Vec<&str> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in [
+        "/api/v1/hooks/alertmanager",
+        "/api/v1/hooks/{source}",
+        "/api/v1/events",
+        "/api/v1/events/{id}",
+        "/api/v1/runs",
+        "/api/v1/runs/{id}",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            documented.contains(&path),
+            "{path} is routed but not documented"
+        );
+    }
+    assert_eq!(
+        documented.len(),
+        10,
+        "every documented path is routed: {documented:?}"
+    );
+    let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
+        .as_array()
+        .expect("codes");
+    assert!(codes.iter().any(|code| code == "overloaded"));
+}
+
+/// A store whose commits wait until the test opens the gate, to fill the queue on purpose.
+struct GatedStore {
+    inner: SqliteStore,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl Store for GatedStore {
+    async fn commit(&self, batch: &[homeostat_store::Write]) -> homeostat_store::Result<Committed> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| homeostat_store::Error::WriterStopped)?;
+        self.inner.commit(batch).await
+    }
+    async fn events(
+        &self,
+        query: &homeostat_store::EventQuery,
+    ) -> homeostat_store::Result<Vec<homeostat_store::EventRecord>> {
+        self.inner.events(query).await
+    }
+    async fn event(
+        &self,
+        id: &str,
+    ) -> homeostat_store::Result<Option<homeostat_store::EventRecord>> {
+        self.inner.event(id).await
+    }
+    async fn journal_for_event(
+        &self,
+        id: &str,
+    ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
+        self.inner.journal_for_event(id).await
+    }
+    async fn journal_for_run(
+        &self,
+        id: &str,
+    ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
+        self.inner.journal_for_run(id).await
+    }
+    async fn runs(
+        &self,
+        query: &homeostat_store::RunQuery,
+    ) -> homeostat_store::Result<Vec<homeostat_store::RunRecord>> {
+        self.inner.runs(query).await
+    }
+    async fn run(&self, id: &str) -> homeostat_store::Result<Option<homeostat_store::RunRecord>> {
+        self.inner.run(id).await
+    }
+    async fn cursor(&self, name: &str) -> homeostat_store::Result<i64> {
+        self.inner.cursor(name).await
+    }
+    async fn firing_alerts(&self) -> homeostat_store::Result<Vec<homeostat_store::AlertState>> {
+        self.inner.firing_alerts().await
+    }
+    async fn event_count(&self) -> homeostat_store::Result<i64> {
+        self.inner.event_count().await
+    }
+    async fn ping(&self) -> homeostat_store::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compiled = compile(dir.path(), "");
+    let inner = SqliteStore::open(
+        &dir.path().join("gated.db"),
+        homeostat_core::config::Synchronous::Normal,
+    )
+    .await
+    .expect("open");
+    let store = Arc::new(GatedStore {
+        inner,
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let engine = homeostat_engine::start_with_store(
+        compiled,
+        Arc::new(SystemClock::default()),
+        store.clone(),
+    )
+    .await
+    .expect("starts");
+    let router = homeostat_api::router(engine.handle.clone());
+    // queue_capacity is 2: the writer holds one batch, two wait, the rest are refused.
+    let mut waiting = Vec::new();
+    let mut refused = 0;
+    for index in 0..8 {
+        let request = post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            alertmanager_payload(&[(&format!("A{index}"), "firing")]),
+        );
+        let mut call = Box::pin(router.clone().oneshot(request));
+        // Poll once: a refused request answers at once, an accepted one waits for the gate.
+        match futures::FutureExt::now_or_never(call.as_mut()) {
+            Some(Ok(response)) => {
+                assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+                assert_eq!(
+                    response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .map(|v| v.to_str().unwrap_or("")),
+                    Some("1")
+                );
+                refused += 1;
+            }
+            Some(Err(error)) => panic!("router failed: {error}"),
+            None => waiting.push(call),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused >= 1, "some requests were refused");
+    assert!(!waiting.is_empty(), "some requests were queued");
+    store.gate.add_permits(1000);
+    let accepted = waiting.len();
+    for call in waiting {
+        assert_eq!(call.await.expect("answer").status(), StatusCode::OK);
+    }
+    assert_eq!(store.event_count().await.expect("count") as usize, accepted);
+    engine.abort();
+}

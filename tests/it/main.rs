@@ -1,0 +1,10 @@
+//! Integration tests, linked once into one binary: in-process API and pipeline tests first, then
+//! end-to-end tests against the real `homeostat` binary, Prometheus and Alertmanager on loopback.
+
+mod api;
+mod crash;
+mod demo;
+mod e2e_alertmanager;
+mod examples;
+mod pipeline;
+mod support;

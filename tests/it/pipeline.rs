@@ -1,0 +1,421 @@
+//! The pipeline in process: decisions and guard verdicts are journaled, failures are recorded, dry
+//! runs execute nothing, and a restart resumes what a crash interrupted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use homeostat_core::clock::SystemClock;
+use homeostat_core::decide::{PlannedRun, PlannedStep};
+use homeostat_store::sqlite::SqliteStore;
+use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
+use serde_json::Value;
+
+use crate::api::{alertmanager_payload, compile, post, Api, INGEST};
+
+/// Polls `check` until it gives `Some`, or fails after five seconds.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn runs(store: &dyn Store) -> Vec<homeostat_store::RunRecord> {
+    store
+        .runs(&RunQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("runs")
+}
+
+async fn finished_runs(store: &Arc<dyn Store>, count: usize) -> Vec<homeostat_store::RunRecord> {
+    eventually("runs to finish", || async {
+        let runs = runs(&**store).await;
+        (runs.len() >= count && runs.iter().all(|run| run.status != RunStatus::Running))
+            .then_some(runs)
+    })
+    .await
+}
+
+fn alert(name: &str, status: &str, instance: &str, starts_at: &str) -> Value {
+    serde_json::json!({"status": status, "labels": {"alertname": name, "instance": instance}, "annotations": {},
+        "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""})
+}
+
+fn payload(alerts: Vec<Value>) -> String {
+    serde_json::json!({"version": "4", "status": "firing", "receiver": "r", "groupKey": "k", "alerts": alerts}).to_string()
+}
+
+async fn decisions_for(store: &dyn Store, event_id: &str) -> Vec<Value> {
+    store
+        .journal_for_event(event_id)
+        .await
+        .expect("journal")
+        .into_iter()
+        .filter(|entry| entry.kind == "decision")
+        .flat_map(|entry| {
+            entry.body["decisions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn guards_verdicts_and_resolves_are_journaled() {
+    let marker = tempfile::tempdir().expect("tempdir");
+    let log = marker.path().join("restarts.log");
+    let rules = format!(
+        r#"rules:
+  - name: restart
+    match: ['alertname="Down"']
+    target: "{{{{ labels.instance }}}}"
+    guards: {{cooldown_secs: 600, max_runs: {{count: 2, window_secs: 600}}}}
+    steps:
+      - name: restart
+        action: exec
+        with: {{command: ["/bin/sh", "-c", "echo {{{{ labels.instance }}}} >> {log}"]}}
+"#,
+        log = log.display()
+    );
+    let api = Api::start(&rules).await;
+    let store = api.handle.store.clone();
+    let send = |alerts: Vec<Value>| {
+        let api = &api;
+        async move {
+            let (status, _, body) = api
+                .call(post(
+                    "/api/v1/hooks/alertmanager",
+                    Some(INGEST),
+                    payload(alerts),
+                ))
+                .await;
+            assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        }
+    };
+    send(vec![alert("Down", "firing", "a", "2026-11-24T10:00:00Z")]).await;
+    finished_runs(&store, 1).await;
+    // Alertmanager repeats a firing alert with the same start: folded, not decided again.
+    send(vec![alert("Down", "firing", "a", "2026-11-24T10:00:00Z")]).await;
+    // The same target firing anew (a new start) is held back by the cooldown.
+    send(vec![alert("Down", "firing", "a", "2026-11-24T10:05:00Z")]).await;
+    send(vec![alert("Down", "firing", "b", "2026-11-24T10:00:00Z")]).await;
+    // A third target exceeds max_runs.
+    send(vec![alert("Down", "firing", "c", "2026-11-24T10:00:00Z")]).await;
+    send(vec![alert("Down", "resolved", "a", "2026-11-24T10:05:00Z")]).await;
+    let runs = finished_runs(&store, 2).await;
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().all(|run| run.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
+
+    let events = eventually("all events decided", || async {
+        let events = store
+            .events(&homeostat_store::EventQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("events");
+        let cursor = store.cursor("decide").await.expect("cursor");
+        (events.len() == 6 && cursor == 6).then_some(events)
+    })
+    .await;
+    let mut verdicts = Vec::new();
+    for record in &events {
+        let decisions = decisions_for(&*store, &record.event.id).await;
+        verdicts.push(
+            decisions
+                .first()
+                .map(|d| d["verdict"].as_str().unwrap_or("").to_string())
+                .unwrap_or("-".into()),
+        );
+    }
+    assert_eq!(
+        verdicts,
+        vec!["run", "-", "skipped", "run", "skipped", "ignored_status"]
+    );
+    let skipped_cooldown = decisions_for(&*store, &events[2].event.id).await;
+    assert_eq!(skipped_cooldown[0]["skip"]["guard"], "cooldown");
+    assert!(skipped_cooldown[0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("skipped: cooldown for `a` until"));
+    let skipped_rate = decisions_for(&*store, &events[4].event.id).await;
+    assert_eq!(skipped_rate[0]["skip"]["guard"], "rate_limited");
+    let lines = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "each target was acted on once"
+    );
+    let metrics = api.handle.metrics.render();
+    assert!(
+        metrics.contains(
+            "homeostat_guard_verdicts_total{rule=\"restart\",verdict=\"skipped_cooldown\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("homeostat_events_duplicate_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("homeostat_actions_total{action=\"exec\",outcome=\"succeeded\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_the_run_and_stops_it() {
+    let rules = r#"rules:
+  - name: broken
+    match: ['alertname="X"']
+    steps:
+      - {name: fail, action: exec, with: {command: ["/bin/sh", "-c", "echo oops >&2; exit 3"]}}
+      - {name: never, action: exec, with: {command: ["true"]}}
+  - name: slow
+    match: ['alertname="Y"']
+    steps:
+      - {name: sleep, action: exec, with: {command: ["sleep", "10"]}, timeout_secs: 0.2}
+  - name: unreachable
+    match: ['alertname="Z"']
+    steps:
+      - {name: call, action: http_request, with: {url: "http://127.0.0.1:9/nothing"}, timeout_secs: 2}
+"#;
+    let api = Api::start(rules).await;
+    let store = api.handle.store.clone();
+    for name in ["X", "Y", "Z"] {
+        api.call(post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            alertmanager_payload(&[(name, "firing")]),
+        ))
+        .await;
+    }
+    let runs = finished_runs(&store, 3).await;
+    let mut outcomes = Vec::new();
+    for run in &runs {
+        let steps = steps_from_journal(&store.journal_for_run(&run.id).await.expect("journal"));
+        outcomes.push((
+            run.rule.clone(),
+            run.status,
+            steps.iter().map(|s| s.status.clone()).collect::<Vec<_>>(),
+            run.error.clone().unwrap_or_default(),
+        ));
+    }
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(outcomes[0].0, "broken");
+    assert_eq!(
+        (outcomes[0].1, outcomes[0].2.clone()),
+        (RunStatus::Failed, vec!["failed".to_string()]),
+        "the second step never ran"
+    );
+    assert!(
+        outcomes[0].3.contains("exited with status 3") && outcomes[0].3.contains("oops"),
+        "{}",
+        outcomes[0].3
+    );
+    assert_eq!(
+        (outcomes[1].0.as_str(), outcomes[1].2.clone()),
+        ("slow", vec!["timed_out".to_string()])
+    );
+    assert_eq!(
+        (outcomes[2].0.as_str(), outcomes[2].2.clone()),
+        ("unreachable", vec!["failed".to_string()])
+    );
+    assert!(
+        outcomes[2].3.contains("connection refused"),
+        "{}",
+        outcomes[2].3
+    );
+}
+
+#[tokio::test]
+async fn global_dry_run_records_rendered_steps_and_executes_nothing() {
+    let marker = tempfile::tempdir().expect("tempdir");
+    let touched = marker.path().join("touched");
+    let rules = format!(
+        "dry_run: true\nrules:\n  - name: touch\n    match: ['alertname=\"X\"']\n    steps:\n      - {{name: touch, action: exec, with: {{command: [touch, {path:?}]}}}}\n",
+        path = touched.display().to_string()
+    );
+    let api = Api::start(&rules).await;
+    let store = api.handle.store.clone();
+    api.call(post(
+        "/api/v1/hooks/alertmanager",
+        Some(INGEST),
+        alertmanager_payload(&[("X", "firing")]),
+    ))
+    .await;
+    let runs = finished_runs(&store, 1).await;
+    assert_eq!(runs[0].status, RunStatus::DryRun);
+    let steps = steps_from_journal(&store.journal_for_run(&runs[0].id).await.expect("journal"));
+    assert_eq!(steps[0].status, "dry_run");
+    assert_eq!(
+        steps[0].output.as_ref().expect("output")["would_run"]["with"]["command"][1],
+        touched.display().to_string()
+    );
+    assert!(!touched.exists(), "a dry run executes nothing");
+}
+
+fn exec_step(name: &str, command: &[&str], idempotent: bool) -> PlannedStep {
+    let action = homeostat_core::action::parse("exec", &serde_json::json!({ "command": command }))
+        .expect("action");
+    PlannedStep {
+        name: name.into(),
+        action,
+        timeout_secs: 10.0,
+        idempotent,
+    }
+}
+
+#[tokio::test]
+async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compiled = compile(dir.path(), "");
+    let log = dir.path().join("effects.log");
+    let append = |word: &str| format!("echo {word} >> {}", log.display());
+    let t0 = chrono::DateTime::UNIX_EPOCH;
+    let planned = |id: &str, steps: Vec<PlannedStep>| PlannedRun {
+        id: id.into(),
+        rule: "r".into(),
+        target: id.into(),
+        event_id: "e".into(),
+        dry_run: false,
+        params: Default::default(),
+        steps,
+    };
+    // Two runs as a crash left them: each has a step that started and has no outcome.
+    {
+        let store = SqliteStore::open(
+            &dir.path().join("h.db"),
+            homeostat_core::config::Synchronous::Normal,
+        )
+        .await
+        .expect("open");
+        let safe = planned(
+            "safe",
+            vec![
+                exec_step("first", &["/bin/sh", "-c", &append("safe-first")], false),
+                exec_step("again", &["/bin/sh", "-c", &append("safe-again")], true),
+            ],
+        );
+        let risky = planned(
+            "risky",
+            vec![exec_step(
+                "charge",
+                &["/bin/sh", "-c", &append("risky-charge")],
+                false,
+            )],
+        );
+        let start = |run_id: &str, step: usize, name: &str| Write::StepStarted {
+            run_id: run_id.into(),
+            step,
+            name: name.into(),
+            attempt: 1,
+            at: t0,
+        };
+        store
+            .commit(&[
+                Write::RunStarted { run: safe, at: t0 },
+                start("safe", 0, "first"),
+                Write::StepFinished {
+                    run_id: "safe".into(),
+                    step: 0,
+                    name: "first".into(),
+                    attempt: 1,
+                    status: "succeeded".into(),
+                    output: Value::Null,
+                    error: None,
+                    at: t0,
+                },
+                start("safe", 1, "again"),
+                Write::RunStarted { run: risky, at: t0 },
+                start("risky", 0, "charge"),
+            ])
+            .await
+            .expect("commit");
+    }
+    let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let store = engine.handle.store.clone();
+    let runs = finished_runs(&store, 2).await;
+    let status = |id: &str| runs.iter().find(|run| run.id == id).map(|run| run.status);
+    assert_eq!(status("safe"), Some(RunStatus::Succeeded));
+    assert_eq!(status("risky"), Some(RunStatus::NeedsAttention));
+    let effects = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        effects.lines().collect::<Vec<_>>(),
+        vec!["safe-again"],
+        "only the idempotent step ran again"
+    );
+    let safe_steps = steps_from_journal(&store.journal_for_run("safe").await.expect("journal"));
+    assert_eq!(
+        safe_steps.last().map(|s| (s.attempt, s.status.as_str())),
+        Some((2, "succeeded"))
+    );
+    let risky = runs.iter().find(|run| run.id == "risky").expect("risky");
+    assert!(
+        risky
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not idempotent"),
+        "{risky:?}"
+    );
+    engine.abort();
+}
+
+#[tokio::test]
+async fn events_committed_but_not_decided_are_decided_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = "rules:\n  - name: r\n    match: ['alertname=\"X\"']\n    guards: {dry_run: true, lock: false}\n    steps:\n      - {name: s, action: exec, with: {command: [\"true\"]}}\n";
+    let compiled = compile(dir.path(), rules);
+    {
+        // As if the daemon acknowledged these and died before deciding.
+        let store = SqliteStore::open(
+            &dir.path().join("h.db"),
+            homeostat_core::config::Synchronous::Normal,
+        )
+        .await
+        .expect("open");
+        let now = chrono::DateTime::UNIX_EPOCH;
+        let events = homeostat_core::ingest::alertmanager::parse(
+            alertmanager_payload(&[("X", "firing"), ("Y", "firing"), ("X", "resolved")]).as_bytes(),
+            "alertmanager",
+            now,
+        )
+        .expect("parse");
+        store
+            .commit(&events.into_iter().map(Write::Event).collect::<Vec<_>>())
+            .await
+            .expect("commit");
+    }
+    let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let store = engine.handle.store.clone();
+    eventually("the backlog to be decided", || async {
+        (store.cursor("decide").await.ok()? == 3).then_some(())
+    })
+    .await;
+    let runs = finished_runs(&store, 1).await;
+    assert_eq!(runs.len(), 1, "one firing X, decided once");
+    engine.abort();
+}
