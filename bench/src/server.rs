@@ -1,0 +1,312 @@
+//! Starting, probing and stopping the servers under test: a homeostat daemon and a real Alertmanager.
+//!
+//! Each server gets a fresh temporary directory, a free loopback port, and its stdout and stderr in files there,
+//! so a server that fails to start can be explained by the tail of what it printed.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// The bearer token the bench gives homeostat through `HOMEOSTAT_BENCH_TOKEN` and sends on every request.
+pub const BENCH_TOKEN: &str = "bench-token";
+
+/// How homeostat is configured for a run.
+pub struct HomeostatOptions {
+    pub queue_capacity: usize,
+    /// `full` or `normal`, written to `store.synchronous`.
+    pub synchronous: &'static str,
+    /// Adds a rule that matches every bench alert and dispatches a cheap dry-run step.
+    pub with_rule: bool,
+    pub ready_timeout: Duration,
+}
+
+/// A running server under test; killed and its directory removed by [`Server::stop`] or on drop.
+pub struct Server {
+    pub name: &'static str,
+    pub base_url: String,
+    child: Child,
+    pid: u32,
+    stderr_path: PathBuf,
+    // Kept for its `Drop`, which removes the directory after the child is gone.
+    _dir: TempDir,
+}
+
+/// A snapshot of a process's memory and CPU, from `/proc`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessSample {
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub cpu_secs: f64,
+}
+
+impl Server {
+    pub async fn start_homeostat(binary: &Path, options: &HomeostatOptions) -> Result<Server> {
+        let dir = tempfile::Builder::new()
+            .prefix("homeostat-bench-")
+            .tempdir()
+            .context("failed to create a temporary directory for homeostat")?;
+        let port = free_port()?;
+        let config_path = dir.path().join("homeostat.yaml");
+        std::fs::write(&config_path, homeostat_config(port, dir.path(), options))
+            .with_context(|| format!("failed to write `{}`", config_path.display()))?;
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("HOMEOSTAT_BENCH_TOKEN", BENCH_TOKEN)
+            // Per-request logging would cost the server CPU that the two-core machine cannot spare.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        let server = Server::spawn("homeostat", command, binary, dir, port)?;
+        server.wait_ready("/readyz", options.ready_timeout).await
+    }
+
+    pub async fn start_alertmanager(binary: &Path, ready_timeout: Duration) -> Result<Server> {
+        let dir = tempfile::Builder::new()
+            .prefix("alertmanager-bench-")
+            .tempdir()
+            .context("failed to create a temporary directory for alertmanager")?;
+        let port = free_port()?;
+        let config_path = dir.path().join("alertmanager.yml");
+        // One route to a receiver with no integrations: Alertmanager stores and groups alerts and notifies nobody.
+        std::fs::write(
+            &config_path,
+            "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
+        )
+        .with_context(|| format!("failed to write `{}`", config_path.display()))?;
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // An empty cluster address turns gossip off, so nothing listens beyond loopback.
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn");
+        let server = Server::spawn("alertmanager", command, binary, dir, port)?;
+        server.wait_ready("/-/ready", ready_timeout).await
+    }
+
+    fn spawn(
+        name: &'static str,
+        mut command: Command,
+        binary: &Path,
+        dir: TempDir,
+        port: u16,
+    ) -> Result<Server> {
+        let stdout_path = dir.path().join("stdout.log");
+        let stderr_path = dir.path().join("stderr.log");
+        let stdout =
+            File::create(&stdout_path).context("failed to create the server's stdout log")?;
+        let stderr =
+            File::create(&stderr_path).context("failed to create the server's stderr log")?;
+        command
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("failed to start {name} from `{}`", binary.display()))?;
+        let pid = child
+            .id()
+            .context("the server exited before its pid could be read")?;
+        Ok(Server {
+            name,
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            pid,
+            stderr_path,
+            _dir: dir,
+        })
+    }
+
+    async fn wait_ready(mut self, path: &str, timeout: Duration) -> Result<Server> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .context("failed to build the readiness client")?;
+        let url = format!("{}{path}", self.base_url);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .context("failed to poll the server process")?
+            {
+                bail!(
+                    "{} exited with {status} before `{url}` was ready\n{}",
+                    self.name,
+                    self.stderr_tail(30)
+                );
+            }
+            let last = match client.get(&url).bearer_auth(BENCH_TOKEN).send().await {
+                Ok(response) if response.status().is_success() => return Ok(self),
+                Ok(response) => format!("HTTP {}", response.status()),
+                Err(error) => crate::load::error_chain(&error),
+            };
+            if started.elapsed() >= timeout {
+                let (name, tail) = (self.name, self.stderr_tail(30));
+                self.stop().await;
+                bail!("{name} did not answer 200 on `{url}` within {timeout:?} (last: {last})\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fails with the stderr tail if the server has died, for instance during the load.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(status) = self
+            .child
+            .try_wait()
+            .context("failed to poll the server process")?
+        {
+            bail!(
+                "{} exited with {status} during the run\n{}",
+                self.name,
+                self.stderr_tail(30)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn sample(&self) -> Result<ProcessSample> {
+        sample_process(&self.pid.to_string())
+    }
+
+    /// Kills the server and waits for it, so that its directory can be removed.
+    pub async fn stop(mut self) {
+        // A kill that fails means the process is already gone, which is what stopping wants.
+        let _ = self.child.kill().await;
+    }
+
+    fn stderr_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        if tail.is_empty() {
+            return format!("({} printed nothing on stderr)", self.name);
+        }
+        format!(
+            "last {} lines of {}'s stderr:\n{}",
+            tail.len(),
+            self.name,
+            tail.join("\n")
+        )
+    }
+}
+
+fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String {
+    let rules = if options.with_rule {
+        r#"rules:
+  - name: bench-dispatch
+    match: ['alertname="Bench"']
+    target: "{{ labels.instance }}"
+    guards: {dry_run: true, lock: false}
+    steps:
+      - name: noop
+        action: exec
+        with: {command: ["true"]}
+"#
+    } else {
+        "rules: []\n"
+    };
+    format!(
+        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\nstore:\n  path: {db}\n  synchronous: {sync}\n\
+         api_tokens:\n  - name: bench\n    scopes: [write]\n    token: {{env: HOMEOSTAT_BENCH_TOKEN}}\n{rules}",
+        queue = options.queue_capacity,
+        db = dir.join("homeostat.db").display(),
+        sync = options.synchronous,
+    )
+}
+
+/// Asks the kernel for a free loopback port; the tiny window before the server binds it is acceptable here.
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context("failed to find a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The bench's own process, to show how much of the two cores the generator took.
+pub fn sample_self() -> Result<ProcessSample> {
+    sample_process("self")
+}
+
+fn sample_process(pid: &str) -> Result<ProcessSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("failed to read `/proc/{pid}/status`"))?;
+    let kilobytes = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("failed to read `/proc/{pid}/stat`"))?;
+    // The command name may hold spaces, so fields are counted from after its closing parenthesis:
+    // `utime` and `stime` are the 14th and 15th fields, the 12th and 13th after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| -> u64 {
+        fields
+            .get(index)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    // Linux reports CPU time in USER_HZ, which is 100 on every architecture it supports.
+    let cpu_secs = (ticks(11) + ticks(12)) as f64 / 100.0;
+    Ok(ProcessSample {
+        rss_bytes: kilobytes("VmRSS:") * 1024,
+        peak_rss_bytes: kilobytes("VmHWM:") * 1024,
+        cpu_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_its_own_process() {
+        let sample = sample_self().unwrap();
+        assert!(sample.rss_bytes > 0);
+        assert!(sample.peak_rss_bytes >= sample.rss_bytes);
+    }
+
+    #[test]
+    fn config_includes_the_rule_only_when_asked() {
+        let mut options = HomeostatOptions {
+            queue_capacity: 4096,
+            synchronous: "full",
+            with_rule: false,
+            ready_timeout: Duration::from_secs(30),
+        };
+        let plain = homeostat_config(9000, Path::new("/tmp/x"), &options);
+        assert!(plain.contains("rules: []"));
+        assert!(plain.contains("synchronous: full"));
+        assert!(plain.contains("path: /tmp/x/homeostat.db"));
+        options.with_rule = true;
+        let with_rule = homeostat_config(9000, Path::new("/tmp/x"), &options);
+        assert!(with_rule.contains("name: bench-dispatch"));
+        assert!(with_rule.contains("target: \"{{ labels.instance }}\""));
+    }
+}
