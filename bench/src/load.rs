@@ -265,7 +265,8 @@ pub struct OpenOutcome {
     pub tally: Tally,
     /// From the actual send, which hides queueing in the generator; shown beside the corrected one.
     pub service_micros: Histogram<u64>,
-    /// How late requests left compared with their schedule: the generator's own timer and CPU share.
+    /// How late requests left compared with their schedule: the pacing thread's timer and CPU share, and the wait
+    /// for an in-flight slot when the server holds `max_in_flight` requests.
     pub schedule_lag_micros: Histogram<u64>,
     pub scheduled: u64,
     /// Requests actually started: fewer than scheduled when sending fell more than a second behind.

@@ -340,7 +340,7 @@ pub fn latency_text(report: &LatencyReport, metric: &str) -> String {
         &outcome.service_micros,
     ));
     out.push_str(&histogram_line(
-        "  generator schedule lag",
+        "  send delay behind schedule",
         &outcome.schedule_lag_micros,
     ));
     let growth = report.server_after.rss_bytes as i64 - report.server_before.rss_bytes as i64;
@@ -383,7 +383,7 @@ pub fn latency_json(report: &LatencyReport, metric: &str, parameters: Value) -> 
         "receipt_to_dispatch": dispatch,
         "client_latency_from_intended_ms": histogram_json(&outcome.tally.latency_micros),
         "client_service_time_ms": histogram_json(&outcome.service_micros),
-        "generator_schedule_lag_ms": histogram_json(&outcome.schedule_lag_micros),
+        "send_delay_behind_schedule_ms": histogram_json(&outcome.schedule_lag_micros),
         "active_alerts": report.active_alerts,
         "rss_before_bytes": report.server_before.rss_bytes,
         "rss_after_bytes": report.server_after.rss_bytes,

@@ -55,6 +55,7 @@ impl Server {
         let config_path = dir.path().join("homeostat.yaml");
         std::fs::write(&config_path, homeostat_config(port, dir.path(), options))
             .with_context(|| format!("failed to write `{}`", config_path.display()))?;
+        let binary = &resolve(binary)?;
         let mut command = Command::new(binary);
         command
             .arg("serve")
@@ -83,6 +84,7 @@ impl Server {
             "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
         )
         .with_context(|| format!("failed to write `{}`", config_path.display()))?;
+        let binary = &resolve(binary)?;
         let mut command = Command::new(binary);
         command
             .arg(format!("--config.file={}", config_path.display()))
@@ -98,6 +100,7 @@ impl Server {
         server.wait_ready("/-/ready", ready_timeout).await
     }
 
+    /// Spawns `command` in `dir`; call [`resolve`] on the binary first, as a relative path would then miss.
     fn spawn(
         name: &'static str,
         mut command: Command,
@@ -231,6 +234,15 @@ fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String
         db = dir.join("homeostat.db").display(),
         sync = options.synchronous,
     )
+}
+
+/// Makes a binary path absolute, because the server runs in its temporary directory where a relative path such
+/// as `target/release/homeostat` would not be found; a bare name is left for the `PATH` lookup.
+fn resolve(binary: &Path) -> Result<PathBuf> {
+    if binary.components().count() <= 1 {
+        return Ok(binary.to_path_buf());
+    }
+    std::fs::canonicalize(binary).with_context(|| format!("failed to find `{}`", binary.display()))
 }
 
 /// Asks the kernel for a free loopback port; the tiny window before the server binds it is acceptable here.

@@ -528,8 +528,14 @@ impl Store for GatedStore {
     async fn cursor(&self, name: &str) -> homeostat_store::Result<i64> {
         self.inner.cursor(name).await
     }
-    async fn firing_alerts(&self) -> homeostat_store::Result<Vec<homeostat_store::AlertState>> {
-        self.inner.firing_alerts().await
+    async fn snapshot(&self, name: &str) -> homeostat_store::Result<Option<(i64, Vec<u8>)>> {
+        self.inner.snapshot(name).await
+    }
+    async fn last_event(
+        &self,
+        source: &str,
+    ) -> homeostat_store::Result<Option<homeostat_store::EventRecord>> {
+        self.inner.last_event(source).await
     }
     async fn event_count(&self) -> homeostat_store::Result<i64> {
         self.inner.event_count().await

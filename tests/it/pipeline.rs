@@ -403,7 +403,12 @@ async fn events_committed_but_not_decided_are_decided_after_a_restart() {
         )
         .expect("parse");
         store
-            .commit(&events.into_iter().map(Write::Event).collect::<Vec<_>>())
+            .commit(
+                &events
+                    .into_iter()
+                    .map(|event| Write::Event(event.into()))
+                    .collect::<Vec<_>>(),
+            )
             .await
             .expect("commit");
     }
@@ -417,5 +422,98 @@ async fn events_committed_but_not_decided_are_decided_after_a_restart() {
     .await;
     let runs = finished_runs(&store, 1).await;
     assert_eq!(runs.len(), 1, "one firing X, decided once");
+    engine.abort();
+}
+
+/// Starts an engine on `dir`'s database, sends one Alertmanager payload, waits until it is decided.
+async fn start_and_send(
+    dir: &std::path::Path,
+    rules: &str,
+    body: String,
+) -> homeostat_engine::Engine {
+    let engine = homeostat_engine::start(compile(dir, rules), Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let events = homeostat_core::ingest::alertmanager::parse(
+        body.as_bytes(),
+        "alertmanager",
+        engine.handle.clock.now(),
+    )
+    .expect("parse");
+    let (pending, _) = engine
+        .handle
+        .ingest("alertmanager", events)
+        .expect("queued");
+    let seq = *pending
+        .committed()
+        .await
+        .expect("committed")
+        .event_seqs
+        .last()
+        .expect("one event");
+    let store = engine.handle.store.clone();
+    eventually("the event to be decided", || async {
+        (store.cursor("decide").await.ok()? >= seq).then_some(())
+    })
+    .await;
+    engine
+}
+
+#[tokio::test]
+async fn repeats_are_recognized_across_restarts_from_replay_and_from_snapshots() {
+    let rules = "rules:\n  - name: r\n    match: ['alertname=\"Down\"']\n    guards: {lock: false}\n    steps:\n      - {name: s, action: exec, with: {command: [\"true\"]}}\n";
+    let firing = |instance: &str| {
+        payload(vec![alert(
+            "Down",
+            "firing",
+            instance,
+            "2026-11-24T10:00:00Z",
+        )])
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    start_and_send(dir.path(), rules, firing("a")).await.abort();
+    // No snapshot yet: the restart replays the journal up to the cursor and knows `a` is firing.
+    let engine = start_and_send(dir.path(), rules, firing("a")).await;
+    assert!(engine
+        .handle
+        .metrics
+        .render()
+        .contains("homeostat_events_duplicate_total 1"));
+    let store = engine.handle.store.clone();
+    // Now a snapshot says `b` is firing and nothing is left to replay after it.
+    let b = homeostat_core::ingest::alertmanager::parse(
+        firing("b").as_bytes(),
+        "am",
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .expect("parse")
+    .remove(0);
+    let mut state = homeostat_engine::decider::Firing::new();
+    homeostat_engine::decider::fold(&mut state, &b);
+    let cursor = store.cursor("decide").await.expect("cursor");
+    store
+        .commit(&[Write::Snapshot {
+            name: "decide".into(),
+            seq: cursor,
+            body: homeostat_engine::decider::encode(&state),
+        }])
+        .await
+        .expect("commit");
+    engine.abort();
+    drop(engine);
+    let engine = start_and_send(dir.path(), rules, firing("b")).await;
+    assert!(
+        engine
+            .handle
+            .metrics
+            .render()
+            .contains("homeostat_events_duplicate_total 1"),
+        "b is known from the snapshot"
+    );
+    assert_eq!(
+        runs(&*engine.handle.store).await.len(),
+        1,
+        "only the first `a` ran"
+    );
     engine.abort();
 }

@@ -23,6 +23,9 @@ use crate::runner::{Finished, Runner};
 
 pub const CURSOR: &str = "decide";
 const CATCH_UP_PAGE: usize = 1024;
+/// How often the alert state is snapshotted, so a restart replays at most this much of the journal.
+const SNAPSHOT_EVERY_EVENTS: i64 = 100_000;
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Decider {
     pub store: Arc<dyn Store>,
@@ -33,13 +36,55 @@ pub struct Decider {
     pub runner: Runner,
     pub guards: GuardState,
     /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds. About 40 bytes each.
-    pub firing: HashMap<u64, Option<i64>>,
+    pub firing: Firing,
     pub cursor: i64,
     pub events: mpsc::Receiver<Vec<(i64, Event)>>,
     pub wake: Arc<Notify>,
     /// The highest committed event sequence number, for the lag gauge.
     pub committed_seq: Arc<std::sync::atomic::AtomicI64>,
     pub finished: mpsc::UnboundedReceiver<Finished>,
+    /// The sequence number and monotonic time of the last snapshot.
+    pub snapshot_seq: i64,
+    pub snapshot_at: std::time::Duration,
+}
+
+/// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds.
+pub type Firing = HashMap<u64, Option<i64>>;
+
+/// Folds an event into the firing set; true when it is a repeat of an alert already firing since the
+/// same time (Alertmanager re-sends firing alerts every `repeat_interval`).
+pub fn fold(firing: &mut Firing, event: &Event) -> bool {
+    let key = fingerprint_key(&event.fingerprint);
+    let starts_at = event.starts_at.map(|time| time.timestamp_millis());
+    match event.status {
+        Status::Firing => firing.insert(key, starts_at) == Some(starts_at),
+        Status::Resolved => {
+            firing.remove(&key);
+            false
+        }
+    }
+}
+
+/// Snapshot bytes: per alert, the key (8 bytes), a flag and `starts_at` (9 bytes), little-endian.
+pub fn encode(firing: &Firing) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(firing.len() * 17);
+    for (key, starts_at) in firing {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        bytes.push(u8::from(starts_at.is_some()));
+        bytes.extend_from_slice(&starts_at.unwrap_or(0).to_le_bytes());
+    }
+    bytes
+}
+
+pub fn decode(bytes: &[u8]) -> Firing {
+    bytes
+        .chunks_exact(17)
+        .map(|chunk| {
+            let key = u64::from_le_bytes(chunk[0..8].try_into().unwrap_or_default());
+            let starts_at = i64::from_le_bytes(chunk[9..17].try_into().unwrap_or_default());
+            (key, (chunk[8] == 1).then_some(starts_at))
+        })
+        .collect()
 }
 
 pub fn fingerprint_key(fingerprint: &str) -> u64 {
@@ -122,7 +167,7 @@ impl Decider {
                 continue;
             }
             last = *seq;
-            if self.is_duplicate(event) {
+            if fold(&mut self.firing, event) {
                 self.metrics.events_duplicate.inc();
                 continue;
             }
@@ -181,6 +226,16 @@ impl Decider {
             name: CURSOR.into(),
             seq: last,
         });
+        let monotonic = self.clock.monotonic();
+        let snapshot = last - self.snapshot_seq >= SNAPSHOT_EVERY_EVENTS
+            || monotonic.saturating_sub(self.snapshot_at) >= SNAPSHOT_EVERY;
+        if snapshot {
+            writes.push(Write::Snapshot {
+                name: CURSOR.into(),
+                seq: last,
+                body: encode(&self.firing),
+            });
+        }
         if let Err(error) = self.writer.submit(writes).await {
             // Nothing was recorded, so nothing may run; undo the guard bookkeeping and retry from the store.
             tracing::error!(%error, "cannot journal decisions; retrying");
@@ -192,6 +247,10 @@ impl Decider {
             return;
         }
         self.cursor = last;
+        if snapshot {
+            self.snapshot_seq = last;
+            self.snapshot_at = monotonic;
+        }
         let committed = self
             .committed_seq
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -205,23 +264,6 @@ impl Decider {
             self.metrics.dispatch_latency.observe(latency.as_secs_f64());
             tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, dry_run = run.dry_run, "run dispatched");
             self.runner.spawn(run, 0, 1);
-        }
-    }
-
-    /// A firing event for an alert already firing since the same time is a re-notification (Alertmanager
-    /// repeats firing alerts every `repeat_interval`): it is journaled, but not decided again.
-    fn is_duplicate(&mut self, event: &Event) -> bool {
-        let key = fingerprint_key(&event.fingerprint);
-        let starts_at = event.starts_at.map(|time| time.timestamp_millis());
-        match event.status {
-            Status::Firing => match self.firing.insert(key, starts_at) {
-                Some(previous) => previous == starts_at,
-                None => false,
-            },
-            Status::Resolved => {
-                self.firing.remove(&key);
-                false
-            }
         }
     }
 }

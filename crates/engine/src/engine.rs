@@ -12,11 +12,11 @@ use homeostat_core::rule::Compiled;
 use homeostat_core::Event;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::writer::{Pending, Writer};
-use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
+use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Notify};
 
-use crate::decider::{fingerprint_key, Decider, CURSOR};
+use crate::decider::{decode, fold, Decider, Firing, CURSOR};
 use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::secrets::{self, Secret};
@@ -100,7 +100,12 @@ impl Handle {
         let count = events.len();
         let pending = self
             .writer
-            .try_submit(events.into_iter().map(Write::Event).collect())
+            .try_submit(
+                events
+                    .into_iter()
+                    .map(|event| Write::Event(event.into()))
+                    .collect(),
+            )
             .map_err(|error| {
                 self.metrics.source_error(source, "overloaded");
                 match error {
@@ -226,14 +231,7 @@ pub async fn start_with_store(
     }
 
     let cursor = store.cursor(CURSOR).await?;
-    let firing = store
-        .firing_alerts()
-        .await?
-        .into_iter()
-        // Alerts whose last event is not decided yet must not look like duplicates of themselves.
-        .filter(|alert| alert.last_seq <= cursor)
-        .map(|alert| (fingerprint_key(&alert.fingerprint), alert.starts_at))
-        .collect();
+    let (snapshot_seq, firing) = restore_firing(&*store, cursor).await?;
     let decider = Decider {
         store: store.clone(),
         writer: writer.clone(),
@@ -248,6 +246,8 @@ pub async fn start_with_store(
         wake,
         committed_seq,
         finished: finished_receiver,
+        snapshot_seq,
+        snapshot_at: clock.monotonic(),
     };
     let mut tasks = vec![writer_task, tokio::spawn(decider.run())];
 
@@ -272,6 +272,30 @@ pub async fn start_with_store(
     }
     handle.ready.store(true, Ordering::Relaxed);
     Ok(Engine { handle, tasks })
+}
+
+/// The decider's firing set as of `cursor`: the last snapshot, plus the events after it up to the cursor.
+async fn restore_firing(store: &dyn Store, cursor: i64) -> Result<(i64, Firing), Error> {
+    let (snapshot_seq, mut firing) = match store.snapshot(CURSOR).await? {
+        Some((seq, body)) => (seq, decode(&body)),
+        None => (0, Firing::new()),
+    };
+    let mut after = snapshot_seq;
+    while after < cursor {
+        let page = store
+            .events(&EventQuery {
+                limit: 1024,
+                after_seq: Some(after),
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in page.iter().filter(|record| record.seq <= cursor) {
+            fold(&mut firing, &record.event);
+        }
+    }
+    Ok((snapshot_seq, firing))
 }
 
 /// Rebuilds guard state from recent runs and decides what to do with runs a crash interrupted.

@@ -40,7 +40,7 @@ fn run(id: &str, event_id: &str) -> PlannedRun {
 pub async fn run_all(store: &dyn Store) {
     let t0 = DateTime::UNIX_EPOCH + Duration::days(20_000);
     events_get_consecutive_sequence_numbers(store, t0).await;
-    alert_state_follows_the_latest_event(store, t0).await;
+    snapshots_and_latest_events_per_source(store, t0).await;
     runs_and_steps_round_trip(store, t0).await;
     cursors_persist(store).await;
 }
@@ -48,14 +48,14 @@ pub async fn run_all(store: &dyn Store) {
 async fn events_get_consecutive_sequence_numbers(store: &dyn Store, t0: DateTime<Utc>) {
     let first = store
         .commit(&[
-            Write::Event(event("e1", "f1", Status::Firing, t0)),
-            Write::Event(event("e2", "f2", Status::Firing, t0)),
+            Write::Event(event("e1", "f1", Status::Firing, t0).into()),
+            Write::Event(event("e2", "f2", Status::Firing, t0).into()),
         ])
         .await
         .expect("commit two events");
     assert_eq!(first.event_seqs, vec![1, 2]);
     let second = store
-        .commit(&[Write::Event(event("e3", "f1", Status::Resolved, t0))])
+        .commit(&[Write::Event(event("e3", "f1", Status::Resolved, t0).into())])
         .await
         .expect("commit");
     assert_eq!(second.event_seqs, vec![3]);
@@ -102,8 +102,8 @@ async fn events_get_consecutive_sequence_numbers(store: &dyn Store, t0: DateTime
     // A failed batch (duplicate id) must leave nothing behind and consume no sequence numbers.
     let failed = store
         .commit(&[
-            Write::Event(event("e4", "f4", Status::Firing, t0)),
-            Write::Event(event("e1", "f1", Status::Firing, t0)),
+            Write::Event(event("e4", "f4", Status::Firing, t0).into()),
+            Write::Event(event("e1", "f1", Status::Firing, t0).into()),
         ])
         .await;
     assert!(failed.is_err(), "a duplicate event id fails the batch");
@@ -112,22 +112,57 @@ async fn events_get_consecutive_sequence_numbers(store: &dyn Store, t0: DateTime
         "the batch is atomic"
     );
     let next = store
-        .commit(&[Write::Event(event("e5", "f5", Status::Firing, t0))])
+        .commit(&[Write::Event(event("e5", "f5", Status::Firing, t0).into())])
         .await
         .expect("commit");
     assert_eq!(next.event_seqs, vec![4]);
 }
 
-async fn alert_state_follows_the_latest_event(store: &dyn Store, _t0: DateTime<Utc>) {
-    let mut firing: Vec<String> = store
-        .firing_alerts()
+async fn snapshots_and_latest_events_per_source(store: &dyn Store, t0: DateTime<Utc>) {
+    assert_eq!(store.snapshot("decide").await.expect("read"), None);
+    store
+        .commit(&[Write::Snapshot {
+            name: "decide".into(),
+            seq: 2,
+            body: vec![1, 2, 3],
+        }])
+        .await
+        .expect("commit");
+    store
+        .commit(&[Write::Snapshot {
+            name: "decide".into(),
+            seq: 4,
+            body: vec![4],
+        }])
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.snapshot("decide").await.expect("read"),
+        Some((4, vec![4]))
+    );
+    let mut other = event("p1", "fp", Status::Firing, t0);
+    other.source = "probe".into();
+    store
+        .commit(&[Write::Event(other.into())])
+        .await
+        .expect("commit");
+    let latest = store
+        .last_event("test")
         .await
         .expect("read")
-        .into_iter()
-        .map(|alert| alert.fingerprint)
-        .collect();
-    firing.sort();
-    assert_eq!(firing, vec!["f2", "f5"], "f1 resolved after firing");
+        .expect("exists");
+    assert_eq!(latest.event.id, "e5");
+    assert_eq!(
+        store
+            .last_event("probe")
+            .await
+            .expect("read")
+            .expect("exists")
+            .event
+            .id,
+        "p1"
+    );
+    assert!(store.last_event("nobody").await.expect("read").is_none());
 }
 
 async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
@@ -261,12 +296,9 @@ mod tests {
                 .await
                 .expect("open");
             store
-                .commit(&[super::Write::Event(super::event(
-                    "a",
-                    "f",
-                    super::Status::Firing,
-                    t0,
-                ))])
+                .commit(&[super::Write::Event(
+                    super::event("a", "f", super::Status::Firing, t0).into(),
+                )])
                 .await
                 .expect("commit");
         }
@@ -274,12 +306,9 @@ mod tests {
             .await
             .expect("reopen");
         let committed = store
-            .commit(&[super::Write::Event(super::event(
-                "b",
-                "f",
-                super::Status::Firing,
-                t0,
-            ))])
+            .commit(&[super::Write::Event(
+                super::event("b", "f", super::Status::Firing, t0).into(),
+            )])
             .await;
         assert_eq!(committed.expect("commit").event_seqs, vec![2]);
     }
@@ -306,12 +335,8 @@ mod tests {
         let t0 = chrono::DateTime::UNIX_EPOCH;
         let mut pending = Vec::new();
         for index in 0..200 {
-            let batch = vec![super::Write::Event(super::event(
-                &format!("e{index}"),
-                "f",
-                super::Status::Firing,
-                t0,
-            ))];
+            let event = super::event(&format!("e{index}"), "f", super::Status::Firing, t0);
+            let batch = vec![super::Write::Event(event.into())];
             pending.push(writer.try_submit(batch).expect("queue has room"));
         }
         let mut seqs = Vec::new();
@@ -341,12 +366,9 @@ mod tests {
         let (writer, _task) = Writer::spawn(store, 2, 10, Box::new(|_| {}));
         let t0 = chrono::DateTime::UNIX_EPOCH;
         let make = |id: &str| {
-            vec![super::Write::Event(super::event(
-                id,
-                "f",
-                super::Status::Firing,
-                t0,
-            ))]
+            vec![super::Write::Event(
+                super::event(id, "f", super::Status::Firing, t0).into(),
+            )]
         };
         let first = writer.try_submit(make("a")).expect("room");
         let second = writer.try_submit(make("b")).expect("room");

@@ -75,11 +75,44 @@ impl RunStatus {
     }
 }
 
+/// An event with its JSON encoding, made by whoever builds the write: serializing on the request's
+/// own task keeps that work off the single writer, which is the pipeline's one serial stage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedEvent {
+    event: Event,
+    json: String,
+}
+
+impl EncodedEvent {
+    pub fn new(event: Event) -> Self {
+        let json = serde_json::to_string(&event).unwrap_or_else(|_| "null".into());
+        Self { event, json }
+    }
+
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+impl From<Event> for EncodedEvent {
+    fn from(event: Event) -> Self {
+        Self::new(event)
+    }
+}
+
 /// One write to the journal. A slice of them passed to [`Store::commit`] commits atomically.
 #[derive(Clone, Debug)]
 pub enum Write {
     /// An event as received; the writer assigns its sequence number.
-    Event(Event),
+    Event(EncodedEvent),
     /// What the rules decided for an event (only written when at least one rule matched).
     Decisions {
         event_id: String,
@@ -115,6 +148,12 @@ pub enum Write {
     },
     /// Advances a named consumer's position in the event stream.
     Cursor { name: String, seq: i64 },
+    /// Replaces a consumer's state snapshot, taken at event sequence number `seq`.
+    Snapshot {
+        name: String,
+        seq: i64,
+        body: Vec<u8>,
+    },
 }
 
 /// What a committed batch was assigned: the sequence number of each `Write::Event`, in order.
@@ -170,15 +209,6 @@ pub struct StepRecord {
     pub error: Option<String>,
 }
 
-/// The latest state of an alert fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AlertState {
-    pub fingerprint: String,
-    pub starts_at: Option<i64>,
-    /// The sequence number of the event that set this state.
-    pub last_seq: i64,
-}
-
 #[derive(Clone, Debug, Default)]
 pub struct EventQuery {
     pub limit: usize,
@@ -209,8 +239,10 @@ pub trait Store: Send + Sync + 'static {
     async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>>;
     async fn run(&self, id: &str) -> Result<Option<RunRecord>>;
     async fn cursor(&self, name: &str) -> Result<i64>;
-    /// Every fingerprint whose latest event was firing.
-    async fn firing_alerts(&self) -> Result<Vec<AlertState>>;
+    /// A consumer's latest snapshot: the sequence number it was taken at, and its bytes.
+    async fn snapshot(&self, name: &str) -> Result<Option<(i64, Vec<u8>)>>;
+    /// The newest event from `source`.
+    async fn last_event(&self, source: &str) -> Result<Option<EventRecord>>;
     async fn event_count(&self) -> Result<i64>;
     /// Checks that the database answers, for `/readyz`.
     async fn ping(&self) -> Result<()>;

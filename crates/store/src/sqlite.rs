@@ -14,12 +14,15 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AlertState, Committed, Error, EventQuery, EventRecord, JournalEntry, Result, RunQuery,
-    RunRecord, RunStatus, Store, Write,
+    Committed, Error, EventQuery, EventRecord, JournalEntry, Result, RunQuery, RunRecord,
+    RunStatus, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_snapshots.sql"),
+];
 
 /// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
 const CHUNKS: &[usize] = &[256, 64, 16, 4, 1];
@@ -27,7 +30,17 @@ const CHUNKS: &[usize] = &[256, 64, 16, 4, 1];
 pub struct SqliteStore {
     writer: Mutex<WriterState>,
     readers: SqlitePool,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often the background connection copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 struct WriterState {
     connection: SqliteConnection,
@@ -52,7 +65,13 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false);
-        let mut connection = SqliteConnection::connect_with(&options)
+        // The writer never checkpoints itself: copying the WAL back would stall every commit behind
+        // it. A second connection does it in the background; SQLite lets it run beside the writer.
+        let writer_options = options
+            .clone()
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", "0");
+        let mut connection = SqliteConnection::connect_with(&writer_options)
             .await
             .map_err(open_error)?;
         migrate(&mut connection).await?;
@@ -64,6 +83,22 @@ impl SqliteStore {
             sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal")
                 .fetch_one(&mut connection)
                 .await?;
+        let mut checkpoint_connection = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
+        let checkpointer = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(CHECKPOINT_EVERY);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut checkpoint_connection)
+                    .await
+                {
+                    tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                }
+            }
+        });
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).create_if_missing(false))
@@ -76,6 +111,7 @@ impl SqliteStore {
                 next_journal_seq,
             }),
             readers,
+            checkpointer,
         })
     }
 }
@@ -125,7 +161,6 @@ fn insert_sql(table: &str, columns: &[&str], rows: usize, suffix: &str) -> Strin
 enum Value {
     Int(i64),
     Text(String),
-    OptInt(Option<i64>),
     OptText(Option<String>),
 }
 
@@ -148,7 +183,6 @@ async fn insert_rows(
                 query = match value {
                     Value::Int(v) => query.bind(v),
                     Value::Text(v) => query.bind(v),
-                    Value::OptInt(v) => query.bind(v),
                     Value::OptText(v) => query.bind(v),
                 };
             }
@@ -170,7 +204,6 @@ impl Store for SqliteStore {
         let mut event_seq = state.next_event_seq;
         let mut journal_seq = state.next_journal_seq;
         let mut events = Vec::new();
-        let mut alerts = Vec::new();
         let mut journal = Vec::new();
         let mut committed = Committed::default();
         let mut journal_row = |at: DateTime<Utc>,
@@ -191,9 +224,11 @@ impl Store for SqliteStore {
         let mut run_inserts = Vec::new();
         let mut run_updates = Vec::new();
         let mut cursors = Vec::new();
+        let mut snapshots = Vec::new();
         for write in batch {
             match write {
-                Write::Event(event) => {
+                Write::Event(encoded) => {
+                    let event = encoded.event();
                     events.push(vec![
                         Value::Int(event_seq),
                         Value::Text(event.id.clone()),
@@ -202,13 +237,7 @@ impl Store for SqliteStore {
                         Value::Text(event.status.as_str().to_string()),
                         Value::Text(event.fingerprint.clone()),
                         Value::Int(millis(event.received_at)),
-                        Value::Text(to_json(event)),
-                    ]);
-                    alerts.push(vec![
-                        Value::Text(event.fingerprint.clone()),
-                        Value::Text(event.status.as_str().to_string()),
-                        Value::OptInt(event.starts_at.map(millis)),
-                        Value::Int(event_seq),
+                        Value::Text(encoded.json().to_string()),
                     ]);
                     committed.event_seqs.push(event_seq);
                     event_seq += 1;
@@ -282,6 +311,9 @@ impl Store for SqliteStore {
                     run_updates.push((run_id.clone(), *status, error.clone(), millis(*at)));
                 }
                 Write::Cursor { name, seq } => cursors.push((name.clone(), *seq)),
+                Write::Snapshot { name, seq, body } => {
+                    snapshots.push((name.clone(), *seq, body.clone()))
+                }
             }
         }
         let mut transaction = state.connection.begin().await?;
@@ -300,14 +332,6 @@ impl Store for SqliteStore {
             ],
             "",
             events,
-        )
-        .await?;
-        insert_rows(
-            &mut transaction,
-            "alerts",
-            &["fingerprint", "status", "starts_at", "last_seq"],
-            " ON CONFLICT (fingerprint) DO UPDATE SET status = excluded.status, starts_at = excluded.starts_at, last_seq = excluded.last_seq",
-            alerts,
         )
         .await?;
         insert_rows(
@@ -350,6 +374,17 @@ impl Store for SqliteStore {
                 .bind(seq)
                 .execute(&mut *transaction)
                 .await?;
+        }
+        for (name, seq, body) in snapshots {
+            sqlx::query(
+                "INSERT INTO snapshots (name, seq, body) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+            )
+            .bind(name)
+            .bind(seq)
+            .bind(body)
+            .execute(&mut *transaction)
+            .await?;
         }
         transaction.commit().await?;
         // Only a committed batch consumes sequence numbers.
@@ -432,21 +467,22 @@ impl Store for SqliteStore {
         Ok(seq.unwrap_or(0))
     }
 
-    async fn firing_alerts(&self) -> Result<Vec<AlertState>> {
-        let rows = sqlx::query(
-            "SELECT fingerprint, starts_at, last_seq FROM alerts WHERE status = 'firing'",
-        )
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AlertState {
-                    fingerprint: row.try_get("fingerprint")?,
-                    last_seq: row.try_get("last_seq")?,
-                    starts_at: row.try_get("starts_at")?,
-                })
-            })
-            .collect()
+    async fn snapshot(&self, name: &str) -> Result<Option<(i64, Vec<u8>)>> {
+        let row = sqlx::query("SELECT seq, body FROM snapshots WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|row| Ok((row.try_get("seq")?, row.try_get("body")?)))
+            .transpose()
+    }
+
+    async fn last_event(&self, source: &str) -> Result<Option<EventRecord>> {
+        let row =
+            sqlx::query("SELECT seq, body FROM events WHERE source = ? ORDER BY seq DESC LIMIT 1")
+                .bind(source)
+                .fetch_optional(&self.readers)
+                .await?;
+        row.as_ref().map(event_record).transpose()
     }
 
     async fn event_count(&self) -> Result<i64> {

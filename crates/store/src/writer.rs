@@ -107,7 +107,7 @@ async fn run(
                 let numbered: Vec<(i64, Event)> = batch
                     .into_iter()
                     .filter_map(|write| match write {
-                        Write::Event(event) => Some(event),
+                        Write::Event(encoded) => Some(encoded.into_event()),
                         _ => None,
                     })
                     .zip(all_seqs.iter().copied())

@@ -119,12 +119,10 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
     let fingerprint = fingerprint(&labels);
     let mut state = State::default();
     // A probe that was firing before a restart must still be able to resolve.
-    if let Ok(firing) = handle.store.firing_alerts().await {
-        if let Some(alert) = firing.iter().find(|alert| alert.fingerprint == fingerprint) {
+    if let Ok(Some(last)) = handle.store.last_event(&config.name).await {
+        if last.event.status == Status::Firing && last.event.fingerprint == fingerprint {
             state.firing = true;
-            state.since = alert
-                .starts_at
-                .and_then(chrono::DateTime::from_timestamp_millis);
+            state.since = last.event.starts_at;
         }
     }
     let mut interval = tokio::time::interval(Duration::from_secs_f64(config.interval_secs));
@@ -178,7 +176,7 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
         };
         tracing::info!(probe = %config.name, status = status.as_str(), "probe changed state");
         // Internal sources wait for room rather than drop: the probe simply runs late under overload.
-        match handle.writer.submit(vec![Write::Event(event)]).await {
+        match handle.writer.submit(vec![Write::Event(event.into())]).await {
             Ok(_) => handle.accepted(&config.name, 1),
             Err(error) => {
                 tracing::error!(probe = %config.name, %error, "cannot journal probe event")
