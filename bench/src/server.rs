@@ -192,6 +192,16 @@ impl Server {
 
     /// Kills the server and waits for it, so that its directory can be removed.
     pub async fn stop(mut self) {
+        // For digging into a run: `HOMEOSTAT_BENCH_METRICS_DIR=DIR` keeps each server's last `/metrics`.
+        if let Ok(dir) = std::env::var("HOMEOSTAT_BENCH_METRICS_DIR") {
+            let url = format!("{}/metrics", self.base_url);
+            if let Ok(response) = reqwest::get(&url).await {
+                if let Ok(text) = response.text().await {
+                    let path = Path::new(&dir).join(format!("{}-{}.prom", self.name, self.pid));
+                    let _ = std::fs::write(path, text);
+                }
+            }
+        }
         // A kill that fails means the process is already gone, which is what stopping wants.
         let _ = self.child.kill().await;
     }

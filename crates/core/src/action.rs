@@ -186,48 +186,6 @@ fn validate(action: &Action) -> Result<(), Error> {
     }
 }
 
-/// Renders every string inside `with` as a template over `context`, leaving structure intact.
-pub fn render_inputs(
-    with: &serde_json::Value,
-    context: &impl Serialize,
-) -> Result<serde_json::Value, crate::template::Error> {
-    Ok(match with {
-        serde_json::Value::String(text) => {
-            serde_json::Value::String(crate::template::render_str(text, context)?)
-        }
-        serde_json::Value::Array(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(|item| render_inputs(item, context))
-                .collect::<Result<_, _>>()?,
-        ),
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.iter()
-                .map(|(key, value)| Ok((key.clone(), render_inputs(value, context)?)))
-                .collect::<Result<_, _>>()?,
-        ),
-        other => other.clone(),
-    })
-}
-
-/// Every string inside `with`, with its path, for syntax checks.
-pub fn strings(with: &serde_json::Value, path: &str, out: &mut Vec<(String, String)>) {
-    match with {
-        serde_json::Value::String(text) => out.push((path.to_string(), text.clone())),
-        serde_json::Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                strings(item, &format!("{path}[{index}]"), out);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            for (key, value) in map {
-                strings(value, &format!("{path}.{key}"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,16 +225,6 @@ mod tests {
                 .unwrap_err()
                 .field,
             "with.method"
-        );
-    }
-
-    #[test]
-    fn renders_strings_only() {
-        let with = json!({"command": ["restart", "{{ labels.pod }}"], "max_output_bytes": 10});
-        let rendered = render_inputs(&with, &json!({"labels": {"pod": "api-0"}})).unwrap();
-        assert_eq!(
-            rendered,
-            json!({"command": ["restart", "api-0"], "max_output_bytes": 10})
         );
     }
 }

@@ -82,21 +82,24 @@ pub struct PlannedStep {
     pub idempotent: bool,
 }
 
-/// The template context for an event: `event`, plus `labels`, `annotations`, `status` and
-/// `fingerprint` at the top level for brevity.
-pub fn context(event: &Event, params: Option<&BTreeMap<String, String>>) -> serde_json::Value {
-    let mut context = serde_json::json!({
-        "event": event,
-        "labels": event.labels,
-        "annotations": event.annotations,
-        "status": event.status,
-        "fingerprint": event.fingerprint,
-        "source": event.source,
-    });
-    if let Some(params) = params {
-        context["params"] = serde_json::json!(params);
+/// The template context for an event: `event`, plus `labels`, `annotations`, `status`,
+/// `fingerprint` and `source` at the top level for brevity, and `params` once they are rendered.
+///
+/// Built once per decision as a minijinja value, so each template renders without re-serializing it.
+pub fn context(event: &Event, params: Option<&BTreeMap<String, String>>) -> minijinja::Value {
+    use minijinja::Value;
+    let base = minijinja::context! {
+        event => Value::from_serialize(event),
+        labels => Value::from_serialize(&event.labels),
+        annotations => Value::from_serialize(&event.annotations),
+        status => event.status.as_str(),
+        fingerprint => &event.fingerprint,
+        source => &event.source,
+    };
+    match params {
+        Some(params) => minijinja::context! { params => Value::from_serialize(params), ..base },
+        None => base,
     }
-    context
 }
 
 /// Decides what every matching rule does with `event`.
@@ -175,8 +178,8 @@ fn decide_rule(
         };
     }
     let mut steps = Vec::with_capacity(rule.steps.len());
-    for step in &rule.steps {
-        let rendered = match action::render_inputs(&step.with, &full) {
+    for (step, inputs) in rule.steps.iter().zip(&rule.inputs) {
+        let rendered = match compiled.templates.render_inputs(inputs, &full) {
             Ok(rendered) => rendered,
             Err(render_error) => {
                 return error(target, format!("step `{}`: {render_error}", step.name))

@@ -11,7 +11,7 @@ use crate::config::{Config, Diagnostic, Diagnostics, Guards, Severity, Source, S
 use crate::event::{Event, Status};
 use crate::ingest::webhook::Mapping;
 use crate::matcher::{self, Matcher};
-use crate::template::{self, Template, Templates, TemplatesBuilder};
+use crate::template::{Template, Templates, TemplatesBuilder};
 
 /// A compiled CEL condition.
 #[derive(Clone)]
@@ -68,6 +68,8 @@ pub struct CompiledRule {
     pub target: Template,
     pub guards: Guards,
     pub steps: Vec<Step>,
+    /// Each step's `with`, compiled.
+    pub inputs: Vec<crate::template::Inputs>,
 }
 
 /// Whether a rule applies to an event, and if not, why not (for the journal and dry runs).
@@ -436,6 +438,7 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
             ));
         }
         let mut step_names = HashSet::new();
+        let mut inputs = Vec::with_capacity(rule.steps.len());
         for (step_index, step) in rule.steps.iter().enumerate() {
             let field = |inner: &str| format!("steps[{step_index}].{inner}");
             if !step_names.insert(step.name.as_str()) {
@@ -489,10 +492,9 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                     ));
                 }
             }
-            let mut texts = Vec::new();
-            action::strings(&step.with, "with", &mut texts);
-            for (path, text) in texts {
-                if let Err(template_error) = template::check_syntax(&text) {
+            match builder.add_inputs(&step.with, "with") {
+                Ok(compiled) => inputs.push(compiled),
+                Err((path, template_error)) => {
                     ok = false;
                     diagnostics.push(error(
                         "rules",
@@ -514,6 +516,7 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                 target,
                 guards: rule.guards.clone(),
                 steps: rule.steps.clone(),
+                inputs,
             });
         }
     }

@@ -86,7 +86,74 @@ impl TemplatesBuilder {
     }
 }
 
+/// A step's `with` inputs compiled once: the JSON structure with every string a [`Template`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inputs {
+    /// Numbers, booleans and null pass through as they are.
+    Value(serde_json::Value),
+    Text(Template),
+    Array(Vec<Inputs>),
+    Object(Vec<(String, Inputs)>),
+}
+
+impl TemplatesBuilder {
+    /// Compiles every string inside `with`; a syntax error comes back with its path under `path`.
+    pub fn add_inputs(
+        &mut self,
+        with: &serde_json::Value,
+        path: &str,
+    ) -> Result<Inputs, (String, Error)> {
+        Ok(match with {
+            serde_json::Value::String(text) => {
+                Inputs::Text(self.add(text).map_err(|error| (path.to_string(), error))?)
+            }
+            serde_json::Value::Array(items) => Inputs::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.add_inputs(item, &format!("{path}[{index}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(map) => Inputs::Object(
+                map.iter()
+                    .map(|(key, value)| {
+                        Ok((
+                            key.clone(),
+                            self.add_inputs(value, &format!("{path}.{key}"))?,
+                        ))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Inputs::Value(other.clone()),
+        })
+    }
+}
+
 impl Templates {
+    /// Renders compiled inputs back into JSON.
+    pub fn render_inputs(
+        &self,
+        inputs: &Inputs,
+        context: &impl Serialize,
+    ) -> Result<serde_json::Value, Error> {
+        Ok(match inputs {
+            Inputs::Value(value) => value.clone(),
+            Inputs::Text(template) => serde_json::Value::String(self.render(template, context)?),
+            Inputs::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|item| self.render_inputs(item, context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Inputs::Object(fields) => serde_json::Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, value)| Ok((key.clone(), self.render_inputs(value, context)?)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
     pub fn render(&self, template: &Template, context: &impl Serialize) -> Result<String, Error> {
         match template {
             Template::Literal(text) => Ok(text.clone()),
@@ -105,32 +172,6 @@ impl Templates {
             }
         }
     }
-}
-
-/// Renders a one-off template string; used for step inputs, which are rendered once per run.
-pub fn render_str(source_text: &str, context: &impl Serialize) -> Result<String, Error> {
-    if !source_text.contains("{{") && !source_text.contains("{%") {
-        return Ok(source_text.to_string());
-    }
-    let environment = environment();
-    environment
-        .render_str(source_text, context)
-        .map_err(|error| Error::Render {
-            source_text: source_text.to_string(),
-            message: describe(&error),
-        })
-}
-
-/// Checks a template's syntax without rendering it.
-pub fn check_syntax(source_text: &str) -> Result<(), Error> {
-    let environment = environment();
-    environment
-        .template_from_str(source_text)
-        .map(|_| ())
-        .map_err(|error| Error::Syntax {
-            source_text: source_text.to_string(),
-            message: describe(&error),
-        })
 }
 
 fn environment() -> Environment<'static> {

@@ -23,9 +23,15 @@ use crate::runner::{Finished, Runner};
 
 pub const CURSOR: &str = "decide";
 const CATCH_UP_PAGE: usize = 1024;
+/// At most this many events are decided in one commit; the decider must keep up with group commits
+/// of many requests of many alerts, so it takes everything waiting up to this.
+const MAX_DECIDE_BATCH: usize = 65_536;
 /// How often the alert state is snapshotted, so a restart replays at most this much of the journal.
 const SNAPSHOT_EVERY_EVENTS: i64 = 100_000;
 const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// A batch that decided nothing does not commit the cursor, except this often: re-deciding such
+/// events after a restart changes nothing, and skipping the commit halves the writer's work.
+const CURSOR_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Decider {
     pub store: Arc<dyn Store>,
@@ -46,6 +52,9 @@ pub struct Decider {
     /// The sequence number and monotonic time of the last snapshot.
     pub snapshot_seq: i64,
     pub snapshot_at: std::time::Duration,
+    /// The monotonic time the cursor was last committed, and its value then.
+    pub cursor_at: std::time::Duration,
+    pub committed_cursor: i64,
 }
 
 /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds.
@@ -63,6 +72,33 @@ pub fn fold(firing: &mut Firing, event: &Event) -> bool {
             false
         }
     }
+}
+
+/// The firing set as of `cursor`: the last snapshot, plus the events after it up to the cursor.
+pub async fn restore_firing(
+    store: &dyn Store,
+    cursor: i64,
+) -> Result<(i64, Firing), homeostat_store::Error> {
+    let (snapshot_seq, mut firing) = match store.snapshot(CURSOR).await? {
+        Some((seq, body)) => (seq, decode(&body)),
+        None => (0, Firing::new()),
+    };
+    let mut after = snapshot_seq;
+    while after < cursor {
+        let page = store
+            .events(&EventQuery {
+                limit: CATCH_UP_PAGE,
+                after_seq: Some(after),
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in page.iter().filter(|record| record.seq <= cursor) {
+            fold(&mut firing, &record.event);
+        }
+    }
+    Ok((snapshot_seq, firing))
 }
 
 /// Snapshot bytes: per alert, the key (8 bytes), a flag and `starts_at` (9 bytes), little-endian.
@@ -97,15 +133,20 @@ impl Decider {
     pub async fn run(mut self) {
         // Whatever was committed but not decided before the last stop comes first.
         self.catch_up(None).await;
+        let mut tick = tokio::time::interval(CURSOR_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
+                _ = tick.tick() => {
+                    self.flush_cursor().await;
+                }
                 Some(finished) = self.finished.recv() => {
                     self.guards.finish(&finished.rule, &finished.run_id);
                 }
                 batch = self.events.recv() => {
                     let Some(mut batch) = batch else { break };
-                    while batch.len() < CATCH_UP_PAGE {
+                    while batch.len() < MAX_DECIDE_BATCH {
                         match self.events.try_recv() {
                             Ok(more) => batch.extend(more),
                             Err(_) => break,
@@ -123,6 +164,26 @@ impl Decider {
                     self.catch_up(None).await;
                 }
             }
+        }
+    }
+
+    /// Commits the cursor when batches that decided nothing moved it only in memory.
+    async fn flush_cursor(&mut self) {
+        if self.cursor <= self.committed_cursor {
+            return;
+        }
+        let cursor = self.cursor;
+        if self
+            .writer
+            .submit(vec![Write::Cursor {
+                name: CURSOR.into(),
+                seq: cursor,
+            }])
+            .await
+            .is_ok()
+        {
+            self.committed_cursor = cursor;
+            self.cursor_at = self.clock.monotonic();
         }
     }
 
@@ -159,6 +220,8 @@ impl Decider {
 
     async fn decide_batch(&mut self, batch: Vec<(i64, Event)>) {
         let now = self.clock.now();
+        // Restored if the commit fails, so the retry decides these events afresh.
+        let guards_before = (!self.compiled.rules.is_empty()).then(|| self.guards.clone());
         let mut writes = Vec::new();
         let mut runs = Vec::new();
         let mut last = self.cursor;
@@ -222,13 +285,18 @@ impl Decider {
         if last == self.cursor {
             return;
         }
+        let monotonic = self.clock.monotonic();
+        let snapshot = last - self.snapshot_seq >= SNAPSHOT_EVERY_EVENTS
+            || monotonic.saturating_sub(self.snapshot_at) >= SNAPSHOT_EVERY;
+        if writes.is_empty() && !snapshot && monotonic.saturating_sub(self.cursor_at) < CURSOR_EVERY
+        {
+            self.cursor = last;
+            return;
+        }
         writes.push(Write::Cursor {
             name: CURSOR.into(),
             seq: last,
         });
-        let monotonic = self.clock.monotonic();
-        let snapshot = last - self.snapshot_seq >= SNAPSHOT_EVERY_EVENTS
-            || monotonic.saturating_sub(self.snapshot_at) >= SNAPSHOT_EVERY;
         if snapshot {
             writes.push(Write::Snapshot {
                 name: CURSOR.into(),
@@ -237,16 +305,26 @@ impl Decider {
             });
         }
         if let Err(error) = self.writer.submit(writes).await {
-            // Nothing was recorded, so nothing may run; undo the guard bookkeeping and retry from the store.
+            // Nothing was recorded, so nothing may run. Put the guards and the firing set back as they
+            // were before this batch and decide it again from the store.
             tracing::error!(%error, "cannot journal decisions; retrying");
-            for (run, _) in runs {
-                self.guards.finish(&run.rule, &run.id);
+            drop(runs);
+            if let Some(guards) = guards_before {
+                self.guards = guards;
+            }
+            match restore_firing(&*self.store, self.cursor).await {
+                Ok((_, firing)) => self.firing = firing,
+                Err(restore_error) => {
+                    tracing::error!(%restore_error, "cannot restore the alert state")
+                }
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             self.wake.notify_one();
             return;
         }
         self.cursor = last;
+        self.cursor_at = monotonic;
+        self.committed_cursor = last;
         if snapshot {
             self.snapshot_seq = last;
             self.snapshot_at = monotonic;

@@ -12,11 +12,11 @@ use homeostat_core::rule::Compiled;
 use homeostat_core::Event;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::writer::{Pending, Writer};
-use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store, Write};
+use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Notify};
 
-use crate::decider::{decode, fold, Decider, Firing, CURSOR};
+use crate::decider::{restore_firing, Decider, CURSOR};
 use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::secrets::{self, Secret};
@@ -188,20 +188,27 @@ pub async fn start_with_store(
     let compiled = Arc::new(compiled);
 
     // The in-memory handoff from the writer to the decider; overflow falls back to reading the store.
-    let (events_sender, events_receiver) = mpsc::channel::<Vec<(i64, Event)>>(1024);
+    // Bounded in batches of one group commit each (at most 8,192 events): a lagging decider reads the
+    // rest back from the store instead of holding them here.
+    let (events_sender, events_receiver) = mpsc::channel::<Vec<(i64, Event)>>(8);
     let wake = Arc::new(Notify::new());
     let committed_seq = Arc::new(AtomicI64::new(0));
     let on_commit = {
         let wake = wake.clone();
         let committed_seq = committed_seq.clone();
-        Box::new(move |events: Vec<(i64, Event)>| {
-            if let Some((last, _)) = events.last() {
+        let commit_duration = metrics.commit_duration.clone();
+        Box::new(
+            move |events: Vec<(i64, Event)>, took: std::time::Duration| {
+                commit_duration.observe(took.as_secs_f64());
+                let Some((last, _)) = events.last() else {
+                    return;
+                };
                 committed_seq.store(*last, Ordering::Relaxed);
-            }
-            if events_sender.try_send(events).is_err() {
-                wake.notify_one();
-            }
-        })
+                if events_sender.try_send(events).is_err() {
+                    wake.notify_one();
+                }
+            },
+        )
     };
     let (writer, writer_task) =
         Writer::spawn(store.clone(), config.server.queue_capacity, 8192, on_commit);
@@ -248,6 +255,8 @@ pub async fn start_with_store(
         finished: finished_receiver,
         snapshot_seq,
         snapshot_at: clock.monotonic(),
+        cursor_at: clock.monotonic(),
+        committed_cursor: cursor,
     };
     let mut tasks = vec![writer_task, tokio::spawn(decider.run())];
 
@@ -272,30 +281,6 @@ pub async fn start_with_store(
     }
     handle.ready.store(true, Ordering::Relaxed);
     Ok(Engine { handle, tasks })
-}
-
-/// The decider's firing set as of `cursor`: the last snapshot, plus the events after it up to the cursor.
-async fn restore_firing(store: &dyn Store, cursor: i64) -> Result<(i64, Firing), Error> {
-    let (snapshot_seq, mut firing) = match store.snapshot(CURSOR).await? {
-        Some((seq, body)) => (seq, decode(&body)),
-        None => (0, Firing::new()),
-    };
-    let mut after = snapshot_seq;
-    while after < cursor {
-        let page = store
-            .events(&EventQuery {
-                limit: 1024,
-                after_seq: Some(after),
-                ..Default::default()
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for record in page.iter().filter(|record| record.seq <= cursor) {
-            fold(&mut firing, &record.event);
-        }
-    }
-    Ok((snapshot_seq, firing))
 }
 
 /// Rebuilds guard state from recent runs and decides what to do with runs a crash interrupted.

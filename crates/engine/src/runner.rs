@@ -45,37 +45,37 @@ impl Runner {
 
     async fn execute(&self, run: PlannedRun, from: usize, first_attempt: u32) {
         self.metrics.runs_active.inc();
-        let result = self.steps(&run, from, first_attempt).await;
-        let (status, error) = match result {
-            Ok(()) if run.dry_run => (RunStatus::DryRun, None),
-            Ok(()) => (RunStatus::Succeeded, None),
-            Err(StepFailure::Failed(message)) => (RunStatus::Failed, Some(message)),
-            Err(StepFailure::Journal(message)) => {
+        let result = if run.dry_run {
+            Ok(self.dry_run(&run, from))
+        } else {
+            self.steps(&run, from, first_attempt).await
+        };
+        match result {
+            Ok((mut writes, status, error)) => {
+                writes.push(Write::RunFinished {
+                    run_id: run.id.clone(),
+                    status,
+                    error: error.clone(),
+                    at: self.clock.now(),
+                });
+                if let Err(journal_error) = self.writer.submit(writes).await {
+                    tracing::error!(run = %run.id, %journal_error, "cannot journal the end of a run");
+                }
+                tracing::info!(
+                    run = %run.id,
+                    rule = %run.rule,
+                    target = %run.target,
+                    status = status.as_str(),
+                    error = error.as_deref().unwrap_or(""),
+                    "run finished"
+                );
+            }
+            Err(message) => {
                 // The journal is unreachable: nothing more can be recorded, so stop here. The run stays
                 // `running` in the store and the next start resolves it through recovery.
                 tracing::error!(run = %run.id, %message, "cannot journal run progress; stopping the run");
-                self.metrics.runs_active.dec();
-                let _ = self.finished.send(Finished {
-                    rule: run.rule.clone(),
-                    run_id: run.id.clone(),
-                });
-                return;
             }
-        };
-        let at = self.clock.now();
-        if let Err(journal_error) = self
-            .writer
-            .submit(vec![Write::RunFinished {
-                run_id: run.id.clone(),
-                status,
-                error: error.clone(),
-                at,
-            }])
-            .await
-        {
-            tracing::error!(run = %run.id, %journal_error, "cannot journal the end of a run");
         }
-        tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, status = status.as_str(), error = error.as_deref().unwrap_or(""), "run finished");
         self.metrics.runs_active.dec();
         let _ = self.finished.send(Finished {
             rule: run.rule.clone(),
@@ -83,64 +83,80 @@ impl Runner {
         });
     }
 
+    /// A dry run executes nothing, so there is no intent to commit ahead of an effect: every step's
+    /// rendered inputs are recorded with the run's end, in one commit.
+    fn dry_run(&self, run: &PlannedRun, from: usize) -> (Vec<Write>, RunStatus, Option<String>) {
+        let at = self.clock.now();
+        let mut writes = Vec::with_capacity(2 * run.steps.len());
+        for (index, step) in run.steps.iter().enumerate().skip(from) {
+            writes.push(Write::StepStarted {
+                run_id: run.id.clone(),
+                step: index,
+                name: step.name.clone(),
+                attempt: 1,
+                at,
+            });
+            writes.push(Write::StepFinished {
+                run_id: run.id.clone(),
+                step: index,
+                name: step.name.clone(),
+                attempt: 1,
+                status: "dry_run".into(),
+                output: serde_json::json!({ "would_run": step.action }),
+                error: None,
+                at,
+            });
+        }
+        (writes, RunStatus::DryRun, None)
+    }
+
+    /// Executes the steps. Each step's intent is committed before it runs; its outcome is committed
+    /// with the next step's intent, or returned to be committed with the run's end.
     async fn steps(
         &self,
         run: &PlannedRun,
         from: usize,
         first_attempt: u32,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<(Vec<Write>, RunStatus, Option<String>), String> {
+        let mut pending = Vec::new();
         for (index, step) in run.steps.iter().enumerate().skip(from) {
             let attempt = if index == from { first_attempt } else { 1 };
-            let started = self.clock.now();
+            pending.push(Write::StepStarted {
+                run_id: run.id.clone(),
+                step: index,
+                name: step.name.clone(),
+                attempt,
+                at: self.clock.now(),
+            });
             self.writer
-                .submit(vec![Write::StepStarted {
-                    run_id: run.id.clone(),
-                    step: index,
-                    name: step.name.clone(),
-                    attempt,
-                    at: started,
-                }])
+                .submit(std::mem::take(&mut pending))
                 .await
-                .map_err(|error| StepFailure::Journal(error.to_string()))?;
-            let (status, output, error) = if run.dry_run {
-                let rendered = serde_json::to_value(&step.action).unwrap_or_default();
-                (
-                    "dry_run".to_string(),
-                    serde_json::json!({ "would_run": rendered }),
-                    None,
-                )
-            } else {
-                let outcome = self.execute_step(run, index, attempt).await;
-                (
-                    outcome.status.as_str().to_string(),
-                    outcome.output,
-                    outcome.error,
-                )
-            };
-            let failed = !(status == "succeeded" || status == "dry_run");
-            self.writer
-                .submit(vec![Write::StepFinished {
-                    run_id: run.id.clone(),
-                    step: index,
-                    name: step.name.clone(),
-                    attempt,
-                    status: status.clone(),
-                    output,
-                    error: error.clone(),
-                    at: self.clock.now(),
-                }])
-                .await
-                .map_err(|journal_error| StepFailure::Journal(journal_error.to_string()))?;
+                .map_err(|error| error.to_string())?;
+            let outcome = self.execute_step(run, index, attempt).await;
+            let failed = outcome.status != Status::Succeeded;
+            let error = outcome.error.clone();
+            pending.push(Write::StepFinished {
+                run_id: run.id.clone(),
+                step: index,
+                name: step.name.clone(),
+                attempt,
+                status: outcome.status.as_str().to_string(),
+                output: outcome.output,
+                error: outcome.error,
+                at: self.clock.now(),
+            });
             if failed {
-                return Err(StepFailure::Failed(format!(
-                    "step {} `{}` {status}: {}",
+                let message = format!(
+                    "step {} `{}` {}: {}",
                     index + 1,
                     step.name,
+                    outcome.status.as_str(),
                     error.unwrap_or_default()
-                )));
+                );
+                return Ok((pending, RunStatus::Failed, Some(message)));
             }
         }
-        Ok(())
+        Ok((pending, RunStatus::Succeeded, None))
     }
 
     /// Runs one step's action in its own task, so a panic becomes a failed step, not a dead daemon.
@@ -184,9 +200,4 @@ impl Runner {
         }
         outcome
     }
-}
-
-enum StepFailure {
-    Failed(String),
-    Journal(String),
 }

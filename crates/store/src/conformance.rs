@@ -326,7 +326,7 @@ mod tests {
             store.clone(),
             1024,
             4096,
-            Box::new(move |events| {
+            Box::new(move |events, _took| {
                 for (seq, _) in events {
                     let _ = seen_tx.send(seq);
                 }
@@ -363,7 +363,7 @@ mod tests {
                 .expect("open"),
         );
         // A current-thread runtime does not run the writer task until this test yields, so the queue fills.
-        let (writer, _task) = Writer::spawn(store, 2, 10, Box::new(|_| {}));
+        let (writer, _task) = Writer::spawn(store, 2, 10, Box::new(|_, _| {}));
         let t0 = chrono::DateTime::UNIX_EPOCH;
         let make = |id: &str| {
             vec![super::Write::Event(

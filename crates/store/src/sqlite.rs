@@ -256,12 +256,13 @@ impl Store for SqliteStore {
                     );
                 }
                 Write::RunStarted { run, at } => {
+                    let plan = to_json(run);
                     journal_row(
                         *at,
                         "run_started",
                         Some(&run.event_id),
                         Some(&run.id),
-                        to_json(run),
+                        plan.clone(),
                     );
                     run_inserts.push(vec![
                         Value::Text(run.id.clone()),
@@ -271,7 +272,7 @@ impl Store for SqliteStore {
                         Value::Text(RunStatus::Running.as_str().to_string()),
                         Value::Int(i64::from(run.dry_run)),
                         Value::Int(millis(*at)),
-                        Value::Text(to_json(run)),
+                        Value::Text(plan),
                     ]);
                 }
                 Write::StepStarted {

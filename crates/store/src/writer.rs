@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{Committed, Error, Result, Store, Write};
 
-/// Called after every commit with the committed events and their sequence numbers, in order.
-pub type OnCommit = Box<dyn FnMut(Vec<(i64, Event)>) + Send>;
+/// Called after every commit with the committed events and their sequence numbers, in order, and how
+/// long the commit took.
+pub type OnCommit = Box<dyn FnMut(Vec<(i64, Event)>, std::time::Duration) + Send>;
 
 struct Request {
     batch: Vec<Write>,
@@ -100,7 +101,11 @@ async fn run(
             sizes.push(events);
             batch.append(&mut request.batch);
         }
-        match store.commit(&batch).await {
+        // tokio's clock, so tests on paused time see paused durations.
+        let began = tokio::time::Instant::now();
+        let result = store.commit(&batch).await;
+        let took = began.elapsed();
+        match result {
             Ok(committed) => {
                 let all_seqs = committed.event_seqs;
                 // Hand events on first: dispatch latency matters more than the answer's latency.
@@ -113,9 +118,7 @@ async fn run(
                     .zip(all_seqs.iter().copied())
                     .map(|(event, seq)| (seq, event))
                     .collect();
-                if !numbered.is_empty() {
-                    on_commit(numbered);
-                }
+                on_commit(numbered, took);
                 let mut offset = 0;
                 for (request, events) in requests.drain(..).zip(sizes) {
                     let event_seqs = all_seqs[offset..offset + events].to_vec();

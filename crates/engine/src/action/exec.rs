@@ -485,8 +485,13 @@ mod tests {
             .map(|line| line.parse().unwrap())
             .collect();
         assert_eq!(pids.len(), 2, "{pids:?}");
-        // The sleep held stdout open, so by the time the action has read stdout to its end it has exited.
+        // A killed process closes its descriptors before the kernel marks it dead, so give the
+        // marking a moment; a survivor of the kill would still be alive after it.
         for pid in pids {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !is_dead(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             assert!(is_dead(pid), "process {pid} survived the timeout");
         }
     }
