@@ -61,6 +61,43 @@ impl Verdict {
     }
 }
 
+/// How a decision is journaled: a planned run is named by its id, because its plan is journaled
+/// once, as the run's `run_started` entry.
+#[derive(Serialize)]
+pub struct DecisionRecord<'a> {
+    rule: &'a str,
+    target: &'a str,
+    #[serde(flatten)]
+    verdict: VerdictRecord<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+enum VerdictRecord<'a> {
+    Run { run_id: &'a str },
+    DryRun { run_id: &'a str },
+    Skipped { skip: &'a Skip, message: &'a str },
+    IgnoredStatus { status: crate::event::Status },
+    Error { message: &'a str },
+}
+
+impl Decision {
+    pub fn record(&self) -> DecisionRecord<'_> {
+        let verdict = match &self.verdict {
+            Verdict::Run { run } => VerdictRecord::Run { run_id: &run.id },
+            Verdict::DryRun { run } => VerdictRecord::DryRun { run_id: &run.id },
+            Verdict::Skipped { skip, message } => VerdictRecord::Skipped { skip, message },
+            Verdict::IgnoredStatus { status } => VerdictRecord::IgnoredStatus { status: *status },
+            Verdict::Error { message } => VerdictRecord::Error { message },
+        };
+        DecisionRecord {
+            rule: &self.rule,
+            target: &self.target,
+            verdict,
+        }
+    }
+}
+
 /// A run with every input rendered: the intent that is journaled before anything executes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedRun {

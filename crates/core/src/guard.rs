@@ -154,7 +154,11 @@ impl GuardState {
         while state.starts.len() > keep.max(1) {
             state.starts.pop_front();
         }
-        state.last_start.insert(target.to_string(), now);
+        // Only a cooldown reads the last start per target; without one, keeping it would grow with
+        // every target ever acted on.
+        if guards.cooldown_secs > 0 {
+            state.last_start.insert(target.to_string(), now);
+        }
         state.running.insert(run_id.to_string(), target.to_string());
         if guards.lock {
             self.locks.insert(target.to_string(), run_id.to_string());
@@ -182,6 +186,9 @@ impl GuardState {
         for state in self.rules.values_mut() {
             state.last_start.retain(|_, start| *start > horizon);
         }
+        self.rules.retain(|_, state| {
+            !(state.running.is_empty() && state.last_start.is_empty() && state.starts.is_empty())
+        });
     }
 
     pub fn running(&self, rule: &str) -> usize {

@@ -15,11 +15,11 @@ use homeostat_core::guard::GuardState;
 use homeostat_core::rule::Compiled;
 use homeostat_core::{Event, Status};
 use homeostat_store::writer::Writer;
-use homeostat_store::{EventQuery, Store, Write};
+use homeostat_store::{EventQuery, RunQuery, RunStatus, Store, Write};
 use tokio::sync::{mpsc, Notify};
 
 use crate::metrics::Metrics;
-use crate::runner::{Finished, Runner};
+use crate::runner::{dry_run_steps, Finished, Runner};
 
 pub const CURSOR: &str = "decide";
 const CATCH_UP_PAGE: usize = 1024;
@@ -55,6 +55,8 @@ pub struct Decider {
     /// The monotonic time the cursor was last committed, and its value then.
     pub cursor_at: std::time::Duration,
     pub committed_cursor: i64,
+    /// The longest cooldown of any rule: older starts cannot matter and are pruned.
+    pub longest_cooldown_secs: u64,
 }
 
 /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds.
@@ -101,6 +103,62 @@ pub async fn restore_firing(
     Ok((snapshot_seq, firing))
 }
 
+/// Guard state as the journal has it: cooldown and rate windows from recent runs, and the locks and
+/// concurrency slots of runs still in progress.
+pub async fn rebuild_guards(
+    store: &dyn Store,
+    compiled: &Compiled,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<GuardState, homeostat_store::Error> {
+    let horizon = compiled
+        .rules
+        .iter()
+        .map(|rule| {
+            rule.guards
+                .cooldown_secs
+                .max(rule.guards.max_runs.as_ref().map_or(0, |m| m.window_secs))
+        })
+        .max()
+        .unwrap_or(0);
+    let mut runs = store
+        .runs(&RunQuery {
+            limit: 100_000,
+            started_after: Some(now - chrono::Duration::seconds(horizon as i64)),
+            ..Default::default()
+        })
+        .await?;
+    let recent: std::collections::HashSet<String> = runs.iter().map(|run| run.id.clone()).collect();
+    runs.extend(
+        store
+            .runs(&RunQuery {
+                limit: 100_000,
+                status: Some(RunStatus::Running),
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .filter(|run| !recent.contains(&run.id)),
+    );
+    runs.sort_by_key(|run| run.started_at);
+    let rules: HashMap<&str, _> = compiled
+        .rules
+        .iter()
+        .map(|rule| (rule.name.as_str(), rule))
+        .collect();
+    let mut guards = GuardState::default();
+    for run in &runs {
+        let default_guards = homeostat_core::config::Guards::default();
+        let rule_guards = rules
+            .get(run.rule.as_str())
+            .map_or(&default_guards, |rule| &rule.guards);
+        guards.start(&run.rule, rule_guards, &run.target, &run.id, run.started_at);
+        if run.status != RunStatus::Running {
+            guards.finish(&run.rule, &run.id);
+        }
+    }
+    Ok(guards)
+}
+
 /// Snapshot bytes: per alert, the key (8 bytes), a flag and `starts_at` (9 bytes), little-endian.
 pub fn encode(firing: &Firing) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(firing.len() * 17);
@@ -140,6 +198,7 @@ impl Decider {
                 biased;
                 _ = tick.tick() => {
                     self.flush_cursor().await;
+                    self.guards.prune(self.longest_cooldown_secs, self.clock.now());
                 }
                 Some(finished) = self.finished.recv() => {
                     self.guards.finish(&finished.rule, &finished.run_id);
@@ -220,10 +279,9 @@ impl Decider {
 
     async fn decide_batch(&mut self, batch: Vec<(i64, Event)>) {
         let now = self.clock.now();
-        // Restored if the commit fails, so the retry decides these events afresh.
-        let guards_before = (!self.compiled.rules.is_empty()).then(|| self.guards.clone());
         let mut writes = Vec::new();
         let mut runs = Vec::new();
+        let mut dry_runs = Vec::new();
         let mut last = self.cursor;
         for (seq, event) in &batch {
             if *seq <= self.cursor {
@@ -258,12 +316,27 @@ impl Decider {
                     ])
                     .inc();
                 match &decision.verdict {
-                    Verdict::Run { run } | Verdict::DryRun { run } => {
+                    Verdict::Run { run } => {
                         intents.push(Write::RunStarted {
                             run: run.clone(),
                             at: now,
                         });
                         runs.push((run.clone(), event.received_at));
+                    }
+                    Verdict::DryRun { run } => {
+                        // Complete at once: recorded with the decision, nothing to execute later.
+                        intents.push(Write::RunStarted {
+                            run: run.clone(),
+                            at: now,
+                        });
+                        intents.extend(dry_run_steps(run, 0, now));
+                        intents.push(Write::RunFinished {
+                            run_id: run.id.clone(),
+                            status: RunStatus::DryRun,
+                            error: None,
+                            at: now,
+                        });
+                        dry_runs.push((run.rule.clone(), run.id.clone(), event.received_at));
                     }
                     Verdict::Skipped { message, .. } => {
                         tracing::info!(rule = %decision.rule, target = %decision.target, event = %event.id, "{message}");
@@ -309,8 +382,12 @@ impl Decider {
             // were before this batch and decide it again from the store.
             tracing::error!(%error, "cannot journal decisions; retrying");
             drop(runs);
-            if let Some(guards) = guards_before {
-                self.guards = guards;
+            drop(dry_runs);
+            match rebuild_guards(&*self.store, &self.compiled, self.clock.now()).await {
+                Ok(guards) => self.guards = guards,
+                Err(rebuild_error) => {
+                    tracing::error!(%rebuild_error, "cannot rebuild the guard state")
+                }
             }
             match restore_firing(&*self.store, self.cursor).await {
                 Ok((_, firing)) => self.firing = firing,
@@ -335,6 +412,13 @@ impl Decider {
         self.metrics
             .decide_lag
             .set((committed - self.cursor).max(0));
+        for (rule, run_id, received_at) in dry_runs {
+            let latency = (self.clock.now() - received_at)
+                .to_std()
+                .unwrap_or_default();
+            self.metrics.dispatch_latency.observe(latency.as_secs_f64());
+            self.guards.finish(&rule, &run_id);
+        }
         for (run, received_at) in runs {
             let latency = (self.clock.now() - received_at)
                 .to_std()

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use chrono::Duration;
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Scope, Source};
 use homeostat_core::guard::GuardState;
@@ -16,7 +15,7 @@ use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Notify};
 
-use crate::decider::{restore_firing, Decider, CURSOR};
+use crate::decider::{rebuild_guards, restore_firing, Decider, CURSOR};
 use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::secrets::{self, Secret};
@@ -257,6 +256,12 @@ pub async fn start_with_store(
         snapshot_at: clock.monotonic(),
         cursor_at: clock.monotonic(),
         committed_cursor: cursor,
+        longest_cooldown_secs: compiled
+            .rules
+            .iter()
+            .map(|rule| rule.guards.cooldown_secs)
+            .max()
+            .unwrap_or(0),
     };
     let mut tasks = vec![writer_task, tokio::spawn(decider.run())];
 
@@ -295,43 +300,7 @@ async fn recover(
     guards: &mut GuardState,
 ) -> Result<Vec<(homeostat_core::decide::PlannedRun, usize, u32)>, Error> {
     let now = clock.now();
-    let horizon = compiled
-        .rules
-        .iter()
-        .map(|rule| {
-            rule.guards
-                .cooldown_secs
-                .max(rule.guards.max_runs.as_ref().map_or(0, |m| m.window_secs))
-        })
-        .max()
-        .unwrap_or(0);
-    let mut recent = store
-        .runs(&RunQuery {
-            limit: 100_000,
-            started_after: Some(now - Duration::seconds(horizon as i64)),
-            ..Default::default()
-        })
-        .await?;
-    recent.sort_by_key(|run| run.started_at);
-    let rules: HashMap<&str, _> = compiled
-        .rules
-        .iter()
-        .map(|rule| (rule.name.as_str(), rule))
-        .collect();
-    for run in &recent {
-        if let Some(rule) = rules.get(run.rule.as_str()) {
-            guards.start(
-                &run.rule,
-                &rule.guards,
-                &run.target,
-                &run.id,
-                run.started_at,
-            );
-            if run.status != RunStatus::Running {
-                guards.finish(&run.rule, &run.id);
-            }
-        }
-    }
+    *guards = rebuild_guards(store, compiled, now).await?;
 
     let unfinished = store
         .runs(&RunQuery {
@@ -369,15 +338,6 @@ async fn recover(
                 step.status
             )),
         };
-        if !rules.contains_key(run.rule.as_str()) {
-            guards.start(
-                &run.rule,
-                &Default::default(),
-                &run.target,
-                &run.id,
-                run.started_at,
-            );
-        }
         match decision {
             Recovery::Resume(from, attempt) => {
                 tracing::info!(run = %run.id, step = from, "resuming an interrupted run");

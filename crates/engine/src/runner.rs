@@ -21,6 +21,36 @@ pub struct Finished {
     pub run_id: String,
 }
 
+/// A dry run executes nothing, so there is no intent to commit ahead of an effect: every step's
+/// rendered inputs are recorded at once, and the decider commits them with the decision itself.
+pub fn dry_run_steps(
+    run: &PlannedRun,
+    from: usize,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<Write> {
+    let mut writes = Vec::with_capacity(2 * run.steps.len());
+    for (index, step) in run.steps.iter().enumerate().skip(from) {
+        writes.push(Write::StepStarted {
+            run_id: run.id.clone(),
+            step: index,
+            name: step.name.clone(),
+            attempt: 1,
+            at,
+        });
+        writes.push(Write::StepFinished {
+            run_id: run.id.clone(),
+            step: index,
+            name: step.name.clone(),
+            attempt: 1,
+            status: "dry_run".into(),
+            output: serde_json::json!({ "would_run": step.action }),
+            error: None,
+            at,
+        });
+    }
+    writes
+}
+
 #[derive(Clone)]
 pub struct Runner {
     pub writer: Writer,
@@ -46,7 +76,11 @@ impl Runner {
     async fn execute(&self, run: PlannedRun, from: usize, first_attempt: u32) {
         self.metrics.runs_active.inc();
         let result = if run.dry_run {
-            Ok(self.dry_run(&run, from))
+            Ok((
+                dry_run_steps(&run, from, self.clock.now()),
+                RunStatus::DryRun,
+                None,
+            ))
         } else {
             self.steps(&run, from, first_attempt).await
         };
@@ -81,33 +115,6 @@ impl Runner {
             rule: run.rule.clone(),
             run_id: run.id.clone(),
         });
-    }
-
-    /// A dry run executes nothing, so there is no intent to commit ahead of an effect: every step's
-    /// rendered inputs are recorded with the run's end, in one commit.
-    fn dry_run(&self, run: &PlannedRun, from: usize) -> (Vec<Write>, RunStatus, Option<String>) {
-        let at = self.clock.now();
-        let mut writes = Vec::with_capacity(2 * run.steps.len());
-        for (index, step) in run.steps.iter().enumerate().skip(from) {
-            writes.push(Write::StepStarted {
-                run_id: run.id.clone(),
-                step: index,
-                name: step.name.clone(),
-                attempt: 1,
-                at,
-            });
-            writes.push(Write::StepFinished {
-                run_id: run.id.clone(),
-                step: index,
-                name: step.name.clone(),
-                attempt: 1,
-                status: "dry_run".into(),
-                output: serde_json::json!({ "would_run": step.action }),
-                error: None,
-                at,
-            });
-        }
-        (writes, RunStatus::DryRun, None)
     }
 
     /// Executes the steps. Each step's intent is committed before it runs; its outcome is committed
