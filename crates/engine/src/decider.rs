@@ -1,41 +1,37 @@
-//! The decider task: reads committed events in sequence order, decides, journals decisions and run
-//! intents with its cursor in one commit, then dispatches the runs.
+//! The decide stage: runs in the writer, on each batch of events before it commits, so that the
+//! events, what the rules decided about them, the plans of the runs they start and the cursor all
+//! commit in one transaction. Runs are dispatched right after that commit.
 //!
-//! Events normally arrive in memory straight from the writer. When that handoff is full they are
-//! dropped from memory only: the decider notices the gap in sequence numbers (or is woken) and reads
-//! them back from the store. So an acknowledged event is decided exactly once, even across crashes.
+//! One commit from receipt to dispatch keeps dispatch latency at one fsync, and means an
+//! acknowledged event's decision is exactly as durable as the event.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use homeostat_core::clock::SharedClock;
-use homeostat_core::decide::{decide, Verdict};
+use homeostat_core::decide::{decide, PlannedRun, Verdict};
 use homeostat_core::guard::GuardState;
 use homeostat_core::rule::Compiled;
 use homeostat_core::{Event, Status};
-use homeostat_store::writer::Writer;
-use homeostat_store::{EventQuery, RunQuery, RunStatus, Store, Write};
-use tokio::sync::{mpsc, Notify};
+use homeostat_store::writer::Stage;
+use homeostat_store::{Committed, EventQuery, RunQuery, RunStatus, Store, Write};
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 use crate::runner::{dry_run_steps, Finished, Runner};
 
 pub const CURSOR: &str = "decide";
 const CATCH_UP_PAGE: usize = 1024;
-/// At most this many events are decided in one commit; the decider must keep up with group commits
-/// of many requests of many alerts, so it takes everything waiting up to this.
-const MAX_DECIDE_BATCH: usize = 65_536;
 /// How often the alert state is snapshotted, so a restart replays at most this much of the journal.
-const SNAPSHOT_EVERY_EVENTS: i64 = 100_000;
-const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-/// A batch that decided nothing does not commit the cursor, except this often: re-deciding such
-/// events after a restart changes nothing, and skipping the commit halves the writer's work.
-const CURSOR_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const SNAPSHOT_EVERY_EVENTS: u64 = 100_000;
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 
-pub struct Decider {
+pub struct DecideStage {
     pub store: Arc<dyn Store>,
-    pub writer: Writer,
     pub compiled: Arc<Compiled>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
@@ -43,20 +39,17 @@ pub struct Decider {
     pub guards: GuardState,
     /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds. About 40 bytes each.
     pub firing: Firing,
-    pub cursor: i64,
-    pub events: mpsc::Receiver<Vec<(i64, Event)>>,
-    pub wake: Arc<Notify>,
-    /// The highest committed event sequence number, for the lag gauge.
-    pub committed_seq: Arc<std::sync::atomic::AtomicI64>,
+    /// Runs that ended, so their guards can be released.
     pub finished: mpsc::UnboundedReceiver<Finished>,
-    /// The sequence number and monotonic time of the last snapshot.
-    pub snapshot_seq: i64,
-    pub snapshot_at: std::time::Duration,
-    /// The monotonic time the cursor was last committed, and its value then.
-    pub cursor_at: std::time::Duration,
-    pub committed_cursor: i64,
+    /// Events decided since the last snapshot, and when it was taken (monotonic).
+    pub since_snapshot: u64,
+    pub snapshot_at: Duration,
     /// The longest cooldown of any rule: older starts cannot matter and are pruned.
     pub longest_cooldown_secs: u64,
+    /// What the batch being committed will dispatch once it is durable.
+    pending_runs: Vec<(PlannedRun, DateTime<Utc>)>,
+    pending_dry_runs: Vec<(String, String, DateTime<Utc>)>,
+    pending_snapshot: bool,
 }
 
 /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds.
@@ -187,107 +180,77 @@ pub fn fingerprint_key(fingerprint: &str) -> u64 {
     hasher.finish()
 }
 
-impl Decider {
-    pub async fn run(mut self) {
-        // Whatever was committed but not decided before the last stop comes first.
-        self.catch_up(None).await;
-        let mut tick = tokio::time::interval(CURSOR_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                _ = tick.tick() => {
-                    self.flush_cursor().await;
-                    self.guards.prune(self.longest_cooldown_secs, self.clock.now());
-                }
-                Some(finished) = self.finished.recv() => {
-                    self.guards.finish(&finished.rule, &finished.run_id);
-                }
-                batch = self.events.recv() => {
-                    let Some(mut batch) = batch else { break };
-                    while batch.len() < MAX_DECIDE_BATCH {
-                        match self.events.try_recv() {
-                            Ok(more) => batch.extend(more),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Some((first, _)) = batch.iter().find(|(seq, _)| *seq > self.cursor) {
-                        if *first != self.cursor + 1 {
-                            // Some events never reached memory: read them from the store first.
-                            self.catch_up(Some(*first - 1)).await;
-                        }
-                    }
-                    self.decide_batch(batch).await;
-                }
-                _ = self.wake.notified() => {
-                    self.catch_up(None).await;
-                }
-            }
+impl DecideStage {
+    #[allow(clippy::too_many_arguments)] // one constructor, called once, at start-up
+    pub fn new(
+        store: Arc<dyn Store>,
+        compiled: Arc<Compiled>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        runner: Runner,
+        guards: GuardState,
+        firing: Firing,
+        finished: mpsc::UnboundedReceiver<Finished>,
+    ) -> Self {
+        let longest_cooldown_secs = compiled
+            .rules
+            .iter()
+            .map(|rule| rule.guards.cooldown_secs)
+            .max()
+            .unwrap_or(0);
+        let snapshot_at = clock.monotonic();
+        Self {
+            store,
+            compiled,
+            clock,
+            metrics,
+            runner,
+            guards,
+            firing,
+            finished,
+            since_snapshot: 0,
+            snapshot_at,
+            longest_cooldown_secs,
+            pending_runs: Vec::new(),
+            pending_dry_runs: Vec::new(),
+            pending_snapshot: false,
         }
     }
 
-    /// Commits the cursor when batches that decided nothing moved it only in memory.
-    async fn flush_cursor(&mut self) {
-        if self.cursor <= self.committed_cursor {
-            return;
-        }
-        let cursor = self.cursor;
-        if self
-            .writer
-            .submit(vec![Write::Cursor {
-                name: CURSOR.into(),
-                seq: cursor,
-            }])
-            .await
-            .is_ok()
-        {
-            self.committed_cursor = cursor;
-            self.cursor_at = self.clock.monotonic();
-        }
-    }
-
-    /// Decides every committed event after the cursor, up to `until` (inclusive) or the end.
-    async fn catch_up(&mut self, until: Option<i64>) {
+    /// Decides events committed but never decided: journals written before decisions were made in the
+    /// commit path, or by a tool. Commits straight to the store, so it runs before the writer starts.
+    pub async fn catch_up(&mut self, mut cursor: i64) -> Result<(), homeostat_store::Error> {
         loop {
-            let page = match self
+            let page = self
                 .store
                 .events(&EventQuery {
                     limit: CATCH_UP_PAGE,
-                    after_seq: Some(self.cursor),
+                    after_seq: Some(cursor),
                     ..Default::default()
                 })
-                .await
-            {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read events to decide; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
+                .await?;
+            let Some(last) = page.last().map(|record| record.seq) else {
+                return Ok(());
             };
-            let page: Vec<(i64, Event)> = page
-                .into_iter()
-                .filter(|record| until.is_none_or(|until| record.seq <= until))
-                .map(|record| (record.seq, record.event))
-                .collect();
-            if page.is_empty() {
-                return;
-            }
-            self.decide_batch(page).await;
+            let events: Vec<&Event> = page.iter().map(|record| &record.event).collect();
+            let mut writes = Vec::new();
+            self.decide_events(&events, &mut writes);
+            writes.push(Write::Cursor {
+                name: CURSOR.into(),
+                seq: last,
+            });
+            let began = tokio::time::Instant::now();
+            let result = self.store.commit(&writes).await;
+            self.after_commit(result.as_ref(), began.elapsed()).await;
+            result?;
+            cursor = last;
         }
     }
 
-    async fn decide_batch(&mut self, batch: Vec<(i64, Event)>) {
+    fn decide_events(&mut self, events: &[&Event], writes: &mut Vec<Write>) {
         let now = self.clock.now();
-        let mut writes = Vec::new();
-        let mut runs = Vec::new();
-        let mut dry_runs = Vec::new();
-        let mut last = self.cursor;
-        for (seq, event) in &batch {
-            if *seq <= self.cursor {
-                continue;
-            }
-            last = *seq;
+        for event in events {
+            self.since_snapshot += 1;
             if fold(&mut self.firing, event) {
                 self.metrics.events_duplicate.inc();
                 continue;
@@ -321,7 +284,7 @@ impl Decider {
                             run: run.clone(),
                             at: now,
                         });
-                        runs.push((run.clone(), event.received_at));
+                        self.pending_runs.push((run.clone(), event.received_at));
                     }
                     Verdict::DryRun { run } => {
                         // Complete at once: recorded with the decision, nothing to execute later.
@@ -336,7 +299,11 @@ impl Decider {
                             error: None,
                             at: now,
                         });
-                        dry_runs.push((run.rule.clone(), run.id.clone(), event.received_at));
+                        self.pending_dry_runs.push((
+                            run.rule.clone(),
+                            run.id.clone(),
+                            event.received_at,
+                        ));
                     }
                     Verdict::Skipped { message, .. } => {
                         tracing::info!(rule = %decision.rule, target = %decision.target, event = %event.id, "{message}");
@@ -355,76 +322,84 @@ impl Decider {
             });
             writes.append(&mut intents);
         }
-        if last == self.cursor {
+    }
+}
+
+#[async_trait]
+impl Stage for DecideStage {
+    fn before_commit(&mut self, events: &[&Event], writes: &mut Vec<Write>) {
+        while let Ok(finished) = self.finished.try_recv() {
+            self.guards.finish(&finished.rule, &finished.run_id);
+        }
+        if events.is_empty() {
             return;
         }
-        let monotonic = self.clock.monotonic();
-        let snapshot = last - self.snapshot_seq >= SNAPSHOT_EVERY_EVENTS
-            || monotonic.saturating_sub(self.snapshot_at) >= SNAPSHOT_EVERY;
-        if writes.is_empty() && !snapshot && monotonic.saturating_sub(self.cursor_at) < CURSOR_EVERY
-        {
-            self.cursor = last;
-            return;
-        }
-        writes.push(Write::Cursor {
+        self.decide_events(events, writes);
+        writes.push(Write::CursorAtLastEvent {
             name: CURSOR.into(),
-            seq: last,
         });
-        if snapshot {
+        let monotonic = self.clock.monotonic();
+        if self.since_snapshot >= SNAPSHOT_EVERY_EVENTS
+            || monotonic.saturating_sub(self.snapshot_at) >= SNAPSHOT_EVERY
+        {
+            // Taken after this batch is folded in, at this batch's last event.
             writes.push(Write::Snapshot {
                 name: CURSOR.into(),
-                seq: last,
+                seq: -1,
                 body: encode(&self.firing),
             });
+            self.pending_snapshot = true;
         }
-        if let Err(error) = self.writer.submit(writes).await {
-            // Nothing was recorded, so nothing may run. Put the guards and the firing set back as they
-            // were before this batch and decide it again from the store.
-            tracing::error!(%error, "cannot journal decisions; retrying");
-            drop(runs);
-            drop(dry_runs);
-            match rebuild_guards(&*self.store, &self.compiled, self.clock.now()).await {
+    }
+
+    async fn after_commit(
+        &mut self,
+        result: Result<&Committed, &homeostat_store::Error>,
+        took: Duration,
+    ) {
+        self.metrics.commit_duration.observe(took.as_secs_f64());
+        let snapshot = std::mem::take(&mut self.pending_snapshot);
+        if result.is_err() {
+            // Nothing was recorded, so nothing may run. The guards and the firing set already counted
+            // this batch: rebuild both from what the journal holds, so a retry is decided afresh.
+            self.pending_runs.clear();
+            self.pending_dry_runs.clear();
+            let now = self.clock.now();
+            match rebuild_guards(&*self.store, &self.compiled, now).await {
                 Ok(guards) => self.guards = guards,
-                Err(rebuild_error) => {
-                    tracing::error!(%rebuild_error, "cannot rebuild the guard state")
-                }
+                Err(error) => tracing::error!(%error, "cannot rebuild the guard state"),
             }
-            match restore_firing(&*self.store, self.cursor).await {
+            let cursor = self.store.cursor(CURSOR).await.unwrap_or(0);
+            match restore_firing(&*self.store, cursor).await {
                 Ok((_, firing)) => self.firing = firing,
-                Err(restore_error) => {
-                    tracing::error!(%restore_error, "cannot restore the alert state")
-                }
+                Err(error) => tracing::error!(%error, "cannot restore the alert state"),
             }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            self.wake.notify_one();
             return;
         }
-        self.cursor = last;
-        self.cursor_at = monotonic;
-        self.committed_cursor = last;
         if snapshot {
-            self.snapshot_seq = last;
-            self.snapshot_at = monotonic;
+            self.since_snapshot = 0;
+            self.snapshot_at = self.clock.monotonic();
+            self.guards
+                .prune(self.longest_cooldown_secs, self.clock.now());
         }
-        let committed = self
-            .committed_seq
-            .load(std::sync::atomic::Ordering::Relaxed);
-        self.metrics
-            .decide_lag
-            .set((committed - self.cursor).max(0));
-        for (rule, run_id, received_at) in dry_runs {
-            let latency = (self.clock.now() - received_at)
-                .to_std()
-                .unwrap_or_default();
-            self.metrics.dispatch_latency.observe(latency.as_secs_f64());
+        let now = self.clock.now();
+        for (rule, run_id, received_at) in self.pending_dry_runs.drain(..) {
+            self.metrics.dispatch_latency.observe(
+                (now - received_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
             self.guards.finish(&rule, &run_id);
         }
-        for (run, received_at) in runs {
-            let latency = (self.clock.now() - received_at)
-                .to_std()
-                .unwrap_or_default();
-            self.metrics.dispatch_latency.observe(latency.as_secs_f64());
-            tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, dry_run = run.dry_run, "run dispatched");
+        for (run, received_at) in self.pending_runs.drain(..) {
+            self.metrics.dispatch_latency.observe(
+                (now - received_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+            tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, "run dispatched");
             self.runner.spawn(run, 0, 1);
         }
     }

@@ -1,21 +1,20 @@
 //! Starting the engine: open the store, recover unfinished work, and spawn the writer, decider, runs and sources.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Scope, Source};
-use homeostat_core::guard::GuardState;
 use homeostat_core::rule::Compiled;
 use homeostat_core::Event;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::writer::{Pending, Writer};
 use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
-use crate::decider::{rebuild_guards, restore_firing, Decider, CURSOR};
+use crate::decider::{rebuild_guards, restore_firing, DecideStage, CURSOR};
 use crate::metrics::Metrics;
 use crate::runner::Runner;
 use crate::secrets::{self, Secret};
@@ -185,33 +184,8 @@ pub async fn start_with_store(
     }
     let metrics = Arc::new(Metrics::default());
     let compiled = Arc::new(compiled);
-
-    // The in-memory handoff from the writer to the decider; overflow falls back to reading the store.
-    // Bounded in batches of one group commit each (at most 8,192 events): a lagging decider reads the
-    // rest back from the store instead of holding them here.
-    let (events_sender, events_receiver) = mpsc::channel::<Vec<(i64, Event)>>(8);
-    let wake = Arc::new(Notify::new());
-    let committed_seq = Arc::new(AtomicI64::new(0));
-    let on_commit = {
-        let wake = wake.clone();
-        let committed_seq = committed_seq.clone();
-        let commit_duration = metrics.commit_duration.clone();
-        Box::new(
-            move |events: Vec<(i64, Event)>, took: std::time::Duration| {
-                commit_duration.observe(took.as_secs_f64());
-                let Some((last, _)) = events.last() else {
-                    return;
-                };
-                committed_seq.store(*last, Ordering::Relaxed);
-                if events_sender.try_send(events).is_err() {
-                    wake.notify_one();
-                }
-            },
-        )
-    };
-    let (writer, writer_task) =
-        Writer::spawn(store.clone(), config.server.queue_capacity, 8192, on_commit);
-
+    // Handles first, so runners can hold one; the writer task starts once recovery is done.
+    let (writer, queue) = Writer::new(config.server.queue_capacity);
     let http = reqwest::Client::builder()
         .user_agent(concat!("homeostat/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -230,40 +204,26 @@ pub async fn start_with_store(
         finished: finished_sender,
     };
 
-    let mut guards = GuardState::default();
-    let resumed = recover(&*store, &writer, &compiled, &clock, &mut guards).await?;
+    let resumed = recover(&*store, &clock).await?;
+    let guards = rebuild_guards(&*store, &compiled, clock.now()).await?;
+    let cursor = store.cursor(CURSOR).await?;
+    let (_, firing) = restore_firing(&*store, cursor).await?;
+    let mut stage = DecideStage::new(
+        store.clone(),
+        compiled.clone(),
+        clock.clone(),
+        metrics.clone(),
+        runner.clone(),
+        guards,
+        firing,
+        finished_receiver,
+    );
+    // Whatever was committed but never decided comes first.
+    stage.catch_up(cursor).await?;
+    let mut tasks = vec![queue.spawn(store.clone(), 8192, Box::new(stage))];
     for (run, from, attempt) in resumed {
         runner.spawn(run, from, attempt);
     }
-
-    let cursor = store.cursor(CURSOR).await?;
-    let (snapshot_seq, firing) = restore_firing(&*store, cursor).await?;
-    let decider = Decider {
-        store: store.clone(),
-        writer: writer.clone(),
-        compiled: compiled.clone(),
-        clock: clock.clone(),
-        metrics: metrics.clone(),
-        runner,
-        guards,
-        firing,
-        cursor,
-        events: events_receiver,
-        wake,
-        committed_seq,
-        finished: finished_receiver,
-        snapshot_seq,
-        snapshot_at: clock.monotonic(),
-        cursor_at: clock.monotonic(),
-        committed_cursor: cursor,
-        longest_cooldown_secs: compiled
-            .rules
-            .iter()
-            .map(|rule| rule.guards.cooldown_secs)
-            .max()
-            .unwrap_or(0),
-    };
-    let mut tasks = vec![writer_task, tokio::spawn(decider.run())];
 
     let handle = Handle {
         store,
@@ -288,20 +248,15 @@ pub async fn start_with_store(
     Ok(Engine { handle, tasks })
 }
 
-/// Rebuilds guard state from recent runs and decides what to do with runs a crash interrupted.
+/// Decides what to do with runs a crash interrupted, before the writer starts.
 ///
 /// A step that started but has no outcome is run again only if it is declared idempotent; otherwise
 /// the run stops in `needs_attention`, because guessing could do a dangerous thing twice.
 async fn recover(
     store: &dyn Store,
-    writer: &Writer,
-    compiled: &Compiled,
     clock: &SharedClock,
-    guards: &mut GuardState,
 ) -> Result<Vec<(homeostat_core::decide::PlannedRun, usize, u32)>, Error> {
     let now = clock.now();
-    *guards = rebuild_guards(store, compiled, now).await?;
-
     let unfinished = store
         .runs(&RunQuery {
             limit: 100_000,
@@ -349,8 +304,8 @@ async fn recover(
                     index + 1
                 );
                 tracing::warn!(run = %run.id, "{error}");
-                writer
-                    .submit(vec![
+                store
+                    .commit(&[
                         Write::StepFinished {
                             run_id: run.id.clone(),
                             step: index,
@@ -369,18 +324,16 @@ async fn recover(
                         },
                     ])
                     .await?;
-                guards.finish(&run.rule, &run.id);
             }
             Recovery::Finish(error) => {
-                writer
-                    .submit(vec![Write::RunFinished {
+                store
+                    .commit(&[Write::RunFinished {
                         run_id: run.id.clone(),
                         status: RunStatus::Failed,
                         error: Some(error),
                         at: now,
                     }])
                     .await?;
-                guards.finish(&run.rule, &run.id);
             }
         }
     }

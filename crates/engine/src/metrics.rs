@@ -22,7 +22,6 @@ pub struct Metrics {
     pub dispatch_latency: Histogram,
     pub commit_duration: Histogram,
     pub runs_active: Gauge,
-    pub decide_lag: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,12 +90,6 @@ impl Default for Metrics {
         );
         let runs_active = Gauge::default();
         registry.register("runs_active", "Runs in progress", runs_active.clone());
-        let decide_lag = Gauge::default();
-        registry.register(
-            "decide_lag_events",
-            "Committed events not yet decided",
-            decide_lag.clone(),
-        );
         Self {
             registry,
             events_received,
@@ -109,7 +102,6 @@ impl Default for Metrics {
             dispatch_latency,
             commit_duration,
             runs_active,
-            decide_lag,
         }
     }
 }

@@ -148,6 +148,9 @@ pub enum Write {
     },
     /// Advances a named consumer's position in the event stream.
     Cursor { name: String, seq: i64 },
+    /// Advances a consumer's position to the last event of this same commit (or leaves it, if the
+    /// commit has no events): for a consumer that commits its output together with its input.
+    CursorAtLastEvent { name: String },
     /// Replaces a consumer's state snapshot, taken at event sequence number `seq`.
     Snapshot {
         name: String,

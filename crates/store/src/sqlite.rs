@@ -258,6 +258,7 @@ impl Store for SqliteStore {
     async fn commit(&self, batch: &[Write]) -> Result<Committed> {
         let mut state = self.writer.lock().await;
         let mut event_seq = state.next_event_seq;
+        let first_event_seq = event_seq;
         let mut journal_seq = state.next_journal_seq;
         let mut events = Vec::new();
         let mut journal = Vec::new();
@@ -380,9 +381,10 @@ impl Store for SqliteStore {
                     journal_row(*at, "run_finished", None, Some(run_id), to_json(&body));
                     run_updates.push((run_id.clone(), *status, error.clone(), millis(*at)));
                 }
-                Write::Cursor { name, seq } => cursors.push((name.clone(), *seq)),
+                Write::Cursor { name, seq } => cursors.push((name.clone(), Some(*seq))),
+                Write::CursorAtLastEvent { name } => cursors.push((name.clone(), None)),
                 Write::Snapshot { name, seq, body } => {
-                    snapshots.push((name.clone(), *seq, body.clone()))
+                    snapshots.push((name.clone(), (*seq >= 0).then_some(*seq), body.clone()))
                 }
             }
         }
@@ -430,7 +432,12 @@ impl Store for SqliteStore {
         )
         .await?;
         update_runs(&mut transaction, run_updates).await?;
+        // "The last event of this commit", for writes made before the sequence numbers were known.
+        let last_event_seq = (event_seq > first_event_seq).then_some(event_seq - 1);
         for (name, seq) in cursors {
+            let Some(seq) = seq.or(last_event_seq) else {
+                continue;
+            };
             sqlx::query("INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
                 .bind(name)
                 .bind(seq)
@@ -438,6 +445,9 @@ impl Store for SqliteStore {
                 .await?;
         }
         for (name, seq, body) in snapshots {
+            let Some(seq) = seq.or(last_event_seq) else {
+                continue;
+            };
             sqlx::query(
                 "INSERT INTO snapshots (name, seq, body) VALUES (?, ?, ?) \
                  ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
