@@ -3,6 +3,7 @@
 
 mod load;
 mod payload;
+mod pipeline;
 mod promhist;
 mod report;
 mod server;
@@ -41,6 +42,8 @@ enum Command {
     Ingest(IngestArgs),
     /// Open-loop single-alert requests at a fixed rate; receipt-to-dispatch latency from homeostat's histogram.
     Latency(LatencyArgs),
+    /// The engine alone, in process, without HTTP: its own ingest and dispatch ceiling.
+    Pipeline(pipeline::PipelineArgs),
 }
 
 #[derive(Args)]
@@ -152,10 +155,12 @@ struct LatencyArgs {
 }
 
 impl Command {
-    fn generator(&self) -> &GeneratorArgs {
+    fn worker_threads(&self) -> usize {
         match self {
-            Command::Ingest(args) => &args.generator,
-            Command::Latency(args) => &args.generator,
+            Command::Ingest(args) => args.generator.generator_threads,
+            Command::Latency(args) => args.generator.generator_threads,
+            // In process there is no separate server: the engine gets the whole machine.
+            Command::Pipeline(_) => 2,
         }
     }
 }
@@ -174,7 +179,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.command.generator().generator_threads.max(1))
+        .worker_threads(cli.command.worker_threads().max(1))
         .enable_all()
         .build()
     {
@@ -204,6 +209,7 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Ingest(args) => ingest(args).await,
         Command::Latency(args) => latency(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
     }
 }
 

@@ -33,18 +33,25 @@ pub struct Args {
     command: Command,
 }
 
+/// `--config`, shared by the commands that read the config (or the database it names).
+#[derive(clap::Args, Debug)]
+struct ConfigPath {
+    /// A config file or a folder of `.yaml` files.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "HOMEOSTAT_CONFIG",
+        default_value = "homeostat.yaml"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: HTTP API, sources, rules and actions.
     Serve {
-        /// A config file or a folder of `.yaml` files.
-        #[arg(
-            long,
-            short,
-            env = "HOMEOSTAT_CONFIG",
-            default_value = "homeostat.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         /// Listen address, overriding `server.listen`.
         #[arg(long)]
         listen: Option<String>,
@@ -66,13 +73,8 @@ enum Command {
     },
     /// List recent events.
     Events {
-        #[arg(
-            long,
-            short,
-            env = "HOMEOSTAT_CONFIG",
-            default_value = "homeostat.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         #[arg(long)]
@@ -83,13 +85,8 @@ enum Command {
     },
     /// List runs, or show one with `runs show ID`.
     Runs {
-        #[arg(
-            long,
-            short,
-            env = "HOMEOSTAT_CONFIG",
-            default_value = "homeostat.yaml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Only runs in this state: running, succeeded, failed, dry_run, needs_attention.
@@ -145,7 +142,7 @@ pub fn init_logging(args: &Args) {
 
 pub async fn run(args: Args) -> ExitCode {
     let code = match args.command {
-        Command::Serve { config, listen } => serve::run(&config, listen).await,
+        Command::Serve { config, listen } => serve::run(&config.path, listen).await,
         Command::Check { path } => config::check(&path),
         Command::Demo { timeout_secs, keep } => demo::run(timeout_secs, keep).await,
         Command::Events {
@@ -153,7 +150,7 @@ pub async fn run(args: Args) -> ExitCode {
             limit,
             source,
             json,
-        } => show::events(&config, limit, source, json).await,
+        } => show::events(&config.path, limit, source, json).await,
         Command::Runs {
             config,
             limit,
@@ -161,8 +158,8 @@ pub async fn run(args: Args) -> ExitCode {
             json,
             show,
         } => match show {
-            Some(RunsCommand::Show { id }) => show::run(&config, &id, json).await,
-            None => show::runs(&config, limit, status, json).await,
+            Some(RunsCommand::Show { id }) => show::run(&config.path, &id, json).await,
+            None => show::runs(&config.path, limit, status, json).await,
         },
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,

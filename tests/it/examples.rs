@@ -1,24 +1,41 @@
 //! The configs under `examples/` stay valid: `homeostat check` accepts them with their secrets set,
 //! and refuses them with a precise error when one is missing.
 
+use std::process::Output;
+
+const SECRETS: &[(&str, &str)] = &[
+    ("HOMEOSTAT_INGEST_TOKEN", "a"),
+    ("HOMEOSTAT_READ_TOKEN", "b"),
+    ("HOMEOSTAT_DEPLOY_WEBHOOK_SECRET", "c"),
+    (
+        "HOMEOSTAT_SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/x",
+    ),
+    ("HOMEOSTAT_PAGERDUTY_ROUTING_KEY", "d"),
+];
+
+/// Runs `homeostat check` on the example config with every secret set except `unset`.
+fn check_example(unset: Option<&str>) -> (Output, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_homeostat"));
+    command.args([
+        "check",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/homeostat.yaml"),
+    ]);
+    for (name, value) in SECRETS {
+        if Some(*name) == unset {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
+    let output = command.output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    (output, stderr)
+}
+
 #[test]
 fn example_config_passes_check() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
-        .args([
-            "check",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/homeostat.yaml"),
-        ])
-        .env("HOMEOSTAT_INGEST_TOKEN", "a")
-        .env("HOMEOSTAT_READ_TOKEN", "b")
-        .env("HOMEOSTAT_DEPLOY_WEBHOOK_SECRET", "c")
-        .env(
-            "HOMEOSTAT_SLACK_WEBHOOK_URL",
-            "https://hooks.slack.com/services/x",
-        )
-        .env("HOMEOSTAT_PAGERDUTY_ROUTING_KEY", "d")
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = check_example(None);
     assert!(output.status.success(), "{stderr}");
     assert!(
         stderr.contains("ok: 1 rule, 2 sources, 2 notifiers, 2 api tokens"),
@@ -28,24 +45,14 @@ fn example_config_passes_check() {
 
 #[test]
 fn a_missing_secret_is_reported_with_file_line_and_field_and_exits_64() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
-        .args([
-            "check",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/homeostat.yaml"),
-        ])
-        .env("HOMEOSTAT_INGEST_TOKEN", "a")
-        .env("HOMEOSTAT_READ_TOKEN", "b")
-        .env("HOMEOSTAT_DEPLOY_WEBHOOK_SECRET", "c")
-        .env(
-            "HOMEOSTAT_SLACK_WEBHOOK_URL",
-            "https://hooks.slack.com/services/x",
-        )
-        .env_remove("HOMEOSTAT_PAGERDUTY_ROUTING_KEY")
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = check_example(Some("HOMEOSTAT_PAGERDUTY_ROUTING_KEY"));
     assert_eq!(output.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("examples/homeostat.yaml:47: notifiers[1].routing_key: secret env `HOMEOSTAT_PAGERDUTY_ROUTING_KEY` is not set"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "examples/homeostat.yaml:47: notifiers[1].routing_key: secret env `HOMEOSTAT_PAGERDUTY_ROUTING_KEY` is not set"
+        ),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("hooks.slack.com"),
         "secrets are never printed: {stderr}"

@@ -25,7 +25,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
-const CHUNKS: &[usize] = &[256, 64, 16, 4, 1];
+const CHUNKS: &[usize] = &[256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 pub struct SqliteStore {
     writer: Mutex<WriterState>,
