@@ -204,6 +204,9 @@ rules:
 
 struct Line {
     at: DateTime<Utc>,
+    /// Breaks ties within a millisecond (runs are stored to the millisecond, events more finely):
+    /// the fault, then detection, the decision, steps, the run's end and the verification.
+    stage: u8,
     text: String,
 }
 
@@ -337,10 +340,11 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
     };
     let mut lines = vec![Line {
         at: fault_at,
+        stage: 0,
         text: "fault injected: /healthz answers 500".into(),
     }];
     lines.extend(outcome.lines);
-    lines.sort_by_key(|line| line.at);
+    lines.sort_by_key(|line| (line.at.timestamp_millis(), line.stage));
     println!("\ntimeline (seconds after the fault)");
     for line in &lines {
         let offset = (line.at - fault_at).num_milliseconds() as f64 / 1000.0;
@@ -410,6 +414,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
                 detected = Some(event.received_at);
                 lines.push(Line {
                     at: event.received_at,
+                    stage: 1,
                     text: format!("detected: {summary}"),
                 });
             }
@@ -417,6 +422,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
                 recovered = Some(event.received_at);
                 lines.push(Line {
                     at: event.received_at,
+                    stage: 5,
                     text: format!("verified: {summary}"),
                 });
             }
@@ -434,6 +440,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
     for run in runs.iter().filter(|run| run.started_at >= fault_at) {
         lines.push(Line {
             at: run.started_at,
+            stage: 2,
             text: format!(
                 "decided: rule `{}` runs on target `{}` (run {})",
                 run.rule, run.target, run.id
@@ -455,6 +462,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
                     .unwrap_or_default();
                 lines.push(Line {
                     at: finished,
+                    stage: 3,
                     text: format!(
                         "step {} `{}` {} in {took:.3}s{detail}",
                         step.index + 1,
@@ -467,6 +475,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
         if let Some(finished) = run.finished_at {
             lines.push(Line {
                 at: finished,
+                stage: 4,
                 text: format!("run {}", run.status.as_str()),
             });
             run_failed |= matches!(run.status, RunStatus::Failed | RunStatus::NeedsAttention);
