@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use homeostat_core::clock::Clock;
 use homeostat_core::config::HttpProbeSource;
 use homeostat_core::event::{fingerprint, new_id, EventKind, Labels};
 use homeostat_core::{Event, Status};
@@ -64,16 +65,20 @@ pub fn labels(config: &HttpProbeSource) -> Labels {
     labels
 }
 
-pub async fn check(config: &HttpProbeSource, client: &reqwest::Client, handle: &Handle) -> Verdict {
+pub async fn check(
+    config: &HttpProbeSource,
+    client: &reqwest::Client,
+    clock: &dyn Clock,
+) -> Verdict {
     let method =
         reqwest::Method::from_bytes(config.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let began = handle.clock.monotonic();
+    let began = clock.monotonic();
     let response = client
         .request(method, &config.url)
         .timeout(Duration::from_secs_f64(config.timeout_secs))
         .send()
         .await;
-    let latency_ms = handle.clock.monotonic().saturating_sub(began).as_millis() as u64;
+    let latency_ms = clock.monotonic().saturating_sub(began).as_millis() as u64;
     match response {
         Err(error) if error.is_timeout() => Verdict::Unhealthy {
             reason: format!("no answer within {}s", config.timeout_secs),
@@ -129,7 +134,7 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let verdict = check(&config, &client, &handle).await;
+        let verdict = check(&config, &client, &*handle.clock).await;
         let healthy = matches!(verdict, Verdict::Healthy { .. });
         if !healthy {
             handle.metrics.source_error(&config.name, "probe_failed");
@@ -188,6 +193,96 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    fn probe(url: String) -> HttpProbeSource {
+        HttpProbeSource {
+            name: "p".into(),
+            url,
+            method: "GET".into(),
+            interval_secs: 1.0,
+            timeout_secs: 1.0,
+            expect_status: vec![],
+            max_latency_ms: None,
+            failure_threshold: 1,
+            success_threshold: 1,
+            labels: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_status_latency_and_reachability() {
+        let router = axum::Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/broken",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "no") }),
+            )
+            .route(
+                "/teapot",
+                get(|| async { (StatusCode::IM_A_TEAPOT, "short and stout") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = reqwest::Client::new();
+        let clock = homeostat_core::clock::SystemClock::default();
+        let url = |path: &str| format!("http://{address}{path}");
+
+        assert!(matches!(
+            check(&probe(url("/ok")), &client, &clock).await,
+            Verdict::Healthy { status: 200, .. }
+        ));
+        assert_eq!(
+            check(&probe(url("/broken")), &client, &clock).await,
+            Verdict::Unhealthy {
+                reason: "got status 500".into()
+            }
+        );
+        let mut teapot = probe(url("/teapot"));
+        teapot.expect_status = vec![418];
+        assert!(matches!(
+            check(&teapot, &client, &clock).await,
+            Verdict::Healthy { status: 418, .. }
+        ));
+        let mut slow = probe(url("/slow"));
+        slow.max_latency_ms = Some(50);
+        let Verdict::Unhealthy { reason } = check(&slow, &client, &clock).await else {
+            panic!("slow passed")
+        };
+        assert!(reason.contains("over 50 ms"), "{reason}");
+        slow.timeout_secs = 0.05;
+        slow.max_latency_ms = None;
+        assert_eq!(
+            check(&slow, &client, &clock).await,
+            Verdict::Unhealthy {
+                reason: "no answer within 0.05s".into()
+            }
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("address");
+        let Verdict::Unhealthy { reason } =
+            check(&probe(format!("http://{closed}/")), &client, &clock).await
+        else {
+            panic!("a closed port passed")
+        };
+        assert!(
+            reason.contains("connection refused") || reason.contains("Connection refused"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn fires_and_resolves_on_thresholds_only() {
