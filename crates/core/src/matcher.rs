@@ -261,12 +261,14 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts
 }
 
+/// The regex crate's multi-line message, reduced to its last line without its `error: ` label.
 fn first_line(text: &str) -> String {
-    text.lines()
+    let line = text
+        .lines()
         .map(str::trim)
         .rfind(|line| !line.is_empty())
-        .unwrap_or(text)
-        .to_string()
+        .unwrap_or(text);
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
 #[cfg(test)]
@@ -354,5 +356,31 @@ mod tests {
             parse_list("{job=\"x\""),
             Err(Error::UnclosedBrace { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What a matcher prints, it parses back to the same matcher, whatever the value holds.
+        #[test]
+        fn display_round_trips(
+            name in "[a-zA-Z_][a-zA-Z0-9_]{0,12}",
+            value in "[ -~\t\n]{0,24}",
+            op in prop_oneof![Just(Op::Equal), Just(Op::NotEqual)],
+        ) {
+            let matcher = Matcher::new(&name, op, &value).expect("valid");
+            let parsed = Matcher::parse(&matcher.to_string()).expect("round trip");
+            prop_assert_eq!(parsed, matcher);
+        }
+
+        /// No input makes the parser panic; it answers with a matcher or an error.
+        #[test]
+        fn never_panics(input in "\\PC{0,40}") {
+            let _ = parse_list(&input);
+        }
     }
 }

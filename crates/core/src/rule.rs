@@ -593,6 +593,8 @@ rules:
         with: {command: ["{% if %}"]}
 "#;
         let errors = compile_text(text).unwrap_err();
+        // What `homeostat check` prints, as a person reads it.
+        insta::assert_snapshot!(errors.to_string());
         let paths: Vec<(&str, Option<usize>)> =
             errors.0.iter().map(|d| (d.path.as_str(), d.line)).collect();
         assert_eq!(

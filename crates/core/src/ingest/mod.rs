@@ -41,3 +41,58 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
         Error::new(field, message)
     })
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Payloads come from the network: no body, however broken, makes a parser panic.
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let now = chrono::DateTime::UNIX_EPOCH;
+            let _ = super::alertmanager::parse(&body, "am", now);
+            let _ = super::native::parse(&body, "api", now);
+        }
+
+        /// Nor does a well-formed JSON document of the wrong shape.
+        #[test]
+        fn parsers_never_panic_on_json(value in json_value(3)) {
+            let body = serde_json::to_vec(&value).expect("serializes");
+            let now = chrono::DateTime::UNIX_EPOCH;
+            let _ = super::alertmanager::parse(&body, "am", now);
+            let _ = super::native::parse(&body, "api", now);
+        }
+    }
+
+    fn json_value(depth: u32) -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z0-9 ]{0,8}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from("4")),
+            Just(serde_json::Value::from("firing")),
+            Just(serde_json::Value::from("1.0")),
+        ];
+        leaf.prop_recursive(depth, 32, 6, |inner| {
+            let keys = prop_oneof![
+                Just("version".to_string()),
+                Just("alerts".to_string()),
+                Just("status".to_string()),
+                Just("labels".to_string()),
+                Just("specversion".to_string()),
+                Just("id".to_string()),
+                Just("source".to_string()),
+                Just("type".to_string()),
+                Just("startsAt".to_string()),
+                "[a-z]{1,6}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(keys, inner, 0..5)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+}
