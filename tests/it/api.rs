@@ -476,10 +476,12 @@ async fn health_metrics_and_openapi_are_served() {
     assert!(codes.iter().any(|code| code == "overloaded"));
 }
 
-/// A store whose commits wait until the test opens the gate, to fill the queue on purpose.
+/// A store whose commits wait until the test opens the gate, to fill the queue on purpose, and fail
+/// while `fail` is set, as a full disk would.
 struct GatedStore {
     inner: SqliteStore,
     gate: tokio::sync::Semaphore,
+    fail: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -490,6 +492,11 @@ impl Store for GatedStore {
             .acquire()
             .await
             .map_err(|_| homeostat_store::Error::WriterStopped)?;
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(homeostat_store::Error::Database(
+                "injected: disk full".into(),
+            ));
+        }
         self.inner.commit(batch).await
     }
     async fn events(
@@ -558,6 +565,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
     let store = Arc::new(GatedStore {
         inner,
         gate: tokio::sync::Semaphore::new(0),
+        fail: false.into(),
     });
     let engine = homeostat_engine::start_with_store(
         compiled,
@@ -603,5 +611,100 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
         assert_eq!(call.await.expect("answer").status(), StatusCode::OK);
     }
     assert_eq!(store.event_count().await.expect("count") as usize, accepted);
+    engine.abort();
+}
+
+#[tokio::test]
+async fn a_failed_commit_acknowledges_nothing_and_the_retry_is_decided_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("restarts.log");
+    let rules = format!(
+        "rules:\n  - name: restart\n    match: ['alertname=\"Down\"']\n    target: \"{{{{ labels.instance }}}}\"\n    guards: {{cooldown_secs: 600}}\n    steps:\n      - {{name: s, action: exec, with: {{command: [\"/bin/sh\", \"-c\", \"echo x >> {log}\"]}}}}\n",
+        log = log.display()
+    );
+    let compiled = compile(dir.path(), &rules);
+    let inner = SqliteStore::open(
+        &dir.path().join("failing.db"),
+        homeostat_core::config::Synchronous::Normal,
+    )
+    .await
+    .expect("open");
+    let store = Arc::new(GatedStore {
+        inner,
+        gate: tokio::sync::Semaphore::new(1000),
+        fail: true.into(),
+    });
+    let engine = homeostat_engine::start_with_store(
+        compiled,
+        Arc::new(SystemClock::default()),
+        store.clone(),
+    )
+    .await
+    .expect("starts");
+    let router = homeostat_api::router(engine.handle.clone());
+    let send = || {
+        let router = router.clone();
+        async move {
+            let request = post(
+                "/api/v1/hooks/alertmanager",
+                Some(INGEST),
+                alertmanager_payload(&[("Down", "firing")]),
+            );
+            router.oneshot(request).await.expect("answer")
+        }
+    };
+    let refused = send().await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(
+        &refused
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes(),
+    )
+    .expect("json");
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        !body["message"].as_str().unwrap_or("").contains("disk full"),
+        "5xx bodies say nothing internal: {body}"
+    );
+    assert_eq!(store.event_count().await.expect("count"), 0);
+
+    // The disk has room again; the sender retries the same alert.
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(send().await.status(), StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let runs = store
+            .runs(&homeostat_store::RunQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("runs");
+        if runs
+            .iter()
+            .any(|run| run.status == homeostat_store::RunStatus::Succeeded)
+        {
+            assert_eq!(runs.len(), 1);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the retried alert never ran: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Not mistaken for a repeat of the refused attempt, nor held back by its cooldown.
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log").lines().count(),
+        1
+    );
+    assert!(engine
+        .handle
+        .metrics
+        .render()
+        .contains("homeostat_events_duplicate_total 0"));
     engine.abort();
 }
