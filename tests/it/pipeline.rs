@@ -517,3 +517,94 @@ async fn repeats_are_recognized_across_restarts_from_replay_and_from_snapshots()
     );
     engine.abort();
 }
+
+#[tokio::test]
+async fn a_probe_firing_before_a_restart_resolves_after_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let healthy = Arc::new(AtomicBool::new(false));
+    let router = {
+        let healthy = healthy.clone();
+        axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(move || {
+                let healthy = healthy.load(Ordering::SeqCst);
+                async move {
+                    if healthy {
+                        axum::http::StatusCode::OK
+                    } else {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "store: {{path: {db:?}}}\nsources:\n  - {{type: http_probe, name: web, url: \"http://{address}/healthz\", interval_secs: 0.05, timeout_secs: 1}}\n",
+        db = dir.path().join("h.db").display().to_string()
+    );
+    let compile = |text: &str| {
+        let parsed =
+            homeostat_core::config::parse(&[(dir.path().join("c.yaml"), text.to_string())])
+                .expect("valid");
+        homeostat_core::rule::compile(&parsed).expect("compiles")
+    };
+    let statuses = |store: Arc<dyn Store>| async move {
+        let query = homeostat_store::EventQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        store
+            .events(&query)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|record| record.event.status)
+            .collect::<Vec<_>>()
+    };
+    let engine = homeostat_engine::start(compile(&config), Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let store = engine.handle.store.clone();
+    eventually("the probe to fire", || {
+        let store = store.clone();
+        async move { (statuses(store).await == vec![homeostat_core::Status::Firing]).then_some(()) }
+    })
+    .await;
+    engine.abort();
+    drop(engine);
+
+    healthy.store(true, Ordering::SeqCst);
+    let engine = homeostat_engine::start(compile(&config), Arc::new(SystemClock::default()))
+        .await
+        .expect("starts");
+    let store = engine.handle.store.clone();
+    eventually("the probe to resolve after the restart", || {
+        let store = store.clone();
+        async move {
+            let seen = statuses(store).await;
+            (seen
+                == vec![
+                    homeostat_core::Status::Firing,
+                    homeostat_core::Status::Resolved,
+                ])
+            .then_some(())
+        }
+    })
+    .await;
+    let last = store
+        .last_event("web")
+        .await
+        .expect("read")
+        .expect("an event");
+    assert!(
+        last.event.starts_at.is_some(),
+        "the resolve carries when the episode started"
+    );
+    engine.abort();
+}

@@ -559,6 +559,7 @@ impl Config {
 fn join_path(prefix: &str, field: &str) -> String {
     match field {
         "" => prefix.to_string(),
+        field if prefix.is_empty() => field.to_string(),
         field if field.starts_with('[') => format!("{prefix}{field}"),
         field => format!("{prefix}.{field}"),
     }
@@ -687,11 +688,25 @@ fn parse_file(
             .trim_start_matches(&format!("{field}: "))
             .to_string();
         let mut hint = None;
+        let mut duplicate_line = None;
         if let Some(_unknown) = between(&message, "unknown field `", "`") {
             // serde_path_to_error's path already ends in the unknown field.
             if let Some(expected) = message.split("expected ").nth(1) {
                 hint = Some(format!("remove it, or use one of {expected}"));
             }
+        } else if let Some(duplicate) = between(&message, "duplicate field `", "`") {
+            field = join_path(&field, duplicate);
+            hint = Some(format!(
+                "a file may say `{duplicate}:` once; merge the two into one list or map"
+            ));
+            // Point at the second occurrence, the one to remove.
+            let key = format!("{duplicate}:");
+            duplicate_line = text
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| line.trim_start().starts_with(&key))
+                .nth(1)
+                .map(|(index, _)| index + 1);
         } else if let Some(variant) = between(&message, "unknown variant `", "`") {
             if let Some(expected) = message.split("expected ").nth(1) {
                 hint = Some(format!(
@@ -699,9 +714,8 @@ fn parse_file(
                 ));
             }
         }
-        let line = inner
-            .location()
-            .map(|location| location.line())
+        let line = duplicate_line
+            .or_else(|| inner.location().map(|location| location.line()))
             .or_else(|| locate::find(lines, &field));
         Diagnostic {
             severity: Severity::Error,
@@ -748,6 +762,21 @@ mod tests {
         assert_eq!(diagnostic.line, Some(3));
         assert!(
             diagnostic.hint.as_deref().unwrap_or("").contains("steps"),
+            "{diagnostic}"
+        );
+    }
+
+    #[test]
+    fn a_section_written_twice_names_it_and_says_how_to_fix_it() {
+        let error = parse_one("rules: []\nsources: []\nrules: []\n").unwrap_err();
+        let diagnostic = &error.0[0];
+        assert_eq!(
+            (diagnostic.path.as_str(), diagnostic.line),
+            ("rules", Some(3)),
+            "{diagnostic}"
+        );
+        assert!(
+            diagnostic.hint.as_deref().unwrap_or("").contains("merge"),
             "{diagnostic}"
         );
     }
