@@ -89,3 +89,24 @@ fn check_reports_every_error_at_once_and_exits_64() {
         "{stderr}"
     );
 }
+
+#[test]
+fn exit_codes_follow_the_convention() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
+            .args(args)
+            .output()
+            .expect("runs")
+            .status
+            .code()
+    };
+    assert_eq!(run(&["frobnicate"]), Some(64), "a usage error");
+    assert_eq!(run(&["check", "--no-such-flag"]), Some(64), "a usage error");
+    assert_eq!(run(&["--help"]), Some(0));
+    assert_eq!(run(&["--version"]), Some(0));
+    assert_eq!(
+        run(&["check", "/nonexistent/homeostat.yaml"]),
+        Some(2),
+        "an unreadable file is an error, not a check"
+    );
+}
