@@ -636,3 +636,35 @@ rules:
         assert!(missing.evaluate(&event).is_err());
     }
 }
+
+#[cfg(test)]
+mod arithmetic {
+    /// Conditions come from config and see untrusted labels: arithmetic faults are errors (the rule
+    /// does not run, and the verdict says why), never panics in the writer.
+    #[test]
+    fn overflow_and_division_by_zero_are_errors() {
+        let event = crate::Event {
+            id: "1".into(),
+            source: "s".into(),
+            kind: Default::default(),
+            status: Default::default(),
+            fingerprint: "f".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            starts_at: None,
+            ends_at: None,
+            received_at: chrono::DateTime::UNIX_EPOCH,
+            data: None,
+        };
+        for expression in [
+            "9223372036854775807 + 1 > 0",
+            "-9223372036854775808 / -1 > 0",
+            "1 / 0 > 0",
+            "1 % 0 > 0",
+        ] {
+            let condition = super::Condition::compile(expression).expect("compiles");
+            let result = std::panic::catch_unwind(|| condition.evaluate(&event)).expect("no panic");
+            assert!(result.is_err(), "{expression}: {result:?}");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::clock::SharedClock;
-use homeostat_core::decide::{decide, PlannedRun, Verdict};
+use homeostat_core::decide::{decide, Decision, PlannedRun, Verdict};
 use homeostat_core::guard::GuardState;
 use homeostat_core::rule::Compiled;
 use homeostat_core::{Event, Status};
@@ -255,13 +255,29 @@ impl DecideStage {
                 self.metrics.events_duplicate.inc();
                 continue;
             }
-            let decisions = decide(
-                event,
-                &self.compiled,
-                &mut self.guards,
-                self.compiled.config.dry_run,
-                now,
-            );
+            // `decide` runs third-party code (CEL, templates) inside the writer task: a panic there must
+            // cost one event's decision, recorded as an error, not the writer and with it the daemon.
+            let (compiled, guards) = (&self.compiled, &mut self.guards);
+            let decisions = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decide(event, compiled, guards, compiled.config.dry_run, now)
+            })) {
+                Ok(decisions) => decisions,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(event = %event.id, %message, "deciding an event panicked");
+                    vec![Decision {
+                        rule: String::new(),
+                        target: String::new(),
+                        verdict: Verdict::Error {
+                            message: format!("deciding this event panicked: {message}"),
+                        },
+                    }]
+                }
+            };
             if decisions.is_empty() {
                 continue;
             }
