@@ -154,6 +154,10 @@ async fn alertmanager_hook_commits_before_answering() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
     let id = body["events"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        body["events"][0]["ingested_by"], "i",
+        "the journal says which token sent it"
+    );
     let (status, _, body) = api
         .call(get(&format!("/api/v1/events/{id}"), Some(READ)))
         .await;
@@ -346,6 +350,7 @@ async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
         ("d-42", "v1.4.2")
     );
     assert_eq!(event.kind, homeostat_core::EventKind::Change);
+    assert_eq!(event.ingested_by.as_deref(), Some("hmac:ci"));
     let (status, _, answer) = api
         .call(post("/api/v1/hooks/nope", Some(WRITE), "{}"))
         .await;

@@ -25,11 +25,11 @@ pub async fn alertmanager_hook(
 /// `POST /api/v1/events`: native events or CloudEvents (structured mode).
 pub async fn events(State(handle): State<Handle>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        authorize(&handle, &headers, Scope::Ingest)?;
+        let token = authorize(&handle, &headers, Scope::Ingest)?;
         let bytes = read_body(&handle, &headers, body).await?;
         let events = native::parse(&bytes, "api", handle.clock.now())
             .map_err(|error| invalid(&handle, "api", error))?;
-        commit(&handle, "api", events).await
+        commit(&handle, "api", token, events).await
     }
     .await;
     respond(result)
@@ -69,7 +69,7 @@ async fn alertmanager_events(
     body: Body,
     extra_labels: Option<&homeostat_core::Labels>,
 ) -> Result<usize, ApiError> {
-    authorize(handle, headers, Scope::Ingest)?;
+    let token = authorize(handle, headers, Scope::Ingest)?;
     let bytes = read_body(handle, headers, body).await?;
     let mut events = alertmanager::parse(&bytes, source, handle.clock.now())
         .map_err(|error| invalid(handle, source, error))?;
@@ -83,7 +83,7 @@ async fn alertmanager_events(
             }
         }
     }
-    commit(handle, source, events).await
+    commit(handle, source, token, events).await
 }
 
 async fn webhook_events(
@@ -133,10 +133,19 @@ async fn webhook_events(
         handle.clock.now(),
     )
     .map_err(|error| invalid(handle, name, error))?;
-    commit(handle, name, events).await
+    commit(handle, name, format!("hmac:{name}"), events).await
 }
 
-async fn commit(handle: &Handle, source: &str, events: Vec<Event>) -> Result<usize, ApiError> {
+/// Stamps who sent the events, for the audit trail, and commits them.
+async fn commit(
+    handle: &Handle,
+    source: &str,
+    by: String,
+    mut events: Vec<Event>,
+) -> Result<usize, ApiError> {
+    for event in &mut events {
+        event.ingested_by = Some(by.clone());
+    }
     if events.is_empty() {
         return Ok(0);
     }

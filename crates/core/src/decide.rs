@@ -312,6 +312,7 @@ rules:
             ends_at: None,
             received_at: DateTime::UNIX_EPOCH,
             data: None,
+            ingested_by: None,
         }
     }
 

@@ -77,6 +77,10 @@ pub struct Event {
     /// Source extras worth keeping (a CloudEvent's `data`, an alert's `generatorURL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
+    /// Who sent it, for the audit trail: the API token's name, `hmac:<source>` for a signed webhook,
+    /// or nothing for events homeostat made itself (probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested_by: Option<String>,
 }
 
 /// A new UUIDv7 for an event or run created at `now`.

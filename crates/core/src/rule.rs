@@ -628,6 +628,7 @@ rules:
             ends_at: None,
             received_at: chrono::DateTime::UNIX_EPOCH,
             data: None,
+            ingested_by: None,
         };
         assert_eq!(condition.evaluate(&event), Ok(true));
         event.status = Status::Resolved;
@@ -655,6 +656,7 @@ mod arithmetic {
             ends_at: None,
             received_at: chrono::DateTime::UNIX_EPOCH,
             data: None,
+            ingested_by: None,
         };
         for expression in [
             "9223372036854775807 + 1 > 0",

@@ -21,6 +21,7 @@ fn event(id: &str, fingerprint: &str, status: Status, at: DateTime<Utc>) -> Even
         ends_at: None,
         received_at: at,
         data: None,
+        ingested_by: None,
     }
 }
 

@@ -88,6 +88,7 @@ pub fn parse(body: &[u8], source: &str, received_at: DateTime<Utc>) -> Result<Ve
                 ends_at: alert.ends_at.filter(not_zero_time),
                 received_at,
                 data,
+                ingested_by: None,
             })
         })
         .collect()

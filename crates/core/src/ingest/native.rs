@@ -142,6 +142,7 @@ fn from_native(
         ends_at: native.ends_at,
         received_at,
         data: native.data,
+        ingested_by: None,
     })
 }
 
@@ -196,6 +197,7 @@ fn from_cloud_event(cloud: CloudEvent, received_at: DateTime<Utc>) -> Result<Eve
         ends_at: None,
         received_at,
         data: cloud.data,
+        ingested_by: None,
     })
 }
 

@@ -130,6 +130,7 @@ pub fn map(
                 ends_at: None,
                 received_at,
                 data: Some(item.clone()),
+                ingested_by: None,
             })
         })
         .collect()

@@ -178,6 +178,7 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
             ends_at: (status == Status::Resolved).then_some(now),
             received_at: now,
             data: None,
+            ingested_by: None,
         };
         tracing::info!(probe = %config.name, status = status.as_str(), "probe changed state");
         // Internal sources wait for room rather than drop: the probe simply runs late under overload.
