@@ -160,7 +160,8 @@ pub fn spec() -> Value {
                     "kind": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
                     "fingerprint": {"type": "string"}, "labels": {"$ref": "#/components/schemas/Labels"},
                     "annotations": {"$ref": "#/components/schemas/Labels"},
-                    "starts_at": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"}}},
+                    "starts_at": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"},
+                    "ingested_by": {"type": "string", "description": "the API token's name, or hmac:<source> for a signed webhook"}}},
                 "JournalEntry": {"type": "object", "properties": {
                     "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                     "kind": {"type": "string", "enum": ["decision", "run_started", "step_started", "step_finished", "run_finished"]},
