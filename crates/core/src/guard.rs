@@ -190,10 +190,6 @@ impl GuardState {
             !(state.running.is_empty() && state.last_start.is_empty() && state.starts.is_empty())
         });
     }
-
-    pub fn running(&self, rule: &str) -> usize {
-        self.rules.get(rule).map_or(0, |state| state.running.len())
-    }
 }
 
 #[cfg(test)]
