@@ -557,20 +557,24 @@ impl Store for GatedStore {
     }
 }
 
-#[tokio::test]
-async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let compiled = compile(dir.path(), "");
+/// An engine on a [`GatedStore`] with `permits` commits allowed and failing commits while `fail`.
+async fn gated_engine(
+    dir: &std::path::Path,
+    rules: &str,
+    permits: usize,
+    fail: bool,
+) -> (Arc<GatedStore>, homeostat_engine::Engine, axum::Router) {
+    let compiled = compile(dir, rules);
     let inner = SqliteStore::open(
-        &dir.path().join("gated.db"),
+        &dir.join("gated.db"),
         homeostat_core::config::Synchronous::Normal,
     )
     .await
     .expect("open");
     let store = Arc::new(GatedStore {
         inner,
-        gate: tokio::sync::Semaphore::new(0),
-        fail: false.into(),
+        gate: tokio::sync::Semaphore::new(permits),
+        fail: fail.into(),
     });
     let engine = homeostat_engine::start_with_store(
         compiled,
@@ -580,6 +584,13 @@ async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
     .await
     .expect("starts");
     let router = homeostat_api::router(engine.handle.clone());
+    (store, engine, router)
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, engine, router) = gated_engine(dir.path(), "", 0, false).await;
     // queue_capacity is 2: the writer holds one batch, two wait, the rest are refused.
     let mut waiting = Vec::new();
     let mut refused = 0;
@@ -627,26 +638,7 @@ async fn a_failed_commit_acknowledges_nothing_and_the_retry_is_decided_afresh() 
         "rules:\n  - name: restart\n    match: ['alertname=\"Down\"']\n    target: \"{{{{ labels.instance }}}}\"\n    guards: {{cooldown_secs: 600}}\n    steps:\n      - {{name: s, action: exec, with: {{command: [\"/bin/sh\", \"-c\", \"echo x >> {log}\"]}}}}\n",
         log = log.display()
     );
-    let compiled = compile(dir.path(), &rules);
-    let inner = SqliteStore::open(
-        &dir.path().join("failing.db"),
-        homeostat_core::config::Synchronous::Normal,
-    )
-    .await
-    .expect("open");
-    let store = Arc::new(GatedStore {
-        inner,
-        gate: tokio::sync::Semaphore::new(1000),
-        fail: true.into(),
-    });
-    let engine = homeostat_engine::start_with_store(
-        compiled,
-        Arc::new(SystemClock::default()),
-        store.clone(),
-    )
-    .await
-    .expect("starts");
-    let router = homeostat_api::router(engine.handle.clone());
+    let (store, engine, router) = gated_engine(dir.path(), &rules, 1000, true).await;
     let send = || {
         let router = router.clone();
         async move {

@@ -267,7 +267,7 @@ fn decide_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventKind, Status};
+    use crate::event::Status;
     use std::path::PathBuf;
 
     const CONFIG: &str = r#"
@@ -297,23 +297,7 @@ rules:
     }
 
     fn event(status: Status, labels: &[(&str, &str)]) -> Event {
-        Event {
-            id: "e1".into(),
-            source: "alertmanager".into(),
-            kind: EventKind::Alert,
-            status,
-            fingerprint: "fp".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            received_at: DateTime::UNIX_EPOCH,
-            data: None,
-            ingested_by: None,
-        }
+        crate::event::test_event(status, labels)
     }
 
     #[test]

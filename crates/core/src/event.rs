@@ -117,6 +117,28 @@ pub fn fingerprint(labels: &Labels) -> String {
     format!("{hash:016x}")
 }
 
+/// An event for tests: a firing alert from `test` with these labels, received at the epoch.
+#[cfg(test)]
+pub(crate) fn test_event(status: Status, labels: &[(&str, &str)]) -> Event {
+    Event {
+        id: "e1".into(),
+        source: "test".into(),
+        kind: EventKind::Alert,
+        status,
+        fingerprint: "fp".into(),
+        labels: labels
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        annotations: Labels::new(),
+        starts_at: None,
+        ends_at: None,
+        received_at: DateTime::UNIX_EPOCH,
+        data: None,
+        ingested_by: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -616,20 +616,7 @@ rules:
     fn condition_sees_labels_and_status() {
         let condition =
             Condition::compile(r#"labels.env == "prod" && status == "firing""#).unwrap();
-        let mut event = Event {
-            id: "1".into(),
-            source: "s".into(),
-            kind: Default::default(),
-            status: Status::Firing,
-            fingerprint: "f".into(),
-            labels: [("env".to_string(), "prod".to_string())].into(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            received_at: chrono::DateTime::UNIX_EPOCH,
-            data: None,
-            ingested_by: None,
-        };
+        let mut event = crate::event::test_event(Status::Firing, &[("env", "prod")]);
         assert_eq!(condition.evaluate(&event), Ok(true));
         event.status = Status::Resolved;
         assert_eq!(condition.evaluate(&event), Ok(false));
@@ -644,20 +631,7 @@ mod arithmetic {
     /// does not run, and the verdict says why), never panics in the writer.
     #[test]
     fn overflow_and_division_by_zero_are_errors() {
-        let event = crate::Event {
-            id: "1".into(),
-            source: "s".into(),
-            kind: Default::default(),
-            status: Default::default(),
-            fingerprint: "f".into(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            starts_at: None,
-            ends_at: None,
-            received_at: chrono::DateTime::UNIX_EPOCH,
-            data: None,
-            ingested_by: None,
-        };
+        let event = crate::event::test_event(crate::Status::Firing, &[]);
         for expression in [
             "9223372036854775807 + 1 > 0",
             "-9223372036854775808 / -1 > 0",
