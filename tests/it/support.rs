@@ -147,31 +147,7 @@ impl Daemon {
 
     async fn wait_ready(&mut self) {
         let url = self.url("/readyz");
-        let probe = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("build the http client");
-        let deadline = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the daemon") {
-                panic!(
-                    "homeostat exited with {status} before it was ready; the end of its stderr:\n{}",
-                    tail(&self.stderr_path, 40)
-                );
-            }
-            if let Ok(response) = probe.get(&url).send().await {
-                if response.status() == reqwest::StatusCode::OK {
-                    return;
-                }
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "homeostat did not answer `GET /readyz` with 200 within {READY_DEADLINE:?}; the end of its stderr:\n{}",
-                    tail(&self.stderr_path, 40)
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        wait_until_ready(&mut self.child, "homeostat", &url, &self.stderr_path).await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -260,27 +236,40 @@ async fn start_managed(
         stderr_path,
     };
     let url = format!("http://127.0.0.1:{port}/-/ready");
+    wait_until_ready(
+        &mut managed.child,
+        &format!("`{binary}`"),
+        &url,
+        &managed.stderr_path,
+    )
+    .await;
+    managed
+}
+
+/// Polls `url` until it answers 200; panics with the end of the child's stderr if the child exits
+/// first or the deadline passes.
+async fn wait_until_ready(child: &mut Child, what: &str, url: &str, stderr_path: &Path) {
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("build the http client");
     let deadline = Instant::now() + READY_DEADLINE;
     loop {
-        if let Some(status) = managed.child.try_wait().expect("poll the child") {
+        if let Some(status) = child.try_wait().expect("poll the child") {
             panic!(
-                "`{binary}` exited with {status} before it was ready; the end of its stderr:\n{}",
-                tail(&managed.stderr_path, 40)
+                "{what} exited with {status} before it was ready; the end of its stderr:\n{}",
+                tail(stderr_path, 40)
             );
         }
-        if let Ok(response) = probe.get(&url).send().await {
+        if let Ok(response) = probe.get(url).send().await {
             if response.status() == reqwest::StatusCode::OK {
-                return managed;
+                return;
             }
         }
         if Instant::now() >= deadline {
             panic!(
-                "`{binary}` was not ready within {READY_DEADLINE:?}; the end of its stderr:\n{}",
-                tail(&managed.stderr_path, 40)
+                "{what} did not answer `GET {url}` with 200 within {READY_DEADLINE:?}; the end of its stderr:\n{}",
+                tail(stderr_path, 40)
             );
         }
         tokio::time::sleep(POLL).await;
