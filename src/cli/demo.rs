@@ -463,12 +463,7 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
                 lines.push(Line {
                     at: finished,
                     stage: 3,
-                    text: format!(
-                        "step {} `{}` {} in {took:.3}s{detail}",
-                        step.index + 1,
-                        step.name,
-                        step.status
-                    ),
+                    text: format!("step `{}` {} in {took:.3}s{detail}", step.step, step.status),
                 });
             }
         }

@@ -3,6 +3,9 @@
 
 mod config;
 mod demo;
+mod follow;
+mod remote;
+mod runbook;
 mod serve;
 mod show;
 
@@ -33,7 +36,9 @@ pub struct Args {
     command: Command,
 }
 
-/// `--config`, shared by the commands that read the config (or the database it names).
+/// `--config`, shared by the commands that read the config (or the database it names). It is global
+/// to a command's subcommands, so `homeostat runs show ID --config FILE` reads as well as
+/// `homeostat runs --config FILE show ID`.
 #[derive(clap::Args, Debug)]
 struct ConfigPath {
     /// A config file or a folder of `.yaml` files.
@@ -41,7 +46,8 @@ struct ConfigPath {
         long = "config",
         short = 'c',
         env = "HOMEOSTAT_CONFIG",
-        default_value = "homeostat.yaml"
+        default_value = "homeostat.yaml",
+        global = true
     )]
     path: PathBuf,
 }
@@ -83,19 +89,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List runs, or show one with `runs show ID`.
+    /// List runs (`runs` or `runs list`), show one (`runs show ID`) or cancel one (`runs cancel ID`).
     Runs {
         #[command(flatten)]
         config: ConfigPath,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Only runs in this state: running, succeeded, failed, dry_run, needs_attention.
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        remote: remote::Args,
+        /// `homeostat runs` alone lists, with these flags.
+        #[command(flatten)]
+        list: RunsList,
         #[command(subcommand)]
-        show: Option<RunsCommand>,
+        command: Option<RunsCommand>,
+    },
+    /// Runbooks: list and show them (from the config), or start a run (through the daemon).
+    Runbook {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        #[command(subcommand)]
+        command: RunbookCommand,
+    },
+    /// Approve (or, with --reject, reject) the approval step a run waits for.
+    Approve {
+        /// The run's id.
+        run: String,
+        /// Reject instead of approve: the step fails and the run rolls back or stops.
+        #[arg(long)]
+        reject: bool,
+        /// The approval step's path, when the run waits for more than one.
+        #[arg(long)]
+        step: Option<String>,
+        /// Recorded with the answer in the run's journal.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
     },
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
@@ -111,10 +142,70 @@ enum Command {
     },
 }
 
+/// The flags of the run list.
+#[derive(clap::Args, Debug)]
+struct RunsList {
+    /// How many runs to list [default: 20].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only runs in this state: running, succeeded, failed, rolled_back, cancelled, dry_run,
+    /// needs_attention.
+    #[arg(long)]
+    status: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum RunsCommand {
-    /// One run with each step's status, timing, output and error.
-    Show { id: String },
+    /// Recent runs, newest first (the default).
+    List {
+        #[command(flatten)]
+        list: RunsList,
+    },
+    /// One run with each step's status, timing, outputs, output and error, and how it ended.
+    Show {
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run in progress, through the daemon.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunbookCommand {
+    /// The runbooks the config declares, with their parameters.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One runbook: its parameters, and its steps as a tree.
+    Show {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a run of a runbook through the daemon; prints the run's id.
+    Run {
+        name: String,
+        /// A parameter, as `KEY=VALUE`; repeat for more. Values convert to the declared types.
+        #[arg(long = "param", short = 'p', value_name = "KEY=VALUE", value_parser = runbook::parse_param)]
+        params: Vec<(String, String)>,
+        /// What the run acts on (keys locks and cooldowns); the runbook's name by default.
+        #[arg(long)]
+        target: Option<String>,
+        /// Render every step's inputs and execute nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print each step as it happens, and exit 0 only if the run succeeds.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
 }
 
 pub fn init_logging(args: &Args) {
@@ -153,14 +244,71 @@ pub async fn run(args: Args) -> ExitCode {
         } => show::events(&config.path, limit, source, json).await,
         Command::Runs {
             config,
-            limit,
-            status,
-            json,
-            show,
-        } => match show {
-            Some(RunsCommand::Show { id }) => show::run(&config.path, &id, json).await,
-            None => show::runs(&config.path, limit, status, json).await,
+            remote,
+            list,
+            command,
+        } => match command {
+            None => {
+                show::runs(
+                    &config.path,
+                    list.limit.unwrap_or(20),
+                    list.status,
+                    list.json,
+                )
+                .await
+            }
+            Some(RunsCommand::List { list: own }) => {
+                show::runs(
+                    &config.path,
+                    own.limit.or(list.limit).unwrap_or(20),
+                    own.status.or(list.status),
+                    own.json || list.json,
+                )
+                .await
+            }
+            Some(RunsCommand::Show { id, json }) => {
+                show::run(&config.path, &id, json || list.json).await
+            }
+            Some(RunsCommand::Cancel { id }) => runbook::cancel(&config.path, &remote, &id).await,
         },
+        Command::Runbook {
+            config,
+            remote,
+            command,
+        } => match command {
+            RunbookCommand::List { json } => runbook::list(&config.path, &remote, json).await,
+            RunbookCommand::Show { name, json } => {
+                runbook::show(&config.path, &remote, &name, json).await
+            }
+            RunbookCommand::Run {
+                name,
+                params,
+                target,
+                dry_run,
+                follow,
+            } => {
+                runbook::run(
+                    &config.path,
+                    &remote,
+                    runbook::Start {
+                        name,
+                        params,
+                        target,
+                        dry_run,
+                        follow,
+                    },
+                )
+                .await
+            }
+        },
+        Command::Approve {
+            run,
+            reject,
+            step,
+            comment,
+            config,
+            remote,
+        } => runbook::approve(&config.path, &remote, &run, !reject, step, comment).await,
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,
     };

@@ -1,4 +1,5 @@
-//! `homeostat events` and `homeostat runs`: what happened, read straight from the store.
+//! `homeostat events`, `homeostat runs` and `homeostat runs show`: what happened, read straight from
+//! the store.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -27,7 +28,7 @@ async fn open(config_path: &Path) -> Result<SqliteStore, u8> {
         })
 }
 
-fn print_json(value: &impl serde::Serialize) {
+pub(super) fn print_json(value: &(impl serde::Serialize + ?Sized)) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -39,7 +40,7 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Prints rows as aligned columns.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (index, cell) in row.iter().enumerate() {
@@ -129,7 +130,7 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
         None => None,
         Some((_, Some(status))) => Some(status),
         Some((text, None)) => {
-            eprintln!("error: unknown status `{text}`; use running, succeeded, failed, dry_run or needs_attention");
+            eprintln!("error: unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention");
             return EXIT_USAGE;
         }
     };
@@ -167,10 +168,16 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
                     )
                 })
                 .unwrap_or_else(|| "-".into());
+            // A rule's runs show the rule; runs started by hand, who started them.
+            let by = match (&run.started_by, run.rule.as_str()) {
+                (Some(by), _) => format!("by {by}"),
+                (None, rule) => rule.to_string(),
+            };
             vec![
                 run.id.clone(),
                 time(run.started_at),
-                run.rule.clone(),
+                run.runbook.clone(),
+                by,
                 run.target.clone(),
                 run.status.as_str().to_string(),
                 duration,
@@ -179,7 +186,9 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
         })
         .collect();
     table(
-        &["ID", "STARTED", "RULE", "TARGET", "STATUS", "TOOK", "ERROR"],
+        &[
+            "ID", "STARTED", "RUNBOOK", "TRIGGER", "TARGET", "STATUS", "TOOK", "ERROR",
+        ],
         rows,
     );
     0
@@ -206,21 +215,45 @@ pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
         print_json(&serde_json::json!({ "run": run, "steps": steps, "journal": journal }));
         return 0;
     }
-    println!("run      {}", run.id);
-    println!("rule     {}", run.rule);
-    println!("target   {}", run.target);
-    println!("event    {}", run.event_id);
-    println!(
-        "status   {}{}",
-        run.status.as_str(),
-        if run.dry_run { " (dry run)" } else { "" }
+    let end = journal
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "run_finished")
+        .map(|entry| &entry.body);
+    let field = |name: &str, value: &str| println!("{name:<11}{value}");
+    field("run", &run.id);
+    field("runbook", &run.runbook);
+    if !run.rule.is_empty() {
+        field("rule", &run.rule);
+    }
+    if let Some(by) = &run.started_by {
+        field("started by", by);
+    }
+    field("target", &run.target);
+    if !run.event_id.is_empty() {
+        field("event", &run.event_id);
+    }
+    field(
+        "status",
+        &format!(
+            "{}{}",
+            run.status.as_str(),
+            if run.dry_run { " (dry run)" } else { "" }
+        ),
     );
-    println!("started  {}", time(run.started_at));
+    field("started", &time(run.started_at));
     if let Some(finished) = run.finished_at {
-        println!("finished {}", time(finished));
+        field(
+            "finished",
+            &format!(
+                "{} (took {})",
+                time(finished),
+                took(run.started_at, finished)
+            ),
+        );
     }
     if let Some(error) = &run.error {
-        println!("error    {error}");
+        field("error", error);
     }
     if !run.plan.params.is_empty() {
         let params = run
@@ -230,46 +263,84 @@ pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
-        println!("params   {params}");
+        field("params", &params);
+    }
+    if let Some(end) = end {
+        let undone: Vec<&str> = end["undone"]
+            .as_array()
+            .map(|steps| steps.iter().filter_map(|step| step.as_str()).collect())
+            .unwrap_or_default();
+        if !undone.is_empty() {
+            field("undone", &undone.join(", "));
+        }
+        if let Some(outputs) = end.get("outputs").filter(|v| !is_empty(v)) {
+            field("outputs", &outputs.to_string());
+        }
     }
     println!();
     let rows = steps
         .iter()
-        .map(|step| {
+        .enumerate()
+        .map(|(index, step)| {
             let took = step
                 .finished_at
-                .map(|end| {
-                    format!(
-                        "{:.3}s",
-                        (end - step.started_at).num_milliseconds() as f64 / 1000.0
-                    )
-                })
+                .map(|end| took(step.started_at, end))
                 .unwrap_or_else(|| "-".into());
             vec![
-                (step.index + 1).to_string(),
-                step.name.clone(),
+                (index + 1).to_string(),
+                step.step.clone(),
+                step.action.clone(),
                 step.attempt.to_string(),
                 step.status.clone(),
+                step.started_at.format("%H:%M:%S%.3f").to_string(),
                 took,
                 step.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["#", "STEP", "ATTEMPT", "STATUS", "TOOK", "ERROR"], rows);
+    table(
+        &[
+            "#", "STEP", "ACTION", "ATTEMPT", "STATUS", "STARTED", "TOOK", "ERROR",
+        ],
+        rows,
+    );
     for step in &steps {
-        if let Some(output) = &step.output {
-            let stdout = output.get("stdout").and_then(|v| v.as_str()).unwrap_or("");
-            let stderr = output.get("stderr").and_then(|v| v.as_str()).unwrap_or("");
-            if !stdout.is_empty() || !stderr.is_empty() {
-                println!("\n--- step {} `{}` output ---", step.index + 1, step.name);
-                if !stdout.is_empty() {
-                    println!("{}", stdout.trim_end());
-                }
-                if !stderr.is_empty() {
-                    println!("[stderr] {}", stderr.trim_end());
-                }
-            }
+        // A parallel or for_each step's outputs are its children's, shown with them.
+        let composite = matches!(step.action.as_str(), "parallel" | "for_each");
+        let outputs = step.outputs.as_ref().filter(|v| !composite && !is_empty(v));
+        let (stdout, stderr) = match &step.output {
+            Some(output) => (
+                output.get("stdout").and_then(|v| v.as_str()).unwrap_or(""),
+                output.get("stderr").and_then(|v| v.as_str()).unwrap_or(""),
+            ),
+            None => ("", ""),
+        };
+        if outputs.is_none() && stdout.is_empty() && stderr.is_empty() {
+            continue;
+        }
+        println!("\n--- step `{}` (attempt {}) ---", step.step, step.attempt);
+        if let Some(outputs) = outputs {
+            println!("[outputs] {outputs}");
+        }
+        if !stdout.is_empty() {
+            println!("{}", stdout.trim_end());
+        }
+        if !stderr.is_empty() {
+            println!("[stderr] {}", stderr.trim_end());
         }
     }
     0
+}
+
+fn took(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{:.3}s", (end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+/// `null`, or an empty object: nothing worth a line.
+fn is_empty(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
 }

@@ -460,6 +460,12 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v1/events/{id}",
         "/api/v1/runs",
         "/api/v1/runs/{id}",
+        "/api/v1/runs/{id}/approval",
+        "/api/v1/runs/{id}/cancel",
+        "/api/v1/runs/{id}/logs",
+        "/api/v1/runbooks",
+        "/api/v1/runbooks/{name}",
+        "/api/v1/runbooks/{name}/runs",
         "/api/v1/openapi.json",
         "/metrics",
         "/healthz",
@@ -472,7 +478,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        10,
+        16,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

@@ -14,7 +14,7 @@ fn the_demo_heals_the_service_and_prints_its_timeline() {
     );
     for expected in [
         "detected: probe `demo-service` is failing",
-        "step 1 `restart` succeeded",
+        "step `restart` succeeded",
         "verified:",
         "time to detect  (MTTD):",
         "time to recover (MTTR):",

@@ -7,4 +7,6 @@ mod demo;
 mod e2e_alertmanager;
 mod examples;
 mod pipeline;
+mod runbook_crash;
+mod runbooks_api;
 mod support;

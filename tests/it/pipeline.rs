@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use homeostat_core::clock::SystemClock;
-use homeostat_core::decide::{PlannedRun, PlannedStep};
+use homeostat_core::config::{Runbook, Step};
+use homeostat_core::decide::PlannedRun;
+use homeostat_core::runbook::{Input, Record};
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
 use serde_json::Value;
@@ -267,21 +269,16 @@ async fn global_dry_run_records_rendered_steps_and_executes_nothing() {
     let steps = steps_from_journal(&store.journal_for_run(&runs[0].id).await.expect("journal"));
     assert_eq!(steps[0].status, "dry_run");
     assert_eq!(
-        steps[0].output.as_ref().expect("output")["would_run"]["with"]["command"][1],
+        steps[0].inputs.as_ref().expect("rendered inputs")["command"][1],
         touched.display().to_string()
     );
     assert!(!touched.exists(), "a dry run executes nothing");
 }
 
-fn exec_step(name: &str, command: &[&str], idempotent: bool) -> PlannedStep {
-    let action = homeostat_core::action::parse("exec", &serde_json::json!({ "command": command }))
-        .expect("action");
-    PlannedStep {
-        name: name.into(),
-        action,
-        timeout_secs: 10.0,
-        idempotent,
-    }
+fn exec_step(name: &str, command: &[&str], idempotent: bool) -> Step {
+    let mut step = Step::action(name, "exec", serde_json::json!({ "command": command }));
+    step.idempotent = idempotent;
+    step
 }
 
 #[tokio::test]
@@ -291,14 +288,23 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
     let log = dir.path().join("effects.log");
     let append = |word: &str| format!("echo {word} >> {}", log.display());
     let t0 = chrono::DateTime::UNIX_EPOCH;
-    let planned = |id: &str, steps: Vec<PlannedStep>| PlannedRun {
+    let planned = |id: &str, steps: Vec<Step>| PlannedRun {
         id: id.into(),
         rule: "r".into(),
+        runbook: "rule:r".into(),
         target: id.into(),
-        event_id: "e".into(),
+        event_id: String::new(),
+        started_by: None,
         dry_run: false,
         params: Default::default(),
-        steps,
+        spec: Runbook {
+            name: "rule:r".into(),
+            description: None,
+            params: Default::default(),
+            steps,
+            outputs: Default::default(),
+        },
+        library: Default::default(),
     };
     // Two runs as a crash left them: each has a step that started and has no outcome.
     {
@@ -323,30 +329,37 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
                 false,
             )],
         );
-        let start = |run_id: &str, step: usize, name: &str| Write::StepStarted {
+        let start = |run_id: &str, name: &str| Write::RunRecord {
             run_id: run_id.into(),
-            step,
-            name: name.into(),
-            attempt: 1,
+            record: Record::StepStarted {
+                step: name.into(),
+                name: name.into(),
+                attempt: 1,
+                action: "exec".into(),
+                inputs: Value::Null,
+                resumed: false,
+            },
             at: t0,
         };
         store
             .commit(&[
                 Write::RunStarted { run: safe, at: t0 },
-                start("safe", 0, "first"),
-                Write::StepFinished {
+                start("safe", "first"),
+                Write::RunInput {
                     run_id: "safe".into(),
-                    step: 0,
-                    name: "first".into(),
-                    attempt: 1,
-                    status: "succeeded".into(),
-                    output: Value::Null,
-                    error: None,
+                    input: Input::Outcome {
+                        step: "first".into(),
+                        attempt: 1,
+                        status: "succeeded".into(),
+                        output: Value::Null,
+                        error: None,
+                    },
+                    outputs: None,
                     at: t0,
                 },
-                start("safe", 1, "again"),
+                start("safe", "again"),
                 Write::RunStarted { run: risky, at: t0 },
-                start("risky", 0, "charge"),
+                start("risky", "charge"),
             ])
             .await
             .expect("commit");
@@ -367,8 +380,11 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
     );
     let safe_steps = steps_from_journal(&store.journal_for_run("safe").await.expect("journal"));
     assert_eq!(
-        safe_steps.last().map(|s| (s.attempt, s.status.as_str())),
-        Some((2, "succeeded"))
+        safe_steps
+            .last()
+            .map(|s| (s.attempt, s.status.as_str(), s.resumed)),
+        Some((1, "succeeded", true)),
+        "the same attempt, with the same idempotency key, ran again"
     );
     let risky = runs.iter().find(|run| run.id == "risky").expect("risky");
     assert!(
@@ -376,7 +392,7 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
             .error
             .as_deref()
             .unwrap_or("")
-            .contains("not idempotent"),
+            .contains("not marked `idempotent: true`"),
         "{risky:?}"
     );
     engine.abort();

@@ -103,6 +103,16 @@ impl Daemon {
     /// Writes `config` to `{dir}/{name}.yaml`, starts the daemon on a free port with its output in
     /// `{dir}/{name}.stdout.log` and `.stderr.log`, and waits until `/readyz` answers 200.
     pub async fn start(dir: &Path, name: &str, config: &str) -> Daemon {
+        Self::start_with_env(dir, name, config, &[]).await
+    }
+
+    /// As [`Daemon::start`], with extra environment variables (a failure point, say).
+    pub async fn start_with_env(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let config_path = dir.join(format!("{name}.yaml"));
         fs::write(&config_path, config).expect("write the daemon config");
         let stdout_path = dir.join(format!("{name}.stdout.log"));
@@ -115,6 +125,7 @@ impl Daemon {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env(TOKEN_ENV, TOKEN)
+            .envs(env.iter().copied())
             .env("HOMEOSTAT_LOG", "info")
             .env_remove("RUST_LOG")
             .env_remove("HOMEOSTAT_CONFIG")
@@ -176,6 +187,18 @@ impl Daemon {
     /// The end of the daemon's stderr, for failure messages.
     pub fn stderr_tail(&self) -> String {
         tail(&self.stderr_path, 40)
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// SIGKILL, as a crash would: no shutdown code runs.

@@ -9,12 +9,17 @@ use serde::Serialize;
 pub enum Code {
     InvalidPayload,
     InvalidQuery,
+    InvalidParam,
     MissingToken,
     InvalidToken,
     InvalidSignature,
     ForbiddenScope,
+    NotAnApprover,
     NoTokensConfigured,
     NotFound,
+    RunbookNotFound,
+    RunNotRunning,
+    NoApprovalWaiting,
     PayloadTooLarge,
     Overloaded,
     Unavailable,
@@ -26,12 +31,17 @@ impl Code {
         match self {
             Code::InvalidPayload => "invalid_payload",
             Code::InvalidQuery => "invalid_query",
+            Code::InvalidParam => "invalid_param",
             Code::MissingToken => "missing_token",
             Code::InvalidToken => "invalid_token",
             Code::InvalidSignature => "invalid_signature",
             Code::ForbiddenScope => "forbidden_scope",
+            Code::NotAnApprover => "not_an_approver",
             Code::NoTokensConfigured => "no_tokens_configured",
             Code::NotFound => "not_found",
+            Code::RunbookNotFound => "runbook_not_found",
+            Code::RunNotRunning => "run_not_running",
+            Code::NoApprovalWaiting => "no_approval_waiting",
             Code::PayloadTooLarge => "payload_too_large",
             Code::Overloaded => "overloaded",
             Code::Unavailable => "unavailable",
@@ -41,13 +51,16 @@ impl Code {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::InvalidPayload | Code::InvalidQuery => StatusCode::BAD_REQUEST,
+            Code::InvalidPayload | Code::InvalidQuery | Code::InvalidParam => {
+                StatusCode::BAD_REQUEST
+            }
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
             | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
-            Code::ForbiddenScope => StatusCode::FORBIDDEN,
-            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::ForbiddenScope | Code::NotAnApprover => StatusCode::FORBIDDEN,
+            Code::NotFound | Code::RunbookNotFound => StatusCode::NOT_FOUND,
+            Code::RunNotRunning | Code::NoApprovalWaiting => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -57,13 +70,19 @@ impl Code {
 
     fn kind(self) -> &'static str {
         match self {
-            Code::InvalidPayload | Code::InvalidQuery | Code::NotFound | Code::PayloadTooLarge => {
-                "invalid_request"
-            }
+            Code::InvalidPayload
+            | Code::InvalidQuery
+            | Code::InvalidParam
+            | Code::NotFound
+            | Code::RunbookNotFound
+            | Code::RunNotRunning
+            | Code::NoApprovalWaiting
+            | Code::PayloadTooLarge => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
             | Code::ForbiddenScope
+            | Code::NotAnApprover
             | Code::NoTokensConfigured => "auth",
             Code::Overloaded | Code::Unavailable | Code::Internal => "system",
         }
@@ -72,12 +91,17 @@ impl Code {
     pub const ALL: &'static [Code] = &[
         Code::InvalidPayload,
         Code::InvalidQuery,
+        Code::InvalidParam,
         Code::MissingToken,
         Code::InvalidToken,
         Code::InvalidSignature,
         Code::ForbiddenScope,
+        Code::NotAnApprover,
         Code::NoTokensConfigured,
         Code::NotFound,
+        Code::RunbookNotFound,
+        Code::RunNotRunning,
+        Code::NoApprovalWaiting,
         Code::PayloadTooLarge,
         Code::Overloaded,
         Code::Unavailable,

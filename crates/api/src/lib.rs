@@ -1,10 +1,13 @@
-//! homeostat's HTTP API: ingest hooks, read endpoints, the OpenAPI document, `/metrics` and health.
+//! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs, the
+//! OpenAPI document, `/metrics` and health.
 
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod logs;
 pub mod openapi;
 pub mod read;
+pub mod runbooks;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -28,6 +31,12 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/events/{id}", get(read::get_event))
         .route("/api/v1/runs", get(read::list_runs))
         .route("/api/v1/runs/{id}", get(read::get_run))
+        .route("/api/v1/runs/{id}/logs", get(logs::logs))
+        .route("/api/v1/runs/{id}/approval", post(runbooks::approval))
+        .route("/api/v1/runs/{id}/cancel", post(runbooks::cancel))
+        .route("/api/v1/runbooks", get(runbooks::list))
+        .route("/api/v1/runbooks/{name}", get(runbooks::show))
+        .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

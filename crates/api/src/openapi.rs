@@ -13,10 +13,11 @@ fn error_responses(codes: &[u16]) -> Value {
     let mut responses = serde_json::Map::new();
     for code in codes {
         let description = match code {
-            400 => "Malformed payload or query; `message` names the field",
+            400 => "Malformed payload, query or parameter; `message` names the field",
             401 => "Missing or wrong credentials",
-            403 => "The token lacks the needed scope",
+            403 => "The token lacks the needed scope, or is not one of the step's approvers",
             404 => "No such resource",
+            409 => "The run is not in progress, or has no approval waiting",
             413 => "The body is larger than `server.max_body_bytes`",
             429 => "The journal queue is full; retry after `Retry-After` seconds",
             _ => "The journal is unavailable",
@@ -44,6 +45,14 @@ fn accepted() -> Value {
 }
 
 pub fn spec() -> Value {
+    let mut spec = base_spec();
+    if let Some(paths) = spec.get_mut("paths") {
+        *paths = with(paths.take(), runbook_paths());
+    }
+    spec
+}
+
+fn base_spec() -> Value {
     let codes: Vec<&str> = Code::ALL.iter().map(|code| code.as_str()).collect();
     let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}});
     json!({
@@ -106,12 +115,14 @@ pub fn spec() -> Value {
                     error_responses(&[400, 401, 403, 503]))
             }},
             "/api/v1/runs/{id}": {"get": {
-                "summary": "One run with each step's status, timing, output and error",
+                "summary": "One run with each step's status, timing, output and error, how it ended, and the approvals it waits for",
                 "operationId": "getRun",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": with(json!({"200": {"description": "The run", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"run": {"$ref": "#/components/schemas/Run"},
                     "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                    "end": {"oneOf": [{"$ref": "#/components/schemas/RunEnd"}, {"type": "null"}]},
+                    "pending_approvals": {"type": "array", "items": {"$ref": "#/components/schemas/PendingApproval"}},
                     "journal": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}}),
                     error_responses(&[401, 403, 404, 503]))
             }},
@@ -136,7 +147,7 @@ pub fn spec() -> Value {
                     "type": {"type": "string", "enum": ["invalid_request", "auth", "system"]}, "link": {"type": "string"}}},
                 "Labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "Status": {"type": "string", "enum": ["firing", "resolved"]},
-                "RunStatus": {"type": "string", "enum": ["running", "succeeded", "failed", "dry_run", "needs_attention"]},
+                "RunStatus": {"type": "string", "enum": ["running", "succeeded", "failed", "rolled_back", "cancelled", "dry_run", "needs_attention"]},
                 "AlertmanagerWebhook": {"type": "object", "required": ["version", "alerts"], "properties": {
                     "version": {"const": "4"}, "receiver": {"type": "string"}, "groupKey": {"type": "string"},
                     "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "labels"], "properties": {
@@ -164,19 +175,113 @@ pub fn spec() -> Value {
                     "ingested_by": {"type": "string", "description": "the API token's name, or hmac:<source> for a signed webhook"}}},
                 "JournalEntry": {"type": "object", "properties": {
                     "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-                    "kind": {"type": "string", "enum": ["decision", "run_started", "step_started", "step_finished", "run_finished"]},
+                    "kind": {"type": "string", "enum": ["decision", "run_started", "step_started", "step_finished", "step_ended",
+                        "step_skipped", "rollback_started", "run_input", "run_finished"]},
                     "event_id": {"type": "string"}, "run_id": {"type": "string"}, "body": {}}},
                 "Run": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "rule": {"type": "string"}, "target": {"type": "string"},
+                    "id": {"type": "string"}, "rule": {"type": "string", "description": "empty for a run started by hand"},
+                    "runbook": {"type": "string"}, "started_by": {"type": ["string", "null"], "description": "the API token that started it by hand"},
+                    "target": {"type": "string"},
                     "event_id": {"type": "string"}, "status": {"$ref": "#/components/schemas/RunStatus"},
                     "dry_run": {"type": "boolean"}, "started_at": {"type": "string", "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "format": "date-time"}, "error": {"type": ["string", "null"]},
                     "plan": {"type": "object"}}},
-                "Step": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "name": {"type": "string"}, "attempt": {"type": "integer"},
-                    "status": {"type": "string"}, "started_at": {"type": "string", "format": "date-time"},
-                    "finished_at": {"type": ["string", "null"], "format": "date-time"}, "output": {}, "error": {"type": ["string", "null"]}}}
+                "Step": {"type": "object", "description": "One attempt of one step, folded from the journal", "properties": {
+                    "step": {"type": "string", "description": "the step's path: `name`, `parallel.branch.name`, `each[2].name`, `call.name`, `name.rollback`"},
+                    "name": {"type": "string"}, "attempt": {"type": "integer"},
+                    "action": {"type": "string", "description": "the action, or the step's kind (`wait`, `approval`, `parallel`, ...)"},
+                    "status": {"type": "string", "description": "`running`, `waiting`, `succeeded`, `failed`, `timed_out`, `skipped`, `rejected`, `cancelled`, `dry_run`, ..."},
+                    "started_at": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "inputs": {"description": "the rendered inputs"}, "output": {"description": "what the action returned (for exec: exit code, stdout, stderr)"},
+                    "outputs": {"description": "the step's declared outputs"}, "error": {"type": ["string", "null"]},
+                    "resumed": {"type": "boolean", "description": "started again after a restart"}}},
+                "RunEnd": {"type": "object", "properties": {
+                    "status": {"$ref": "#/components/schemas/RunStatus"}, "error": {"type": ["string", "null"]},
+                    "undone": {"type": "array", "items": {"type": "string"}, "description": "steps whose rollbacks ran and succeeded, in order"},
+                    "outputs": {}}},
+                "PendingApproval": {"type": "object", "properties": {
+                    "step": {"type": "string"}, "approvers": {"type": "array", "items": {"type": "string"}},
+                    "message": {"type": ["string", "null"]}, "deadline": {"type": "string", "format": "date-time"}}},
+                "RunbookSummary": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "description": {"type": ["string", "null"]},
+                    "params": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                        "type": {"type": "string", "enum": ["string", "integer", "number", "boolean", "list"]},
+                        "required": {"type": "boolean"}, "default": {}, "allowed": {"type": "array"},
+                        "description": {"type": ["string", "null"]}}}},
+                    "steps": {"type": "array", "items": {"type": "string"}}}}
             }
         }
+    })
+}
+
+/// The paths of runbooks and runs by hand, apart so that no one `json!` nests too deep.
+fn runbook_paths() -> Value {
+    let run_id =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let runbook_name =
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    json!({
+            "/api/v1/runs/{id}/logs": {"get": {
+                "summary": "The run's journal as Server-Sent Events: every entry so far, then each as it commits; the stream ends after `run_finished`",
+                "description": "Each event has `event:` the entry's kind, `id:` its sequence number and `data:` the JournalEntry as JSON. Send `Last-Event-ID` to resume after an entry.",
+                "operationId": "runLogs",
+                "parameters": [run_id, {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}}],
+                "responses": with(json!({"200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}),
+                    error_responses(&[401, 403, 404, 503]))
+            }},
+            "/api/v1/runs/{id}/approval": {"post": {
+                "summary": "Approve or reject a waiting approval step, as the calling token (write scope)",
+                "operationId": "approveRun",
+                "parameters": [run_id],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["approve"], "additionalProperties": false, "properties": {
+                    "approve": {"type": "boolean"},
+                    "step": {"type": "string", "description": "the approval step's path; may be left out when only one waits"},
+                    "comment": {"type": "string"}}}}}},
+                "responses": with(json!({"200": {"description": "The answer was given to the run", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"run_id": {"type": "string"}, "step": {"type": "string"},
+                    "approved": {"type": "boolean"}, "by": {"type": "string"}}}}}}}),
+                    error_responses(&[400, 401, 403, 404, 409, 503]))
+            }},
+            "/api/v1/runs/{id}/cancel": {"post": {
+                "summary": "Cancel a run in progress (write scope): waits and approvals end at once, actions in flight are awaited",
+                "operationId": "cancelRun",
+                "parameters": [run_id],
+                "responses": with(json!({"202": {"description": "The run was asked to stop", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"run_id": {"type": "string"}, "status": {"const": "cancelling"}, "by": {"type": "string"}}}}}}}),
+                    error_responses(&[401, 403, 404, 409, 503]))
+            }},
+            "/api/v1/runbooks": {"get": {
+                "summary": "The named runbooks with their parameters and top-level steps",
+                "operationId": "listRunbooks",
+                "responses": with(json!({"200": {"description": "Runbooks", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"runbooks": {"type": "array", "items": {"$ref": "#/components/schemas/RunbookSummary"}}}}}}}}),
+                    error_responses(&[401, 403]))
+            }},
+            "/api/v1/runbooks/{name}": {"get": {
+                "summary": "One runbook's full spec, as the config declares it",
+                "operationId": "getRunbook",
+                "parameters": [runbook_name],
+                "responses": with(json!({"200": {"description": "The runbook", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"runbook": {"type": "object", "description": "the `runbooks:` entry, fields as in the config"}}}}}}}),
+                    error_responses(&[401, 403, 404]))
+            }},
+            "/api/v1/runbooks/{name}/runs": {"post": {
+                "summary": "Start a run of the runbook, for the calling token (write scope); a dry run renders every step and executes none",
+                "operationId": "startRun",
+                "parameters": [runbook_name],
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": false, "properties": {
+                    "params": {"type": "object", "description": "values as JSON, or text that converts to the declared type"},
+                    "target": {"type": "string", "description": "what the run acts on (keys locks and cooldowns); the runbook's name by default"},
+                    "dry_run": {"type": "boolean", "default": false}}}}}},
+                "responses": with(json!({"201": {"description": "The run is committed and started (or, for a dry run, complete)",
+                    "headers": {"Location": {"schema": {"type": "string"}, "description": "/api/v1/runs/{id}"}},
+                    "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"run_id": {"type": "string"}, "runbook": {"type": "string"}, "target": {"type": "string"},
+                    "dry_run": {"type": "boolean"}, "status": {"type": "string", "enum": ["running", "dry_run"]}}}}}}}),
+                    error_responses(&[400, 401, 403, 404, 413, 503]))
+            }}
     })
 }

@@ -102,7 +102,7 @@ pub async fn list_runs(
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
             ApiError::new(
                 Code::InvalidQuery,
-                format!("unknown status `{text}`; use running, succeeded, failed, dry_run or needs_attention"),
+                format!("unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention"),
             )
         })?),
     };
@@ -137,7 +137,18 @@ pub async fn get_run(
         .await
         .map_err(store_error)?;
     let steps = steps_from_journal(&journal);
-    Ok(Json(
-        json!({ "run": run, "steps": steps, "journal": journal }),
-    ))
+    // How the run ended, with the steps its rollbacks undid; `null` while it runs.
+    let end = journal
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "run_finished")
+        .map(|entry| entry.body.clone());
+    let pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
+    Ok(Json(json!({
+        "run": run,
+        "steps": steps,
+        "end": end,
+        "pending_approvals": pending_approvals,
+        "journal": journal,
+    })))
 }

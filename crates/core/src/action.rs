@@ -16,6 +16,8 @@ pub enum Action {
     HttpRequest(HttpRequest),
     /// Sends a notification through a configured notifier.
     Notify(Notify),
+    /// Records a message in the run's journal; touches nothing outside homeostat.
+    Log(Log),
 }
 
 impl Action {
@@ -24,12 +26,13 @@ impl Action {
             Action::Exec(_) => "exec",
             Action::HttpRequest(_) => "http_request",
             Action::Notify(_) => "notify",
+            Action::Log(_) => "log",
         }
     }
 }
 
 /// The names `action:` accepts, for error hints.
-pub const NAMES: &[&str] = &["exec", "http_request", "notify"];
+pub const NAMES: &[&str] = &["exec", "http_request", "notify", "log"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +93,12 @@ pub struct Notify {
     /// For PagerDuty: the incident key that links trigger and resolve. The run's key by default.
     #[serde(default)]
     pub dedup_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    pub message: String,
 }
 
 fn default_severity() -> String {

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::action::{self, Action};
+use crate::config::Runbook;
 use crate::event::{new_id, Event};
 use crate::guard::{GuardState, Skip};
 use crate::rule::{Compiled, CompiledRule, Match};
+use crate::runbook::coerce_params;
 
 /// What was decided for one rule whose matchers matched the event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,25 +99,54 @@ impl Decision {
     }
 }
 
-/// A run with every input rendered: the intent that is journaled before anything executes.
+/// A run as planned: which runbook, with which checked parameters, for what. Journaled before
+/// anything executes, with the runbook's definition, so a resumed run runs what was planned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedRun {
     pub id: String,
+    /// The rule that started it; empty for a run started by a person.
     pub rule: String,
+    pub runbook: String,
     pub target: String,
+    /// The triggering event; empty for a run started by a person.
     pub event_id: String,
+    /// Who started it by hand (an API token's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     pub dry_run: bool,
-    pub params: BTreeMap<String, String>,
-    pub steps: Vec<PlannedStep>,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub spec: Runbook,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub library: BTreeMap<String, Runbook>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PlannedStep {
-    pub name: String,
-    #[serde(flatten)]
-    pub action: Action,
-    pub timeout_secs: f64,
-    pub idempotent: bool,
+impl PlannedRun {
+    /// The template and CEL variables of a run besides `params` and `steps`: the trigger's fields and
+    /// `run`.
+    pub fn globals(&self, event: Option<&Event>) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{json, Value};
+        let mut globals = serde_json::Map::new();
+        if let Some(event) = event {
+            globals.insert("event".into(), json!(event));
+            globals.insert("labels".into(), json!(event.labels));
+            globals.insert("annotations".into(), json!(event.annotations));
+            globals.insert("status".into(), Value::from(event.status.as_str()));
+            globals.insert("fingerprint".into(), Value::from(event.fingerprint.clone()));
+            globals.insert("source".into(), Value::from(event.source.clone()));
+        }
+        globals.insert(
+            "run".into(),
+            json!({
+                "id": self.id,
+                "rule": self.rule,
+                "runbook": self.runbook,
+                "target": self.target,
+                "dry_run": self.dry_run,
+                "started_by": self.started_by,
+            }),
+        );
+        globals
+    }
 }
 
 /// The template context for an event: `event`, plus `labels`, `annotations`, `status`,
@@ -214,42 +244,31 @@ fn decide_rule(
             verdict: Verdict::Skipped { skip, message },
         };
     }
-    let mut steps = Vec::with_capacity(rule.steps.len());
-    for (step, inputs) in rule.steps.iter().zip(&rule.inputs) {
-        let rendered = match compiled.templates.render_inputs(inputs, &full) {
-            Ok(rendered) => rendered,
-            Err(render_error) => {
-                return error(target, format!("step `{}`: {render_error}", step.name))
-            }
-        };
-        let action = match action::parse(&step.action, &rendered) {
-            Ok(action) => action,
-            Err(parse_error) => {
-                return error(
-                    target,
-                    format!(
-                        "step `{}`: {}: {}",
-                        step.name, parse_error.field, parse_error.message
-                    ),
-                )
-            }
-        };
-        steps.push(PlannedStep {
-            name: step.name.clone(),
-            action,
-            timeout_secs: step.timeout_secs,
-            idempotent: step.idempotent,
-        });
-    }
+    let given: BTreeMap<String, serde_json::Value> = params
+        .into_iter()
+        .map(|(name, value)| (name, serde_json::Value::String(value)))
+        .collect();
+    let params = match coerce_params(rule.runbook.params(), &given) {
+        Ok(params) => params,
+        Err(param_error) => {
+            return error(
+                target,
+                format!("runbook `{}`: {param_error}", rule.runbook.name()),
+            )
+        }
+    };
     let dry_run = global_dry_run || rule.guards.dry_run;
     let run = PlannedRun {
         id: new_id(now),
         rule: rule.name.clone(),
+        runbook: rule.runbook.name().to_string(),
         target: target.clone(),
         event_id: event.id.clone(),
+        started_by: None,
         dry_run,
         params,
-        steps,
+        spec: rule.runbook.spec.clone(),
+        library: rule.runbook.library.clone(),
     };
     guards.start(&rule.name, &rule.guards, &target, &run.id, now);
     let verdict = if dry_run {
@@ -319,10 +338,8 @@ rules:
             panic!("{decisions:?}")
         };
         assert_eq!(run.target, "api-1");
-        let Action::Exec(exec) = &run.steps[0].action else {
-            panic!()
-        };
-        assert_eq!(exec.command, ["systemctl", "restart", "api"]);
+        assert_eq!(run.params["service"], "api");
+        assert_eq!(run.spec.steps[0].name, "restart");
         guards.finish("restart-api", &run.id);
 
         let again = decide(&firing, &compiled, &mut guards, false, now);

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod ingest;
 pub mod matcher;
 pub mod rule;
+pub mod runbook;
 pub mod template;
 
 pub use event::{Event, EventKind, Labels, Status};

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::action;
-use crate::config::{Config, Diagnostic, Diagnostics, Guards, Severity, Source, Step};
+use crate::config::{
+    Config, Diagnostic, Diagnostics, Guards, Param, ParamType, Rule, Runbook, Severity, Source,
+};
 use crate::event::{Event, Status};
 use crate::ingest::webhook::Mapping;
 use crate::matcher::{self, Matcher};
+use crate::runbook::Program;
 use crate::template::{Template, Templates, TemplatesBuilder};
 
 /// A compiled CEL condition.
@@ -67,9 +69,8 @@ pub struct CompiledRule {
     pub params: Vec<(String, Template)>,
     pub target: Template,
     pub guards: Guards,
-    pub steps: Vec<Step>,
-    /// Each step's `with`, compiled.
-    pub inputs: Vec<crate::template::Inputs>,
+    /// What the rule runs: its named runbook, or its inline steps as an anonymous runbook.
+    pub runbook: Arc<Program>,
 }
 
 /// Whether a rule applies to an event, and if not, why not (for the journal and dry runs).
@@ -117,6 +118,8 @@ pub struct CompiledWebhook {
 pub struct Compiled {
     pub config: Config,
     pub rules: Vec<CompiledRule>,
+    /// The named runbooks, compiled.
+    pub runbooks: BTreeMap<String, Arc<Program>>,
     pub templates: Templates,
     pub webhooks: BTreeMap<String, CompiledWebhook>,
     pub warnings: Vec<Diagnostic>,
@@ -154,7 +157,6 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         config.api_tokens.iter().map(|t| t.name.as_str()),
         &mut diagnostics,
     );
-    let notifier_names: HashSet<&str> = config.notifiers.iter().map(|n| n.name()).collect();
 
     for (index, token) in config.api_tokens.iter().enumerate() {
         if token.scopes.is_empty() {
@@ -315,6 +317,34 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         }
     }
 
+    let runbook_diagnostics = crate::runbook::check::check(config);
+    let runbook_errors = runbook_diagnostics
+        .iter()
+        .any(|diagnostic| diagnostic.severity == Severity::Error);
+    diagnostics.extend(runbook_diagnostics);
+    let library: BTreeMap<String, Runbook> = config
+        .runbooks
+        .iter()
+        .map(|runbook| (runbook.name.clone(), runbook.clone()))
+        .collect();
+    let mut runbooks = BTreeMap::new();
+    if !runbook_errors {
+        for (index, runbook) in config.runbooks.iter().enumerate() {
+            match Program::compile(runbook, &library) {
+                Ok(program) => {
+                    runbooks.insert(runbook.name.clone(), Arc::new(program));
+                }
+                Err(program_error) => diagnostics.push(error(
+                    "runbooks",
+                    index,
+                    "steps",
+                    program_error.to_string(),
+                    None,
+                )),
+            }
+        }
+    }
+
     let mut rules = Vec::new();
     for (index, rule) in config.rules.iter().enumerate() {
         let mut ok = true;
@@ -427,86 +457,28 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                 None,
             ));
         }
-        if rule.steps.is_empty() {
-            ok = false;
-            diagnostics.push(error(
-                "rules",
-                index,
-                "steps",
-                "a rule needs at least one step".into(),
-                None,
-            ));
-        }
-        let mut step_names = HashSet::new();
-        let mut inputs = Vec::with_capacity(rule.steps.len());
-        for (step_index, step) in rule.steps.iter().enumerate() {
-            let field = |inner: &str| format!("steps[{step_index}].{inner}");
-            if !step_names.insert(step.name.as_str()) {
-                ok = false;
-                diagnostics.push(error(
-                    "rules",
-                    index,
-                    &field("name"),
-                    format!("step name `{}` is used twice in this rule", step.name),
-                    None,
-                ));
-            }
-            if step.timeout_secs.is_nan() || step.timeout_secs <= 0.0 {
-                ok = false;
-                diagnostics.push(error(
-                    "rules",
-                    index,
-                    &field("timeout_secs"),
-                    "must be positive".into(),
-                    None,
-                ));
-            }
-            match action::parse(&step.action, &step.with) {
-                Ok(action::Action::Notify(notify))
-                    if !notify.notifier.contains("{{")
-                        && !notifier_names.contains(notify.notifier.as_str()) =>
-                {
-                    ok = false;
-                    let known: Vec<&str> = notifier_names.iter().copied().collect();
+        let program = if runbook_errors {
+            None
+        } else {
+            match rule_program(rule, &library) {
+                Ok(program) => Some(program),
+                Err(program_error) => {
                     diagnostics.push(error(
                         "rules",
                         index,
-                        &field("with.notifier"),
-                        format!("no notifier is named `{}`", notify.notifier),
-                        Some(if known.is_empty() {
-                            "define it under `notifiers:`".into()
+                        if rule.runbook.is_some() {
+                            "runbook"
                         } else {
-                            format!("known notifiers: {}", known.join(", "))
-                        }),
-                    ));
-                }
-                Ok(_) => {}
-                Err(action_error) => {
-                    ok = false;
-                    diagnostics.push(error(
-                        "rules",
-                        index,
-                        &field(&action_error.field),
-                        action_error.message,
-                        action_error.hint,
-                    ));
-                }
-            }
-            match builder.add_inputs(&step.with, "with") {
-                Ok(compiled) => inputs.push(compiled),
-                Err((path, template_error)) => {
-                    ok = false;
-                    diagnostics.push(error(
-                        "rules",
-                        index,
-                        &field(&path),
-                        template_error.to_string(),
+                            "steps"
+                        },
+                        program_error.to_string(),
                         None,
                     ));
+                    None
                 }
             }
-        }
-        if let (true, Some(target)) = (ok, target) {
+        };
+        if let (true, Some(target), Some(program)) = (ok, target, program) {
             rules.push(CompiledRule {
                 name: rule.name.clone(),
                 matchers,
@@ -515,12 +487,13 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                 params,
                 target,
                 guards: rule.guards.clone(),
-                steps: rule.steps.clone(),
-                inputs,
+                runbook: Arc::new(program),
             });
         }
     }
 
+    // In file order, so that a config reads top to bottom whichever check found what.
+    diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let diagnostics = Diagnostics(diagnostics);
     if diagnostics.has_errors() {
         return Err(diagnostics);
@@ -528,10 +501,52 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
     Ok(Compiled {
         config: config.clone(),
         rules,
+        runbooks,
         templates: builder.build(),
         webhooks,
         warnings: diagnostics.0,
     })
+}
+
+/// The program a rule runs. Inline steps become a runbook named after the rule whose parameters are
+/// the rule's `params`, as text.
+fn rule_program(
+    rule: &Rule,
+    library: &BTreeMap<String, Runbook>,
+) -> Result<Program, crate::runbook::program::Error> {
+    match &rule.runbook {
+        Some(name) => {
+            let spec = library.get(name).ok_or_else(|| {
+                crate::runbook::program::Error::UnknownRunbook {
+                    runbook: name.clone(),
+                }
+            })?;
+            Program::compile(spec, library)
+        }
+        None => {
+            let spec = Runbook {
+                name: format!("rule:{}", rule.name),
+                description: rule.description.clone(),
+                params: rule
+                    .params
+                    .keys()
+                    .map(|name| {
+                        let param = Param {
+                            kind: ParamType::String,
+                            required: false,
+                            default: None,
+                            allowed: Vec::new(),
+                            description: None,
+                        };
+                        (name.clone(), param)
+                    })
+                    .collect(),
+                steps: rule.steps.clone(),
+                outputs: BTreeMap::new(),
+            };
+            Program::compile(&spec, library)
+        }
+    }
 }
 
 fn check_unique<'a>(
@@ -606,6 +621,7 @@ rules:
                 ("rules[0].params.p", Some(6)),
                 ("rules[0].steps[0].with.notifier", Some(10)),
                 ("rules[0].steps[1].name", Some(11)),
+                ("rules[0].steps[1].rollback", Some(11)),
                 ("rules[0].steps[1].with.command[0]", Some(13)),
             ],
             "{errors}"

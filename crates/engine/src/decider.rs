@@ -22,7 +22,7 @@ use homeostat_store::{Committed, EventQuery, RunQuery, RunStatus, Store, Write};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::runner::{dry_run_steps, Finished, Runner};
+use crate::runs::{dry_run_writes, Finished, Runs, Start};
 
 pub const CURSOR: &str = "decide";
 const CATCH_UP_PAGE: usize = 1024;
@@ -35,7 +35,7 @@ pub struct DecideStage {
     pub compiled: Arc<Compiled>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
-    pub runner: Runner,
+    pub runs: Runs,
     pub guards: GuardState,
     /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds. About 40 bytes each.
     pub firing: Firing,
@@ -47,7 +47,8 @@ pub struct DecideStage {
     /// The longest cooldown of any rule: older starts cannot matter and are pruned.
     pub longest_cooldown_secs: u64,
     /// What the batch being committed will dispatch once it is durable.
-    pending_runs: Vec<(PlannedRun, DateTime<Utc>)>,
+    /// Runs to dispatch: the plan, its event, when it was received, and when it was planned.
+    pending_runs: Vec<(PlannedRun, Event, DateTime<Utc>, DateTime<Utc>)>,
     pending_dry_runs: Vec<(String, String, DateTime<Utc>)>,
     pending_snapshot: bool,
 }
@@ -187,7 +188,7 @@ impl DecideStage {
         compiled: Arc<Compiled>,
         clock: SharedClock,
         metrics: Arc<Metrics>,
-        runner: Runner,
+        runs: Runs,
         guards: GuardState,
         firing: Firing,
         finished: mpsc::UnboundedReceiver<Finished>,
@@ -204,7 +205,7 @@ impl DecideStage {
             compiled,
             clock,
             metrics,
-            runner,
+            runs,
             guards,
             firing,
             finished,
@@ -245,6 +246,15 @@ impl DecideStage {
             result?;
             cursor = last;
         }
+    }
+
+    /// The program a rule runs (the decision that planned the run came from this same compiled config).
+    fn program(&self, rule: &str) -> Option<Arc<homeostat_core::runbook::Program>> {
+        self.compiled
+            .rules
+            .iter()
+            .find(|compiled| compiled.name == rule)
+            .map(|compiled| Arc::clone(&compiled.runbook))
     }
 
     fn decide_events(&mut self, events: &[&Event], writes: &mut Vec<Write>) {
@@ -300,21 +310,21 @@ impl DecideStage {
                             run: run.clone(),
                             at: now,
                         });
-                        self.pending_runs.push((run.clone(), event.received_at));
+                        self.pending_runs.push((
+                            run.clone(),
+                            (*event).clone(),
+                            event.received_at,
+                            now,
+                        ));
                     }
                     Verdict::DryRun { run } => {
                         // Complete at once: recorded with the decision, nothing to execute later.
-                        intents.push(Write::RunStarted {
-                            run: run.clone(),
-                            at: now,
-                        });
-                        intents.extend(dry_run_steps(run, 0, now));
-                        intents.push(Write::RunFinished {
-                            run_id: run.id.clone(),
-                            status: RunStatus::DryRun,
-                            error: None,
-                            at: now,
-                        });
+                        match self.program(&run.rule) {
+                            Some(program) => {
+                                intents.extend(dry_run_writes(run, program, Some(event), now))
+                            }
+                            None => continue,
+                        }
                         self.pending_dry_runs.push((
                             run.rule.clone(),
                             run.id.clone(),
@@ -408,7 +418,7 @@ impl Stage for DecideStage {
             );
             self.guards.finish(&rule, &run_id);
         }
-        for (run, received_at) in self.pending_runs.drain(..) {
+        for (run, event, received_at, planned_at) in std::mem::take(&mut self.pending_runs) {
             self.metrics.dispatch_latency.observe(
                 (now - received_at)
                     .to_std()
@@ -416,7 +426,17 @@ impl Stage for DecideStage {
                     .as_secs_f64(),
             );
             tracing::info!(run = %run.id, rule = %run.rule, target = %run.target, "run dispatched");
-            self.runner.spawn(run, 0, 1);
+            let Some(program) = self.program(&run.rule) else {
+                continue;
+            };
+            self.runs.spawn(Start {
+                started_at: planned_at,
+                resumed: false,
+                plan: run,
+                program,
+                event: Some(event),
+                replay: Vec::new(),
+            });
         }
     }
 }

@@ -6,17 +6,19 @@ use std::sync::Arc;
 
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Scope, Source};
+use homeostat_core::decide::PlannedRun;
 use homeostat_core::rule::Compiled;
+use homeostat_core::runbook::{coerce_params, Input, Program};
 use homeostat_core::Event;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::writer::{Pending, Writer};
-use homeostat_store::{steps_from_journal, RunQuery, RunStatus, Store, Write};
+use homeostat_store::{RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::decider::{rebuild_guards, restore_firing, DecideStage, CURSOR};
 use crate::metrics::Metrics;
-use crate::runner::Runner;
+use crate::runs::{self, Runs, Start};
 use crate::secrets::{self, Secret};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,19 @@ pub enum Error {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("run `{run}`: its journaled runbook does not compile: {message}")]
+    Plan { run: String, message: String },
+}
+
+/// Why a run could not be started by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no runbook is named `{name}`")]
+    UnknownRunbook { name: String, known: Vec<String> },
+    #[error(transparent)]
+    Param(#[from] homeostat_core::runbook::program::ParamError),
+    #[error("the journal is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Why an ingest request was not accepted.
@@ -85,6 +100,8 @@ pub struct Handle {
     pub clock: SharedClock,
     pub tokens: Arc<Vec<Token>>,
     pub webhook_secrets: Arc<HashMap<String, Secret>>,
+    /// Runs in progress: approvals, cancels and progress notifications.
+    pub runs: Runs,
     ready: Arc<AtomicBool>,
 }
 
@@ -120,6 +137,63 @@ impl Handle {
             .events_received
             .get_or_create(&vec![("source", source.to_string())])
             .inc_by(count as u64);
+    }
+
+    /// Starts a named runbook by hand, for `by` (an API token's name). Parameters arrive as given on
+    /// the command line or in JSON and are checked against the runbook's declarations. A dry run is
+    /// complete when this returns; a real run is committed and dispatched.
+    pub async fn start_runbook(
+        &self,
+        name: &str,
+        given: &BTreeMap<String, serde_json::Value>,
+        target: Option<String>,
+        dry_run: bool,
+        by: &str,
+    ) -> Result<PlannedRun, StartError> {
+        let program = self.compiled.runbooks.get(name).cloned().ok_or_else(|| {
+            StartError::UnknownRunbook {
+                name: name.to_string(),
+                known: self.compiled.runbooks.keys().cloned().collect(),
+            }
+        })?;
+        let params = coerce_params(program.params(), given)?;
+        let now = self.clock.now();
+        let plan = PlannedRun {
+            id: homeostat_core::event::new_id(now),
+            rule: String::new(),
+            runbook: name.to_string(),
+            target: target.unwrap_or_else(|| name.to_string()),
+            event_id: String::new(),
+            started_by: Some(by.to_string()),
+            dry_run: dry_run || self.compiled.config.dry_run,
+            params,
+            spec: program.spec.clone(),
+            library: program.library.clone(),
+        };
+        let writes = if plan.dry_run {
+            runs::dry_run_writes(&plan, Arc::clone(&program), None, now)
+        } else {
+            vec![Write::RunStarted {
+                run: plan.clone(),
+                at: now,
+            }]
+        };
+        self.writer
+            .submit(writes)
+            .await
+            .map_err(|error| StartError::Unavailable(error.to_string()))?;
+        if !plan.dry_run {
+            tracing::info!(run = %plan.id, runbook = name, %by, "run started by hand");
+            self.runs.spawn(Start {
+                plan: plan.clone(),
+                program,
+                event: None,
+                replay: Vec::new(),
+                resumed: false,
+                started_at: now,
+            });
+        }
+        Ok(plan)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -191,7 +265,7 @@ pub async fn start_with_store(
         .build()
         .map_err(|error| Error::Http(error.to_string()))?;
     let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
-    let runner = Runner {
+    let runs = Runs::new(runs::Config {
         writer: writer.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),
@@ -200,11 +274,13 @@ pub async fn start_with_store(
             .iter()
             .map(|n| (n.name().to_string(), n.clone()))
             .collect::<BTreeMap<_, _>>(),
+        prometheus: config.prometheus.clone(),
+        attention_notifier: config.runs.attention_notifier.clone(),
         http: http.clone(),
         finished: finished_sender,
-    };
+    });
 
-    let resumed = recover(&*store, &clock).await?;
+    let resumed = recover(&*store, &compiled).await?;
     let guards = rebuild_guards(&*store, &compiled, clock.now()).await?;
     let cursor = store.cursor(CURSOR).await?;
     let (_, firing) = restore_firing(&*store, cursor).await?;
@@ -213,7 +289,7 @@ pub async fn start_with_store(
         compiled.clone(),
         clock.clone(),
         metrics.clone(),
-        runner.clone(),
+        runs.clone(),
         guards,
         firing,
         finished_receiver,
@@ -221,8 +297,8 @@ pub async fn start_with_store(
     // Whatever was committed but never decided comes first.
     stage.catch_up(cursor).await?;
     let mut tasks = vec![queue.spawn(store.clone(), 8192, Box::new(stage))];
-    for (run, from, attempt) in resumed {
-        runner.spawn(run, from, attempt);
+    for start in resumed {
+        runs.spawn(start);
     }
 
     let handle = Handle {
@@ -233,6 +309,7 @@ pub async fn start_with_store(
         clock,
         tokens: Arc::new(tokens),
         webhook_secrets: Arc::new(webhook_secrets),
+        runs,
         ready: Arc::new(AtomicBool::new(false)),
     };
     for source in &compiled.config.sources {
@@ -248,100 +325,69 @@ pub async fn start_with_store(
     Ok(Engine { handle, tasks })
 }
 
-/// Decides what to do with runs a crash interrupted, before the writer starts.
-///
-/// A step that started but has no outcome is run again only if it is declared idempotent; otherwise
-/// the run stops in `needs_attention`, because guessing could do a dangerous thing twice.
-async fn recover(
-    store: &dyn Store,
-    clock: &SharedClock,
-) -> Result<Vec<(homeostat_core::decide::PlannedRun, usize, u32)>, Error> {
-    let now = clock.now();
+/// Rebuilds every unfinished run by replaying its journaled inputs, to be resumed once the writer
+/// runs. What happens to an effect that started and has no outcome is the machine's decision
+/// (`Input::Recover`): run again if idempotent, otherwise stop in `needs_attention`, because guessing
+/// could do a dangerous thing twice.
+async fn recover(store: &dyn Store, compiled: &Compiled) -> Result<Vec<Start>, Error> {
     let unfinished = store
         .runs(&RunQuery {
-            limit: 100_000,
+            limit: 1_000_000,
             status: Some(RunStatus::Running),
             ..Default::default()
         })
         .await?;
-    let mut resume = Vec::new();
+    let mut resume = Vec::with_capacity(unfinished.len());
     for run in unfinished {
-        let steps = steps_from_journal(&store.journal_for_run(&run.id).await?);
-        let plan = run.plan.clone();
-        let last = steps.last();
-        let decision = match last {
-            None => Recovery::Resume(0, 1),
-            Some(step) if step.status == "running" => {
-                if run.dry_run
-                    || plan
-                        .steps
-                        .get(step.index)
-                        .is_some_and(|planned| planned.idempotent)
-                {
-                    Recovery::Resume(step.index, step.attempt + 1)
-                } else {
-                    Recovery::NeedsAttention(step.index, step.name.clone(), step.attempt)
-                }
-            }
-            Some(step) if step.status == "succeeded" || step.status == "dry_run" => {
-                Recovery::Resume(step.index + 1, 1)
-            }
-            Some(step) => Recovery::Finish(format!(
-                "step {} `{}` {}",
-                step.index + 1,
-                step.name,
-                step.status
-            )),
+        let journal = store.journal_for_run(&run.id).await?;
+        let replay = journal
+            .iter()
+            .filter(|entry| matches!(entry.kind.as_str(), "step_finished" | "run_input"))
+            .map(|entry| {
+                serde_json::from_value::<Input>(entry.body.clone())
+                    .map(|input| (input, entry.at))
+                    .map_err(|error| homeostat_store::Error::Corrupt {
+                        id: format!("journal entry {}", entry.seq),
+                        message: error.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let program = program_for(compiled, &run.plan)?;
+        let event = match run.event_id.as_str() {
+            "" => None,
+            id => store.event(id).await?.map(|record| record.event),
         };
-        match decision {
-            Recovery::Resume(from, attempt) => {
-                tracing::info!(run = %run.id, step = from, "resuming an interrupted run");
-                resume.push((plan, from, attempt));
-            }
-            Recovery::NeedsAttention(index, name, attempt) => {
-                let error = format!(
-                    "step {} `{name}` was interrupted and its outcome is unknown; it is not idempotent, so it was not run again",
-                    index + 1
-                );
-                tracing::warn!(run = %run.id, "{error}");
-                store
-                    .commit(&[
-                        Write::StepFinished {
-                            run_id: run.id.clone(),
-                            step: index,
-                            name,
-                            attempt,
-                            status: "unknown".into(),
-                            output: serde_json::Value::Null,
-                            error: Some("interrupted by a restart".into()),
-                            at: now,
-                        },
-                        Write::RunFinished {
-                            run_id: run.id.clone(),
-                            status: RunStatus::NeedsAttention,
-                            error: Some(error),
-                            at: now,
-                        },
-                    ])
-                    .await?;
-            }
-            Recovery::Finish(error) => {
-                store
-                    .commit(&[Write::RunFinished {
-                        run_id: run.id.clone(),
-                        status: RunStatus::Failed,
-                        error: Some(error),
-                        at: now,
-                    }])
-                    .await?;
-            }
-        }
+        // Anything journaled besides the plan means the first transition committed, so its effects
+        // may have started: the run must recover, even with no input to replay.
+        let resumed = journal.iter().any(|entry| entry.kind != "run_started");
+        resume.push(Start {
+            started_at: run.started_at,
+            plan: run.plan,
+            program,
+            event,
+            replay,
+            resumed,
+        });
     }
     Ok(resume)
 }
 
-enum Recovery {
-    Resume(usize, u32),
-    NeedsAttention(usize, String, u32),
-    Finish(String),
+/// The compiled program for a planned run: the config's own when its definition is unchanged,
+/// otherwise compiled from the definition the run journaled.
+fn program_for(compiled: &Compiled, plan: &PlannedRun) -> Result<Arc<Program>, Error> {
+    let current = compiled
+        .rules
+        .iter()
+        .map(|rule| &rule.runbook)
+        .chain(compiled.runbooks.values())
+        .find(|program| program.spec == plan.spec && program.library == plan.library);
+    match current {
+        Some(program) => Ok(Arc::clone(program)),
+        None => Program::compile(&plan.spec, &plan.library)
+            .map(Arc::new)
+            .map_err(|error| Error::Plan {
+                run: plan.id.clone(),
+                message: error.to_string(),
+            }),
+    }
 }

@@ -2,10 +2,12 @@
 //! and metrics. The only crate that executes side effects.
 
 pub mod action;
+pub mod check;
 pub mod decider;
 pub mod engine;
+pub mod failpoint;
 pub mod metrics;
-pub mod runner;
+pub mod runs;
 pub mod secrets;
 pub mod source;
 

@@ -6,6 +6,8 @@ use homeostat_core::decide::PlannedRun;
 use homeostat_core::event::{EventKind, Status};
 use homeostat_core::Event;
 
+use homeostat_core::runbook::{Input, Record, RunEnd};
+
 use crate::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store, Write};
 
 fn event(id: &str, fingerprint: &str, status: Status, at: DateTime<Utc>) -> Event {
@@ -29,11 +31,20 @@ fn run(id: &str, event_id: &str) -> PlannedRun {
     PlannedRun {
         id: id.into(),
         rule: "r".into(),
+        runbook: "rule:r".into(),
         target: "t".into(),
         event_id: event_id.into(),
+        started_by: None,
         dry_run: false,
         params: Default::default(),
-        steps: vec![],
+        spec: homeostat_core::config::Runbook {
+            name: "rule:r".into(),
+            description: None,
+            params: Default::default(),
+            steps: vec![],
+            outputs: Default::default(),
+        },
+        library: Default::default(),
     }
 }
 
@@ -179,11 +190,16 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
                 run: run("run1", "e1"),
                 at: t0,
             },
-            Write::StepStarted {
+            Write::RunRecord {
                 run_id: "run1".into(),
-                step: 0,
-                name: "s".into(),
-                attempt: 1,
+                record: Record::StepStarted {
+                    step: "s".into(),
+                    name: "s".into(),
+                    attempt: 1,
+                    action: "exec".into(),
+                    inputs: serde_json::json!({"command": ["true"]}),
+                    resumed: false,
+                },
                 at: t0,
             },
         ])
@@ -195,20 +211,26 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     assert_eq!(unfinished[0].status, "running");
     store
         .commit(&[
-            Write::StepFinished {
+            Write::RunInput {
                 run_id: "run1".into(),
-                step: 0,
-                name: "s".into(),
-                attempt: 1,
-                status: "succeeded".into(),
-                output: serde_json::json!({"exit_code": 0}),
-                error: None,
+                input: Input::Outcome {
+                    step: "s".into(),
+                    attempt: 1,
+                    status: "succeeded".into(),
+                    output: serde_json::json!({"exit_code": 0}),
+                    error: None,
+                },
+                outputs: Some(serde_json::json!({"code": "0"})),
                 at: later,
             },
             Write::RunFinished {
                 run_id: "run1".into(),
-                status: RunStatus::Succeeded,
-                error: None,
+                end: RunEnd {
+                    status: "succeeded".into(),
+                    error: None,
+                    undone: vec![],
+                    outputs: serde_json::Value::Null,
+                },
                 at: later,
             },
         ])
@@ -223,6 +245,18 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].status, "succeeded");
     assert_eq!(steps[0].output, Some(serde_json::json!({"exit_code": 0})));
+    assert_eq!(steps[0].outputs, Some(serde_json::json!({"code": "0"})));
+    assert_eq!(
+        steps[0].inputs,
+        Some(serde_json::json!({"command": ["true"]}))
+    );
+    let inputs = store.journal_for_run("run1").await.expect("read");
+    let replayed: Vec<Input> = inputs
+        .iter()
+        .filter(|entry| entry.kind == "step_finished")
+        .map(|entry| serde_json::from_value(entry.body.clone()).expect("an input"))
+        .collect();
+    assert!(matches!(&replayed[..], [Input::Outcome { attempt: 1, .. }]));
     let for_event = store.journal_for_event("e1").await.expect("read");
     assert_eq!(
         for_event

@@ -11,6 +11,7 @@ pub mod writer;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::decide::{Decision, PlannedRun};
+use homeostat_core::runbook::{Input, Record, RunEnd};
 use homeostat_core::Event;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,9 @@ pub enum RunStatus {
     DryRun,
     /// A crash left a non-idempotent step's outcome unknown; a person must look.
     NeedsAttention,
+    /// A step failed and the rollbacks of the steps already done all succeeded.
+    RolledBack,
+    Cancelled,
 }
 
 impl RunStatus {
@@ -59,6 +63,8 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::DryRun => "dry_run",
             RunStatus::NeedsAttention => "needs_attention",
+            RunStatus::RolledBack => "rolled_back",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -69,6 +75,8 @@ impl RunStatus {
             Self::Failed,
             Self::DryRun,
             Self::NeedsAttention,
+            Self::RolledBack,
+            Self::Cancelled,
         ]
         .into_iter()
         .find(|status| status.as_str() == text)
@@ -121,29 +129,25 @@ pub enum Write {
     },
     /// A run's full plan, recorded before any step executes.
     RunStarted { run: PlannedRun, at: DateTime<Utc> },
-    /// A step's intent, recorded before it executes.
-    StepStarted {
+    /// What a run's transition records besides its input: a step's intent (committed before its
+    /// effect starts), a skipped step, a step that ended, a rollback beginning.
+    RunRecord {
         run_id: String,
-        step: usize,
-        name: String,
-        attempt: u32,
+        record: Record,
         at: DateTime<Utc>,
     },
-    /// A step's outcome, recorded after it executes. `output` must hold no secret.
-    StepFinished {
+    /// An input to a run's state machine, journaled so a restart can replay it. An action's outcome
+    /// is stored as `step_finished` with the outputs the machine derived from it; `output` must hold
+    /// no secret.
+    RunInput {
         run_id: String,
-        step: usize,
-        name: String,
-        attempt: u32,
-        status: String,
-        output: serde_json::Value,
-        error: Option<String>,
+        input: Input,
+        outputs: Option<serde_json::Value>,
         at: DateTime<Utc>,
     },
     RunFinished {
         run_id: String,
-        status: RunStatus,
-        error: Option<String>,
+        end: RunEnd,
         at: DateTime<Utc>,
     },
     /// Advances a named consumer's position in the event stream.
@@ -188,6 +192,8 @@ pub struct JournalEntry {
 pub struct RunRecord {
     pub id: String,
     pub rule: String,
+    pub runbook: String,
+    pub started_by: Option<String>,
     pub target: String,
     pub event_id: String,
     pub status: RunStatus,
@@ -198,18 +204,28 @@ pub struct RunRecord {
     pub plan: PlannedRun,
 }
 
-/// A step's record, folded from its journal entries.
+/// A step attempt's record, folded from its journal entries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    pub index: usize,
+    /// The step's path: `name`, `parallel.branch.name`, `each[2].name`, `call.name`, `name.rollback`.
+    pub step: String,
     pub name: String,
     pub attempt: u32,
-    /// `running` until an outcome is recorded.
+    /// The action or step kind.
+    pub action: String,
+    /// `running` until an outcome is recorded; `waiting` for waits and approvals.
     pub status: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub inputs: Option<serde_json::Value>,
+    /// What the action returned (for `exec`: exit code, stdout, stderr).
     pub output: Option<serde_json::Value>,
+    /// The step's declared outputs, as later steps see them.
+    pub outputs: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// Started again after a restart.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -251,53 +267,99 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Folds a run's journal entries into its steps, one record per step attempt.
+/// Folds a run's journal entries into its steps, one record per step attempt, in journal order.
 pub fn steps_from_journal(entries: &[JournalEntry]) -> Vec<StepRecord> {
+    let text = |body: &serde_json::Value, key: &str| {
+        body.get(key)
+            .and_then(|value| value.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
     let mut steps: Vec<StepRecord> = Vec::new();
     for entry in entries {
-        let step = entry.body.get("step").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-        let attempt = entry
-            .body
-            .get("attempt")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(1) as u32;
-        let name = entry
-            .body
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
+        let body = &entry.body;
+        let step = text(body, "step");
+        let attempt = body.get("attempt").and_then(|v| v.as_u64()).unwrap_or(1) as u32;
+        let find = |steps: &mut Vec<StepRecord>, attempt: Option<u32>| -> Option<usize> {
+            steps.iter().rposition(|record| {
+                record.step == step && attempt.is_none_or(|attempt| record.attempt == attempt)
+            })
+        };
         match entry.kind.as_str() {
-            "step_started" => steps.push(StepRecord {
-                index: step,
-                name,
-                attempt,
-                status: "running".into(),
+            "step_started" => {
+                let action = text(body, "action");
+                let waits = matches!(action.as_str(), "wait" | "approval");
+                steps.push(StepRecord {
+                    step: step.clone(),
+                    name: text(body, "name"),
+                    attempt,
+                    status: if waits { "waiting" } else { "running" }.into(),
+                    action,
+                    started_at: entry.at,
+                    finished_at: None,
+                    inputs: body.get("inputs").cloned(),
+                    output: None,
+                    outputs: None,
+                    error: None,
+                    resumed: body
+                        .get("resumed")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
+                })
+            }
+            "step_skipped" => steps.push(StepRecord {
+                step: step.clone(),
+                name: text(body, "name"),
+                attempt: 0,
+                action: String::new(),
+                status: "skipped".into(),
                 started_at: entry.at,
-                finished_at: None,
+                finished_at: Some(entry.at),
+                inputs: None,
                 output: None,
-                error: None,
+                outputs: None,
+                error: body
+                    .get("reason")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                resumed: false,
             }),
-            "step_finished" => {
-                if let Some(record) = steps
-                    .iter_mut()
-                    .rev()
-                    .find(|record| record.index == step && record.attempt == attempt)
-                {
-                    record.status = entry
-                        .body
-                        .get("status")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("unknown")
-                        .to_string();
-                    record.finished_at = Some(entry.at);
-                    record.output = entry.body.get("output").cloned();
-                    record.error = entry
-                        .body
-                        .get("error")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
+            "step_finished" | "step_ended" => {
+                let attempt = (entry.kind == "step_finished").then_some(attempt);
+                let index = match find(&mut steps, attempt) {
+                    Some(index) => index,
+                    None => {
+                        // A step that failed before it could start (a template or condition error).
+                        steps.push(StepRecord {
+                            step: step.clone(),
+                            name: text(body, "name"),
+                            attempt: 1,
+                            action: String::new(),
+                            status: String::new(),
+                            started_at: entry.at,
+                            finished_at: None,
+                            inputs: None,
+                            output: None,
+                            outputs: None,
+                            error: None,
+                            resumed: false,
+                        });
+                        steps.len() - 1
+                    }
+                };
+                let record = &mut steps[index];
+                record.status = text(body, "status");
+                record.finished_at = Some(entry.at);
+                if let Some(output) = body.get("output").filter(|v| !v.is_null()) {
+                    record.output = Some(output.clone());
                 }
+                if let Some(outputs) = body.get("outputs").filter(|v| !v.is_null()) {
+                    record.outputs = Some(outputs.clone());
+                }
+                record.error = body
+                    .get("error")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
             }
             _ => {}
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use homeostat_core::config::Synchronous;
+use homeostat_core::runbook::{Input, Record};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -22,6 +23,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_snapshots.sql"),
+    include_str!("../migrations/sqlite/0003_runbooks.sql"),
 ];
 
 /// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
@@ -197,29 +199,6 @@ struct DecisionsBody<'a> {
     decisions: Vec<homeostat_core::decide::DecisionRecord<'a>>,
 }
 
-#[derive(serde::Serialize)]
-struct StepStartedBody<'a> {
-    step: usize,
-    name: &'a str,
-    attempt: u32,
-}
-
-#[derive(serde::Serialize)]
-struct StepFinishedBody<'a> {
-    step: usize,
-    name: &'a str,
-    attempt: u32,
-    status: &'a str,
-    output: &'a serde_json::Value,
-    error: &'a Option<String>,
-}
-
-#[derive(serde::Serialize)]
-struct RunFinishedBody<'a> {
-    status: RunStatus,
-    error: &'a Option<String>,
-}
-
 /// Marks runs finished with one `UPDATE ... FROM (VALUES ...)` per chunk instead of one per run.
 async fn update_runs(
     connection: &mut SqliteConnection,
@@ -326,6 +305,8 @@ impl Store for SqliteStore {
                     run_inserts.push(vec![
                         Value::Text(run.id.clone()),
                         Value::Text(run.rule.clone()),
+                        Value::Text(run.runbook.clone()),
+                        Value::OptText(run.started_by.clone()),
                         Value::Text(run.target.clone()),
                         Value::Text(run.event_id.clone()),
                         Value::Text(RunStatus::Running.as_str().to_string()),
@@ -334,52 +315,36 @@ impl Store for SqliteStore {
                         Value::Text(plan),
                     ]);
                 }
-                Write::StepStarted {
-                    run_id,
-                    step,
-                    name,
-                    attempt,
-                    at,
-                } => {
-                    let body = StepStartedBody {
-                        step: *step,
-                        name,
-                        attempt: *attempt,
+                Write::RunRecord { run_id, record, at } => {
+                    let kind = match record {
+                        Record::StepStarted { .. } => "step_started",
+                        Record::StepSkipped { .. } => "step_skipped",
+                        Record::StepEnded { .. } => "step_ended",
+                        Record::RollbackStarted { .. } => "rollback_started",
+                        Record::RunEnded(_) => "run_ended",
                     };
-                    journal_row(*at, "step_started", None, Some(run_id), to_json(&body));
+                    journal_row(*at, kind, None, Some(run_id), to_json(record));
                 }
-                Write::StepFinished {
+                Write::RunInput {
                     run_id,
-                    step,
-                    name,
-                    attempt,
-                    status,
-                    output,
-                    error,
+                    input,
+                    outputs,
                     at,
                 } => {
-                    let body = StepFinishedBody {
-                        step: *step,
-                        name,
-                        attempt: *attempt,
-                        status,
-                        output,
-                        error,
+                    let kind = match input {
+                        Input::Outcome { .. } => "step_finished",
+                        _ => "run_input",
                     };
-                    journal_row(*at, "step_finished", None, Some(run_id), to_json(&body));
+                    let mut body = serde_json::to_value(input).unwrap_or_default();
+                    if let (Some(outputs), Some(map)) = (outputs, body.as_object_mut()) {
+                        map.insert("outputs".into(), outputs.clone());
+                    }
+                    journal_row(*at, kind, None, Some(run_id), body.to_string());
                 }
-                Write::RunFinished {
-                    run_id,
-                    status,
-                    error,
-                    at,
-                } => {
-                    let body = RunFinishedBody {
-                        status: *status,
-                        error,
-                    };
-                    journal_row(*at, "run_finished", None, Some(run_id), to_json(&body));
-                    run_updates.push((run_id.clone(), *status, error.clone(), millis(*at)));
+                Write::RunFinished { run_id, end, at } => {
+                    journal_row(*at, "run_finished", None, Some(run_id), to_json(end));
+                    let status = RunStatus::parse(&end.status).unwrap_or(RunStatus::Failed);
+                    run_updates.push((run_id.clone(), status, end.error.clone(), millis(*at)));
                 }
                 Write::Cursor { name, seq } => cursors.push((name.clone(), Some(*seq))),
                 Write::CursorAtLastEvent { name } => cursors.push((name.clone(), None)),
@@ -420,6 +385,8 @@ impl Store for SqliteStore {
             &[
                 "id",
                 "rule",
+                "runbook",
+                "started_by",
                 "target",
                 "event_id",
                 "status",
@@ -506,7 +473,7 @@ impl Store for SqliteStore {
 
     async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
-            "SELECT id, rule, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs \
+            "SELECT id, rule, runbook, started_by, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs \
              WHERE (? IS NULL OR status = ?) AND (? IS NULL OR rule = ?) AND started_at >= ? \
              ORDER BY started_at DESC, id DESC LIMIT ?",
         )
@@ -523,7 +490,7 @@ impl Store for SqliteStore {
 
     async fn run(&self, id: &str) -> Result<Option<RunRecord>> {
         let row = sqlx::query(
-            "SELECT id, rule, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs WHERE id = ?",
+            "SELECT id, rule, runbook, started_by, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.readers)
@@ -605,6 +572,8 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
     let plan: String = row.try_get("plan")?;
     Ok(RunRecord {
         rule: row.try_get("rule")?,
+        runbook: row.try_get("runbook")?,
+        started_by: row.try_get("started_by")?,
         target: row.try_get("target")?,
         event_id: row.try_get("event_id")?,
         status: RunStatus::parse(&status)

@@ -4,6 +4,11 @@
 //! Semantic checks (matchers, CEL, templates, references) happen in [`crate::rule::compile`].
 
 pub mod locate;
+pub mod runbook;
+pub use runbook::{
+    Approval, Branch, Check, HttpCheck, OnFailure, Param, ParamType, Prometheus, Retries, Runbook,
+    Runs, Step, Wait,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -87,6 +92,10 @@ struct ConfigFile {
     notifiers: Vec<Notifier>,
     #[serde(default)]
     rules: Vec<Rule>,
+    #[serde(default)]
+    runbooks: Vec<Runbook>,
+    prometheus: Option<Prometheus>,
+    runs: Option<Runs>,
 }
 
 /// The merged config of one file or a folder of files.
@@ -100,6 +109,10 @@ pub struct Config {
     pub sources: Vec<Source>,
     pub notifiers: Vec<Notifier>,
     pub rules: Vec<Rule>,
+    pub runbooks: Vec<Runbook>,
+    /// The Prometheus-compatible API that PromQL checks query by default.
+    pub prometheus: Option<Prometheus>,
+    pub runs: Runs,
     /// Where each list item came from, to point diagnostics at the right file and line.
     pub origins: Origins,
 }
@@ -343,6 +356,10 @@ pub struct Rule {
     pub target: Option<String>,
     #[serde(default)]
     pub guards: Guards,
+    /// The runbook to run, by name; or inline `steps`.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    #[serde(default)]
     pub steps: Vec<Step>,
 }
 
@@ -385,22 +402,6 @@ pub struct MaxRuns {
     pub window_secs: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    pub name: String,
-    /// The action: `exec`, `http_request` or `notify`.
-    pub action: String,
-    /// The action's inputs; strings are templates over `params`, `event`, `labels` and `annotations`.
-    #[serde(default)]
-    pub with: serde_json::Value,
-    #[serde(default = "defaults::step_timeout")]
-    pub timeout_secs: f64,
-    /// Safe to run again when a crash left its outcome unknown.
-    #[serde(default)]
-    pub idempotent: bool,
-}
-
 mod defaults {
     use super::*;
     pub fn listen() -> String {
@@ -441,9 +442,6 @@ mod defaults {
     }
     pub fn on() -> Vec<Status> {
         vec![Status::Firing]
-    }
-    pub fn step_timeout() -> f64 {
-        60.0
     }
 }
 
@@ -613,6 +611,12 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         if singleton("dry_run", file.dry_run.is_some(), &mut diagnostics) {
             config.dry_run = file.dry_run.unwrap_or_default();
         }
+        if singleton("prometheus", file.prometheus.is_some(), &mut diagnostics) {
+            config.prometheus = file.prometheus;
+        }
+        if singleton("runs", file.runs.is_some(), &mut diagnostics) {
+            config.runs = file.runs.unwrap_or_default();
+        }
         merge(
             &mut config.origins,
             "api_tokens",
@@ -640,6 +644,13 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
             file_index,
             &mut config.rules,
             file.rules,
+        );
+        merge(
+            &mut config.origins,
+            "runbooks",
+            file_index,
+            &mut config.runbooks,
+            file.runbooks,
         );
     }
     if diagnostics.is_empty() {
@@ -751,7 +762,7 @@ mod tests {
         assert_eq!(config.server.listen, "0.0.0.0:9393");
         assert_eq!(config.rules[0].on, vec![Status::Firing]);
         assert!(config.rules[0].guards.lock);
-        assert_eq!(config.rules[0].steps[0].timeout_secs, 60.0);
+        assert_eq!(config.rules[0].steps[0].timeout_secs, None);
     }
 
     #[test]

@@ -85,5 +85,9 @@ pub async fn execute(action: &Action, context: &Context) -> Outcome {
         Action::Exec(exec) => exec::run(exec, context).await,
         Action::HttpRequest(request) => http::run(request, context).await,
         Action::Notify(notify) => notify::run(notify, context).await,
+        Action::Log(log) => {
+            tracing::info!(run = %context.run_id, message = %log.message, "runbook log");
+            Outcome::succeeded(serde_json::json!({ "message": log.message }))
+        }
     }
 }

@@ -1,0 +1,244 @@
+//! Runbooks by hand: list and show them, start a run, answer an approval, cancel a run.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use homeostat_core::config::{Runbook, Scope};
+use homeostat_engine::engine::StartError;
+use homeostat_engine::{runs, Handle};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::authorize;
+use crate::error::{ApiError, Code};
+use crate::ingest::read_body;
+
+/// `GET /api/v1/runbooks`: every named runbook with its parameters and top-level steps.
+pub async fn list(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let runbooks: Vec<Value> = handle
+        .compiled
+        .runbooks
+        .values()
+        .map(|program| summary(&program.spec))
+        .collect();
+    Ok(Json(json!({ "runbooks": runbooks })))
+}
+
+/// A runbook as the list shows it: every parameter field present, `null` when not declared, so
+/// clients need not know the config's defaults.
+fn summary(runbook: &Runbook) -> Value {
+    let params: serde_json::Map<String, Value> = runbook
+        .params
+        .iter()
+        .map(|(name, param)| {
+            (
+                name.clone(),
+                json!({
+                    "type": param.kind.as_str(),
+                    "required": param.required,
+                    "default": param.default,
+                    "allowed": param.allowed,
+                    "description": param.description,
+                }),
+            )
+        })
+        .collect();
+    let steps: Vec<&str> = runbook
+        .steps
+        .iter()
+        .map(|step| step.name.as_str())
+        .collect();
+    json!({
+        "name": runbook.name,
+        "description": runbook.description,
+        "params": params,
+        "steps": steps,
+    })
+}
+
+/// `GET /api/v1/runbooks/{name}`: the runbook's full spec, as the config declares it.
+pub async fn show(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&handle, &headers, Scope::Read)?;
+    let program = handle
+        .compiled
+        .runbooks
+        .get(&name)
+        .ok_or_else(|| unknown_runbook(&handle, &name))?;
+    Ok(Json(json!({ "runbook": program.spec })))
+}
+
+fn unknown_runbook(handle: &Handle, name: &str) -> ApiError {
+    let known: Vec<String> = handle
+        .compiled
+        .runbooks
+        .keys()
+        .map(|name| format!("`{name}`"))
+        .collect();
+    let hint = if known.is_empty() {
+        "the config declares none under `runbooks:`".to_string()
+    } else {
+        format!("known runbooks: {}", known.join(", "))
+    };
+    ApiError::new(
+        Code::RunbookNotFound,
+        format!("no runbook is named `{name}`; {hint}"),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    /// Values as JSON, or as text that converts to the declared type (`"3"` for an integer).
+    #[serde(default)]
+    params: BTreeMap<String, Value>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/runbooks/{name}/runs`: starts a run for the calling token. A real run is committed
+/// and dispatched before the answer; a dry run is complete.
+pub async fn start(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let by = authorize(&handle, &headers, Scope::Write)?;
+    let bytes = read_body(&handle, &headers, body).await?;
+    let body: StartBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        StartBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let plan = handle
+        .start_runbook(&name, &body.params, body.target, body.dry_run, &by)
+        .await
+        .map_err(|error| match error {
+            StartError::UnknownRunbook { .. } => unknown_runbook(&handle, &name),
+            StartError::Param(error) => ApiError::new(Code::InvalidParam, error.to_string()),
+            StartError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
+        })?;
+    let location = format!("/api/v1/runs/{}", plan.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(json!({
+            "run_id": plan.id,
+            "runbook": plan.runbook,
+            "target": plan.target,
+            "dry_run": plan.dry_run,
+            "status": if plan.dry_run { "dry_run" } else { "running" },
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalBody {
+    approve: bool,
+    /// Which waiting approval; may be left out when only one waits.
+    #[serde(default)]
+    step: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/approval`: approves or rejects a waiting approval step, as the calling
+/// token. The answer is journaled by the run before it acts on it.
+pub async fn approval(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let by = authorize(&handle, &headers, Scope::Write)?;
+    let bytes = read_body(&handle, &headers, body).await?;
+    let body: ApprovalBody = parse_json(&bytes)?;
+    match handle
+        .runs
+        .approve(&id, body.step.as_deref(), &by, body.approve, body.comment)
+    {
+        Ok(step) => Ok(Json(
+            json!({ "run_id": id, "step": step, "approved": body.approve, "by": by }),
+        )),
+        Err(runs::Error::NoApproval { .. }) => {
+            let waiting: Vec<String> = handle
+                .runs
+                .pending_approvals(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|approval| format!("`{}`", approval.step))
+                .collect();
+            let message = match &body.step {
+                Some(step) if !waiting.is_empty() => format!(
+                    "run `{id}` has no approval waiting at step `{step}`; waiting: {}",
+                    waiting.join(", ")
+                ),
+                _ => format!("run `{id}` has no approval waiting"),
+            };
+            Err(ApiError::new(Code::NoApprovalWaiting, message))
+        }
+        Err(error) => Err(run_error(&handle, &id, error).await),
+    }
+}
+
+/// `POST /api/v1/runs/{id}/cancel`: asks a run to stop. Steps waiting on time or people end at once;
+/// actions in flight are awaited, then the run ends `cancelled`.
+pub async fn cancel(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let by = authorize(&handle, &headers, Scope::Write)?;
+    match handle.runs.cancel(&id, &by) {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "run_id": id, "status": "cancelling", "by": by })),
+        )
+            .into_response()),
+        Err(error) => Err(run_error(&handle, &id, error).await),
+    }
+}
+
+/// Maps a refused input: a run that is not live is 404 when unknown, else 409 with how it ended.
+async fn run_error(handle: &Handle, id: &str, error: runs::Error) -> ApiError {
+    match error {
+        runs::Error::NotRunning { .. } => match handle.store.run(id).await {
+            Ok(None) => ApiError::new(Code::NotFound, format!("no run has the id `{id}`")),
+            Ok(Some(run)) => ApiError::new(
+                Code::RunNotRunning,
+                format!(
+                    "run `{id}` is not in progress; it is `{}`",
+                    run.status.as_str()
+                ),
+            ),
+            Err(_) => ApiError::new(
+                Code::RunNotRunning,
+                format!("run `{id}` is not in progress"),
+            ),
+        },
+        runs::Error::NoApproval { .. } => ApiError::new(Code::NoApprovalWaiting, error.to_string()),
+        runs::Error::NotApprover { .. } => ApiError::new(Code::NotAnApprover, error.to_string()),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::new(Code::InvalidPayload, format!("invalid body: {error}")))
+}

@@ -1,0 +1,2962 @@
+//! Static checks of runbooks and of rules' steps for `homeostat check`: every problem at once, each at
+//! the field it is about, with a hint that says the fix.
+//!
+//! They run before any [`crate::runbook::Program`] is compiled, so compilation may assume that step
+//! kinds, names, calls and references are sound. Nothing here does IO: a notifier or token is checked
+//! against the config, never against the world.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
+
+use cel::common::ast::{Expr, IdedExpr};
+use cel::common::value::CelVal;
+use serde_json::Value;
+
+use crate::config::{
+    Check, Config, Diagnostic, OnFailure, Param, ParamType, Runbook, Severity, Step,
+};
+use crate::template::{Template, TemplatesBuilder};
+
+/// Variables that every template and CEL expression of a step may read.
+const VARIABLES: &[&str] = &[
+    "params",
+    "steps",
+    "event",
+    "labels",
+    "annotations",
+    "status",
+    "fingerprint",
+    "source",
+    "run",
+];
+
+/// What `steps.NAME` holds for the steps after it.
+const STEP_FIELDS: &[&str] = &["status", "outputs"];
+
+/// A step's kinds, in the order [`Step::kinds`] names them.
+const KINDS: &[&str] = &[
+    "action", "parallel", "for_each", "runbook", "wait", "approval", "assert",
+];
+
+/// HTTP methods that read without changing anything, so an `http_request` with one needs no rollback.
+const SAFE_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];
+
+/// Methods an `http` check may use.
+const CHECK_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"];
+
+/// At most this many retries; beyond it, longer backoffs are the better tool.
+const MAX_RETRIES: u32 = 100;
+
+/// Checks every runbook, every rule's `runbook:` or inline `steps:`, and the calls between runbooks.
+pub fn check(config: &Config) -> Vec<Diagnostic> {
+    let mut checker = Checker::new(config);
+    checker.runbooks();
+    checker.rules();
+    checker.cycles();
+    checker.runs();
+    checker.finish()
+}
+
+/// A runbook or a rule, by section and index in the merged config.
+#[derive(Clone, Copy)]
+struct Site {
+    section: &'static str,
+    index: usize,
+}
+
+/// Whose `params` a step reads.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Runbook(&'a str),
+    Rule(&'a str),
+}
+
+/// What a step may read: its params, the steps that ran before it, and which of them it cannot.
+#[derive(Clone)]
+struct Scope<'a> {
+    site: Site,
+    owner: Owner<'a>,
+    params: BTreeSet<&'a str>,
+    /// Steps that end before this one starts, by name.
+    earlier: BTreeMap<&'a str, &'a Step>,
+    /// This step, later siblings, and steps of enclosing blocks from the enclosing step on.
+    later: BTreeSet<&'a str>,
+    /// The `parallel` and `for_each` steps this step is inside.
+    enclosing: BTreeSet<&'a str>,
+    /// The step being checked.
+    current: Option<&'a Step>,
+    /// Where each step nested in a branch or loop sits, for hints about steps out of sight.
+    places: Rc<BTreeMap<&'a str, Place<'a>>>,
+    in_for_each: bool,
+    /// In a rollback: the step it undoes, whose outputs it reads as `outputs`.
+    undoing: Option<&'a Step>,
+}
+
+/// A call from a runbook to another one, for finding cycles.
+struct Call<'a> {
+    caller: usize,
+    callee: &'a str,
+    /// The call step's `runbook` field, under the caller.
+    field: String,
+}
+
+struct Checker<'a> {
+    config: &'a Config,
+    /// Runbooks by name; the first one wins where names repeat (that is reported).
+    library: BTreeMap<&'a str, &'a Runbook>,
+    notifiers: Vec<&'a str>,
+    tokens: Vec<&'a str>,
+    builder: TemplatesBuilder,
+    environment: minijinja::Environment<'static>,
+    /// Functions every template may call (`range`, `dict`, ...), which look like variables.
+    globals: BTreeSet<String>,
+    calls: Vec<Call<'a>>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(config: &'a Config) -> Self {
+        let mut library = BTreeMap::new();
+        for runbook in &config.runbooks {
+            library.entry(runbook.name.as_str()).or_insert(runbook);
+        }
+        let environment = minijinja::Environment::new();
+        let globals = environment
+            .globals()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Checker {
+            config,
+            library,
+            notifiers: config.notifiers.iter().map(|n| n.name()).collect(),
+            tokens: config.api_tokens.iter().map(|t| t.name.as_str()).collect(),
+            builder: TemplatesBuilder::new(),
+            environment,
+            globals,
+            calls: Vec::new(),
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Vec<Diagnostic> {
+        // One template can name a missing step several times; say it once.
+        let mut seen = HashSet::new();
+        self.diagnostics
+            .into_iter()
+            .filter(|d| {
+                seen.insert((
+                    d.path.clone(),
+                    d.message.clone(),
+                    d.severity == Severity::Error,
+                ))
+            })
+            .collect()
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        site: Site,
+        field: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let diagnostic = self.config.diagnostic(
+            severity,
+            site.section,
+            Some(site.index),
+            field,
+            message,
+            hint,
+        );
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn error(&mut self, site: Site, field: &str, message: impl Into<String>, hint: impl Hint) {
+        self.push(Severity::Error, site, field, message, hint.into_hint());
+    }
+
+    fn warning(&mut self, site: Site, field: &str, message: impl Into<String>, hint: impl Hint) {
+        self.push(Severity::Warning, site, field, message, hint.into_hint());
+    }
+
+    fn runbooks(&mut self) {
+        let config = self.config;
+        let mut seen = HashSet::new();
+        for (index, runbook) in config.runbooks.iter().enumerate() {
+            let site = Site {
+                section: "runbooks",
+                index,
+            };
+            if !valid_name(&runbook.name) {
+                self.error(
+                    site,
+                    "name",
+                    format!("invalid runbook name `{}`", runbook.name),
+                    "use letters, digits, `-` and `_`",
+                );
+            }
+            if !seen.insert(runbook.name.as_str()) {
+                self.error(
+                    site,
+                    "name",
+                    format!("the name `{}` is used twice in `runbooks`", runbook.name),
+                    "names must be unique; rename one",
+                );
+            }
+            for (name, param) in &runbook.params {
+                self.param_spec(site, name, param);
+            }
+            if runbook.steps.is_empty() {
+                self.error(
+                    site,
+                    "steps",
+                    "a runbook needs at least one step",
+                    "add a step, such as `- {name: restart, action: exec, with: {command: [...]}}`",
+                );
+            }
+            let scope = Scope {
+                site,
+                owner: Owner::Runbook(&runbook.name),
+                params: runbook.params.keys().map(String::as_str).collect(),
+                earlier: BTreeMap::new(),
+                later: BTreeSet::new(),
+                enclosing: BTreeSet::new(),
+                current: None,
+                places: Rc::new(places(&runbook.steps)),
+                in_for_each: false,
+                undoing: None,
+            };
+            self.block(&scope, "steps", &runbook.steps);
+            // A runbook's outputs are rendered at its end, when all of its own steps have run.
+            let mut end = scope.clone();
+            end.earlier = runbook
+                .steps
+                .iter()
+                .map(|step| (step.name.as_str(), step))
+                .collect();
+            for (key, text) in &runbook.outputs {
+                self.template(&end, &format!("outputs.{key}"), text, false);
+            }
+        }
+    }
+
+    /// The checks of one parameter declaration.
+    fn param_spec(&mut self, site: Site, name: &str, param: &Param) {
+        let kind = param.kind;
+        if let Some(default) = &param.default {
+            if !has_type(kind, default) {
+                self.error(
+                    site,
+                    &format!("params.{name}.default"),
+                    format!("the default `{default}` is not {}", article(kind)),
+                    format!("write {}, or change `type`", article(kind)),
+                );
+            } else if !param.allowed.is_empty() && !contains(&param.allowed, default) {
+                self.error(
+                    site,
+                    &format!("params.{name}.default"),
+                    format!("the default `{default}` is not one of `allowed`"),
+                    format!(
+                        "use one of {}, or add it to `allowed`",
+                        list(&param.allowed)
+                    ),
+                );
+            }
+            if param.required {
+                self.warning(
+                    site,
+                    &format!("params.{name}.required"),
+                    "a default makes required meaningless",
+                    "remove `required: true`, or the `default`",
+                );
+            }
+        }
+        for (position, value) in param.allowed.iter().enumerate() {
+            if !has_type(kind, value) {
+                self.error(
+                    site,
+                    &format!("params.{name}.allowed[{position}]"),
+                    format!("`{value}` is not {}", article(kind)),
+                    format!(
+                        "`allowed` values must have the param's type; write {}, or change `type`",
+                        article(kind)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn rules(&mut self) {
+        let config = self.config;
+        for (index, rule) in config.rules.iter().enumerate() {
+            let site = Site {
+                section: "rules",
+                index,
+            };
+            match (&rule.runbook, rule.steps.is_empty()) {
+                (Some(name), false) => self.error(
+                    site,
+                    "runbook",
+                    "a rule runs either a `runbook` or its own `steps`, not both",
+                    format!("move the steps into runbook `{name}`, or remove `runbook:`"),
+                ),
+                (None, true) => self.error(
+                    site,
+                    "steps",
+                    "the rule has neither `runbook` nor `steps`, so it does nothing",
+                    "name a runbook with `runbook: NAME`, or list `steps:`",
+                ),
+                _ => {}
+            }
+            if let Some(name) = &rule.runbook {
+                match self.library.get(name.as_str()).copied() {
+                    Some(callee) => {
+                        let given: BTreeMap<String, Value> = rule
+                            .params
+                            .iter()
+                            .map(|(key, text)| (key.clone(), Value::String(text.clone())))
+                            .collect();
+                        self.call_params(site, "params", callee, &given, true);
+                    }
+                    None => {
+                        let hint = self.known_runbooks();
+                        self.error(
+                            site,
+                            "runbook",
+                            format!("runbook `{name}` is not defined"),
+                            hint,
+                        );
+                    }
+                }
+            }
+            if !rule.steps.is_empty() {
+                let scope = Scope {
+                    site,
+                    owner: Owner::Rule(&rule.name),
+                    params: rule.params.keys().map(String::as_str).collect(),
+                    earlier: BTreeMap::new(),
+                    later: BTreeSet::new(),
+                    enclosing: BTreeSet::new(),
+                    current: None,
+                    places: Rc::new(places(&rule.steps)),
+                    in_for_each: false,
+                    undoing: None,
+                };
+                self.block(&scope, "steps", &rule.steps);
+            }
+        }
+    }
+
+    /// `runs.attention_notifier` names a notifier.
+    fn runs(&mut self) {
+        let Some(name) = &self.config.runs.attention_notifier else {
+            return;
+        };
+        if !self.notifiers.contains(&name.as_str()) {
+            let diagnostic = self.config.diagnostic(
+                Severity::Error,
+                "runs",
+                None,
+                "attention_notifier",
+                format!("no notifier is named `{name}`"),
+                Some(self.known_notifiers()),
+            );
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// Checks a list of steps that run one after the other; `field` is the list's path.
+    fn block(&mut self, outer: &Scope<'a>, field: &str, steps: &'a [Step]) {
+        let mut names = HashSet::new();
+        for (position, step) in steps.iter().enumerate() {
+            let base = format!("{field}[{position}]");
+            if !names.insert(step.name.as_str()) {
+                self.error(
+                    outer.site,
+                    &format!("{base}.name"),
+                    format!("the step name `{}` is used twice in this list", step.name),
+                    "step names must be unique among their siblings; rename one",
+                );
+            }
+            let mut scope = outer.clone();
+            scope
+                .earlier
+                .extend(steps[..position].iter().map(|s| (s.name.as_str(), s)));
+            scope
+                .later
+                .extend(steps[position..].iter().map(|s| s.name.as_str()));
+            scope.current = Some(step);
+            self.step(&scope, &base, step, false);
+        }
+    }
+
+    fn step(&mut self, scope: &Scope<'a>, base: &str, step: &'a Step, in_rollback: bool) {
+        let site = scope.site;
+        let field = |name: &str| format!("{base}.{name}");
+        if !valid_name(&step.name) {
+            self.error(
+                site,
+                &field("name"),
+                format!("invalid step name `{}`", step.name),
+                "use letters, digits, `-` and `_`",
+            );
+        }
+        let kinds = step.kinds();
+        if in_rollback && !kinds.contains(&"action") {
+            self.error(
+                site,
+                base,
+                "a `rollback` must be an `action` step",
+                "undo with one action, such as `action: exec` with `with: {command: [...]}`",
+            );
+            return;
+        }
+        match kinds.as_slice() {
+            [] => self.error(
+                site,
+                base,
+                format!("step `{}` does nothing", step.name),
+                format!("give it one of {}", or_list(KINDS)),
+            ),
+            [_] => {}
+            [.., last] => self.error(
+                site,
+                &field(last),
+                format!("step `{}` has {}", step.name, and_list(&kinds)),
+                "a step does one thing; split it into one step for each",
+            ),
+        }
+        self.misplaced_fields(scope, base, step, &kinds);
+        self.limits(site, base, step);
+
+        if let Some(text) = &step.when {
+            self.expression(scope, &field("when"), text);
+        }
+        if let Some(action) = &step.action {
+            self.action(scope, base, step, action);
+        }
+        if let Some(branches) = &step.parallel {
+            self.parallel(scope, base, step, branches);
+        }
+        if let Some(items) = &step.for_each {
+            self.expression(scope, &field("for_each"), items);
+            match step.steps.as_deref() {
+                Some(steps) if !steps.is_empty() => {
+                    let mut inner = scope.clone();
+                    inner.enclosing.insert(&step.name);
+                    inner.in_for_each = true;
+                    inner.current = None;
+                    self.block(&inner, &field("steps"), steps);
+                }
+                _ => self.error(
+                    site,
+                    &field(if step.steps.is_some() {
+                        "steps"
+                    } else {
+                        "for_each"
+                    }),
+                    "a `for_each` needs at least one step in `steps`",
+                    "list the steps to run for each item under `steps:`",
+                ),
+            }
+        }
+        if let Some(callee) = &step.runbook {
+            self.call(scope, base, step, callee);
+        }
+        if let Some(wait) = &step.wait {
+            match (&wait.duration_secs, &wait.until) {
+                (None, None) => self.error(
+                    site,
+                    &field("wait"),
+                    "a `wait` needs `duration_secs` or `until`",
+                    "pause with `duration_secs: 30`, or wait for a check with `until: {promql: ...}`",
+                ),
+                (Some(_), Some(_)) => self.error(
+                    site,
+                    &field("wait.until"),
+                    "a `wait` has `duration_secs` or `until`, not both",
+                    "keep one; to bound an `until`, set the step's `timeout_secs`",
+                ),
+                _ => {}
+            }
+            if let Some(duration) = wait.duration_secs {
+                if !(duration.is_finite() && duration >= 0.0) {
+                    self.error(
+                        site,
+                        &field("wait.duration_secs"),
+                        format!("`duration_secs` must be 0 or more seconds, not {duration}"),
+                        "write a number of seconds, such as `duration_secs: 30`",
+                    );
+                }
+            }
+            if !(wait.interval_secs.is_finite() && wait.interval_secs > 0.0) {
+                self.error(
+                    site,
+                    &field("wait.interval_secs"),
+                    format!(
+                        "`interval_secs` must be more than 0 seconds, not {}",
+                        wait.interval_secs
+                    ),
+                    "write how often to check, such as `interval_secs: 10`",
+                );
+            }
+            if let Some(until) = &wait.until {
+                self.check_check(scope, &field("wait.until"), until);
+            }
+        }
+        if let Some(approval) = &step.approval {
+            if let Some(notifier) = &approval.notify {
+                if !self.notifiers.contains(&notifier.as_str()) {
+                    let hint = self.known_notifiers();
+                    self.error(
+                        site,
+                        &field("approval.notify"),
+                        format!("no notifier is named `{notifier}`"),
+                        hint,
+                    );
+                }
+            }
+            for (position, approver) in approval.approvers.iter().enumerate() {
+                if !self.tokens.contains(&approver.as_str()) {
+                    let hint = if self.tokens.is_empty() {
+                        "approvers are names of `api_tokens`; define one there".to_string()
+                    } else {
+                        format!(
+                            "approvers are names of `api_tokens`: {}",
+                            names(self.tokens.iter().copied())
+                        )
+                    };
+                    self.warning(
+                        site,
+                        &field(&format!("approval.approvers[{position}]")),
+                        format!("no API token named `{approver}`"),
+                        hint,
+                    );
+                }
+            }
+            if let Some(message) = &approval.message {
+                self.template(scope, &field("approval.message"), message, false);
+            }
+        }
+        if let Some(check) = &step.assert {
+            self.check_check(scope, &field("assert"), check);
+        }
+        for (key, text) in &step.outputs {
+            self.template(scope, &field(&format!("outputs.{key}")), text, true);
+        }
+
+        if let Some(rollback) = &step.rollback {
+            if in_rollback {
+                self.error(
+                    site,
+                    &field("rollback"),
+                    "a rollback has no `rollback` of its own",
+                    "remove it; if undoing can fail, make the rollback `idempotent` and safe to retry",
+                );
+            } else {
+                let mut undo = scope.clone();
+                undo.undoing = Some(step);
+                self.step(&undo, &field("rollback"), rollback, true);
+            }
+        } else if !in_rollback && mutates(step) && step.on_failure != OnFailure::Abort {
+            // `on_failure: abort` is how a runbook says "this cannot be undone": no warning then.
+            self.warning(
+                site,
+                &field("rollback"),
+                format!("step `{}` changes things but has no `rollback`", step.name),
+                "add `rollback:` to undo it when a later step fails, or `on_failure: abort` to say it cannot be undone",
+            );
+        }
+    }
+
+    /// Fields that belong to another kind of step.
+    fn misplaced_fields(&mut self, scope: &Scope<'a>, base: &str, step: &Step, kinds: &[&str]) {
+        let site = scope.site;
+        let field = |name: &str| format!("{base}.{name}");
+        if !step.with.is_null() && step.action.is_none() {
+            let hint = if step.runbook.is_some() {
+                "a runbook call takes its inputs as `params`"
+            } else {
+                "remove it; `with` gives an `action` its inputs"
+            };
+            self.error(
+                site,
+                &field("with"),
+                "`with` is only for `action` steps",
+                hint,
+            );
+        }
+        if step.for_each.is_none() {
+            if step.concurrency.is_some() {
+                self.error(
+                    site,
+                    &field("concurrency"),
+                    "`concurrency` is only for `for_each` steps",
+                    "remove it; `parallel` branches all run at once",
+                );
+            }
+            if step.steps.is_some() {
+                let hint = if step.parallel.is_some() {
+                    "give each branch its steps: `parallel: [{name: a, steps: [...]}]`"
+                } else {
+                    "remove it, or add `for_each:` to run the steps once per item"
+                };
+                self.error(
+                    site,
+                    &field("steps"),
+                    "`steps` is only for `for_each` steps",
+                    hint,
+                );
+            }
+        }
+        if step.concurrency == Some(0) {
+            self.error(
+                site,
+                &field("concurrency"),
+                "`concurrency` must be at least 1",
+                "write how many items run at once, such as `concurrency: 1`",
+            );
+        }
+        if !step.params.is_empty() && step.runbook.is_none() {
+            let hint = if step.action.is_some() {
+                "an action takes its inputs as `with`"
+            } else {
+                "remove it; `params` are for calls with `runbook: NAME`"
+            };
+            self.error(
+                site,
+                &field("params"),
+                "`params` is only for `runbook` calls",
+                hint,
+            );
+        }
+        if let [kind @ ("wait" | "parallel" | "for_each")] = kinds {
+            if !step.outputs.is_empty() {
+                self.error(
+                    site,
+                    &field("outputs"),
+                    format!("a `{kind}` step has no outputs"),
+                    "remove `outputs`; declare them on the steps that produce values",
+                );
+            }
+        }
+    }
+
+    /// `timeout_secs` and `retries`.
+    fn limits(&mut self, site: Site, base: &str, step: &Step) {
+        let field = |name: &str| format!("{base}.{name}");
+        if let Some(timeout) = step.timeout_secs {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                self.error(
+                    site,
+                    &field("timeout_secs"),
+                    format!("`timeout_secs` must be more than 0 seconds, not {timeout}"),
+                    "write a number of seconds, such as `timeout_secs: 60`",
+                );
+            }
+        }
+        let Some(retries) = &step.retries else {
+            return;
+        };
+        if retries.count > MAX_RETRIES {
+            self.error(
+                site,
+                &field("retries.count"),
+                format!(
+                    "{} retries is too many; at most {MAX_RETRIES}",
+                    retries.count
+                ),
+                "to keep trying for longer, raise `backoff_secs` or `max_backoff_secs`",
+            );
+        }
+        if !(retries.backoff_secs.is_finite() && retries.backoff_secs >= 0.0) {
+            self.error(
+                site,
+                &field("retries.backoff_secs"),
+                format!(
+                    "`backoff_secs` must be 0 or more seconds, not {}",
+                    retries.backoff_secs
+                ),
+                "write the first pause in seconds, such as `backoff_secs: 1`",
+            );
+        }
+        if !(retries.backoff_factor.is_finite() && retries.backoff_factor >= 1.0) {
+            self.error(
+                site,
+                &field("retries.backoff_factor"),
+                format!(
+                    "`backoff_factor` must be at least 1, not {}",
+                    retries.backoff_factor
+                ),
+                "use 1 for equal pauses, 2 to double each pause",
+            );
+        }
+        if !(retries.max_backoff_secs.is_finite()
+            && retries.max_backoff_secs >= retries.backoff_secs)
+        {
+            self.error(
+                site,
+                &field("retries.max_backoff_secs"),
+                format!(
+                    "`max_backoff_secs` ({}) must be at least `backoff_secs` ({})",
+                    retries.max_backoff_secs, retries.backoff_secs
+                ),
+                "raise `max_backoff_secs`, or lower `backoff_secs`",
+            );
+        }
+    }
+
+    fn action(&mut self, scope: &Scope<'a>, base: &str, step: &Step, action: &str) {
+        let site = scope.site;
+        if let Err(error) = crate::action::parse(action, &step.with) {
+            let field = match error.field.as_str() {
+                "" | "." => "with",
+                field => field,
+            };
+            self.error(site, &format!("{base}.{field}"), error.message, error.hint);
+        }
+        if action == "notify" {
+            if let Some(Value::String(notifier)) = step.with.get("notifier") {
+                if !is_template(notifier) && !self.notifiers.contains(&notifier.as_str()) {
+                    let hint = self.known_notifiers();
+                    self.error(
+                        site,
+                        &format!("{base}.with.notifier"),
+                        format!("no notifier is named `{notifier}`"),
+                        hint,
+                    );
+                }
+            }
+        }
+        self.templates_in(scope, &format!("{base}.with"), &step.with);
+    }
+
+    fn parallel(
+        &mut self,
+        scope: &Scope<'a>,
+        base: &str,
+        step: &'a Step,
+        branches: &'a [crate::config::Branch],
+    ) {
+        let site = scope.site;
+        if branches.is_empty() {
+            self.error(
+                site,
+                &format!("{base}.parallel"),
+                "a `parallel` needs at least one branch",
+                "add branches: `parallel: [{name: a, steps: [...]}, {name: b, steps: [...]}]`",
+            );
+        }
+        let mut inner = scope.clone();
+        inner.enclosing.insert(&step.name);
+        inner.current = None;
+        let mut seen = HashSet::new();
+        for (position, branch) in branches.iter().enumerate() {
+            let branch_base = format!("{base}.parallel[{position}]");
+            if !valid_name(&branch.name) {
+                self.error(
+                    site,
+                    &format!("{branch_base}.name"),
+                    format!("invalid branch name `{}`", branch.name),
+                    "use letters, digits, `-` and `_`",
+                );
+            }
+            if !seen.insert(branch.name.as_str()) {
+                self.error(
+                    site,
+                    &format!("{branch_base}.name"),
+                    format!(
+                        "the branch name `{}` is used twice in this `parallel`",
+                        branch.name
+                    ),
+                    "branch names must be unique within a `parallel`; rename one",
+                );
+            }
+            if branch.steps.is_empty() {
+                self.error(
+                    site,
+                    &format!("{branch_base}.steps"),
+                    format!("branch `{}` has no steps", branch.name),
+                    "add a step, or remove the branch",
+                );
+            }
+            self.block(&inner, &format!("{branch_base}.steps"), &branch.steps);
+        }
+    }
+
+    fn call(&mut self, scope: &Scope<'a>, base: &str, step: &'a Step, callee_name: &'a str) {
+        let site = scope.site;
+        if site.section == "runbooks" {
+            self.calls.push(Call {
+                caller: site.index,
+                callee: callee_name,
+                field: format!("{base}.runbook"),
+            });
+        }
+        for (key, value) in &step.params {
+            self.templates_in(scope, &format!("{base}.params.{key}"), value);
+        }
+        match self.library.get(callee_name).copied() {
+            Some(callee) => {
+                self.call_params(site, &format!("{base}.params"), callee, &step.params, false)
+            }
+            None => {
+                let hint = self.known_runbooks();
+                self.error(
+                    site,
+                    &format!("{base}.runbook"),
+                    format!("runbook `{callee_name}` is not defined"),
+                    hint,
+                );
+            }
+        }
+    }
+
+    /// The parameters given to a runbook, by a call step or by a rule (`from_rule`: text templates).
+    fn call_params(
+        &mut self,
+        site: Site,
+        field: &str,
+        callee: &Runbook,
+        given: &BTreeMap<String, Value>,
+        from_rule: bool,
+    ) {
+        let name = &callee.name;
+        for (param, spec) in &callee.params {
+            if spec.required && spec.default.is_none() && !given.contains_key(param) {
+                let hint = if from_rule {
+                    format!(
+                        "add it to the rule's `params:`, such as `{param}: \"{{{{ labels.{param} }}}}\"`"
+                    )
+                } else {
+                    format!("add `{param}:` ({}) under `params:`", article(spec.kind))
+                };
+                self.error(
+                    site,
+                    field,
+                    format!("runbook `{name}` needs param `{param}`"),
+                    hint,
+                );
+            }
+        }
+        for (param, value) in given {
+            let at = format!("{field}.{param}");
+            let Some(spec) = callee.params.get(param) else {
+                let hint = if callee.params.is_empty() {
+                    format!("runbook `{name}` takes no params; remove it")
+                } else {
+                    format!(
+                        "runbook `{name}` takes {}",
+                        names(callee.params.keys().map(String::as_str))
+                    )
+                };
+                self.error(
+                    site,
+                    &at,
+                    format!("runbook `{name}` has no param `{param}`"),
+                    hint,
+                );
+                continue;
+            };
+            if !is_literal(value) {
+                continue;
+            }
+            match crate::runbook::program::coerce(spec.kind, value) {
+                Err(_) => self.error(
+                    site,
+                    &at,
+                    format!(
+                        "param `{param}` of runbook `{name}` is {}, not `{}`",
+                        article(spec.kind),
+                        show(value)
+                    ),
+                    format!("write {}", article(spec.kind)),
+                ),
+                Ok(coerced) if !spec.allowed.is_empty() && !contains(&spec.allowed, &coerced) => {
+                    self.error(
+                        site,
+                        &at,
+                        format!(
+                            "`{}` is not allowed for param `{param}` of runbook `{name}`",
+                            show(value)
+                        ),
+                        format!("use one of {}", list(&spec.allowed)),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// A `promql` or `http` check, of an `assert` or a `wait.until`.
+    fn check_check(&mut self, scope: &Scope<'a>, base: &str, check: &Check) {
+        let site = scope.site;
+        match (&check.promql, &check.http) {
+            (None, None) => self.error(
+                site,
+                base,
+                "a check needs `promql` or `http`",
+                "query with `promql: 'up{job=\"api\"} == 1'`, or request with `http: {url: ...}`",
+            ),
+            (Some(_), Some(_)) => self.error(
+                site,
+                &format!("{base}.http"),
+                "a check has `promql` or `http`, not both",
+                "split it into two steps",
+            ),
+            _ => {}
+        }
+        if let Some(promql) = &check.promql {
+            let field = format!("{base}.promql");
+            self.template(scope, &field, promql, false);
+            // A templated query is only whole at run time.
+            if !is_template(promql) {
+                if let Err(message) = promql_parser::parser::parse(promql) {
+                    self.error(
+                        site,
+                        &field,
+                        format!("invalid PromQL `{promql}`: {}", first_line(&message)),
+                        "check the query in Prometheus' expression browser",
+                    );
+                }
+            }
+            if check.prometheus_url.is_none() && self.config.prometheus.is_none() {
+                self.error(
+                    site,
+                    &field,
+                    "there is no Prometheus to query",
+                    "set prometheus.url at the top level, or `prometheus_url` on this check",
+                );
+            }
+        }
+        if let Some(url) = &check.prometheus_url {
+            let field = format!("{base}.prometheus_url");
+            self.template(scope, &field, url, false);
+            if check.promql.is_none() {
+                self.error(
+                    site,
+                    &field,
+                    "`prometheus_url` is only for `promql` checks",
+                    "remove it",
+                );
+            }
+        }
+        if let Some(http) = &check.http {
+            self.template(scope, &format!("{base}.http.url"), &http.url, false);
+            if !CHECK_METHODS.contains(&http.method.as_str()) {
+                self.error(
+                    site,
+                    &format!("{base}.http.method"),
+                    format!("unknown method `{}`", http.method),
+                    format!("use {}", or_list(CHECK_METHODS)),
+                );
+            }
+        }
+    }
+
+    /// Every string inside a JSON value is a template.
+    fn templates_in(&mut self, scope: &Scope<'a>, field: &str, value: &Value) {
+        match value {
+            Value::String(text) => self.template(scope, field, text, false),
+            Value::Array(items) => {
+                for (position, item) in items.iter().enumerate() {
+                    self.templates_in(scope, &format!("{field}[{position}]"), item);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    self.templates_in(scope, &format!("{field}.{key}"), item);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A template's syntax and the variables it reads; `result` is readable in `outputs` only.
+    fn template(&mut self, scope: &Scope<'a>, field: &str, text: &str, result: bool) {
+        match self.builder.add(text) {
+            Err(error) => self.error(scope.site, field, error.to_string(), None),
+            Ok(Template::Literal(_)) => {}
+            Ok(Template::Compiled { .. }) => {
+                let variables = match self.environment.template_from_str(text) {
+                    Ok(template) => template.undeclared_variables(true),
+                    Err(_) => return,
+                };
+                let mut paths: Vec<Vec<String>> = variables
+                    .into_iter()
+                    .map(|path| path.split('.').map(str::to_string).collect())
+                    .collect();
+                paths.sort();
+                for path in paths {
+                    if self.globals.contains(&path[0]) {
+                        continue;
+                    }
+                    self.reference(scope, field, &path, result);
+                }
+            }
+        }
+    }
+
+    /// A CEL expression's syntax and the variables it reads.
+    fn expression(&mut self, scope: &Scope<'a>, field: &str, text: &str) {
+        match cel::Program::compile(text) {
+            Err(error) => self.error(
+                scope.site,
+                field,
+                format!("invalid CEL `{text}`: {}", first_line(&error.to_string())),
+                "write a CEL expression, such as `steps.check.outputs.count > 0`",
+            ),
+            Ok(program) => {
+                let mut paths = Vec::new();
+                cel_paths(program.expression(), &mut Vec::new(), &mut paths);
+                paths.sort();
+                for path in paths {
+                    self.reference(scope, field, &path, false);
+                }
+            }
+        }
+    }
+
+    /// One variable path read by a template or expression, such as `steps.check.outputs.status`.
+    fn reference(&mut self, scope: &Scope<'a>, field: &str, path: &[String], result: bool) {
+        let site = scope.site;
+        let second = path.get(1).map(String::as_str);
+        match path[0].as_str() {
+            "steps" => {
+                if let Some(name) = second {
+                    self.step_reference(scope, field, name, &path[2..]);
+                }
+            }
+            "params" => {
+                let Some(param) = second else { return };
+                if scope.params.contains(param) {
+                    return;
+                }
+                let (message, hint) = match scope.owner {
+                    Owner::Runbook(owner) => (
+                        format!("runbook `{owner}` has no param `{param}`"),
+                        if scope.params.is_empty() {
+                            format!("declare it under the runbook's `params:`, such as `{param}: {{type: string, required: true}}`")
+                        } else {
+                            format!(
+                                "its params are {}; or declare `{param}` under `params:`",
+                                names(scope.params.iter().copied())
+                            )
+                        },
+                    ),
+                    Owner::Rule(owner) => (
+                        format!("rule `{owner}` has no param `{param}`"),
+                        if scope.params.is_empty() {
+                            format!("add it to the rule's `params:`, such as `{param}: \"{{{{ labels.{param} }}}}\"`")
+                        } else {
+                            format!(
+                                "its params are {}; or add `{param}` to the rule's `params:`",
+                                names(scope.params.iter().copied())
+                            )
+                        },
+                    ),
+                };
+                self.error(site, field, message, hint);
+            }
+            "result" if result => {}
+            "item" | "index" if scope.in_for_each => {}
+            "outputs" if scope.undoing.is_some() => {
+                if let Some(undoing) = scope.undoing {
+                    self.step_fields(site, field, undoing, path);
+                }
+            }
+            name if VARIABLES.contains(&name) => {}
+            "result" => self.error(
+                site,
+                field,
+                "`result` is only set in `outputs`",
+                "read the action's output as `result` under `outputs:`; later steps read `steps.NAME.outputs.KEY`",
+            ),
+            name @ ("item" | "index") => self.error(
+                site,
+                field,
+                format!("`{name}` is only set inside a `for_each`"),
+                "move this step into the `steps` of a `for_each`",
+            ),
+            "outputs" => self.error(
+                site,
+                field,
+                "`outputs` is only set in a `rollback`",
+                "read a step's outputs as `steps.NAME.outputs.KEY`",
+            ),
+            name => {
+                let mut allowed: Vec<&str> = VARIABLES.to_vec();
+                if result {
+                    allowed.push("result");
+                }
+                if scope.in_for_each {
+                    allowed.extend(["item", "index"]);
+                }
+                if scope.undoing.is_some() {
+                    allowed.push("outputs");
+                }
+                self.error(
+                    site,
+                    field,
+                    format!("unknown variable `{name}`"),
+                    format!("use one of {}", names(allowed)),
+                );
+            }
+        }
+    }
+
+    /// `steps.NAME...`: NAME must have run before this step, and what follows must exist.
+    fn step_reference(&mut self, scope: &Scope<'a>, field: &str, name: &str, rest: &[String]) {
+        let site = scope.site;
+        let current = scope.current.map(|step| step.name.as_str());
+        if let Some(step) = scope.earlier.get(name).copied() {
+            self.step_fields(site, field, step, rest);
+        } else if current == Some(name) && scope.undoing.is_some() {
+            self.error(
+                site,
+                field,
+                format!("step `{name}` is the step this rollback undoes"),
+                "read its outputs as `outputs.KEY`",
+            );
+        } else if current == Some(name) {
+            self.error(
+                site,
+                field,
+                format!("step `{name}` is this step itself"),
+                "read the action's output as `result` under `outputs:`, or move this to a later step",
+            );
+        } else if scope.later.contains(name) {
+            let hint = if scope.enclosing.contains(name) {
+                format!("this step is inside `{name}`, which ends after it")
+            } else {
+                format!("move `{name}` before this step, or read it in a later step")
+            };
+            self.error(
+                site,
+                field,
+                format!("step `{name}` runs after this one"),
+                hint,
+            );
+        } else {
+            let dashed = scope
+                .places
+                .keys()
+                .chain(scope.earlier.keys())
+                .chain(scope.later.iter())
+                .find(|other| {
+                    other
+                        .strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with('-'))
+                });
+            let hint = if let Some(place) = scope.places.get(name) {
+                if scope.earlier.contains_key(place.container) {
+                    format!(
+                        "`{name}` is in {}; read it as `{}`",
+                        place.description, place.access
+                    )
+                } else {
+                    format!(
+                        "`{name}` is in {}, out of sight here; steps there are seen by later steps of the same list, and after `{}` as `{}`",
+                        place.description, place.container, place.access
+                    )
+                }
+            } else if let Some(dashed) = dashed {
+                format!("a name with `-` needs brackets: `steps['{dashed}']`")
+            } else if scope.earlier.is_empty() {
+                "no step runs before this one".to_string()
+            } else {
+                format!(
+                    "steps before this one: {}",
+                    names(scope.earlier.keys().copied())
+                )
+            };
+            self.error(
+                site,
+                field,
+                format!("no step `{name}` before this one"),
+                hint,
+            );
+        }
+    }
+
+    /// What follows `steps.NAME` (or a rollback's `outputs`) for a step that ran: `status`, or
+    /// `outputs` and one it has. A `parallel` step's outputs are its branches' steps, a `for_each`'s
+    /// its items'.
+    fn step_fields(&mut self, site: Site, field: &str, step: &'a Step, rest: &[String]) {
+        let name = step.name.as_str();
+        match rest.first().map(String::as_str) {
+            None => return,
+            Some("outputs") => {}
+            Some(known) if STEP_FIELDS.contains(&known) => return,
+            Some(other) => {
+                self.error(
+                    site,
+                    field,
+                    format!("step `{name}` has no field `{other}`"),
+                    format!("use `steps.{name}.status` or `steps.{name}.outputs.KEY`"),
+                );
+                return;
+            }
+        }
+        let Some(key) = rest.get(1) else { return };
+        if let Some(branches) = &step.parallel {
+            if key != "branches" {
+                self.error(
+                    site,
+                    field,
+                    format!("step `{name}` has no output `{key}`"),
+                    format!("a `parallel` step's outputs are `steps.{name}.outputs.branches.BRANCH.steps.STEP`"),
+                );
+                return;
+            }
+            let Some(wanted) = rest.get(2) else { return };
+            let Some(branch) = branches.iter().find(|branch| &branch.name == wanted) else {
+                self.error(
+                    site,
+                    field,
+                    format!("step `{name}` has no branch `{wanted}`"),
+                    format!(
+                        "its branches are {}",
+                        names(branches.iter().map(|branch| branch.name.as_str()))
+                    ),
+                );
+                return;
+            };
+            match rest.get(3).map(String::as_str) {
+                None => {}
+                Some("steps") => {
+                    let Some(inner) = rest.get(4) else { return };
+                    match branch.steps.iter().find(|step| &step.name == inner) {
+                        Some(inner) => self.step_fields(site, field, inner, &rest[5..]),
+                        None => self.error(
+                            site,
+                            field,
+                            format!("branch `{wanted}` of `{name}` has no step `{inner}`"),
+                            format!(
+                                "its steps are {}",
+                                names(branch.steps.iter().map(|step| step.name.as_str()))
+                            ),
+                        ),
+                    }
+                }
+                Some(other) => self.error(
+                    site,
+                    field,
+                    format!("branch `{wanted}` of `{name}` has no field `{other}`"),
+                    format!(
+                        "read its steps as `steps.{name}.outputs.branches.{wanted}.steps.STEP`"
+                    ),
+                ),
+            }
+            return;
+        }
+        if step.for_each.is_some() {
+            if key != "items" {
+                self.error(
+                    site,
+                    field,
+                    format!("step `{name}` has no output `{key}`"),
+                    format!("a `for_each` step's outputs are `steps.{name}.outputs.items[INDEX].steps.STEP`"),
+                );
+            }
+            return;
+        }
+        if let Some(declared) = self.outputs_of(step) {
+            if !declared.contains(key.as_str()) {
+                self.error(
+                    site,
+                    field,
+                    format!("step `{name}` has no output `{key}`"),
+                    declare_hint(name, &declared),
+                );
+            }
+        }
+    }
+
+    /// The outputs a step declares, or `None` when they cannot be known (a call to a missing runbook).
+    fn outputs_of(&self, step: &'a Step) -> Option<BTreeSet<&'a str>> {
+        let mut declared: BTreeSet<&str> = step.outputs.keys().map(String::as_str).collect();
+        if let Some(callee) = &step.runbook {
+            let callee = self.library.get(callee.as_str())?;
+            declared.extend(callee.outputs.keys().map(String::as_str));
+        }
+        Some(declared)
+    }
+
+    /// Calls between runbooks must not form a cycle; each cycle is reported once, on a call step.
+    fn cycles(&mut self) {
+        let count = self.config.runbooks.len();
+        let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
+        for call in &self.calls {
+            let Some(callee) = self
+                .config
+                .runbooks
+                .iter()
+                .position(|runbook| runbook.name == call.callee)
+            else {
+                continue;
+            };
+            let from = &mut edges[call.caller];
+            if !from.iter().any(|(to, _)| *to == callee) {
+                from.push((callee, call.field.clone()));
+            }
+        }
+        let mut state = vec![Visit::New; count];
+        let mut stack = Vec::new();
+        let mut found = Vec::new();
+        for start in 0..count {
+            if state[start] == Visit::New {
+                visit(start, &edges, &mut state, &mut stack, &mut found);
+            }
+        }
+        for cycle in found {
+            let first = cycle[0];
+            let next = cycle.get(1).copied().unwrap_or(first);
+            let field = edges[first]
+                .iter()
+                .find(|(to, _)| *to == next)
+                .map(|(_, field)| field.clone())
+                .unwrap_or_default();
+            let name = |index: usize| self.config.runbooks[index].name.as_str();
+            let message = if cycle.len() == 1 {
+                format!("runbook `{}` calls itself", name(first))
+            } else {
+                let through: Vec<String> = cycle[1..]
+                    .iter()
+                    .chain([&first])
+                    .map(|&index| format!("`{}`", name(index)))
+                    .collect();
+                format!(
+                    "runbook `{}` calls itself through {}",
+                    name(first),
+                    through.join(" -> ")
+                )
+            };
+            self.error(
+                Site {
+                    section: "runbooks",
+                    index: first,
+                },
+                &field,
+                message,
+                "a runbook may not call itself, directly or not; remove one of these calls",
+            );
+        }
+    }
+
+    fn known_runbooks(&self) -> String {
+        if self.library.is_empty() {
+            "define it under `runbooks:`".to_string()
+        } else {
+            format!("known runbooks: {}", names(self.library.keys().copied()))
+        }
+    }
+
+    fn known_notifiers(&self) -> String {
+        if self.notifiers.is_empty() {
+            "define it under `notifiers:`".to_string()
+        } else {
+            format!("known notifiers: {}", names(self.notifiers.iter().copied()))
+        }
+    }
+}
+
+/// What a hint argument may be: text or nothing.
+trait Hint {
+    fn into_hint(self) -> Option<String>;
+}
+
+impl Hint for &str {
+    fn into_hint(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Hint for String {
+    fn into_hint(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl Hint for Option<String> {
+    fn into_hint(self) -> Option<String> {
+        self
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    OnStack,
+    Done,
+}
+
+/// Depth-first search; every edge back to a runbook on the stack closes one cycle.
+fn visit(
+    node: usize,
+    edges: &[Vec<(usize, String)>],
+    state: &mut [Visit],
+    stack: &mut Vec<usize>,
+    found: &mut Vec<Vec<usize>>,
+) {
+    state[node] = Visit::OnStack;
+    stack.push(node);
+    for (next, _) in &edges[node] {
+        match state[*next] {
+            Visit::OnStack => {
+                let start = stack.iter().position(|index| index == next).unwrap_or(0);
+                found.push(stack[start..].to_vec());
+            }
+            Visit::New => visit(*next, edges, state, stack, found),
+            Visit::Done => {}
+        }
+    }
+    stack.pop();
+    state[node] = Visit::Done;
+}
+
+/// Where a step nested in a branch or a `for_each` sits, and how steps after its container read it.
+struct Place<'a> {
+    /// Such as "branch `a` of `fan`".
+    description: String,
+    /// The `parallel` or `for_each` step it is directly inside.
+    container: &'a str,
+    /// Such as `steps.fan.outputs.branches.a.steps.restart`.
+    access: String,
+}
+
+/// Where each step nested in a branch or a `for_each` sits; the first place wins for repeated names.
+fn places(steps: &[Step]) -> BTreeMap<&str, Place<'_>> {
+    fn walk<'s>(
+        steps: &'s [Step],
+        container: Option<(&'s str, &str, &str)>,
+        out: &mut BTreeMap<&'s str, Place<'s>>,
+    ) {
+        for step in steps {
+            if let Some((container, description, access)) = container {
+                out.entry(step.name.as_str()).or_insert_with(|| Place {
+                    description: description.to_string(),
+                    container,
+                    access: format!("{access}.steps.{}", step.name),
+                });
+            }
+            for branch in step.parallel.iter().flatten() {
+                let description = format!("branch `{}` of `{}`", branch.name, step.name);
+                let access = format!("steps.{}.outputs.branches.{}", step.name, branch.name);
+                walk(
+                    &branch.steps,
+                    Some((&step.name, &description, &access)),
+                    out,
+                );
+            }
+            if let Some(inner) = &step.steps {
+                let description = format!("the `for_each` of `{}`", step.name);
+                let access = format!("steps.{}.outputs.items[INDEX]", step.name);
+                walk(inner, Some((&step.name, &description, &access)), out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(steps, None, &mut out);
+    out
+}
+
+/// The variable paths a CEL expression reads, such as `["steps", "check", "status"]`; names bound by
+/// macros (`exists(x, ...)`) are left out.
+fn cel_paths(expression: &IdedExpr, bound: &mut Vec<String>, paths: &mut Vec<Vec<String>>) {
+    if let Some(path) = member_path(expression) {
+        if !path[0].starts_with('@') && !bound.contains(&path[0]) {
+            paths.push(path);
+        }
+        return;
+    }
+    match &expression.expr {
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                cel_paths(target, bound, paths);
+            }
+            for argument in &call.args {
+                cel_paths(argument, bound, paths);
+            }
+        }
+        Expr::Comprehension(comprehension) => {
+            cel_paths(&comprehension.iter_range, bound, paths);
+            let depth = bound.len();
+            bound.push(comprehension.iter_var.clone());
+            bound.extend(comprehension.iter_var2.clone());
+            bound.push(comprehension.accu_var.clone());
+            for part in [
+                &comprehension.accu_init,
+                &comprehension.loop_cond,
+                &comprehension.loop_step,
+                &comprehension.result,
+            ] {
+                cel_paths(part, bound, paths);
+            }
+            bound.truncate(depth);
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                cel_paths(element, bound, paths);
+            }
+        }
+        Expr::Map(map) => map_entries(&map.entries, bound, paths),
+        Expr::Struct(object) => map_entries(&object.entries, bound, paths),
+        Expr::Select(select) => cel_paths(&select.operand, bound, paths),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn map_entries(
+    entries: &[cel::common::ast::IdedEntryExpr],
+    bound: &mut Vec<String>,
+    paths: &mut Vec<Vec<String>>,
+) {
+    use cel::common::ast::EntryExpr;
+    for entry in entries {
+        match &entry.expr {
+            EntryExpr::StructField(field) => cel_paths(&field.value, bound, paths),
+            EntryExpr::MapEntry(pair) => {
+                cel_paths(&pair.key, bound, paths);
+                cel_paths(&pair.value, bound, paths);
+            }
+        }
+    }
+}
+
+/// `a.b.c` or `a['b'].c` down to a variable, as its names.
+fn member_path(expression: &IdedExpr) -> Option<Vec<String>> {
+    match &expression.expr {
+        Expr::Ident(name) => Some(vec![name.clone()]),
+        Expr::Select(select) => {
+            let mut path = member_path(&select.operand)?;
+            path.push(select.field.clone());
+            Some(path)
+        }
+        Expr::Call(call) if call.func_name == "_[_]" && call.target.is_none() => {
+            let [operand, index] = call.args.as_slice() else {
+                return None;
+            };
+            let Expr::Literal(CelVal::String(key)) = &index.expr else {
+                return None;
+            };
+            let mut path = member_path(operand)?;
+            path.push(key.clone());
+            Some(path)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a step changes things outside homeostat, and so should say how to undo it.
+fn mutates(step: &Step) -> bool {
+    match step.action.as_deref() {
+        Some("exec") => true,
+        Some("http_request") => {
+            let method = step
+                .with
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("GET")
+                .to_ascii_uppercase();
+            !SAFE_METHODS.contains(&method.as_str())
+        }
+        _ => false,
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// A value with no template anywhere in it, whose type can be checked now.
+fn is_literal(value: &Value) -> bool {
+    match value {
+        Value::String(text) => !is_template(text),
+        Value::Array(items) => items.iter().all(is_literal),
+        Value::Object(map) => map.values().all(is_literal),
+        _ => true,
+    }
+}
+
+/// Whether a value has a declared type exactly, as defaults and `allowed` values must.
+fn has_type(kind: ParamType, value: &Value) -> bool {
+    match kind {
+        ParamType::String => value.is_string(),
+        ParamType::Integer => value.is_i64() || value.is_u64(),
+        ParamType::Number => value.is_number(),
+        ParamType::Boolean => value.is_boolean(),
+        ParamType::List => value.is_array(),
+    }
+}
+
+/// Membership where `1` and `1.0` are the same number.
+fn contains(allowed: &[Value], value: &Value) -> bool {
+    allowed.iter().any(|candidate| match (candidate, value) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    })
+}
+
+fn article(kind: ParamType) -> String {
+    match kind {
+        ParamType::Integer => "an integer".to_string(),
+        other => format!("a {}", other.as_str()),
+    }
+}
+
+/// A value as written: text without JSON quotes.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list(values: &[Value]) -> String {
+    values.iter().map(show).collect::<Vec<_>>().join(", ")
+}
+
+fn names<'n>(names: impl IntoIterator<Item = &'n str>) -> String {
+    names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// "`a`, `b` or `c`".
+fn or_list(items: &[&str]) -> String {
+    join_last(items, "or")
+}
+
+/// "`a` and `b`".
+fn and_list(items: &[&str]) -> String {
+    join_last(items, "and")
+}
+
+fn join_last(items: &[&str], word: &str) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("`{item}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} {word} {last}", rest.join(", ")),
+    }
+}
+
+fn declare_hint(step: &str, declared: &BTreeSet<&str>) -> String {
+    if declared.is_empty() {
+        format!("step `{step}` declares no outputs; add them under its `outputs:`")
+    } else {
+        format!(
+            "step `{step}` has {}; or declare it under its `outputs:`",
+            names(declared.iter().copied())
+        )
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    const NOTIFIERS: &str = "notifiers:\n  - {type: webhook, name: chat, url: 'http://chat'}\n";
+
+    fn check_yaml(yaml: &str) -> Vec<Diagnostic> {
+        let config = crate::config::parse(&[(PathBuf::from("c.yaml"), yaml.to_string())])
+            .unwrap_or_else(|error| panic!("the test config does not parse: {error}"));
+        check(&config)
+    }
+
+    fn render(diagnostics: &[Diagnostic]) -> String {
+        diagnostics
+            .iter()
+            .map(|d| {
+                format!(
+                    "{:?} {}: {} (hint: {:?})",
+                    d.severity, d.path, d.message, d.hint
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The one diagnostic at `path` whose message contains `message`, which must have `severity`.
+    #[track_caller]
+    fn find(
+        diagnostics: &[Diagnostic],
+        severity: Severity,
+        path: &str,
+        message: &str,
+    ) -> Diagnostic {
+        let found: Vec<&Diagnostic> = diagnostics
+            .iter()
+            .filter(|d| d.path == path && d.message.contains(message))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "want one diagnostic at `{path}` saying {message:?}; got:\n{}",
+            render(diagnostics)
+        );
+        assert_eq!(found[0].severity, severity, "{}", render(diagnostics));
+        found[0].clone()
+    }
+
+    #[track_caller]
+    fn error(diagnostics: &[Diagnostic], path: &str, message: &str) -> Diagnostic {
+        find(diagnostics, Severity::Error, path, message)
+    }
+
+    #[track_caller]
+    fn warning(diagnostics: &[Diagnostic], path: &str, message: &str) -> Diagnostic {
+        find(diagnostics, Severity::Warning, path, message)
+    }
+
+    #[track_caller]
+    fn hint_contains(diagnostic: &Diagnostic, text: &str) {
+        let hint = diagnostic.hint.as_deref().unwrap_or("");
+        assert!(hint.contains(text), "hint {hint:?} lacks {text:?}");
+    }
+
+    #[track_caller]
+    fn count(diagnostics: &[Diagnostic], expected: usize) {
+        assert_eq!(diagnostics.len(), expected, "{}", render(diagnostics));
+    }
+
+    #[test]
+    fn a_complex_valid_config_has_no_diagnostics() {
+        let diagnostics = check_yaml(
+            r#"
+notifiers:
+  - {type: webhook, name: chat, url: "http://chat"}
+api_tokens:
+  - {name: oncall, scopes: [write], token: {env: T}}
+prometheus: {url: "http://prom:9090"}
+runs: {attention_notifier: chat}
+runbooks:
+  - name: restart-service
+    params:
+      service: {type: string, required: true}
+      mode: {type: string, default: soft, allowed: [soft, hard]}
+    steps:
+      - name: restart
+        action: exec
+        with: {command: [systemctl, restart, "{{ params.service }}"]}
+        outputs: {code: "{{ result.exit_code }}"}
+        timeout_secs: 30
+        rollback:
+          name: undo
+          action: exec
+          with: {command: [echo, "undo {{ outputs.code }} {{ params.mode }}"]}
+      - name: healthy
+        assert: {promql: 'up{job="api"} == 1'}
+    outputs:
+      code: "{{ steps.restart.outputs.code }}"
+  - name: remediate
+    params:
+      hosts: {type: list, required: true}
+      replicas: {type: integer, default: 2}
+    steps:
+      - name: probe
+        action: http_request
+        with: {url: "http://api/health"}
+        outputs: {status: "{{ result.status }}"}
+      - name: fan
+        parallel:
+          - name: left
+            steps:
+              - name: note
+                action: log
+                with: {message: "left {{ steps.probe.outputs.status }}"}
+              - name: again
+                action: log
+                with: {message: "{{ steps.note.status }}"}
+          - name: right
+            steps:
+              - name: note
+                action: log
+                with: {message: right}
+      - name: each
+        for_each: params.hosts
+        concurrency: 2
+        steps:
+          - name: call
+            runbook: restart-service
+            params: {service: "{{ item }}", mode: hard}
+            when: index < 10 && steps.probe.status == 'succeeded'
+          - name: after
+            action: log
+            with: {message: "{{ steps.call.outputs.code }} {{ index }}"}
+      - name: settle
+        wait:
+          until: {http: {url: "http://api/health", expect_status: [200]}}
+          interval_secs: 5
+        timeout_secs: 120
+      - name: pause
+        wait: {duration_secs: 30}
+      - name: ask
+        approval: {approvers: [oncall], notify: chat, message: "scale to {{ params.replicas }}?"}
+        outputs: {by: "{{ result.approver }}"}
+      - name: scale
+        action: http_request
+        with: {method: POST, url: "http://api/scale", json: {replicas: "{{ params.replicas }}"}}
+        retries: {count: 3, backoff_secs: 1, backoff_factor: 2, max_backoff_secs: 10}
+        when: "steps.ask.outputs.by != '' && [1, 2].exists(x, x == params.replicas)"
+        rollback:
+          name: unscale
+          action: http_request
+          with: {method: POST, url: "http://api/scale", json: {replicas: 1}}
+      - name: tell
+        action: notify
+        with:
+          notifier: chat
+          summary: "done by {{ steps.ask.outputs.by }} for {{ labels.service }}"
+          details:
+            left: "{{ steps.fan.outputs.branches.left.steps.again.status }}"
+            items: "{{ steps.each.outputs.items | length }}"
+rules:
+  - name: by-runbook
+    match: ['alertname="Down"']
+    runbook: remediate
+    params: {hosts: "{{ labels.hosts }}", replicas: "3"}
+  - name: inline
+    match: ['alertname="Noisy"']
+    params: {service: "{{ labels.service }}"}
+    steps:
+      - name: say
+        action: log
+        with: {message: "{{ params.service }} {{ labels.instance }} {{ fingerprint }} {{ run.id }}"}
+"#,
+        );
+        count(&diagnostics, 0);
+    }
+
+    #[test]
+    fn runbook_names_are_valid_and_unique() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: "bad name"
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: dup
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: dup
+    steps: [{name: s, action: log, with: {message: x}}]
+"#,
+        );
+        let invalid = error(
+            &diagnostics,
+            "runbooks[0].name",
+            "invalid runbook name `bad name`",
+        );
+        hint_contains(&invalid, "letters, digits");
+        error(&diagnostics, "runbooks[2].name", "`dup` is used twice");
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn step_and_branch_names_are_valid_and_unique_among_siblings() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: s, action: log, with: {message: x}}
+      - {name: s, action: log, with: {message: x}}
+      - {name: "no spaces", action: log, with: {message: x}}
+      - name: fan
+        parallel:
+          - name: a
+            steps:
+              - {name: s, action: log, with: {message: x}}
+              - {name: t, action: log, with: {message: x}}
+              - {name: t, action: log, with: {message: x}}
+          - name: a
+            steps:
+              - {name: s, action: log, with: {message: x}}
+          - name: "b!"
+            steps:
+              - {name: s, action: log, with: {message: x}}
+      - name: loop
+        for_each: "[1]"
+        steps:
+          - {name: u, action: log, with: {message: x}}
+          - {name: u, action: log, with: {message: x}}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].name",
+            "`s` is used twice",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[2].name",
+            "invalid step name `no spaces`",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[3].parallel[0].steps[2].name",
+            "`t` is used twice",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[3].parallel[1].name",
+            "branch name `a` is used twice",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[3].parallel[2].name",
+            "invalid branch name `b!`",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[4].steps[1].name",
+            "`u` is used twice",
+        );
+        count(&diagnostics, 6);
+    }
+
+    #[test]
+    fn a_step_has_exactly_one_kind() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: nothing
+      - name: two
+        action: log
+        with: {message: x}
+        wait: {duration_secs: 1}
+"#,
+        );
+        let nothing = error(
+            &diagnostics,
+            "runbooks[0].steps[0]",
+            "step `nothing` does nothing",
+        );
+        hint_contains(
+            &nothing,
+            "`action`, `parallel`, `for_each`, `runbook`, `wait`, `approval` or `assert`",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].wait",
+            "step `two` has `action` and `wait`",
+        );
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn fields_of_another_kind_are_errors() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: callee
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: r
+    steps:
+      - name: w
+        wait: {duration_secs: 1}
+        with: {x: 1}
+        concurrency: 2
+        steps: [{name: s, action: log, with: {message: x}}]
+        params: {a: 1}
+        outputs: {o: x}
+      - name: c
+        runbook: callee
+        with: {a: 1}
+      - name: loop
+        for_each: "[1]"
+        concurrency: 0
+        outputs: {o: x}
+        steps:
+          - {name: s, action: log, with: {message: x}}
+      - name: fan
+        parallel:
+          - name: a
+            steps: [{name: s, action: log, with: {message: x}}]
+        outputs: {o: x}
+      - name: act
+        action: log
+        with: {message: x}
+        params: {a: 1}
+"#,
+        );
+        let step = "runbooks[1].steps[0]";
+        error(
+            &diagnostics,
+            &format!("{step}.with"),
+            "`with` is only for `action` steps",
+        );
+        error(
+            &diagnostics,
+            &format!("{step}.concurrency"),
+            "only for `for_each` steps",
+        );
+        error(
+            &diagnostics,
+            &format!("{step}.steps"),
+            "`steps` is only for `for_each` steps",
+        );
+        error(
+            &diagnostics,
+            &format!("{step}.params"),
+            "only for `runbook` calls",
+        );
+        error(
+            &diagnostics,
+            &format!("{step}.outputs"),
+            "a `wait` step has no outputs",
+        );
+        let with = error(
+            &diagnostics,
+            "runbooks[1].steps[1].with",
+            "only for `action` steps",
+        );
+        hint_contains(&with, "`params`");
+        error(
+            &diagnostics,
+            "runbooks[1].steps[2].concurrency",
+            "at least 1",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[2].outputs",
+            "a `for_each` step has no outputs",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[3].outputs",
+            "a `parallel` step has no outputs",
+        );
+        let params = error(
+            &diagnostics,
+            "runbooks[1].steps[4].params",
+            "only for `runbook` calls",
+        );
+        hint_contains(&params, "`with`");
+        count(&diagnostics, 10);
+    }
+
+    #[test]
+    fn runbooks_blocks_and_branches_need_steps() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: empty
+    steps: []
+  - name: r
+    steps:
+      - name: fan
+        parallel: []
+      - name: fan2
+        parallel:
+          - {name: a, steps: []}
+      - name: loop
+        for_each: "[1]"
+      - name: loop2
+        for_each: "[1]"
+        steps: []
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps",
+            "a runbook needs at least one step",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[0].parallel",
+            "at least one branch",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[1].parallel[0].steps",
+            "branch `a` has no steps",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[2].for_each",
+            "at least one step",
+        );
+        error(
+            &diagnostics,
+            "runbooks[1].steps[3].steps",
+            "at least one step",
+        );
+        count(&diagnostics, 5);
+    }
+
+    #[test]
+    fn actions_their_inputs_and_notifiers_are_checked() {
+        let diagnostics = check_yaml(&format!(
+            r#"{NOTIFIERS}
+runbooks:
+  - name: r
+    steps:
+      - {{name: a, action: reboot}}
+      - {{name: b, action: exec, with: {{comand: [x]}}, rollback: {{name: u, action: log, with: {{message: x}}}}}}
+      - {{name: c, action: notify, with: {{notifier: pager, summary: x}}}}
+      - {{name: d, action: notify, with: {{notifier: "{{{{ labels.team }}}}", summary: x}}}}
+      - {{name: e, action: log, with: {{}}}}
+"#
+        ));
+        let unknown = error(
+            &diagnostics,
+            "runbooks[0].steps[0].action",
+            "unknown action `reboot`",
+        );
+        hint_contains(&unknown, "exec, http_request, notify, log");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].with.comand",
+            "unknown field `comand`",
+        );
+        let notifier = error(
+            &diagnostics,
+            "runbooks[0].steps[2].with.notifier",
+            "no notifier is named `pager`",
+        );
+        hint_contains(&notifier, "chat");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[4].with",
+            "missing field `message`",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn template_syntax_errors_point_at_their_field() {
+        let diagnostics = check_yaml(
+            r#"
+notifiers:
+  - {type: webhook, name: chat, url: "http://chat"}
+prometheus: {url: "http://p"}
+runbooks:
+  - name: callee
+    params: {p: {type: string}}
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: r
+    steps:
+      - name: a
+        action: notify
+        with: {notifier: chat, summary: ok, details: {why: "{{ oops"}}
+        outputs: {o: "{% if %}"}
+      - name: b
+        assert: {promql: "up{job='{{ x'}"}
+      - name: c
+        assert: {http: {url: "http://{{ }}"}}
+      - name: d
+        approval: {message: "{{ 1 + }}"}
+      - name: e
+        runbook: callee
+        params: {p: "{{ ) }}"}
+"#,
+        );
+        for path in [
+            "runbooks[1].steps[0].with.details.why",
+            "runbooks[1].steps[0].outputs.o",
+            "runbooks[1].steps[1].assert.promql",
+            "runbooks[1].steps[2].assert.http.url",
+            "runbooks[1].steps[3].approval.message",
+            "runbooks[1].steps[4].params.p",
+        ] {
+            error(&diagnostics, path, "invalid template");
+        }
+        count(&diagnostics, 6);
+    }
+
+    #[test]
+    fn timeouts_and_retries_must_be_sane() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: a
+        action: log
+        with: {message: x}
+        timeout_secs: 0
+        retries: {count: 101, backoff_secs: -1, backoff_factor: 0.5, max_backoff_secs: 5}
+      - name: b
+        action: log
+        with: {message: x}
+        timeout_secs: .inf
+        retries: {count: 1, backoff_secs: 10, max_backoff_secs: 5}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].timeout_secs",
+            "more than 0 seconds, not 0",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].retries.count",
+            "at most 100",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].retries.backoff_secs",
+            "0 or more",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].retries.backoff_factor",
+            "at least 1",
+        );
+        error(&diagnostics, "runbooks[0].steps[1].timeout_secs", "not inf");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].retries.max_backoff_secs",
+            "must be at least `backoff_secs` (10)",
+        );
+        count(&diagnostics, 6);
+    }
+
+    #[test]
+    fn a_wait_has_a_duration_or_a_check() {
+        let diagnostics = check_yaml(
+            r#"
+prometheus: {url: "http://p"}
+runbooks:
+  - name: r
+    steps:
+      - {name: a, wait: {}}
+      - {name: b, wait: {duration_secs: 1, until: {promql: up}}}
+      - {name: c, wait: {duration_secs: -1}}
+      - {name: d, wait: {until: {promql: up}, interval_secs: 0}}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].wait",
+            "needs `duration_secs` or `until`",
+        );
+        error(&diagnostics, "runbooks[0].steps[1].wait.until", "not both");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[2].wait.duration_secs",
+            "0 or more seconds",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[3].wait.interval_secs",
+            "more than 0 seconds",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn a_check_has_promql_or_http_and_promql_parses() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: a, assert: {}}
+      - {name: b, assert: {promql: up, prometheus_url: "http://p", http: {url: "http://x"}}}
+      - {name: c, assert: {promql: "sum(rate(x[5m]) by (job)", prometheus_url: "http://p"}}
+      - {name: d, assert: {promql: "up{job=\"{{ labels.job }}\"} == 0 and", prometheus_url: "http://p"}}
+      - {name: e, assert: {promql: up}}
+      - {name: f, wait: {until: {http: {url: "http://x", method: FETCH}}}}
+      - {name: g, assert: {http: {url: "http://x"}, prometheus_url: "http://p"}}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].assert",
+            "needs `promql` or `http`",
+        );
+        error(&diagnostics, "runbooks[0].steps[1].assert.http", "not both");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[2].assert.promql",
+            "invalid PromQL",
+        );
+        let prometheus = error(
+            &diagnostics,
+            "runbooks[0].steps[4].assert.promql",
+            "no Prometheus to query",
+        );
+        hint_contains(&prometheus, "set prometheus.url");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[5].wait.until.http.method",
+            "unknown method `FETCH`",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[6].assert.prometheus_url",
+            "only for `promql`",
+        );
+        count(&diagnostics, 6);
+    }
+
+    #[test]
+    fn approvals_name_known_notifiers_and_warn_on_unknown_approvers() {
+        let diagnostics = check_yaml(&format!(
+            r#"{NOTIFIERS}
+api_tokens:
+  - {{name: oncall, scopes: [write], token: {{env: T}}}}
+runbooks:
+  - name: r
+    steps:
+      - {{name: a, approval: {{notify: pager, approvers: [oncall, mallory]}}}}
+"#
+        ));
+        let notify = error(
+            &diagnostics,
+            "runbooks[0].steps[0].approval.notify",
+            "no notifier is named `pager`",
+        );
+        hint_contains(&notify, "chat");
+        let approver = warning(
+            &diagnostics,
+            "runbooks[0].steps[0].approval.approvers[1]",
+            "no API token named `mallory`",
+        );
+        hint_contains(&approver, "oncall");
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn when_and_for_each_must_compile_as_cel() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: a, action: log, with: {message: x}, when: "labels.x =="}
+      - {name: b, for_each: "[1,", steps: [{name: s, action: log, with: {message: x}}]}
+"#,
+        );
+        error(&diagnostics, "runbooks[0].steps[0].when", "invalid CEL");
+        error(&diagnostics, "runbooks[0].steps[1].for_each", "invalid CEL");
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn calls_name_a_runbook_and_give_it_typed_params() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: target
+    params:
+      service: {type: string, required: true}
+      count: {type: integer, default: 1}
+      mode: {type: string, allowed: [soft, hard]}
+      nodes: {type: list}
+      force: {type: boolean}
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: caller
+    steps:
+      - name: missing
+        runbook: nowhere
+      - name: no-service
+        runbook: target
+        params: {count: 2}
+      - name: bad
+        runbook: target
+        params: {service: api, count: three, mode: brutal, force: maybe, extra: 1, nodes: "a, b"}
+      - name: templated
+        runbook: target
+        params: {service: "{{ labels.service }}", count: "{{ labels.count }}", mode: "{{ labels.mode }}"}
+      - name: coerced
+        runbook: target
+        params: {service: 7, count: "3", force: "yes", nodes: [a], mode: hard}
+"#,
+        );
+        let missing = error(
+            &diagnostics,
+            "runbooks[1].steps[0].runbook",
+            "runbook `nowhere` is not defined",
+        );
+        hint_contains(&missing, "caller, target");
+        let required = error(
+            &diagnostics,
+            "runbooks[1].steps[1].params",
+            "runbook `target` needs param `service`",
+        );
+        hint_contains(&required, "a string");
+        error(
+            &diagnostics,
+            "runbooks[1].steps[2].params.count",
+            "is an integer, not `three`",
+        );
+        let mode = error(
+            &diagnostics,
+            "runbooks[1].steps[2].params.mode",
+            "`brutal` is not allowed",
+        );
+        hint_contains(&mode, "soft, hard");
+        error(
+            &diagnostics,
+            "runbooks[1].steps[2].params.force",
+            "is a boolean, not `maybe`",
+        );
+        let extra = error(
+            &diagnostics,
+            "runbooks[1].steps[2].params.extra",
+            "runbook `target` has no param `extra`",
+        );
+        hint_contains(&extra, "count, force, mode, nodes, service");
+        count(&diagnostics, 6);
+    }
+
+    #[test]
+    fn call_cycles_are_reported_once_each_on_a_call_step() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: a
+    steps:
+      - {name: to-b, runbook: b}
+  - name: b
+    steps:
+      - {name: say, action: log, with: {message: x}}
+      - name: fan
+        parallel:
+          - name: x
+            steps:
+              - {name: to-a, runbook: a}
+  - name: self
+    steps:
+      - {name: me, runbook: self}
+      - {name: me-again, runbook: self}
+  - name: c
+    steps:
+      - {name: to-a, runbook: a}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].runbook",
+            "runbook `a` calls itself through `b` -> `a`",
+        );
+        error(
+            &diagnostics,
+            "runbooks[2].steps[0].runbook",
+            "runbook `self` calls itself",
+        );
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn rules_run_a_known_runbook_with_its_params_or_their_own_steps() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: fix
+    params:
+      service: {type: string, required: true}
+      replicas: {type: integer}
+      mode: {type: string, allowed: [soft, hard]}
+    steps: [{name: s, action: log, with: {message: x}}]
+rules:
+  - name: both
+    runbook: fix
+    params: {service: a}
+    steps: [{name: s, action: log, with: {message: x}}]
+  - name: neither
+  - name: unknown
+    runbook: nope
+  - name: params
+    runbook: fix
+    params: {replicas: "three", mode: "{{ labels.mode }}", extra: "x"}
+  - name: typed
+    runbook: fix
+    params: {service: "{{ labels.service }}", replicas: " 3 ", mode: brutal}
+  - name: inline
+    steps:
+      - {name: restart, action: exec, with: {command: [x]}}
+"#,
+        );
+        error(&diagnostics, "rules[0].runbook", "not both");
+        error(
+            &diagnostics,
+            "rules[1].steps",
+            "neither `runbook` nor `steps`",
+        );
+        let unknown = error(
+            &diagnostics,
+            "rules[2].runbook",
+            "runbook `nope` is not defined",
+        );
+        hint_contains(&unknown, "fix");
+        let required = error(
+            &diagnostics,
+            "rules[3].params",
+            "runbook `fix` needs param `service`",
+        );
+        hint_contains(&required, "rule's `params:`");
+        error(
+            &diagnostics,
+            "rules[3].params.replicas",
+            "is an integer, not `three`",
+        );
+        error(
+            &diagnostics,
+            "rules[3].params.extra",
+            "has no param `extra`",
+        );
+        error(
+            &diagnostics,
+            "rules[4].params.mode",
+            "`brutal` is not allowed",
+        );
+        warning(
+            &diagnostics,
+            "rules[5].steps[0].rollback",
+            "step `restart` changes things",
+        );
+        count(&diagnostics, 8);
+    }
+
+    #[test]
+    fn param_defaults_and_allowed_values_have_the_declared_type() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    params:
+      a: {type: integer, default: "3"}
+      b: {type: string, default: x, allowed: [y, z]}
+      c: {type: boolean, allowed: [true, "no"]}
+      d: {type: number, required: true, default: 1.5}
+      e: {type: number, default: 2, allowed: [1.0, 2.0]}
+      f: {type: list, default: [a]}
+    steps: [{name: s, action: log, with: {message: x}}]
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].params.a.default",
+            r#"the default `"3"` is not an integer"#,
+        );
+        let allowed = error(
+            &diagnostics,
+            "runbooks[0].params.b.default",
+            "not one of `allowed`",
+        );
+        hint_contains(&allowed, "y, z");
+        error(
+            &diagnostics,
+            "runbooks[0].params.c.allowed[1]",
+            r#"`"no"` is not a boolean"#,
+        );
+        warning(
+            &diagnostics,
+            "runbooks[0].params.d.required",
+            "a default makes required meaningless",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn steps_read_only_steps_that_ran_before_them() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: first
+        action: log
+        with: {message: "{{ steps.second.status }} {{ steps.first.status }} {{ steps.ghost.status }}"}
+      - name: second
+        action: log
+        with: {message: "{{ steps.first.status }} {{ steps.first.outputs }} {{ steps.first.error }}"}
+        when: steps.second.status == 'ok'
+"#,
+        );
+        let message = "runbooks[0].steps[0].with.message";
+        let later = error(&diagnostics, message, "step `second` runs after this one");
+        hint_contains(&later, "move `second` before this step");
+        error(&diagnostics, message, "step `first` is this step itself");
+        let ghost = error(&diagnostics, message, "no step `ghost` before this one");
+        hint_contains(&ghost, "no step runs before this one");
+        let field = error(
+            &diagnostics,
+            "runbooks[0].steps[1].with.message",
+            "step `first` has no field `error`",
+        );
+        hint_contains(&field, "steps.first.status");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].when",
+            "step `second` is this step itself",
+        );
+        count(&diagnostics, 5);
+    }
+
+    #[test]
+    fn steps_in_other_branches_and_loops_are_out_of_sight() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: before
+        action: log
+        with: {message: hi}
+      - name: fan
+        parallel:
+          - name: a
+            steps:
+              - name: a1
+                action: log
+                with: {message: "{{ steps.before.status }} {{ steps.b1.status }}"}
+              - name: a2
+                action: log
+                with: {message: "{{ steps.a1.status }} {{ steps.fan.status }} {{ steps.after.status }}"}
+          - name: b
+            steps:
+              - name: b1
+                action: log
+                with: {message: "{{ steps.a2.status }}"}
+      - name: loop
+        for_each: "[1, 2]"
+        steps:
+          - name: inner
+            action: log
+            with: {message: "{{ item }} {{ steps.before.status }} {{ steps.fan.status }}"}
+      - name: after
+        action: log
+        with: {message: "{{ steps.a1.status }} {{ steps.inner.status }} {{ steps.fan.status }} {{ steps.loop.status }}"}
+      - name: through
+        action: log
+        with:
+          message: >-
+            {{ steps.fan.outputs.branches.a.steps.a1.status }} {{ steps.loop.outputs.items }}
+            {{ steps.fan.outputs.branches.c.steps.x }} {{ steps.fan.outputs.branches.b.steps.zz }}
+            {{ steps.fan.outputs.branches.a.steps.a1.outputs.nope }} {{ steps.loop.outputs.count }}
+            {{ steps.fan.outputs.count }}
+"#,
+        );
+        let b1 = error(
+            &diagnostics,
+            "runbooks[0].steps[1].parallel[0].steps[0].with.message",
+            "no step `b1` before this one",
+        );
+        hint_contains(&b1, "branch `b` of `fan`");
+        let a2 = "runbooks[0].steps[1].parallel[0].steps[1].with.message";
+        let fan = error(&diagnostics, a2, "step `fan` runs after this one");
+        hint_contains(&fan, "inside `fan`");
+        error(&diagnostics, a2, "step `after` runs after this one");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].parallel[1].steps[0].with.message",
+            "no step `a2` before this one",
+        );
+        let after = "runbooks[0].steps[3].with.message";
+        let a1 = error(&diagnostics, after, "no step `a1` before this one");
+        hint_contains(&a1, "branch `a` of `fan`");
+        hint_contains(&a1, "read it as `steps.fan.outputs.branches.a.steps.a1`");
+        let inner = error(&diagnostics, after, "no step `inner` before this one");
+        hint_contains(&inner, "the `for_each` of `loop`");
+        hint_contains(&inner, "`steps.loop.outputs.items[INDEX].steps.inner`");
+        let through = "runbooks[0].steps[4].with.message";
+        let branch = error(&diagnostics, through, "step `fan` has no branch `c`");
+        hint_contains(&branch, "a, b");
+        error(
+            &diagnostics,
+            through,
+            "branch `b` of `fan` has no step `zz`",
+        );
+        error(&diagnostics, through, "step `a1` has no output `nope`");
+        let items = error(&diagnostics, through, "step `loop` has no output `count`");
+        hint_contains(&items, "outputs.items[INDEX].steps.STEP");
+        let branches = error(&diagnostics, through, "step `fan` has no output `count`");
+        hint_contains(&branches, "outputs.branches.BRANCH.steps.STEP");
+        count(&diagnostics, 11);
+    }
+
+    #[test]
+    fn outputs_read_by_later_steps_must_be_declared() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: callee
+    steps:
+      - name: s
+        action: log
+        with: {message: x}
+        outputs: {id: "{{ result }}"}
+    outputs: {id: "{{ steps.s.outputs.id }}", bad: "{{ steps.s.outputs.nope }}"}
+  - name: caller
+    steps:
+      - name: call
+        runbook: callee
+        outputs: {extra: "{{ result.id }}"}
+      - name: use
+        action: log
+        with: {message: "{{ steps.call.outputs.id }} {{ steps.call.outputs.extra }} {{ steps.call.outputs.missing }}"}
+      - name: pause
+        wait: {duration_secs: 1}
+      - name: use2
+        action: log
+        with: {message: "{{ steps.pause.outputs.x }}"}
+"#,
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].outputs.bad",
+            "step `s` has no output `nope`",
+        );
+        let missing = error(
+            &diagnostics,
+            "runbooks[1].steps[1].with.message",
+            "step `call` has no output `missing`",
+        );
+        hint_contains(&missing, "extra, id");
+        let none = error(
+            &diagnostics,
+            "runbooks[1].steps[3].with.message",
+            "step `pause` has no output `x`",
+        );
+        hint_contains(&none, "declares no outputs");
+        count(&diagnostics, 3);
+    }
+
+    #[test]
+    fn params_read_must_be_declared_by_the_runbook_or_rule() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    params: {service: {type: string}}
+    steps:
+      - name: s
+        action: log
+        with: {message: "{{ params.service }} {{ params.servce }}"}
+rules:
+  - name: inline
+    params: {host: "{{ labels.host }}"}
+    steps:
+      - name: s
+        action: log
+        with: {message: "{{ params.host }} {{ params.port }}"}
+"#,
+        );
+        let runbook = error(
+            &diagnostics,
+            "runbooks[0].steps[0].with.message",
+            "runbook `r` has no param `servce`",
+        );
+        hint_contains(&runbook, "service");
+        let rule = error(
+            &diagnostics,
+            "rules[0].steps[0].with.message",
+            "rule `inline` has no param `port`",
+        );
+        hint_contains(&rule, "host");
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn only_known_variables_are_read_and_each_where_it_is_set() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: s
+        action: log
+        with: {message: "{{ result }} {{ item }} {{ labels.x }} {{ annotations.y }} {{ event.id }} {{ status }} {{ source }} {{ run.id }} {{ range(3) | join }} {% for x in [1] %}{{ x }}{% endfor %} {{ bogus.y }}"}
+        outputs: {a: "{{ result.stdout }} {{ outputs.x }}"}
+      - name: loop
+        for_each: "[1]"
+        steps:
+          - name: t
+            action: log
+            with: {message: "{{ item }} {{ index }}"}
+            when: item > 0 && [1].exists(x, x == index)
+"#,
+        );
+        let message = "runbooks[0].steps[0].with.message";
+        error(&diagnostics, message, "`result` is only set in `outputs`");
+        error(
+            &diagnostics,
+            message,
+            "`item` is only set inside a `for_each`",
+        );
+        let bogus = error(&diagnostics, message, "unknown variable `bogus`");
+        hint_contains(
+            &bogus,
+            "params, steps, event, labels, annotations, status, fingerprint, source, run",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].outputs.a",
+            "`outputs` is only set in a `rollback`",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn cel_references_are_checked_like_template_ones() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    params: {hosts: {type: list}}
+    steps:
+      - name: a
+        action: log
+        with: {message: x}
+        when: "steps.b.status == 'ok' || params.hots.size() > 0 || params.hosts.exists(h, h == 'x') || nope"
+      - name: b
+        for_each: "steps['a'].outputs.list"
+        steps: [{name: s, action: log, with: {message: "{{ item }}"}}]
+"#,
+        );
+        let when = "runbooks[0].steps[0].when";
+        error(&diagnostics, when, "step `b` runs after this one");
+        error(&diagnostics, when, "runbook `r` has no param `hots`");
+        error(&diagnostics, when, "unknown variable `nope`");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].for_each",
+            "step `a` has no output `list`",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn dashed_step_names_get_a_hint_about_brackets() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: check-pods, action: log, with: {message: x}}
+      - {name: use, action: log, with: {message: "{{ steps.check-pods.status }} {{ steps['check-pods'].status }}"}}
+"#,
+        );
+        let message = "runbooks[0].steps[1].with.message";
+        let dashed = error(&diagnostics, message, "no step `check` before this one");
+        hint_contains(&dashed, "steps['check-pods']");
+        error(&diagnostics, message, "unknown variable `pods`");
+        count(&diagnostics, 2);
+    }
+
+    #[test]
+    fn rollbacks_are_actions_that_read_the_undone_steps_outputs() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - name: a
+        action: exec
+        with: {command: [touch, f]}
+        outputs: {path: f}
+        rollback:
+          name: undo
+          action: exec
+          with: {command: [rm, "{{ outputs.path }} {{ outputs.nope }} {{ steps.a.status }}"]}
+          rollback: {name: again, action: log, with: {message: x}}
+      - name: b
+        action: log
+        with: {message: x}
+        rollback:
+          name: undo
+          wait: {duration_secs: 1}
+"#,
+        );
+        let command = "runbooks[0].steps[0].rollback.with.command[1]";
+        error(&diagnostics, command, "step `a` has no output `nope`");
+        let undone = error(
+            &diagnostics,
+            command,
+            "step `a` is the step this rollback undoes",
+        );
+        hint_contains(&undone, "outputs.KEY");
+        error(
+            &diagnostics,
+            "runbooks[0].steps[0].rollback.rollback",
+            "a rollback has no `rollback` of its own",
+        );
+        error(
+            &diagnostics,
+            "runbooks[0].steps[1].rollback",
+            "a `rollback` must be an `action` step",
+        );
+        count(&diagnostics, 4);
+    }
+
+    #[test]
+    fn steps_that_change_things_without_a_rollback_warn_once() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: run, action: exec, with: {command: [reboot]}}
+      - {name: post, action: http_request, with: {method: POST, url: "http://x"}}
+      - {name: get, action: http_request, with: {url: "http://x"}}
+      - {name: head, action: http_request, with: {method: HEAD, url: "http://x"}}
+      - {name: cont, action: exec, with: {command: [x]}, on_failure: continue}
+      - {name: say, action: log, with: {message: x}}
+      - {name: once, action: exec, with: {command: [x]}, on_failure: abort}
+"#,
+        );
+        let run = warning(
+            &diagnostics,
+            "runbooks[0].steps[0].rollback",
+            "step `run` changes things but has no `rollback`",
+        );
+        hint_contains(&run, "add `rollback:` to undo it when a later step fails");
+        warning(
+            &diagnostics,
+            "runbooks[0].steps[1].rollback",
+            "step `post` changes things",
+        );
+        warning(
+            &diagnostics,
+            "runbooks[0].steps[4].rollback",
+            "step `cont` changes things",
+        );
+        count(&diagnostics, 3);
+    }
+
+    #[test]
+    fn the_attention_notifier_must_be_known() {
+        let diagnostics = check_yaml(&format!("{NOTIFIERS}runs: {{attention_notifier: pager}}\n"));
+        let notifier = error(
+            &diagnostics,
+            "runs.attention_notifier",
+            "no notifier is named `pager`",
+        );
+        hint_contains(&notifier, "chat");
+        count(&diagnostics, 1);
+    }
+
+    #[test]
+    fn diagnostics_name_the_file_and_line() {
+        let diagnostics = check_yaml(
+            "runbooks:\n  - name: r\n    steps:\n      - name: s\n        action: log\n        with:\n          message: '{{ nope }}'\n",
+        );
+        let diagnostic = error(
+            &diagnostics,
+            "runbooks[0].steps[0].with.message",
+            "unknown variable `nope`",
+        );
+        assert_eq!(diagnostic.file.as_deref(), Some(Path::new("c.yaml")));
+        assert_eq!(diagnostic.line, Some(7));
+        count(&diagnostics, 1);
+    }
+}

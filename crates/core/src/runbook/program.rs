@@ -1,0 +1,584 @@
+//! A runbook compiled for execution: templates and CEL parsed once, steps laid out as blocks.
+//!
+//! A program is compiled from the runbook's spec and the specs of the runbooks it calls, so a run
+//! journals exactly what it will execute and resumes after a restart with the same definition, even
+//! if the config changed in between.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Check, HttpCheck, OnFailure, Param, ParamType, Retries, Runbook, Step};
+use crate::template::{Inputs, Template, Templates, TemplatesBuilder};
+
+/// How deep runbooks may call each other; `homeostat check` refuses cycles, this is the backstop.
+const MAX_CALL_DEPTH: usize = 16;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("step `{step}`: {message}")]
+    Step { step: String, message: String },
+    #[error("runbook `{runbook}` is not defined")]
+    UnknownRunbook { runbook: String },
+    #[error(
+        "runbook calls nest deeper than {MAX_CALL_DEPTH}; is there a cycle through `{runbook}`?"
+    )]
+    TooDeep { runbook: String },
+}
+
+/// A parameter value that does not fit its declaration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("param `{param}`: {message}")]
+pub struct ParamError {
+    pub param: String,
+    pub message: String,
+}
+
+/// A compiled CEL expression.
+#[derive(Clone)]
+pub struct Expr {
+    pub source_text: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source_text)
+    }
+}
+
+impl Expr {
+    pub fn compile(source_text: &str) -> Result<Self, String> {
+        let program = cel::Program::compile(source_text)
+            .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())?;
+        Ok(Self {
+            source_text: source_text.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// Evaluates with each top-level field of `variables` as a variable.
+    pub fn evaluate(
+        &self,
+        variables: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let mut context = cel::Context::default();
+        for (name, value) in variables {
+            context
+                .add_variable(name.as_str(), value)
+                .map_err(|error| format!("variable `{name}`: {error}"))?;
+        }
+        let value = self
+            .program
+            .execute(&context)
+            .map_err(|error| format!("`{}` failed: {error}", self.source_text))?;
+        value
+            .json()
+            .map_err(|error| format!("`{}` gave {error}", self.source_text))
+    }
+
+    pub fn evaluate_bool(
+        &self,
+        variables: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, String> {
+        match self.evaluate(variables)? {
+            serde_json::Value::Bool(value) => Ok(value),
+            other => Err(format!(
+                "`{}` gave {other}, not a boolean",
+                self.source_text
+            )),
+        }
+    }
+}
+
+/// A compiled runbook.
+#[derive(Debug)]
+pub struct Program {
+    pub spec: Runbook,
+    /// The specs of every runbook this one calls, directly or not.
+    pub library: BTreeMap<String, Runbook>,
+    pub(crate) templates: Templates,
+    /// `blocks[0]` is the runbook's own step list.
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) outputs: Vec<(String, Template)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub steps: Vec<Node>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub name: String,
+    pub kind: Kind,
+    pub when: Option<Expr>,
+    pub timeout_secs: f64,
+    pub retries: Option<Retries>,
+    pub outputs: Vec<(String, Template)>,
+    pub on_failure: OnFailure,
+    pub rollback: Option<Box<Node>>,
+    pub idempotent: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Action {
+        action: String,
+        inputs: Inputs,
+    },
+    Parallel(Vec<(String, usize)>),
+    ForEach {
+        items: Expr,
+        concurrency: usize,
+        block: usize,
+    },
+    Call {
+        runbook: String,
+        params: Vec<(String, Inputs)>,
+        specs: BTreeMap<String, Param>,
+        outputs: Vec<(String, Template)>,
+        block: usize,
+    },
+    Wait {
+        duration_secs: Option<f64>,
+        until: Option<CheckTemplates>,
+        interval_secs: f64,
+    },
+    Approval {
+        approvers: Vec<String>,
+        message: Option<Template>,
+        notify: Option<String>,
+    },
+    Assert(CheckTemplates),
+}
+
+#[derive(Debug)]
+pub(crate) struct CheckTemplates {
+    promql: Option<Template>,
+    prometheus_url: Option<Template>,
+    http: Option<(Template, HttpCheck)>,
+}
+
+impl CheckTemplates {
+    pub fn render(
+        &self,
+        templates: &Templates,
+        context: &minijinja::Value,
+    ) -> Result<Check, crate::template::Error> {
+        let render = |template: &Option<Template>| {
+            template
+                .as_ref()
+                .map(|template| templates.render(template, context))
+                .transpose()
+        };
+        Ok(Check {
+            promql: render(&self.promql)?,
+            prometheus_url: render(&self.prometheus_url)?,
+            http: match &self.http {
+                Some((url, http)) => Some(HttpCheck {
+                    url: templates.render(url, context)?,
+                    ..http.clone()
+                }),
+                None => None,
+            },
+        })
+    }
+}
+
+impl Program {
+    /// Compiles `spec`, looking up the runbooks it calls in `library`.
+    pub fn compile(spec: &Runbook, library: &BTreeMap<String, Runbook>) -> Result<Self, Error> {
+        let mut compiler = Compiler {
+            builder: TemplatesBuilder::new(),
+            blocks: Vec::new(),
+            library,
+            used: BTreeMap::new(),
+        };
+        compiler.blocks.push(Block { steps: Vec::new() });
+        let steps = compiler.steps(&spec.steps, "", 0)?;
+        compiler.blocks[0].steps = steps;
+        let outputs = compiler.templates(&spec.outputs, "outputs")?;
+        Ok(Program {
+            spec: spec.clone(),
+            library: compiler.used,
+            templates: compiler.builder.build(),
+            blocks: compiler.blocks,
+            outputs,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn params(&self) -> &BTreeMap<String, Param> {
+        &self.spec.params
+    }
+}
+
+struct Compiler<'a> {
+    builder: TemplatesBuilder,
+    blocks: Vec<Block>,
+    library: &'a BTreeMap<String, Runbook>,
+    used: BTreeMap<String, Runbook>,
+}
+
+impl Compiler<'_> {
+    fn block(&mut self, steps: &[Step], path: &str, depth: usize) -> Result<usize, Error> {
+        let index = self.blocks.len();
+        self.blocks.push(Block { steps: Vec::new() });
+        let steps = self.steps(steps, path, depth)?;
+        self.blocks[index].steps = steps;
+        Ok(index)
+    }
+
+    fn steps(&mut self, steps: &[Step], path: &str, depth: usize) -> Result<Vec<Node>, Error> {
+        steps
+            .iter()
+            .map(|step| self.node(step, &format!("{path}{}", step.name), depth))
+            .collect()
+    }
+
+    fn template(&mut self, text: &str, field: &str) -> Result<Template, Error> {
+        self.builder.add(text).map_err(|error| Error::Step {
+            step: field.to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    fn templates(
+        &mut self,
+        map: &BTreeMap<String, String>,
+        field: &str,
+    ) -> Result<Vec<(String, Template)>, Error> {
+        map.iter()
+            .map(|(name, text)| Ok((name.clone(), self.template(text, field)?)))
+            .collect()
+    }
+
+    fn inputs(&mut self, with: &serde_json::Value, path: &str) -> Result<Inputs, Error> {
+        self.builder
+            .add_inputs(with, "with")
+            .map_err(|(field, error)| Error::Step {
+                step: path.to_string(),
+                message: format!("{field}: {error}"),
+            })
+    }
+
+    fn check(&mut self, check: &Check, path: &str) -> Result<CheckTemplates, Error> {
+        Ok(CheckTemplates {
+            promql: check
+                .promql
+                .as_deref()
+                .map(|text| self.template(text, path))
+                .transpose()?,
+            prometheus_url: check
+                .prometheus_url
+                .as_deref()
+                .map(|text| self.template(text, path))
+                .transpose()?,
+            http: match &check.http {
+                Some(http) => Some((self.template(&http.url, path)?, http.clone())),
+                None => None,
+            },
+        })
+    }
+
+    fn node(&mut self, step: &Step, path: &str, depth: usize) -> Result<Node, Error> {
+        let fail = |message: String| Error::Step {
+            step: path.to_string(),
+            message,
+        };
+        let kind = if let Some(action) = &step.action {
+            Kind::Action {
+                action: action.clone(),
+                inputs: self.inputs(&step.with, path)?,
+            }
+        } else if let Some(branches) = &step.parallel {
+            let mut compiled = Vec::with_capacity(branches.len());
+            for branch in branches {
+                let block =
+                    self.block(&branch.steps, &format!("{path}.{}.", branch.name), depth)?;
+                compiled.push((branch.name.clone(), block));
+            }
+            Kind::Parallel(compiled)
+        } else if let Some(items) = &step.for_each {
+            let items =
+                Expr::compile(items).map_err(|message| fail(format!("for_each: {message}")))?;
+            let steps = step.steps.as_deref().unwrap_or_default();
+            Kind::ForEach {
+                items,
+                concurrency: step.concurrency.unwrap_or(1).max(1) as usize,
+                block: self.block(steps, &format!("{path}[]."), depth)?,
+            }
+        } else if let Some(runbook) = &step.runbook {
+            if depth >= MAX_CALL_DEPTH {
+                return Err(Error::TooDeep {
+                    runbook: runbook.clone(),
+                });
+            }
+            let callee = self
+                .library
+                .get(runbook)
+                .ok_or_else(|| Error::UnknownRunbook {
+                    runbook: runbook.clone(),
+                })?
+                .clone();
+            self.used.insert(runbook.clone(), callee.clone());
+            let mut params = Vec::with_capacity(step.params.len());
+            for (name, value) in &step.params {
+                params.push((name.clone(), self.inputs(value, path)?));
+            }
+            let outputs = self.templates(&callee.outputs, path)?;
+            Kind::Call {
+                runbook: runbook.clone(),
+                params,
+                specs: callee.params.clone(),
+                outputs,
+                block: self.block(&callee.steps, &format!("{path}."), depth + 1)?,
+            }
+        } else if let Some(wait) = &step.wait {
+            Kind::Wait {
+                duration_secs: wait.duration_secs,
+                until: wait
+                    .until
+                    .as_ref()
+                    .map(|check| self.check(check, path))
+                    .transpose()?,
+                interval_secs: wait.interval_secs.max(0.001),
+            }
+        } else if let Some(approval) = &step.approval {
+            Kind::Approval {
+                approvers: approval.approvers.clone(),
+                message: approval
+                    .message
+                    .as_deref()
+                    .map(|text| self.template(text, path))
+                    .transpose()?,
+                notify: approval.notify.clone(),
+            }
+        } else if let Some(check) = &step.assert {
+            Kind::Assert(self.check(check, path)?)
+        } else {
+            return Err(fail("a step needs one of `action`, `parallel`, `for_each`, `runbook`, `wait`, `approval` or `assert`".into()));
+        };
+        let when = step
+            .when
+            .as_deref()
+            .map(Expr::compile)
+            .transpose()
+            .map_err(|message| fail(format!("when: {message}")))?;
+        let outputs = self.templates(&step.outputs, path)?;
+        let rollback = match &step.rollback {
+            Some(rollback) => Some(Box::new(self.node(
+                rollback,
+                &format!("{path}.rollback"),
+                depth,
+            )?)),
+            None => None,
+        };
+        Ok(Node {
+            name: step.name.clone(),
+            kind,
+            when,
+            timeout_secs: step
+                .timeout_secs
+                .unwrap_or_else(|| crate::config::runbook::default_timeout_secs(step)),
+            retries: step.retries.clone(),
+            outputs,
+            on_failure: step.on_failure,
+            rollback,
+            idempotent: step.idempotent,
+        })
+    }
+}
+
+/// Checks given parameter values against their declarations: converts text (from the command line or
+/// a rule's templates) to the declared type, fills defaults, and refuses unknown, missing or
+/// disallowed values.
+pub fn coerce_params(
+    specs: &BTreeMap<String, Param>,
+    given: &BTreeMap<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ParamError> {
+    let mut params = serde_json::Map::new();
+    for (name, value) in given {
+        let Some(spec) = specs.get(name) else {
+            let known: Vec<&str> = specs.keys().map(String::as_str).collect();
+            return Err(ParamError {
+                param: name.clone(),
+                message: if known.is_empty() {
+                    "this runbook takes no parameters".into()
+                } else {
+                    format!("unknown parameter; this runbook takes {}", known.join(", "))
+                },
+            });
+        };
+        let value = coerce(spec.kind, value).map_err(|message| ParamError {
+            param: name.clone(),
+            message,
+        })?;
+        if !spec.allowed.is_empty() && !spec.allowed.contains(&value) {
+            let allowed: Vec<String> = spec.allowed.iter().map(|v| v.to_string()).collect();
+            return Err(ParamError {
+                param: name.clone(),
+                message: format!("{value} is not allowed; use one of {}", allowed.join(", ")),
+            });
+        }
+        params.insert(name.clone(), value);
+    }
+    for (name, spec) in specs {
+        if params.contains_key(name) {
+            continue;
+        }
+        match &spec.default {
+            Some(default) => {
+                params.insert(name.clone(), default.clone());
+            }
+            None if spec.required => {
+                return Err(ParamError {
+                    param: name.clone(),
+                    message: format!(
+                        "required, a {}; give it with `--param {name}=VALUE`",
+                        spec.kind.as_str()
+                    ),
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Converts one value to a declared type. Text converts where it reads unambiguously.
+pub fn coerce(kind: ParamType, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    let text = value.as_str().map(str::trim);
+    let wrong = || Err(format!("expected a {}, got {value}", kind.as_str()));
+    match kind {
+        ParamType::String => match value {
+            Value::String(_) => Ok(value.clone()),
+            Value::Number(number) => Ok(Value::String(number.to_string())),
+            Value::Bool(flag) => Ok(Value::String(flag.to_string())),
+            _ => wrong(),
+        },
+        ParamType::Integer => match (value, text) {
+            (Value::Number(number), _) if number.is_i64() || number.is_u64() => Ok(value.clone()),
+            (_, Some(text)) => match text.parse::<i64>() {
+                Ok(number) => Ok(Value::from(number)),
+                Err(_) => wrong(),
+            },
+            _ => wrong(),
+        },
+        ParamType::Number => match (value, text) {
+            (Value::Number(_), _) => Ok(value.clone()),
+            // Whole numbers stay integers, so `"2"` equals an `allowed: [2]`.
+            (_, Some(text)) => match (text.parse::<i64>(), text.parse::<f64>()) {
+                (Ok(whole), _) => Ok(Value::from(whole)),
+                (_, Ok(number)) if number.is_finite() => Ok(Value::from(number)),
+                _ => wrong(),
+            },
+            _ => wrong(),
+        },
+        ParamType::Boolean => match (value, text) {
+            (Value::Bool(_), _) => Ok(value.clone()),
+            (_, Some("true" | "yes" | "1")) => Ok(Value::Bool(true)),
+            (_, Some("false" | "no" | "0")) => Ok(Value::Bool(false)),
+            _ => wrong(),
+        },
+        ParamType::List => match (value, text) {
+            (Value::Array(_), _) => Ok(value.clone()),
+            (_, Some(text)) if text.starts_with('[') => match serde_json::from_str(text) {
+                Ok(Value::Array(items)) => Ok(Value::Array(items)),
+                _ => wrong(),
+            },
+            (_, Some("")) => Ok(Value::Array(Vec::new())),
+            (_, Some(text)) => Ok(Value::Array(
+                text.split(',')
+                    .map(|item| Value::String(item.trim().to_string()))
+                    .collect(),
+            )),
+            _ => wrong(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn param(kind: ParamType) -> Param {
+        Param {
+            kind,
+            required: true,
+            default: None,
+            allowed: Vec::new(),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn coerces_text_to_declared_types_and_names_bad_params() {
+        let mut specs = BTreeMap::new();
+        specs.insert("replicas".to_string(), param(ParamType::Integer));
+        specs.insert("nodes".to_string(), param(ParamType::List));
+        specs.insert(
+            "mode".to_string(),
+            Param {
+                required: false,
+                default: Some(json!("soft")),
+                allowed: vec![json!("soft"), json!("hard")],
+                ..param(ParamType::String)
+            },
+        );
+        let given: BTreeMap<String, serde_json::Value> = [
+            ("replicas".to_string(), json!("3")),
+            ("nodes".to_string(), json!("a, b")),
+        ]
+        .into();
+        let params = coerce_params(&specs, &given).unwrap();
+        assert_eq!(params["replicas"], json!(3));
+        assert_eq!(params["nodes"], json!(["a", "b"]));
+        assert_eq!(params["mode"], json!("soft"));
+
+        let bad: BTreeMap<String, serde_json::Value> = [
+            ("replicas".to_string(), json!("three")),
+            ("nodes".to_string(), json!([])),
+        ]
+        .into();
+        assert_eq!(coerce_params(&specs, &bad).unwrap_err().param, "replicas");
+        let missing: BTreeMap<String, serde_json::Value> =
+            [("nodes".to_string(), json!([]))].into();
+        let error = coerce_params(&specs, &missing).unwrap_err();
+        assert_eq!(error.param, "replicas");
+        assert!(error.message.contains("--param replicas="), "{error}");
+        let unknown: BTreeMap<String, serde_json::Value> =
+            [("replica".to_string(), json!(1))].into();
+        assert!(coerce_params(&specs, &unknown)
+            .unwrap_err()
+            .message
+            .contains("replicas"));
+        let disallowed: BTreeMap<String, serde_json::Value> = [
+            ("replicas".to_string(), json!(1)),
+            ("nodes".to_string(), json!([])),
+            ("mode".to_string(), json!("brutal")),
+        ]
+        .into();
+        assert_eq!(
+            coerce_params(&specs, &disallowed).unwrap_err().param,
+            "mode"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let retries = Retries {
+            count: 5,
+            backoff_secs: 1.0,
+            backoff_factor: 2.0,
+            max_backoff_secs: 5.0,
+        };
+        let pauses: Vec<f64> = (2..=6).map(|attempt| retries.backoff(attempt)).collect();
+        assert_eq!(pauses, [1.0, 2.0, 4.0, 5.0, 5.0]);
+    }
+}

@@ -1,0 +1,101 @@
+//! Read-only checks for `wait` until and `assert` steps: a PromQL query against a Prometheus-compatible
+//! API, or an HTTP request with an expected status.
+//!
+//! A PromQL check holds when the query returns at least one series (an alerting rule's semantics:
+//! `up{job="api"} == 1` holds while some `api` target is up), or a non-zero scalar.
+
+use std::time::Duration;
+
+use homeostat_core::config::{Check, Prometheus};
+use reqwest::{Method, Url};
+use serde_json::{json, Value};
+
+use crate::action::Outcome;
+
+/// Evaluates `check` within `timeout`. Never panics; an unreachable endpoint is a failed outcome.
+pub async fn evaluate(
+    check: &Check,
+    prometheus: Option<&Prometheus>,
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Outcome {
+    let evaluation = async {
+        match (&check.promql, &check.http) {
+            (Some(query), _) => promql(query, check, prometheus, http).await,
+            (None, Some(request)) => {
+                let method = Method::from_bytes(request.method.as_bytes())
+                    .map_err(|_| format!("unknown method `{}`", request.method))?;
+                let url = Url::parse(&request.url)
+                    .map_err(|error| format!("invalid url `{}`: {error}", request.url))?;
+                let reply = http
+                    .request(method, url)
+                    .send()
+                    .await
+                    .map_err(|error| format!("GET `{}`: {error}", request.url))?;
+                let status = reply.status();
+                let body = reply.text().await.unwrap_or_default();
+                let status_ok = if request.expect_status.is_empty() {
+                    status.is_success()
+                } else {
+                    request.expect_status.contains(&status.as_u16())
+                };
+                let body_ok = request
+                    .body_contains
+                    .as_deref()
+                    .is_none_or(|needle| body.contains(needle));
+                Ok((status_ok && body_ok, json!({ "status": status.as_u16() })))
+            }
+            (None, None) => Err("the check has neither `promql` nor `http`".to_string()),
+        }
+    };
+    match tokio::time::timeout(timeout, evaluation).await {
+        Err(_) => Outcome::timed_out(json!({}), timeout),
+        Ok(Err(message)) => Outcome::failed(json!({}), message),
+        Ok(Ok((true, output))) => Outcome::succeeded(output),
+        Ok(Ok((false, output))) => Outcome::failed(output, "the check does not hold"),
+    }
+}
+
+async fn promql(
+    query: &str,
+    check: &Check,
+    prometheus: Option<&Prometheus>,
+    http: &reqwest::Client,
+) -> Result<(bool, Value), String> {
+    let base = check
+        .prometheus_url
+        .as_deref()
+        .or(prometheus.map(|prometheus| prometheus.url.as_str()))
+        .ok_or("no Prometheus to query; set `prometheus.url` in the config")?;
+    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
+    let reply = http
+        .get(&url)
+        .query(&[("query", query)])
+        .send()
+        .await
+        .map_err(|error| format!("querying `{url}`: {error}"))?;
+    let status = reply.status();
+    let body: Value = reply
+        .json()
+        .await
+        .map_err(|error| format!("`{url}` did not answer JSON: {error}"))?;
+    if !status.is_success() || body["status"] != "success" {
+        let message = body["error"].as_str().unwrap_or("no error message");
+        return Err(format!(
+            "`{query}`: Prometheus answered {status}: {message}"
+        ));
+    }
+    let data = &body["data"];
+    let holds = match data["resultType"].as_str() {
+        Some("vector") | Some("matrix") => data["result"]
+            .as_array()
+            .is_some_and(|series| !series.is_empty()),
+        Some("scalar") => data["result"][1]
+            .as_str()
+            .and_then(|value| value.parse::<f64>().ok())
+            .is_some_and(|value| value != 0.0),
+        _ => false,
+    };
+    let series = data["result"].as_array().map(Vec::len).unwrap_or(0);
+    Ok((holds, json!({ "query": query, "series": series })))
+}

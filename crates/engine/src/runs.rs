@@ -1,0 +1,519 @@
+//! Drives runs: one task per run owns its [`Machine`], journals each transition, then executes the
+//! effects the transition asked for.
+//!
+//! The order is the durability contract. An input (an action's outcome, a timer, an approval) and the
+//! records of the transition it causes, including the intents of the next effects, commit together;
+//! only then do those effects start. A crash before that commit loses the input, so the effect that
+//! produced it counts as started with no outcome; a crash after it re-creates the same state by replay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use homeostat_core::action::{Action, Notify};
+use homeostat_core::clock::SharedClock;
+use homeostat_core::config::{Notifier, Prometheus};
+use homeostat_core::decide::PlannedRun;
+use homeostat_core::runbook::machine::PendingApproval;
+use homeostat_core::runbook::{Effect, Input, Machine, Program, Record, Transition};
+use homeostat_core::Event;
+use homeostat_store::writer::Writer;
+use homeostat_store::Write;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::action::{self, Outcome, Status};
+use crate::failpoint;
+use crate::metrics::Metrics;
+
+/// A run that ended, reported back to the decider so it can release the run's guards.
+#[derive(Debug)]
+pub struct Finished {
+    pub rule: String,
+    pub run_id: String,
+}
+
+/// Why an input could not be given to a run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("run `{run}` is not in progress")]
+    NotRunning { run: String },
+    #[error("run `{run}` has no approval waiting")]
+    NoApproval { run: String },
+    #[error("`{by}` may not approve run `{run}`; its approvers are {approvers}")]
+    NotApprover {
+        run: String,
+        by: String,
+        approvers: String,
+    },
+}
+
+/// The runs in progress, and what they need to execute effects. Cheap to clone.
+#[derive(Clone)]
+pub struct Runs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Writer,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    notifiers: BTreeMap<String, Notifier>,
+    prometheus: Option<Prometheus>,
+    attention_notifier: Option<String>,
+    http: reqwest::Client,
+    finished: mpsc::UnboundedSender<Finished>,
+    live: Mutex<HashMap<String, Live>>,
+    /// Tells readers (the API's log streams) that a run's journal grew.
+    changed: broadcast::Sender<String>,
+}
+
+struct Live {
+    inputs: mpsc::UnboundedSender<Input>,
+    approvals: Vec<PendingApproval>,
+}
+
+/// What a run task starts from.
+pub struct Start {
+    pub plan: PlannedRun,
+    pub program: Arc<Program>,
+    pub event: Option<Event>,
+    /// Journaled inputs to replay before going on (after a restart), with their times.
+    pub replay: Vec<(Input, DateTime<Utc>)>,
+    /// When the run started (its `RunStarted` time), for applying or replaying its `Start`.
+    pub started_at: DateTime<Utc>,
+    /// The run's first transition was committed before a restart: replay, then recover.
+    pub resumed: bool,
+}
+
+pub struct Config {
+    pub writer: Writer,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub notifiers: BTreeMap<String, Notifier>,
+    pub prometheus: Option<Prometheus>,
+    pub attention_notifier: Option<String>,
+    pub http: reqwest::Client,
+    pub finished: mpsc::UnboundedSender<Finished>,
+}
+
+impl Runs {
+    pub fn new(config: Config) -> Self {
+        let (changed, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                writer: config.writer,
+                clock: config.clock,
+                metrics: config.metrics,
+                notifiers: config.notifiers,
+                prometheus: config.prometheus,
+                attention_notifier: config.attention_notifier,
+                http: config.http,
+                finished: config.finished,
+                live: Mutex::new(HashMap::new()),
+                changed,
+            }),
+        }
+    }
+
+    /// Run ids whose journal grew, as they commit.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.inner.changed.subscribe()
+    }
+
+    /// How many runs are in progress in this process.
+    pub fn live_count(&self) -> usize {
+        self.live().len()
+    }
+
+    pub fn is_live(&self, run_id: &str) -> bool {
+        self.live().contains_key(run_id)
+    }
+
+    pub fn pending_approvals(&self, run_id: &str) -> Option<Vec<PendingApproval>> {
+        self.live().get(run_id).map(|live| live.approvals.clone())
+    }
+
+    /// Records a person's answer to a waiting approval; `step` may be omitted when only one waits.
+    pub fn approve(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+        by: &str,
+        approved: bool,
+        comment: Option<String>,
+    ) -> Result<String, Error> {
+        let live = self.live();
+        let run = live.get(run_id).ok_or_else(|| Error::NotRunning {
+            run: run_id.to_string(),
+        })?;
+        let pending = run
+            .approvals
+            .iter()
+            .find(|approval| step.is_none_or(|step| approval.step == step))
+            .ok_or_else(|| Error::NoApproval {
+                run: run_id.to_string(),
+            })?;
+        if !pending.approvers.is_empty() && !pending.approvers.iter().any(|name| name == by) {
+            return Err(Error::NotApprover {
+                run: run_id.to_string(),
+                by: by.to_string(),
+                approvers: pending.approvers.join(", "),
+            });
+        }
+        let step = pending.step.clone();
+        run.inputs
+            .send(Input::Approval {
+                step: step.clone(),
+                by: by.to_string(),
+                approved,
+                comment,
+            })
+            .map_err(|_| Error::NotRunning {
+                run: run_id.to_string(),
+            })?;
+        Ok(step)
+    }
+
+    pub fn cancel(&self, run_id: &str, by: &str) -> Result<(), Error> {
+        let live = self.live();
+        let run = live.get(run_id).ok_or_else(|| Error::NotRunning {
+            run: run_id.to_string(),
+        })?;
+        run.inputs
+            .send(Input::Cancel { by: by.to_string() })
+            .map_err(|_| Error::NotRunning {
+                run: run_id.to_string(),
+            })
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        // A panic while holding this lock cannot leave the map half-updated, so poisoning is ignored.
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a run whose `RunStarted` is committed: new (no replay) or resumed after a restart.
+    pub fn spawn(&self, start: Start) -> tokio::task::JoinHandle<()> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.live().insert(
+            start.plan.id.clone(),
+            Live {
+                inputs: sender.clone(),
+                approvals: Vec::new(),
+            },
+        );
+        let runs = self.clone();
+        tokio::spawn(async move { runs.drive(start, sender, receiver).await })
+    }
+
+    async fn drive(
+        self,
+        start: Start,
+        sender: mpsc::UnboundedSender<Input>,
+        mut receiver: mpsc::UnboundedReceiver<Input>,
+    ) {
+        let inner = &self.inner;
+        let plan = start.plan;
+        let run_id = plan.id.clone();
+        inner.metrics.runs_active.inc();
+        let globals = plan.globals(start.event.as_ref());
+        let mut machine = Machine::new(start.program, plan.params.clone(), globals, false);
+        let mut timers: BTreeMap<(DateTime<Utc>, u64), Input> = BTreeMap::new();
+        let mut timer_seq = 0u64;
+        let mut next: Option<(Input, DateTime<Utc>)> = if !start.resumed {
+            Some((Input::Start, start.started_at))
+        } else {
+            // Rebuild the state the journal describes; its effects already happened or are resolved
+            // by `Recover` below.
+            machine.apply(&Input::Start, start.started_at);
+            for (input, at) in &start.replay {
+                machine.apply(input, *at);
+            }
+            tracing::info!(run = %run_id, inputs = start.replay.len(), "resuming an interrupted run");
+            Some((Input::Recover, inner.clock.now()))
+        };
+        loop {
+            let (input, at) = match next.take() {
+                Some(next) => next,
+                None => {
+                    let deadline = timers.keys().next().map(|(at, _)| *at);
+                    let sleep = match deadline {
+                        Some(at) => (at - inner.clock.now()).to_std().unwrap_or_default(),
+                        None => Duration::from_secs(86_400 * 365),
+                    };
+                    tokio::select! {
+                        received = receiver.recv() => match received {
+                            Some(input) => (input, inner.clock.now()),
+                            None => break,
+                        },
+                        _ = tokio::time::sleep(sleep), if deadline.is_some() => {
+                            let (_, input) = timers.pop_first().expect("a deadline means a timer");
+                            (input, inner.clock.now())
+                        }
+                    }
+                }
+            };
+            let transition = machine.apply(&input, at);
+            if transition.ignored {
+                continue;
+            }
+            if self.commit(&run_id, &input, &transition, at).await.is_err() {
+                // Nothing more can be recorded: stop here. The run stays `running` in the store and
+                // the next start resumes it through recovery.
+                break;
+            }
+            if let Some(live) = self.live().get_mut(&run_id) {
+                live.approvals = machine.pending_approvals();
+            }
+            for effect in transition.effects {
+                match effect {
+                    Effect::Execute {
+                        step,
+                        attempt,
+                        action,
+                        timeout_secs,
+                    } => self.execute(&run_id, step, attempt, action, timeout_secs, sender.clone()),
+                    Effect::Check {
+                        step,
+                        attempt,
+                        check,
+                        timeout_secs,
+                    } => {
+                        let (inner, sender) = (Arc::clone(inner), sender.clone());
+                        tokio::spawn(async move {
+                            let timeout = Duration::from_secs_f64(timeout_secs.max(0.001));
+                            let outcome = crate::check::evaluate(
+                                &check,
+                                inner.prometheus.as_ref(),
+                                &inner.http,
+                                timeout,
+                            )
+                            .await;
+                            let _ = sender.send(outcome_input(step, attempt, outcome));
+                        });
+                    }
+                    Effect::Timer {
+                        step,
+                        attempt,
+                        timer,
+                        at,
+                    } => {
+                        timer_seq += 1;
+                        timers.insert(
+                            (at, timer_seq),
+                            Input::Timer {
+                                step,
+                                attempt,
+                                timer,
+                            },
+                        );
+                    }
+                    Effect::Notify { notifier, summary } => {
+                        self.notify_best_effort(&run_id, &notifier, summary);
+                    }
+                }
+            }
+            if let Some(end) = machine.end() {
+                tracing::info!(run = %run_id, runbook = %plan.runbook, target = %plan.target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
+                if matches!(end.status.as_str(), "needs_attention")
+                    || (end.status == "failed" && !end.undone.is_empty())
+                {
+                    if let Some(notifier) = inner.attention_notifier.clone() {
+                        let summary = format!(
+                            "run `{run_id}` of `{}` on `{}` needs attention: {}",
+                            plan.runbook,
+                            plan.target,
+                            end.error.clone().unwrap_or_default()
+                        );
+                        self.notify_best_effort(&run_id, &notifier, summary);
+                    }
+                }
+                break;
+            }
+        }
+        self.live().remove(&run_id);
+        inner.metrics.runs_active.dec();
+        let _ = inner.finished.send(Finished {
+            rule: plan.rule.clone(),
+            run_id,
+        });
+    }
+
+    /// Journals one transition: its input and its records, in one commit.
+    async fn commit(
+        &self,
+        run_id: &str,
+        input: &Input,
+        transition: &Transition,
+        at: DateTime<Utc>,
+    ) -> Result<(), ()> {
+        let starts_effects = transition
+            .effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Execute { .. }));
+        let mut writes = Vec::with_capacity(transition.records.len() + 1);
+        if !matches!(input, Input::Start) {
+            writes.push(Write::RunInput {
+                run_id: run_id.to_string(),
+                input: input.clone(),
+                outputs: transition.outputs.clone(),
+                at,
+            });
+        }
+        for record in &transition.records {
+            writes.push(match record {
+                Record::RunEnded(end) => Write::RunFinished {
+                    run_id: run_id.to_string(),
+                    end: end.clone(),
+                    at,
+                },
+                record => Write::RunRecord {
+                    run_id: run_id.to_string(),
+                    record: record.clone(),
+                    at,
+                },
+            });
+        }
+        if starts_effects {
+            failpoint::hit(failpoint::BEFORE_INTENT_COMMIT);
+        }
+        if let Err(error) = self.inner.writer.submit(writes).await {
+            tracing::error!(run = %run_id, %error, "cannot journal run progress; stopping the run");
+            return Err(());
+        }
+        if matches!(input, Input::Outcome { .. }) {
+            failpoint::hit(failpoint::AFTER_OUTCOME_COMMIT);
+        }
+        if starts_effects {
+            failpoint::hit(failpoint::AFTER_INTENT_COMMIT);
+        }
+        let _ = self.inner.changed.send(run_id.to_string());
+        Ok(())
+    }
+
+    /// Runs one action in its own task, so a panic becomes a failed step, not a dead daemon.
+    fn execute(
+        &self,
+        run_id: &str,
+        step: String,
+        attempt: u32,
+        action: Action,
+        timeout_secs: f64,
+        sender: mpsc::UnboundedSender<Input>,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        let timeout = Duration::from_secs_f64(timeout_secs.max(0.001));
+        let context = action::Context {
+            idempotency_key: format!("{run_id}/{step}/{attempt}"),
+            run_id: run_id.to_string(),
+            timeout,
+            notifiers: inner.notifiers.clone(),
+            http: inner.http.clone(),
+        };
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            let name = action.name();
+            let began = inner.clock.monotonic();
+            let task = tokio::spawn(async move { action::execute(&action, &context).await });
+            // Actions enforce their own timeout; this outer one only guards against one that does not.
+            let outcome = match tokio::time::timeout(timeout + Duration::from_secs(5), task).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(join_error)) => Outcome::failed(
+                    serde_json::Value::Null,
+                    format!("the action panicked: {join_error}"),
+                ),
+                Err(_) => Outcome::timed_out(serde_json::Value::Null, timeout),
+            };
+            failpoint::hit(failpoint::AFTER_EFFECT);
+            let elapsed = inner.clock.monotonic().saturating_sub(began);
+            inner
+                .metrics
+                .actions
+                .get_or_create(&vec![
+                    ("action", name.to_string()),
+                    ("outcome", outcome.status.as_str().to_string()),
+                ])
+                .inc();
+            inner
+                .metrics
+                .action_duration
+                .get_or_create(&vec![("action", name.to_string())])
+                .observe(elapsed.as_secs_f64());
+            if outcome.status != Status::Succeeded {
+                tracing::warn!(run = %run_id, %step, status = outcome.status.as_str(), error = outcome.error.as_deref().unwrap_or(""), "step did not succeed");
+            }
+            let _ = sender.send(outcome_input(step, attempt, outcome));
+        });
+    }
+
+    fn notify_best_effort(&self, run_id: &str, notifier: &str, summary: String) {
+        let inner = Arc::clone(&self.inner);
+        let context = action::Context {
+            idempotency_key: format!("{run_id}/notice"),
+            run_id: run_id.to_string(),
+            timeout: Duration::from_secs(10),
+            notifiers: inner.notifiers.clone(),
+            http: inner.http.clone(),
+        };
+        let notify = Action::Notify(Notify {
+            notifier: notifier.to_string(),
+            summary,
+            details: BTreeMap::new(),
+            severity: "warning".into(),
+            event_action: None,
+            dedup_key: None,
+        });
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            let outcome = action::execute(&notify, &context).await;
+            if outcome.status != Status::Succeeded {
+                tracing::warn!(run = %run_id, error = outcome.error.as_deref().unwrap_or(""), "notice not delivered");
+            }
+        });
+    }
+}
+
+fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
+    Input::Outcome {
+        step,
+        attempt,
+        status: outcome.status.as_str().to_string(),
+        output: outcome.output,
+        error: outcome.error,
+    }
+}
+
+/// A dry run executes nothing, so it completes inside one transition: its start, every step's
+/// rendered inputs and its end are journaled together.
+pub fn dry_run_writes(
+    plan: &PlannedRun,
+    program: Arc<Program>,
+    event: Option<&Event>,
+    at: DateTime<Utc>,
+) -> Vec<Write> {
+    let mut machine = Machine::new(program, plan.params.clone(), plan.globals(event), true);
+    let transition = machine.apply(&Input::Start, at);
+    let mut writes = Vec::with_capacity(transition.records.len() + 1);
+    writes.push(Write::RunStarted {
+        run: plan.clone(),
+        at,
+    });
+    for record in transition.records {
+        writes.push(match record {
+            Record::RunEnded(end) => Write::RunFinished {
+                run_id: plan.id.clone(),
+                end,
+                at,
+            },
+            record => Write::RunRecord {
+                run_id: plan.id.clone(),
+                record,
+                at,
+            },
+        });
+    }
+    writes
+}

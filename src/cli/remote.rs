@@ -1,0 +1,244 @@
+//! Talking to the running daemon over its HTTP API, for the commands that act on runs: where it is,
+//! which token to send, and how its errors become exit codes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{config, EXIT_ERROR, EXIT_FAILED, EXIT_USAGE};
+
+/// Where the daemon listens when neither `--server` nor the config says.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:9393";
+
+/// How long a request that is not a stream may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--server` and `--token`, global to the subcommands of the commands that talk to the daemon.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// The daemon's base URL. Defaults to `http://` and `server.listen` from the config when it can
+    /// be read, else http://127.0.0.1:9393.
+    #[arg(long, env = "HOMEOSTAT_SERVER", global = true, value_name = "URL")]
+    server: Option<String>,
+    /// An API token from the config's `api_tokens`; starting, approving and cancelling runs need
+    /// the `write` scope. Its name is recorded as who did it.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+}
+
+/// Why a call to the daemon did not give what was asked.
+#[derive(Debug)]
+pub enum Failure {
+    /// The daemon answered with an error body.
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// The daemon could not be reached, or answered something that is not its API.
+    Connection(String),
+}
+
+impl Failure {
+    /// Prints the failure as `error: ...` and gives the exit code: 1 when the daemon refused (the
+    /// run is not there, not running, not yours to approve), 64 for a request it found invalid, 2
+    /// when it could not be asked.
+    pub fn report(&self) -> u8 {
+        match self {
+            Failure::Api {
+                status,
+                code,
+                message,
+            } => {
+                let hint = match code.as_str() {
+                    "missing_token" | "invalid_token" => {
+                        "; pass --token or set HOMEOSTAT_TOKEN to one of the config's `api_tokens`"
+                    }
+                    _ => "",
+                };
+                eprintln!("error: {message}{hint}");
+                match status.as_u16() {
+                    400 | 413 => EXIT_USAGE,
+                    401 => EXIT_ERROR,
+                    status if status >= 500 => EXIT_ERROR,
+                    _ => EXIT_FAILED,
+                }
+            }
+            Failure::Connection(message) => {
+                eprintln!("error: {message}");
+                EXIT_ERROR
+            }
+        }
+    }
+}
+
+/// A client for one daemon.
+pub struct Remote {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Remote {
+    /// Resolves the daemon's address from `--server`, the config at `config_path`, or the default.
+    pub fn new(args: &Args, config_path: &Path) -> Result<Self, u8> {
+        let base = match &args.server {
+            Some(server) => normalize(server),
+            None => server_from_config(config_path).unwrap_or_else(|| DEFAULT_SERVER.to_string()),
+        };
+        let mut headers = HeaderMap::new();
+        // An empty `HOMEOSTAT_TOKEN` is no token, so the daemon's answer says one is missing.
+        if let Some(token) = args
+            .token
+            .as_deref()
+            .filter(|token| !token.trim().is_empty())
+        {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| {
+                    eprintln!("error: the token has characters a header cannot carry; check --token or HOMEOSTAT_TOKEN");
+                    EXIT_USAGE
+                })?;
+            // Keeps the token out of reqwest's debug output.
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("homeostat-cli/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|error| {
+                eprintln!("error: cannot build the HTTP client: {error}");
+                EXIT_ERROR
+            })?;
+        Ok(Self { base, client })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
+        let request = self.client.get(self.url(path)).timeout(REQUEST_TIMEOUT);
+        self.json(request).await.map(|(_, body)| body)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        let request = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .timeout(REQUEST_TIMEOUT);
+        self.json(request).await.map(|(_, body)| body)
+    }
+
+    /// Opens an event stream, resuming after `last_event_id` when given. No timeout: it lasts as
+    /// long as the run.
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<i64>,
+    ) -> Result<reqwest::Response, Failure> {
+        let mut request = self
+            .client
+            .get(self.url(path))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(seq) = last_event_id {
+            request = request.header("Last-Event-ID", seq.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(api_failure(status, &text))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn json(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, Value), Failure> {
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if !status.is_success() {
+            return Err(api_failure(status, &text));
+        }
+        serde_json::from_str(&text).map(|body| (status, body)).map_err(|error| {
+            Failure::Connection(format!(
+                "`{}` answered {status} with a body that is not JSON ({error}); is it a homeostat daemon? consider --server",
+                self.base
+            ))
+        })
+    }
+
+    pub fn unreachable(&self, error: &reqwest::Error) -> Failure {
+        // reqwest's own message is terse ("error sending request"); the cause says why.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        Failure::Connection(format!(
+            "cannot reach the daemon at `{}`: {message}; is `homeostat serve` running? consider --server or HOMEOSTAT_SERVER",
+            self.base
+        ))
+    }
+}
+
+/// The API's `{message, code}` error, or the status alone when the body is not one.
+fn api_failure(status: StatusCode, text: &str) -> Failure {
+    let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let field = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    Failure::Api {
+        status,
+        code: field("code").unwrap_or_default(),
+        message: field("message").unwrap_or_else(|| format!("the daemon answered {status}")),
+    }
+}
+
+/// `server.listen` from the config as a URL, if the config can be read. An unspecified address
+/// (`0.0.0.0`, `[::]`) means every interface, so loopback reaches it.
+fn server_from_config(config_path: &Path) -> Option<String> {
+    let files = config::read(config_path).ok()?;
+    let parsed = homeostat_core::config::parse(&files).ok()?;
+    let listen = parsed.server.listen;
+    let listen = if let Some(port) = listen.strip_prefix("0.0.0.0:") {
+        format!("127.0.0.1:{port}")
+    } else if let Some(port) = listen.strip_prefix("[::]:") {
+        format!("[::1]:{port}")
+    } else {
+        listen
+    };
+    Some(normalize(&listen))
+}
+
+/// Adds `http://` when no scheme is given and drops a trailing slash.
+fn normalize(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
