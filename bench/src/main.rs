@@ -6,6 +6,7 @@ mod payload;
 mod pipeline;
 mod promhist;
 mod report;
+mod runbooks;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,8 @@ enum Command {
     Latency(LatencyArgs),
     /// The engine alone, in process, without HTTP: its own ingest and dispatch ceiling.
     Pipeline(pipeline::PipelineArgs),
+    /// The runbook engine: durable steps per second, and memory per run parked on an approval.
+    Runbooks(runbooks::RunbookArgs),
 }
 
 #[derive(Args)]
@@ -160,7 +163,7 @@ impl Command {
             Command::Ingest(args) => args.generator.generator_threads,
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
-            Command::Pipeline(_) => 2,
+            Command::Pipeline(_) | Command::Runbooks(_) => 2,
         }
     }
 }
@@ -210,6 +213,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Latency(args) => latency(args).await,
         Command::Pipeline(args) => pipeline::run(args).await,
+        Command::Runbooks(args) => runbooks::run(args).await,
     }
 }
 

@@ -216,11 +216,20 @@ impl Runs {
         mut receiver: mpsc::UnboundedReceiver<Input>,
     ) {
         let inner = &self.inner;
-        let plan = start.plan;
-        let run_id = plan.id.clone();
+        let run_id = start.plan.id.clone();
         inner.metrics.runs_active.inc();
-        let globals = plan.globals(start.event.as_ref());
-        let mut machine = Machine::new(start.program, plan.params.clone(), globals, false);
+        let globals = start.plan.globals(start.event.as_ref());
+        // Only these few fields are needed from here on: a parked run must not hold its whole plan
+        // (the runbook's definition is in the shared program).
+        let PlannedRun {
+            rule,
+            runbook,
+            target,
+            params,
+            ..
+        } = start.plan;
+        drop(start.event);
+        let mut machine = Machine::new(start.program, params, globals, false);
         let mut timers: BTreeMap<(DateTime<Utc>, u64), Input> = BTreeMap::new();
         let mut timer_seq = 0u64;
         let mut next: Option<(Input, DateTime<Utc>)> = if !start.resumed {
@@ -317,15 +326,13 @@ impl Runs {
                 }
             }
             if let Some(end) = machine.end() {
-                tracing::info!(run = %run_id, runbook = %plan.runbook, target = %plan.target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
+                tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
                 if matches!(end.status.as_str(), "needs_attention")
                     || (end.status == "failed" && !end.undone.is_empty())
                 {
                     if let Some(notifier) = inner.attention_notifier.clone() {
                         let summary = format!(
-                            "run `{run_id}` of `{}` on `{}` needs attention: {}",
-                            plan.runbook,
-                            plan.target,
+                            "run `{run_id}` of `{runbook}` on `{target}` needs attention: {}",
                             end.error.clone().unwrap_or_default()
                         );
                         self.notify_best_effort(&run_id, &notifier, summary);
@@ -336,10 +343,7 @@ impl Runs {
         }
         self.live().remove(&run_id);
         inner.metrics.runs_active.dec();
-        let _ = inner.finished.send(Finished {
-            rule: plan.rule.clone(),
-            run_id,
-        });
+        let _ = inner.finished.send(Finished { rule, run_id });
     }
 
     /// Journals one transition: its input and its records, in one commit.
