@@ -12,34 +12,22 @@ use crate::config::{
 use crate::event::{Event, Status};
 use crate::ingest::webhook::Mapping;
 use crate::matcher::{self, Matcher};
+use crate::runbook::program::Expr;
 use crate::runbook::Program;
 use crate::template::{Template, Templates, TemplatesBuilder};
 
-/// A compiled CEL condition.
-#[derive(Clone)]
-pub struct Condition {
-    pub source_text: String,
-    program: Arc<cel::Program>,
-}
-
-impl std::fmt::Debug for Condition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Condition({:?})", self.source_text)
-    }
-}
+/// A compiled CEL condition over an event.
+#[derive(Clone, Debug)]
+pub struct Condition(Expr);
 
 impl Condition {
     pub fn compile(source_text: &str) -> Result<Self, String> {
-        let program =
-            cel::Program::compile(source_text).map_err(|error| first_line(&error.to_string()))?;
-        Ok(Self {
-            source_text: source_text.to_string(),
-            program: Arc::new(program),
-        })
+        Expr::compile(source_text).map(Self)
     }
 
     /// Evaluates against an event: `labels`, `annotations`, `status`, `source`, `kind`, `fingerprint`.
     pub fn evaluate(&self, event: &Event) -> Result<bool, String> {
+        // Built directly rather than through serde: this runs for every event a rule's matchers pass.
         let mut context = cel::Context::default();
         let labels: HashMap<String, String> = event.labels.clone().into_iter().collect();
         let annotations: HashMap<String, String> = event.annotations.clone().into_iter().collect();
@@ -49,13 +37,13 @@ impl Condition {
         context.add_variable_from_value("source", event.source.clone());
         context.add_variable_from_value("kind", event.kind.as_str().to_string());
         context.add_variable_from_value("fingerprint", event.fingerprint.clone());
-        match self.program.execute(&context) {
+        let source_text = &self.0.source_text;
+        match self.0.execute(&context) {
             Ok(cel::Value::Bool(value)) => Ok(value),
             Ok(other) => Err(format!(
-                "condition `{}` gave {other:?}, not a boolean",
-                self.source_text
+                "condition `{source_text}` gave {other:?}, not a boolean"
             )),
-            Err(error) => Err(format!("condition `{}` failed: {error}", self.source_text)),
+            Err(error) => Err(format!("condition `{source_text}` failed: {error}")),
         }
     }
 }
@@ -575,10 +563,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or(text).to_string()
 }
 
 #[cfg(test)]

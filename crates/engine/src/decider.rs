@@ -33,6 +33,8 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 pub struct DecideStage {
     pub store: Arc<dyn Store>,
     pub compiled: Arc<Compiled>,
+    /// Each rule's program by rule name, for the runs its decisions plan.
+    programs: HashMap<String, Arc<homeostat_core::runbook::Program>>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub runs: Runs,
@@ -200,7 +202,13 @@ impl DecideStage {
             .max()
             .unwrap_or(0);
         let snapshot_at = clock.monotonic();
+        let programs = compiled
+            .rules
+            .iter()
+            .map(|rule| (rule.name.clone(), Arc::clone(&rule.runbook)))
+            .collect();
         Self {
+            programs,
             store,
             compiled,
             clock,
@@ -250,11 +258,7 @@ impl DecideStage {
 
     /// The program a rule runs (the decision that planned the run came from this same compiled config).
     fn program(&self, rule: &str) -> Option<Arc<homeostat_core::runbook::Program>> {
-        self.compiled
-            .rules
-            .iter()
-            .find(|compiled| compiled.name == rule)
-            .map(|compiled| Arc::clone(&compiled.runbook))
+        self.programs.get(rule).cloned()
     }
 
     fn decide_events(&mut self, events: &[&Event], writes: &mut Vec<Write>) {

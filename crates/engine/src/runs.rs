@@ -368,18 +368,7 @@ impl Runs {
             });
         }
         for record in &transition.records {
-            writes.push(match record {
-                Record::RunEnded(end) => Write::RunFinished {
-                    run_id: run_id.to_string(),
-                    end: end.clone(),
-                    at,
-                },
-                record => Write::RunRecord {
-                    run_id: run_id.to_string(),
-                    record: record.clone(),
-                    at,
-                },
-            });
+            writes.push(record_write(run_id, record.clone(), at));
         }
         if starts_effects {
             failpoint::hit(failpoint::BEFORE_INTENT_COMMIT);
@@ -480,6 +469,22 @@ impl Runs {
     }
 }
 
+/// How a machine's record is journaled: a run's end also updates the run's row.
+fn record_write(run_id: &str, record: Record, at: DateTime<Utc>) -> Write {
+    match record {
+        Record::RunEnded(end) => Write::RunFinished {
+            run_id: run_id.to_string(),
+            end,
+            at,
+        },
+        record => Write::RunRecord {
+            run_id: run_id.to_string(),
+            record,
+            at,
+        },
+    }
+}
+
 fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
     Input::Outcome {
         step,
@@ -506,18 +511,7 @@ pub fn dry_run_writes(
         at,
     });
     for record in transition.records {
-        writes.push(match record {
-            Record::RunEnded(end) => Write::RunFinished {
-                run_id: plan.id.clone(),
-                end,
-                at,
-            },
-            record => Write::RunRecord {
-                run_id: plan.id.clone(),
-                record,
-                at,
-            },
-        });
+        writes.push(record_write(&plan.id, record, at));
     }
     writes
 }

@@ -280,7 +280,7 @@ pub fn steps_from_journal(entries: &[JournalEntry]) -> Vec<StepRecord> {
         let body = &entry.body;
         let step = text(body, "step");
         let attempt = body.get("attempt").and_then(|v| v.as_u64()).unwrap_or(1) as u32;
-        let find = |steps: &mut Vec<StepRecord>, attempt: Option<u32>| -> Option<usize> {
+        let find = |steps: &[StepRecord], attempt: Option<u32>| -> Option<usize> {
             steps.iter().rposition(|record| {
                 record.step == step && attempt.is_none_or(|attempt| record.attempt == attempt)
             })
@@ -326,7 +326,7 @@ pub fn steps_from_journal(entries: &[JournalEntry]) -> Vec<StepRecord> {
             }),
             "step_finished" | "step_ended" => {
                 let attempt = (entry.kind == "step_finished").then_some(attempt);
-                let index = match find(&mut steps, attempt) {
+                let index = match find(&steps, attempt) {
                     Some(index) => index,
                     None => {
                         // A step that failed before it could start (a template or condition error).

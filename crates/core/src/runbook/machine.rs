@@ -470,7 +470,7 @@ impl Machine {
             }
             let stopping = state.failed || self.cancelled.is_some();
             if stopping || state.next >= self.block(frame).steps.len() {
-                self.finish_frame(frame, now, out, work);
+                self.finish_frame(frame, out, work);
                 return;
             }
             let index = state.next;
@@ -503,17 +503,7 @@ impl Machine {
                         name: name.clone(),
                         reason: format!("`{}` is false", when.source_text),
                     });
-                    self.end_step(
-                        frame,
-                        index,
-                        &path,
-                        "skipped",
-                        json!({}),
-                        None,
-                        now,
-                        out,
-                        work,
-                    );
+                    self.end_step(frame, index, &path, "skipped", json!({}), None, out, work);
                     return;
                 }
                 Err(message) if self.dry_run => {
@@ -527,7 +517,6 @@ impl Machine {
                         index,
                         &path,
                         format!("when: {message}"),
-                        now,
                         out,
                         work,
                     );
@@ -539,17 +528,7 @@ impl Machine {
         let node = &program.blocks[self.frames[frame].block].steps[index];
         match &node.kind {
             Kind::Action { .. } | Kind::Assert(_) => {
-                self.issue(
-                    frame,
-                    index,
-                    &path,
-                    1,
-                    false,
-                    condition_note,
-                    now,
-                    out,
-                    work,
-                );
+                self.issue(frame, index, &path, 1, false, condition_note, out, work);
             }
             Kind::Wait {
                 duration_secs,
@@ -572,7 +551,6 @@ impl Machine {
                                     index,
                                     &path,
                                     error.to_string(),
-                                    now,
                                     out,
                                     work,
                                 );
@@ -582,26 +560,14 @@ impl Machine {
                     }
                     (None, None) => json!({}),
                 };
-                out.records.push(Record::StepStarted {
-                    step: path.clone(),
-                    name: name.clone(),
-                    attempt: 1,
-                    action: "wait".into(),
-                    inputs: with_note(inputs, condition_note),
-                    resumed: false,
-                });
+                out.records.push(started(
+                    &path,
+                    &name,
+                    "wait",
+                    with_note(inputs, condition_note),
+                ));
                 if self.dry_run {
-                    self.end_step(
-                        frame,
-                        index,
-                        &path,
-                        "dry_run",
-                        json!({}),
-                        None,
-                        now,
-                        out,
-                        work,
-                    );
+                    self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
                     return;
                 }
                 match duration_secs {
@@ -634,7 +600,7 @@ impl Machine {
                         );
                         out.effects
                             .push(timer(&path, 0, TimerKind::Deadline, deadline));
-                        self.poll(&path, 1, now, out, work);
+                        self.poll(&path, 1, out, work);
                     }
                 }
             }
@@ -656,7 +622,6 @@ impl Machine {
                                 index,
                                 &path,
                                 error.to_string(),
-                                now,
                                 out,
                                 work,
                             );
@@ -666,29 +631,17 @@ impl Machine {
                     None => None,
                 };
                 let deadline = now + secs(node.timeout_secs);
-                out.records.push(Record::StepStarted {
-                    step: path.clone(),
-                    name: name.clone(),
-                    attempt: 1,
-                    action: "approval".into(),
-                    inputs: with_note(
+                out.records.push(started(
+                    &path,
+                    &name,
+                    "approval",
+                    with_note(
                         json!({ "approvers": approvers, "message": message, "deadline": deadline }),
                         condition_note,
                     ),
-                    resumed: false,
-                });
+                ));
                 if self.dry_run {
-                    self.end_step(
-                        frame,
-                        index,
-                        &path,
-                        "dry_run",
-                        json!({}),
-                        None,
-                        now,
-                        out,
-                        work,
-                    );
+                    self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
                     return;
                 }
                 if let Some(notifier) = notify {
@@ -713,14 +666,7 @@ impl Machine {
                     .push(timer(&path, 0, TimerKind::Deadline, deadline));
             }
             Kind::Parallel(branches) => {
-                out.records.push(Record::StepStarted {
-                    step: path.clone(),
-                    name: name.clone(),
-                    attempt: 1,
-                    action: "parallel".into(),
-                    inputs: with_note(json!({ "branches": branches.iter().map(|(name, _)| name).collect::<Vec<_>>() }), condition_note),
-                    resumed: false,
-                });
+                out.records.push(started(&path, &name, "parallel", with_note(json!({ "branches": branches.iter().map(|(name, _)| name).collect::<Vec<_>>() }), condition_note)));
                 let mut frames = Vec::with_capacity(branches.len());
                 for (branch, block) in branches {
                     let child = self.child_frame(
@@ -763,32 +709,19 @@ impl Machine {
                             index,
                             &path,
                             format!("for_each: `{}` gave {other}, not a list", items.source_text),
-                            now,
                             out,
                             work,
                         );
                         return;
                     }
                     Err(message) if self.dry_run => {
-                        out.records.push(Record::StepStarted {
-                            step: path.clone(),
-                            name: name.clone(),
-                            attempt: 1,
-                            action: "for_each".into(),
-                            inputs: json!({ "unrendered": message }),
-                            resumed: false,
-                        });
-                        self.end_step(
-                            frame,
-                            index,
+                        out.records.push(started(
                             &path,
-                            "dry_run",
-                            json!({}),
-                            None,
-                            now,
-                            out,
-                            work,
-                        );
+                            &name,
+                            "for_each",
+                            json!({ "unrendered": message }),
+                        ));
+                        self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
                         return;
                     }
                     Err(message) => {
@@ -797,24 +730,21 @@ impl Machine {
                             index,
                             &path,
                             format!("for_each: {message}"),
-                            now,
                             out,
                             work,
                         );
                         return;
                     }
                 };
-                out.records.push(Record::StepStarted {
-                    step: path.clone(),
-                    name: name.clone(),
-                    attempt: 1,
-                    action: "for_each".into(),
-                    inputs: with_note(
+                out.records.push(started(
+                    &path,
+                    &name,
+                    "for_each",
+                    with_note(
                         json!({ "items": items, "concurrency": concurrency }),
                         condition_note,
                     ),
-                    resumed: false,
-                });
+                ));
                 let start = (*concurrency).min(items.len());
                 let mut frames = Vec::with_capacity(items.len());
                 for item_index in 0..start {
@@ -843,7 +773,6 @@ impl Machine {
                         "succeeded",
                         json!({ "items": [] }),
                         None,
-                        now,
                         out,
                         work,
                     );
@@ -877,7 +806,6 @@ impl Machine {
                                 index,
                                 &path,
                                 format!("params.{name}: {error}"),
-                                now,
                                 out,
                                 work,
                             );
@@ -894,24 +822,21 @@ impl Machine {
                             index,
                             &path,
                             format!("calling `{runbook}`: {error}"),
-                            now,
                             out,
                             work,
                         );
                         return;
                     }
                 };
-                out.records.push(Record::StepStarted {
-                    step: path.clone(),
-                    name: name.clone(),
-                    attempt: 1,
-                    action: "runbook".into(),
-                    inputs: with_note(
+                out.records.push(started(
+                    &path,
+                    &name,
+                    "runbook",
+                    with_note(
                         json!({ "runbook": runbook, "params": checked }),
                         condition_note,
                     ),
-                    resumed: false,
-                });
+                ));
                 let child = self.child_frame(
                     frame,
                     *block,
@@ -1005,7 +930,6 @@ impl Machine {
         attempt: u32,
         resumed: bool,
         note: Option<String>,
-        now: DateTime<Utc>,
         out: &mut Transition,
         work: &mut Vec<usize>,
     ) {
@@ -1045,21 +969,11 @@ impl Machine {
                     inputs: with_note(json!({ "unrendered": message }), note),
                     resumed,
                 });
-                self.end_step(
-                    frame,
-                    index,
-                    path,
-                    "dry_run",
-                    json!({}),
-                    None,
-                    now,
-                    out,
-                    work,
-                );
+                self.end_step(frame, index, path, "dry_run", json!({}), None, out, work);
                 return;
             }
             Err(message) => {
-                self.fail_without_outcome(frame, index, path, message, now, out, work);
+                self.fail_without_outcome(frame, index, path, message, out, work);
                 return;
             }
         };
@@ -1072,17 +986,7 @@ impl Machine {
             resumed,
         });
         if self.dry_run {
-            self.end_step(
-                frame,
-                index,
-                path,
-                "dry_run",
-                json!({}),
-                None,
-                now,
-                out,
-                work,
-            );
+            self.end_step(frame, index, path, "dry_run", json!({}), None, out, work);
             return;
         }
         let is_check = check.is_some();
@@ -1114,14 +1018,7 @@ impl Machine {
         );
     }
 
-    fn poll(
-        &mut self,
-        path: &str,
-        attempt: u32,
-        now: DateTime<Utc>,
-        out: &mut Transition,
-        work: &mut Vec<usize>,
-    ) {
+    fn poll(&mut self, path: &str, attempt: u32, out: &mut Transition, work: &mut Vec<usize>) {
         let Some(active) = self.active.get(path) else {
             return;
         };
@@ -1160,7 +1057,7 @@ impl Machine {
             }
             Err(error) => {
                 self.active.remove(path);
-                self.fail_without_outcome(frame, index, path, error.to_string(), now, out, work);
+                self.fail_without_outcome(frame, index, path, error.to_string(), out, work);
             }
         }
     }
@@ -1175,7 +1072,6 @@ impl Machine {
         index: usize,
         path: &str,
         message: String,
-        now: DateTime<Utc>,
         out: &mut Transition,
         work: &mut Vec<usize>,
     ) {
@@ -1186,7 +1082,6 @@ impl Machine {
             "failed",
             json!({}),
             Some(message),
-            now,
             out,
             work,
         );
@@ -1202,13 +1097,10 @@ impl Machine {
         status: &str,
         outputs: Value,
         error: Option<String>,
-        now: DateTime<Utc>,
         out: &mut Transition,
         work: &mut Vec<usize>,
     ) {
-        self.end_step_inner(
-            frame, index, path, status, outputs, error, true, now, out, work,
-        )
+        self.end_step_inner(frame, index, path, status, outputs, error, true, out, work)
     }
 
     #[allow(clippy::too_many_arguments)] // As `end_step`, plus whether to record the end.
@@ -1221,7 +1113,6 @@ impl Machine {
         outputs: Value,
         error: Option<String>,
         record: bool,
-        _now: DateTime<Utc>,
         out: &mut Transition,
         work: &mut Vec<usize>,
     ) {
@@ -1265,13 +1156,7 @@ impl Machine {
         work.push(frame);
     }
 
-    fn finish_frame(
-        &mut self,
-        frame: usize,
-        now: DateTime<Utc>,
-        out: &mut Transition,
-        work: &mut Vec<usize>,
-    ) {
+    fn finish_frame(&mut self, frame: usize, out: &mut Transition, work: &mut Vec<usize>) {
         self.frames[frame].done = true;
         let Some(owner) = self.frames[frame].owner.clone() else {
             return; // The root frame: `maybe_end` ends the run.
@@ -1350,7 +1235,6 @@ impl Machine {
                             "failed",
                             json!({}),
                             Some(message),
-                            now,
                             out,
                             work,
                         );
@@ -1372,7 +1256,6 @@ impl Machine {
                         "failed",
                         json!({}),
                         Some(message),
-                        now,
                         out,
                         work,
                     );
@@ -1409,7 +1292,6 @@ impl Machine {
             status,
             outputs,
             error,
-            now,
             out,
             work,
         );
@@ -1457,7 +1339,6 @@ impl Machine {
                                 outputs,
                                 None,
                                 false,
-                                now,
                                 out,
                                 &mut work,
                             );
@@ -1469,7 +1350,6 @@ impl Machine {
                             "failed",
                             json!({}),
                             Some(message),
-                            now,
                             out,
                             &mut work,
                         ),
@@ -1500,7 +1380,6 @@ impl Machine {
                         json!({}),
                         error,
                         false,
-                        now,
                         out,
                         &mut work,
                     );
@@ -1520,7 +1399,6 @@ impl Machine {
                         "succeeded",
                         json!({ "polls": attempt }),
                         None,
-                        now,
                         out,
                         &mut work,
                     );
@@ -1532,7 +1410,6 @@ impl Machine {
                         "cancelled",
                         json!({}),
                         None,
-                        now,
                         out,
                         &mut work,
                     );
@@ -1596,9 +1473,7 @@ impl Machine {
         let mut work = Vec::new();
         match (&active.state, kind) {
             (State::Backoff { attempt: next, .. }, TimerKind::Retry) if *next == attempt => {
-                self.issue(
-                    frame, index, path, attempt, false, None, now, out, &mut work,
-                );
+                self.issue(frame, index, path, attempt, false, None, out, &mut work);
             }
             (State::Sleep { .. }, TimerKind::Sleep) => {
                 self.end_step(
@@ -1608,7 +1483,6 @@ impl Machine {
                     "succeeded",
                     json!({}),
                     None,
-                    now,
                     out,
                     &mut work,
                 );
@@ -1621,7 +1495,7 @@ impl Machine {
                 },
                 TimerKind::Poll,
             ) if attempt == current + 1 => {
-                self.poll(path, attempt, now, out, &mut work);
+                self.poll(path, attempt, out, &mut work);
             }
             (State::Poll { .. }, TimerKind::Deadline) => {
                 let timeout = self.node(frame, index).timeout_secs;
@@ -1632,7 +1506,6 @@ impl Machine {
                     "timed_out",
                     json!({}),
                     Some(format!("the check did not hold within {timeout} s")),
-                    now,
                     out,
                     &mut work,
                 );
@@ -1646,7 +1519,6 @@ impl Machine {
                     "timed_out",
                     json!({}),
                     Some(format!("no one approved within {timeout} s")),
-                    now,
                     out,
                     &mut work,
                 );
@@ -1693,7 +1565,6 @@ impl Machine {
                 "succeeded",
                 outputs,
                 None,
-                now,
                 out,
                 &mut work,
             );
@@ -1708,7 +1579,6 @@ impl Machine {
                 "rejected",
                 outputs,
                 Some(format!("rejected by `{by}`{reason}")),
-                now,
                 out,
                 &mut work,
             );
@@ -1763,7 +1633,6 @@ impl Machine {
                 "cancelled",
                 json!({}),
                 Some(format!("cancelled by `{by}`")),
-                now,
                 out,
                 &mut work,
             );
@@ -1857,11 +1726,9 @@ impl Machine {
                 self.active.get(&path).map(|a| &a.state),
                 Some(State::Poll { .. })
             ) {
-                self.poll(&path, attempt, now, out, &mut work);
+                self.poll(&path, attempt, out, &mut work);
             } else {
-                self.issue(
-                    frame, index, &path, attempt, true, None, now, out, &mut work,
-                );
+                self.issue(frame, index, &path, attempt, true, None, out, &mut work);
             }
         }
         self.pump(work, now, out);
@@ -2147,6 +2014,18 @@ impl Machine {
             }
             _ => out.ignored = true,
         }
+    }
+}
+
+/// The intent of a step's first attempt.
+fn started(path: &str, name: &str, action: &str, inputs: Value) -> Record {
+    Record::StepStarted {
+        step: path.to_string(),
+        name: name.to_string(),
+        attempt: 1,
+        action: action.to_string(),
+        inputs,
+        resumed: false,
     }
 }
 

@@ -56,6 +56,13 @@ impl Expr {
         })
     }
 
+    /// Runs the program in a context the caller built.
+    pub fn execute(&self, context: &cel::Context) -> Result<cel::Value, String> {
+        self.program
+            .execute(context)
+            .map_err(|error| error.to_string())
+    }
+
     /// Evaluates with each top-level field of `variables` as a variable.
     pub fn evaluate(
         &self,
@@ -68,7 +75,6 @@ impl Expr {
                 .map_err(|error| format!("variable `{name}`: {error}"))?;
         }
         let value = self
-            .program
             .execute(&context)
             .map_err(|error| format!("`{}` failed: {error}", self.source_text))?;
         value
