@@ -121,9 +121,11 @@ pub fn check(path: &Path) -> u8 {
         Ok(compiled) => {
             let config = &compiled.config;
             eprintln!(
-                "ok: {} rule{}, {} source{}, {} notifier{}, {} api token{}",
+                "ok: {} rule{}, {} runbook{}, {} source{}, {} notifier{}, {} api token{}",
                 config.rules.len(),
                 plural(config.rules.len()),
+                config.runbooks.len(),
+                plural(config.runbooks.len()),
                 config.sources.len(),
                 plural(config.sources.len()),
                 config.notifiers.len(),

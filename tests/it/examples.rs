@@ -38,7 +38,7 @@ fn example_config_passes_check() {
     let (output, stderr) = check_example(None);
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("ok: 1 rule, 2 sources, 2 notifiers, 2 api tokens"),
+        stderr.contains("ok: 1 rule, 1 runbook, 2 sources, 2 notifiers, 2 api tokens"),
         "{stderr}"
     );
 }

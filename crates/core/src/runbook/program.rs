@@ -459,7 +459,12 @@ pub fn coerce_params(
 pub fn coerce(kind: ParamType, value: &serde_json::Value) -> Result<serde_json::Value, String> {
     use serde_json::Value;
     let text = value.as_str().map(str::trim);
-    let wrong = || Err(format!("expected a {}, got {value}", kind.as_str()));
+    let article = if kind == ParamType::Integer {
+        "an"
+    } else {
+        "a"
+    };
+    let wrong = || Err(format!("expected {article} {}, got {value}", kind.as_str()));
     match kind {
         ParamType::String => match value {
             Value::String(_) => Ok(value.clone()),
