@@ -125,6 +125,9 @@ pub async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
+    // Read the live approvals before the journal: an approval becomes pending only after its step
+    // was journaled, so read in this order every approval shown has its step in `steps`.
+    let pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
     let Some(run) = handle.store.run(&id).await.map_err(store_error)? else {
         return Err(ApiError::new(
             Code::NotFound,
@@ -143,7 +146,6 @@ pub async fn get_run(
         .rev()
         .find(|entry| entry.kind == "run_finished")
         .map(|entry| entry.body.clone());
-    let pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
     Ok(Json(json!({
         "run": run,
         "steps": steps,
