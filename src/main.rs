@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: many small short-lived allocations from several tokio
+/// workers contended on glibc's arena locks (measured in bench/README.md, "Runbook engine").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = match cli::Args::try_parse() {
         Ok(args) => args,

@@ -168,6 +168,10 @@ impl Command {
     }
 }
 
+/// The same allocator as the `homeostat` binary, so the engine is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -18,13 +18,17 @@ pub struct RunbookArgs {
     /// `log` steps per run.
     #[arg(long, default_value_t = 20)]
     steps: usize,
+    /// Times each throughput case is measured, each on a fresh engine and database; the median is
+    /// the figure to report (commit latency on this machine varies from run to run).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Runs parked on an approval for the memory measure.
     #[arg(long, default_value_t = 10_000)]
     parked: usize,
     /// `full` (fsync per commit) or `normal` (durable against a process crash).
     #[arg(long, value_delimiter = ',', default_value = "full,normal")]
     synchronous: Vec<String>,
-    /// Measure only the parked runs, in a process that has run nothing else: memory freed by the
+    /// Measure only the parked runs (`runbooks` alone runs this in a child process): memory freed by the
     /// throughput measure would otherwise be reused and hide part of the cost.
     #[arg(long)]
     parked_only: bool,
@@ -38,6 +42,20 @@ fn config(dir: &std::path::Path, synchronous: &str, steps: usize) -> String {
     for index in 0..steps {
         text.push_str(&format!(
             "      - {{name: s{index}, action: log, with: {{message: \"step {index}\"}}}}\n"
+        ));
+    }
+    // The same steps, each rendering its message from the params, the run and the step before.
+    text.push_str(
+        "  - name: templated\n    params: {who: {type: string, default: bench}}\n    steps:\n",
+    );
+    for index in 0..steps {
+        let before = if index == 0 {
+            "none".to_string()
+        } else {
+            format!("{{{{ steps.s{}.status }}}}", index - 1)
+        };
+        text.push_str(&format!(
+            "      - {{name: s{index}, action: log, with: {{message: \"{{{{ params.who }}}} in {{{{ run.id }}}}: step {index} after {before}\"}}}}\n"
         ));
     }
     text.push_str(
@@ -80,15 +98,61 @@ async fn wait_idle(handle: &homeostat_engine::Handle, limit: Duration) -> Result
 }
 
 pub async fn run(args: RunbookArgs) -> Result<()> {
-    if !args.parked_only {
-        throughput(&args).await?;
+    if args.parked_only {
+        return parked(&args).await;
     }
-    parked(&args).await
+    throughput(&args).await?;
+    // Memory freed by the throughput measure would be reused by the parked runs and hide part of
+    // their cost, so they are measured in a fresh process.
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "runbooks",
+            "--parked-only",
+            "--parked",
+            &args.parked.to_string(),
+        ])
+        .status()
+        .await
+        .context("running the parked measure in a fresh process")?;
+    if !status.success() {
+        return Err(anyhow!("the parked measure failed: {status}"));
+    }
+    Ok(())
 }
 
 async fn throughput(args: &RunbookArgs) -> Result<()> {
-    println!("synchronous  runs  steps/run  durable steps/s  journal rows/s  elapsed s");
-    for synchronous in &args.synchronous {
+    println!("synchronous  steps      runs  steps/run  durable steps/s  journal rows/s  elapsed s");
+    // Every setting with constant inputs (the target's no-op steps), then the first with templates.
+    let mut cases: Vec<(&str, &'static str)> = args
+        .synchronous
+        .iter()
+        .map(|synchronous| (synchronous.as_str(), "noop"))
+        .collect();
+    if let Some(first) = args.synchronous.first() {
+        cases.push((first.as_str(), "templated"));
+    }
+    for (synchronous, runbook) in cases {
+        let mut rates = Vec::new();
+        for _ in 0..args.repeat.max(1) {
+            rates.push(throughput_once(args, synchronous, runbook).await?);
+        }
+        rates.sort_by(f64::total_cmp);
+        println!(
+            "{synchronous:<11}  {runbook:<9}  median of {}: {:.0} durable steps/s",
+            rates.len(),
+            rates[rates.len() / 2]
+        );
+    }
+    Ok(())
+}
+
+/// One measure on a fresh engine: prints its row and returns its durable steps per second.
+async fn throughput_once(
+    args: &RunbookArgs,
+    synchronous: &str,
+    runbook: &'static str,
+) -> Result<f64> {
+    {
         let dir = tempfile::tempdir().context("creating a temporary directory")?;
         let engine = engine(dir.path(), config(dir.path(), synchronous, args.steps)).await?;
         let handle = engine.handle.clone();
@@ -98,7 +162,7 @@ async fn throughput(args: &RunbookArgs) -> Result<()> {
             let handle = handle.clone();
             starts.push(tokio::spawn(async move {
                 handle
-                    .start_runbook("noop", &BTreeMap::new(), None, false, "bench")
+                    .start_runbook(runbook, &BTreeMap::new(), None, false, "bench")
                     .await
                     .map(|plan| plan.id)
             }));
@@ -121,15 +185,15 @@ async fn throughput(args: &RunbookArgs) -> Result<()> {
         }
         let steps = args.runs * args.steps;
         println!(
-            "{synchronous:<11}  {:<4}  {:<9}  {:>15.0}  {:>14.0}  {elapsed:>9.2}",
+            "{synchronous:<11}  {runbook:<9}  {:<4}  {:<9}  {:>15.0}  {:>14.0}  {elapsed:>9.2}",
             args.runs,
             args.steps,
             steps as f64 / elapsed,
             (args.runs * journal.len()) as f64 / elapsed,
         );
         engine.abort();
+        Ok(steps as f64 / elapsed)
     }
-    Ok(())
 }
 
 async fn parked(args: &RunbookArgs) -> Result<()> {

@@ -47,6 +47,13 @@ pub enum Template {
     Compiled { id: String, source_text: String },
 }
 
+impl Template {
+    /// Whether rendering gives the source text back whatever the context.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Template::Literal(_))
+    }
+}
+
 impl Default for TemplatesBuilder {
     fn default() -> Self {
         Self::new()
@@ -94,6 +101,18 @@ pub enum Inputs {
     Text(Template),
     Array(Vec<Inputs>),
     Object(Vec<(String, Inputs)>),
+}
+
+impl Inputs {
+    /// Whether no string inside needs rendering.
+    pub fn is_literal(&self) -> bool {
+        match self {
+            Inputs::Value(_) => true,
+            Inputs::Text(template) => template.is_literal(),
+            Inputs::Array(items) => items.iter().all(Inputs::is_literal),
+            Inputs::Object(fields) => fields.iter().all(|(_, value)| value.is_literal()),
+        }
+    }
 }
 
 impl TemplatesBuilder {

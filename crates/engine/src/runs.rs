@@ -6,7 +6,8 @@
 //! only then do those effects start. A crash before that commit loses the input, so the effect that
 //! produced it counts as started with no outcome; a crash after it re-creates the same state by replay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,8 +69,12 @@ struct Inner {
     changed: broadcast::Sender<String>,
 }
 
+/// Inputs travel boxed: the channel allocates its slots in blocks of 32, and a parked run should
+/// not hold 32 inline `Input`s (3.5 KB) for the one approval it waits for.
+type Inputs = mpsc::UnboundedSender<Box<Input>>;
+
 struct Live {
-    inputs: mpsc::UnboundedSender<Input>,
+    inputs: Inputs,
     approvals: Vec<PendingApproval>,
 }
 
@@ -163,12 +168,12 @@ impl Runs {
         }
         let step = pending.step.clone();
         run.inputs
-            .send(Input::Approval {
+            .send(Box::new(Input::Approval {
                 step: step.clone(),
                 by: by.to_string(),
                 approved,
                 comment,
-            })
+            }))
             .map_err(|_| Error::NotRunning {
                 run: run_id.to_string(),
             })?;
@@ -181,7 +186,7 @@ impl Runs {
             run: run_id.to_string(),
         })?;
         run.inputs
-            .send(Input::Cancel { by: by.to_string() })
+            .send(Box::new(Input::Cancel { by: by.to_string() }))
             .map_err(|_| Error::NotRunning {
                 run: run_id.to_string(),
             })
@@ -206,61 +211,85 @@ impl Runs {
             },
         );
         let runs = self.clone();
-        tokio::spawn(async move { runs.drive(start, sender, receiver).await })
+        let run_id = start.plan.id.clone();
+        let globals = start.plan.globals(start.event.as_ref());
+        // Only these few fields are needed from here on: a parked run must not hold its whole plan
+        // (the runbook's definition is in the shared program) nor its event.
+        let Start {
+            plan:
+                PlannedRun {
+                    rule,
+                    runbook,
+                    target,
+                    params,
+                    ..
+                },
+            program,
+            replay,
+            started_at,
+            resumed,
+            ..
+        } = start;
+        let mut machine = Box::new(Machine::new(program, params, globals, false));
+        let first = if !resumed {
+            (Input::Start, started_at)
+        } else {
+            // Rebuild the state the journal describes; its effects already happened or are resolved
+            // by `Recover` below.
+            machine.apply(&Input::Start, started_at);
+            for (input, at) in &replay {
+                machine.apply(input, *at);
+            }
+            tracing::info!(run = %run_id, inputs = replay.len(), "resuming an interrupted run");
+            (Input::Recover, self.inner.clock.now())
+        };
+        let run = Driven {
+            run_id,
+            rule,
+            runbook,
+            target,
+        };
+        tokio::spawn(async move { runs.drive(run, machine, first, sender, receiver).await })
     }
 
     async fn drive(
         self,
-        start: Start,
-        sender: mpsc::UnboundedSender<Input>,
-        mut receiver: mpsc::UnboundedReceiver<Input>,
+        run: Driven,
+        mut machine: Box<Machine>,
+        first: (Input, DateTime<Utc>),
+        sender: Inputs,
+        mut receiver: mpsc::UnboundedReceiver<Box<Input>>,
     ) {
         let inner = &self.inner;
-        let run_id = start.plan.id.clone();
-        inner.metrics.runs_active.inc();
-        let globals = start.plan.globals(start.event.as_ref());
-        // Only these few fields are needed from here on: a parked run must not hold its whole plan
-        // (the runbook's definition is in the shared program).
-        let PlannedRun {
+        let Driven {
+            run_id,
             rule,
             runbook,
             target,
-            params,
-            ..
-        } = start.plan;
-        drop(start.event);
-        let mut machine = Machine::new(start.program, params, globals, false);
-        let mut timers: BTreeMap<(DateTime<Utc>, u64), Input> = BTreeMap::new();
+        } = run;
+        inner.metrics.runs_active.inc();
+        // A min-heap on (when, order of arming): few timers per run, and a heap is one small
+        // allocation where a B-tree's first node is over a kilobyte.
+        let mut timers: BinaryHeap<Reverse<Armed>> = BinaryHeap::new();
         let mut timer_seq = 0u64;
-        let mut next: Option<(Input, DateTime<Utc>)> = if !start.resumed {
-            Some((Input::Start, start.started_at))
-        } else {
-            // Rebuild the state the journal describes; its effects already happened or are resolved
-            // by `Recover` below.
-            machine.apply(&Input::Start, start.started_at);
-            for (input, at) in &start.replay {
-                machine.apply(input, *at);
-            }
-            tracing::info!(run = %run_id, inputs = start.replay.len(), "resuming an interrupted run");
-            Some((Input::Recover, inner.clock.now()))
-        };
+        let mut next = Some(first);
         loop {
             let (input, at) = match next.take() {
                 Some(next) => next,
                 None => {
-                    let deadline = timers.keys().next().map(|(at, _)| *at);
+                    let deadline = timers.peek().map(|Reverse(armed)| armed.at);
                     let sleep = match deadline {
                         Some(at) => (at - inner.clock.now()).to_std().unwrap_or_default(),
                         None => Duration::from_secs(86_400 * 365),
                     };
                     tokio::select! {
                         received = receiver.recv() => match received {
-                            Some(input) => (input, inner.clock.now()),
+                            Some(input) => (*input, inner.clock.now()),
                             None => break,
                         },
                         _ = tokio::time::sleep(sleep), if deadline.is_some() => {
-                            let (_, input) = timers.pop_first().expect("a deadline means a timer");
-                            (input, inner.clock.now())
+                            let Reverse(armed) = timers.pop().expect("a deadline means a timer");
+                            (*armed.input, inner.clock.now())
                         }
                     }
                 }
@@ -269,7 +298,12 @@ impl Runs {
             if transition.ignored {
                 continue;
             }
-            if self.commit(&run_id, &input, &transition, at).await.is_err() {
+            // Boxed: awaited inline, the commit's state (its writes, the queue's send) would sit in
+            // every parked run's task for good.
+            if Box::pin(self.commit(&run_id, &input, &transition, at))
+                .await
+                .is_err()
+            {
                 // Nothing more can be recorded: stop here. The run stays `running` in the store and
                 // the next start resumes it through recovery.
                 break;
@@ -301,7 +335,7 @@ impl Runs {
                                 timeout,
                             )
                             .await;
-                            let _ = sender.send(outcome_input(step, attempt, outcome));
+                            let _ = sender.send(Box::new(outcome_input(step, attempt, outcome)));
                         });
                     }
                     Effect::Timer {
@@ -311,14 +345,15 @@ impl Runs {
                         at,
                     } => {
                         timer_seq += 1;
-                        timers.insert(
-                            (at, timer_seq),
-                            Input::Timer {
+                        timers.push(Reverse(Armed {
+                            at,
+                            seq: timer_seq,
+                            input: Box::new(Input::Timer {
                                 step,
                                 attempt,
                                 timer,
-                            },
-                        );
+                            }),
+                        }));
                     }
                     Effect::Notify { notifier, summary } => {
                         self.notify_best_effort(&run_id, &notifier, summary);
@@ -395,7 +430,7 @@ impl Runs {
         attempt: u32,
         action: Action,
         timeout_secs: f64,
-        sender: mpsc::UnboundedSender<Input>,
+        sender: Inputs,
     ) {
         let inner = Arc::clone(&self.inner);
         let timeout = Duration::from_secs_f64(timeout_secs.max(0.001));
@@ -438,7 +473,7 @@ impl Runs {
             if outcome.status != Status::Succeeded {
                 tracing::warn!(run = %run_id, %step, status = outcome.status.as_str(), error = outcome.error.as_deref().unwrap_or(""), "step did not succeed");
             }
-            let _ = sender.send(outcome_input(step, attempt, outcome));
+            let _ = sender.send(Box::new(outcome_input(step, attempt, outcome)));
         });
     }
 
@@ -466,6 +501,41 @@ impl Runs {
                 tracing::warn!(run = %run_id, error = outcome.error.as_deref().unwrap_or(""), "notice not delivered");
             }
         });
+    }
+}
+
+/// The names a run task keeps for its logs and its end.
+struct Driven {
+    run_id: String,
+    rule: String,
+    runbook: String,
+    target: String,
+}
+
+/// A timer a run armed: ordered by when it fires, then by the order it was armed in.
+struct Armed {
+    at: DateTime<Utc>,
+    seq: u64,
+    input: Box<Input>,
+}
+
+impl PartialEq for Armed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Armed {}
+
+impl PartialOrd for Armed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Armed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
     }
 }
 

@@ -254,7 +254,12 @@ pub struct Machine {
     program: Arc<Program>,
     dry_run: bool,
     /// Top-level template and CEL variables besides `params` and `steps`: the trigger and `run`.
-    globals: Map<String, Value>,
+    /// Kept as JSON text: a map of maps costs a kilobyte or more in B-tree nodes, for every run,
+    /// and memory per parked run counts. Parsed when a condition or a rendering needs it.
+    globals: Box<str>,
+    /// `globals` as a template value, built at the first rendering that needs it and shared by the
+    /// rest.
+    globals_context: std::cell::OnceCell<minijinja::Value>,
     frames: Vec<Frame>,
     active: HashMap<String, Active>,
     completed: Vec<Undo>,
@@ -290,7 +295,8 @@ impl Machine {
         Self {
             program,
             dry_run,
-            globals,
+            globals_context: std::cell::OnceCell::new(),
+            globals: Value::Object(globals).to_string().into_boxed_str(),
             frames: vec![root],
             active: HashMap::new(),
             completed: Vec::new(),
@@ -403,7 +409,7 @@ impl Machine {
     }
 
     fn variables(&self, frame: usize, extra: &[(&str, Value)]) -> Map<String, Value> {
-        let mut variables = self.globals.clone();
+        let mut variables = self.globals_map();
         variables.insert("params".into(), (*self.frames[frame].params).clone());
         variables.insert("steps".into(), Value::Object(self.visible_steps(frame)));
         let mut current = Some(frame);
@@ -425,8 +431,48 @@ impl Machine {
         variables
     }
 
+    /// The globals as JSON; they were serialized from a map, so they parse back into one.
+    fn globals_map(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.globals).unwrap_or_default()
+    }
+
+    fn globals_context(&self) -> &minijinja::Value {
+        self.globals_context
+            .get_or_init(|| minijinja::Value::from_serialize(self.globals_map()))
+    }
+
+    /// The template context: the same names as [`Machine::variables`], with the globals shared
+    /// instead of copied for each rendering.
     fn context(&self, frame: usize, extra: &[(&str, Value)]) -> minijinja::Value {
-        minijinja::Value::from_serialize(self.variables(frame, extra))
+        let mut variables = Map::new();
+        variables.insert("params".into(), (*self.frames[frame].params).clone());
+        variables.insert("steps".into(), Value::Object(self.visible_steps(frame)));
+        let mut current = Some(frame);
+        while let Some(index) = current {
+            for (name, value) in &self.frames[index].locals {
+                // As in `variables`: a local never hides a global or an outer local.
+                let global = self
+                    .globals_context()
+                    .get_attr(name)
+                    .is_ok_and(|value| !value.is_undefined());
+                if !global && !variables.contains_key(name) {
+                    variables.insert(name.clone(), value.clone());
+                }
+            }
+            current = if self.frames[index].call_boundary {
+                None
+            } else {
+                self.frames[index].parent
+            };
+        }
+        for (name, value) in extra {
+            variables.insert((*name).to_string(), value.clone());
+        }
+        // The last map wins a lookup, as `variables` lets these names override the globals.
+        minijinja::value::merge_maps([
+            self.globals_context().clone(),
+            minijinja::Value::from_serialize(variables),
+        ])
     }
 
     fn render_outputs(
@@ -610,10 +656,14 @@ impl Machine {
                 notify,
             } => {
                 let message = match message {
-                    Some(template) => match program
-                        .templates
-                        .render(template, &self.context(frame, &[]))
-                    {
+                    Some(template) => match program.templates.render(
+                        template,
+                        &if template.is_literal() {
+                            minijinja::Value::UNDEFINED
+                        } else {
+                            self.context(frame, &[])
+                        },
+                    ) {
                         Ok(text) => Some(text),
                         Err(error) if self.dry_run => Some(format!("(not rendered: {error})")),
                         Err(error) => {
@@ -935,7 +985,11 @@ impl Machine {
     ) {
         let program = Arc::clone(&self.program);
         let node = &program.blocks[self.frames[frame].block].steps[index];
-        let context = self.context(frame, &[]);
+        // Inputs with no template in them (the common `with` of constants) need no context.
+        let context = match &node.kind {
+            Kind::Action { inputs, .. } if inputs.is_literal() => minijinja::Value::UNDEFINED,
+            _ => self.context(frame, &[]),
+        };
         let (label, rendered) = match &node.kind {
             Kind::Action { action, inputs } => (
                 action.clone(),
@@ -1326,8 +1380,13 @@ impl Machine {
             } if current == attempt => {
                 let node = self.node(frame, index);
                 if status == "succeeded" {
-                    let context = self.context(frame, &[("result", output.clone())]);
                     let outputs = &self.node(frame, index).outputs;
+                    // A step without outputs renders nothing, so it needs no context.
+                    let context = if outputs.is_empty() {
+                        minijinja::Value::UNDEFINED
+                    } else {
+                        self.context(frame, &[("result", output.clone())])
+                    };
                     match self.render_outputs(outputs, &context) {
                         Ok(outputs) => {
                             out.outputs = Some(outputs.clone());
