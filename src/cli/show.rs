@@ -84,7 +84,7 @@ pub async fn events(config_path: &Path, limit: usize, source: Option<String>, js
             limit,
             source,
             newest_first: true,
-            after_seq: None,
+            ..Default::default()
         })
         .await
     {

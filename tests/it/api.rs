@@ -558,6 +558,46 @@ impl Store for GatedStore {
     async fn event_count(&self) -> homeostat_store::Result<i64> {
         self.inner.event_count().await
     }
+    async fn incident(
+        &self,
+        id: i64,
+    ) -> homeostat_store::Result<Option<homeostat_core::incident::Incident>> {
+        self.inner.incident(id).await
+    }
+    async fn incidents(
+        &self,
+        query: &homeostat_store::IncidentQuery,
+    ) -> homeostat_store::Result<Vec<homeostat_core::incident::Incident>> {
+        self.inner.incidents(query).await
+    }
+    async fn incident_members(
+        &self,
+        id: i64,
+    ) -> homeostat_store::Result<Vec<homeostat_core::incident::Member>> {
+        self.inner.incident_members(id).await
+    }
+    async fn incident_timeline(
+        &self,
+        id: i64,
+    ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
+        self.inner.incident_timeline(id).await
+    }
+    async fn incidents_max_id(&self) -> homeostat_store::Result<i64> {
+        self.inner.incidents_max_id().await
+    }
+    async fn silences(
+        &self,
+        include_expired: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> homeostat_store::Result<Vec<homeostat_core::incident::silence::Silence>> {
+        self.inner.silences(include_expired, now).await
+    }
+    async fn silence(
+        &self,
+        id: &str,
+    ) -> homeostat_store::Result<Option<homeostat_core::incident::silence::Silence>> {
+        self.inner.silence(id).await
+    }
     async fn ping(&self) -> homeostat_store::Result<()> {
         self.inner.ping().await
     }

@@ -203,9 +203,17 @@ async fn alert_through_prometheus_and_alertmanager_restarts_once() {
     assert_eq!(event["labels"]["severity"], "page", "{detail:#}");
     assert_eq!(event["labels"]["job"], "e2e", "{detail:#}");
     assert_eq!(event["data"]["receiver"], "homeostat", "{detail:#}");
-    let kinds: Vec<&str> = array(&detail, "journal")
+    let all: Vec<&str> = array(&detail, "journal")
         .iter()
         .filter_map(|entry| entry["kind"].as_str())
+        .collect();
+    assert!(
+        all.contains(&"opened") && all.contains(&"member_added"),
+        "the alert opened an incident: {detail:#}"
+    );
+    let kinds: Vec<&str> = all
+        .into_iter()
+        .filter(|kind| matches!(*kind, "decision" | "run_started"))
         .collect();
     assert_eq!(
         kinds,
@@ -217,7 +225,12 @@ async fn alert_through_prometheus_and_alertmanager_restarts_once() {
     assert_eq!(decided[0]["rule"], RULE, "{detail:#}");
     assert_eq!(decided[0]["target"], "checkout", "{detail:#}");
     assert_eq!(decided[0]["verdict"], "run", "{detail:#}");
-    assert_eq!(detail["journal"][1]["run_id"], run["id"], "{detail:#}");
+    let started = array(&detail, "journal")
+        .iter()
+        .find(|entry| entry["kind"] == "run_started")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(started["run_id"], run["id"], "{detail:#}");
 
     // Alertmanager repeats the still-firing alert every `repeat_interval`; a repeat is recorded as an
     // event but must not start a second run.
@@ -274,8 +287,15 @@ async fn alert_through_prometheus_and_alertmanager_restarts_once() {
     assert!(
         array(&resolved, "journal")
             .iter()
-            .all(|entry| entry["kind"] == "decision"),
+            .all(|entry| entry["kind"] != "run_started"),
         "the resolve started something: {resolved:#}"
+    );
+    // ...and it resolved the incident the alert had opened.
+    assert!(
+        array(&resolved, "journal")
+            .iter()
+            .any(|entry| entry["kind"] == "resolved"),
+        "the resolve did not resolve the incident: {resolved:#}"
     );
 
     // A run for the resolve would have been journaled with its decision, which is in, so these

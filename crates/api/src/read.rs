@@ -52,7 +52,7 @@ pub async fn list_events(
             limit: check_limit(query.limit)?,
             source: query.source,
             newest_first: true,
-            after_seq: None,
+            ..Default::default()
         })
         .await
         .map_err(store_error)?;
@@ -112,7 +112,7 @@ pub async fn list_runs(
             limit: check_limit(query.limit)?,
             status,
             rule: query.rule,
-            started_after: None,
+            ..Default::default()
         })
         .await
         .map_err(store_error)?;

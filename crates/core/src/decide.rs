@@ -114,6 +114,9 @@ pub struct PlannedRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     pub dry_run: bool,
+    /// The incident its triggering event belongs to, if any: a success mitigates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<i64>,
     pub params: serde_json::Map<String, serde_json::Value>,
     pub spec: Runbook,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -266,6 +269,7 @@ fn decide_rule(
         event_id: event.id.clone(),
         started_by: None,
         dry_run,
+        incident: None,
         params,
         spec: rule.runbook.spec.clone(),
         library: rule.runbook.library.clone(),

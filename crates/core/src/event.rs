@@ -43,6 +43,9 @@ pub enum EventKind {
     Change,
     /// Anything else worth recording.
     Info,
+    /// An action on an incident (acknowledge, resolve, mitigated, escalate), carried in the stream so
+    /// it is journaled and replayed in order; see [`crate::incident::Command`]. Rules never see these.
+    Command,
 }
 
 impl EventKind {
@@ -51,6 +54,7 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Change => "change",
             EventKind::Info => "info",
+            EventKind::Command => "command",
         }
     }
 }

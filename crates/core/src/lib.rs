@@ -10,6 +10,7 @@ pub mod config;
 pub mod decide;
 pub mod event;
 pub mod guard;
+pub mod incident;
 pub mod ingest;
 pub mod matcher;
 pub mod rule;

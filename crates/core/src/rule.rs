@@ -110,6 +110,8 @@ pub struct Compiled {
     pub runbooks: BTreeMap<String, Arc<Program>>,
     pub templates: Templates,
     pub webhooks: BTreeMap<String, CompiledWebhook>,
+    /// `incidents:`, checked.
+    pub incidents: Arc<crate::incident::correlate::Settings>,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -481,12 +483,27 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
     }
 
     // In file order, so that a config reads top to bottom whichever check found what.
+    let incidents = match crate::incident::correlate::Settings::compile(&config.incidents) {
+        Ok(settings) => Some(settings),
+        Err((field, message)) => {
+            diagnostics.push(config.diagnostic(
+                Severity::Error,
+                "incidents",
+                None,
+                &field,
+                message,
+                None,
+            ));
+            None
+        }
+    };
     diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let diagnostics = Diagnostics(diagnostics);
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
     Ok(Compiled {
+        incidents: Arc::new(incidents.expect("no errors means the incident settings compiled")),
         config: config.clone(),
         rules,
         runbooks,

@@ -6,19 +6,20 @@
 //! acknowledged event's decision is exactly as durable as the event.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::clock::SharedClock;
-use homeostat_core::decide::{decide, Decision, PlannedRun, Verdict};
+use homeostat_core::decide::{decide, Decision, PlannedRun, Verdict as RuleVerdict};
 use homeostat_core::guard::GuardState;
+use homeostat_core::incident::correlate::{Correlator, Settings, Verdict};
+use homeostat_core::incident::{Change, Command, Incident};
 use homeostat_core::rule::Compiled;
-use homeostat_core::{Event, Status};
+use homeostat_core::{Event, EventKind};
 use homeostat_store::writer::Stage;
-use homeostat_store::{Committed, EventQuery, RunQuery, RunStatus, Store, Write};
+use homeostat_store::{Committed, EncodedEvent, EventQuery, RunQuery, RunStatus, Store, Write};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
@@ -39,8 +40,8 @@ pub struct DecideStage {
     pub metrics: Arc<Metrics>,
     pub runs: Runs,
     pub guards: GuardState,
-    /// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds. About 40 bytes each.
-    pub firing: Firing,
+    /// Events into incidents; its state is what the stage snapshots.
+    pub correlator: Correlator,
     /// Runs that ended, so their guards can be released.
     pub finished: mpsc::UnboundedReceiver<Finished>,
     /// Events decided since the last snapshot, and when it was taken (monotonic).
@@ -53,33 +54,42 @@ pub struct DecideStage {
     pending_runs: Vec<(PlannedRun, Event, DateTime<Utc>, DateTime<Utc>)>,
     pending_dry_runs: Vec<(String, String, DateTime<Utc>)>,
     pending_snapshot: bool,
+    /// When the correlator was last swept for work that time made due (monotonic).
+    last_sweep: Duration,
+    /// Incidents this batch resolves, for the duration metrics once it commits.
+    resolved: Vec<Incident>,
 }
 
-/// Firing alerts by fingerprint hash, with their `starts_at` in milliseconds.
-pub type Firing = HashMap<u64, Option<i64>>;
+/// How often the correlator is swept (flapping that went quiet, momentary members aged out).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Folds an event into the firing set; true when it is a repeat of an alert already firing since the
-/// same time (Alertmanager re-sends firing alerts every `repeat_interval`).
-pub fn fold(firing: &mut Firing, event: &Event) -> bool {
-    let key = fingerprint_key(&event.fingerprint);
-    let starts_at = event.starts_at.map(|time| time.timestamp_millis());
-    match event.status {
-        Status::Firing => firing.insert(key, starts_at) == Some(starts_at),
-        Status::Resolved => {
-            firing.remove(&key);
-            false
-        }
+/// What to store for one of the correlator's changes.
+fn change_write(change: Change) -> Write {
+    match change {
+        Change::Incident(incident) => Write::Incident(incident),
+        Change::Member(member) => Write::IncidentMember(member),
+        Change::Timeline(entry) => Write::Timeline(entry),
     }
 }
 
-/// The firing set as of `cursor`: the last snapshot, plus the events after it up to the cursor.
-pub async fn restore_firing(
+/// The correlator as of `cursor`: the last snapshot, plus the events after it up to the cursor.
+/// Without a usable snapshot the whole journal is replayed, which numbers incidents as they were.
+pub async fn restore_correlator(
     store: &dyn Store,
+    settings: Arc<Settings>,
     cursor: i64,
-) -> Result<(i64, Firing), homeostat_store::Error> {
-    let (snapshot_seq, mut firing) = match store.snapshot(CURSOR).await? {
-        Some((seq, body)) => (seq, decode(&body)),
-        None => (0, Firing::new()),
+) -> Result<Correlator, homeostat_store::Error> {
+    let (snapshot_seq, mut correlator) = match store.snapshot(CURSOR).await? {
+        Some((seq, body)) => match Correlator::restore(Arc::clone(&settings), &body) {
+            Some(correlator) => (seq, correlator),
+            None => {
+                tracing::warn!(
+                    "the correlation snapshot is from another version; replaying the journal"
+                );
+                (0, Correlator::new(settings, 0))
+            }
+        },
+        None => (0, Correlator::new(settings, 0)),
     };
     let mut after = snapshot_seq;
     while after < cursor {
@@ -93,10 +103,10 @@ pub async fn restore_firing(
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in page.iter().filter(|record| record.seq <= cursor) {
-            fold(&mut firing, &record.event);
+            correlator.observe(&record.event);
         }
     }
-    Ok((snapshot_seq, firing))
+    Ok(correlator)
 }
 
 /// Guard state as the journal has it: cooldown and rate windows from recent runs, and the locks and
@@ -155,34 +165,6 @@ pub async fn rebuild_guards(
     Ok(guards)
 }
 
-/// Snapshot bytes: per alert, the key (8 bytes), a flag and `starts_at` (9 bytes), little-endian.
-pub fn encode(firing: &Firing) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(firing.len() * 17);
-    for (key, starts_at) in firing {
-        bytes.extend_from_slice(&key.to_le_bytes());
-        bytes.push(u8::from(starts_at.is_some()));
-        bytes.extend_from_slice(&starts_at.unwrap_or(0).to_le_bytes());
-    }
-    bytes
-}
-
-pub fn decode(bytes: &[u8]) -> Firing {
-    bytes
-        .chunks_exact(17)
-        .map(|chunk| {
-            let key = u64::from_le_bytes(chunk[0..8].try_into().unwrap_or_default());
-            let starts_at = i64::from_le_bytes(chunk[9..17].try_into().unwrap_or_default());
-            (key, (chunk[8] == 1).then_some(starts_at))
-        })
-        .collect()
-}
-
-pub fn fingerprint_key(fingerprint: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    fingerprint.hash(&mut hasher);
-    hasher.finish()
-}
-
 impl DecideStage {
     #[allow(clippy::too_many_arguments)] // one constructor, called once, at start-up
     pub fn new(
@@ -192,7 +174,7 @@ impl DecideStage {
         metrics: Arc<Metrics>,
         runs: Runs,
         guards: GuardState,
-        firing: Firing,
+        correlator: Correlator,
         finished: mpsc::UnboundedReceiver<Finished>,
     ) -> Self {
         let longest_cooldown_secs = compiled
@@ -215,8 +197,10 @@ impl DecideStage {
             metrics,
             runs,
             guards,
-            firing,
+            correlator,
             finished,
+            last_sweep: snapshot_at,
+            resolved: Vec::new(),
             since_snapshot: 0,
             snapshot_at,
             longest_cooldown_secs,
@@ -265,17 +249,61 @@ impl DecideStage {
         let now = self.clock.now();
         for event in events {
             self.since_snapshot += 1;
-            if fold(&mut self.firing, event) {
+            let observed = self.correlator.observe(event);
+            let verdict = observed.verdict.unwrap_or(Verdict::Context);
+            self.metrics
+                .correlation_verdicts
+                .get_or_create(&vec![("verdict", verdict.label().to_string())])
+                .inc();
+            if verdict == Verdict::Repeat {
                 self.metrics.events_duplicate.inc();
+            }
+            if let Verdict::Silenced { silence } = &verdict {
+                tracing::info!(event = %event.id, %silence, "event silenced: journaled, nothing opened");
+            }
+            if let Verdict::Rejected { message } = &verdict {
+                tracing::warn!(event = %event.id, "{message}");
+            }
+            // An accepted silence is stored with the command that made it.
+            if let (Verdict::Context, EventKind::Command) = (&verdict, event.kind) {
+                if let Some(Command::Silence { silence }) = Command::from_event(event) {
+                    writes.push(Write::Silence(silence));
+                }
+            }
+            for change in observed.changes {
+                if let Change::Incident(incident) = &change {
+                    if incident.is_resolved() && incident.resolved_at == Some(event.received_at) {
+                        self.resolved.push(incident.clone());
+                    }
+                }
+                writes.push(change_write(change));
+            }
+            for (_, transition) in &observed.transitions {
+                self.metrics
+                    .incident_transitions
+                    .get_or_create(&vec![("transition", transition.as_str().to_string())])
+                    .inc();
+            }
+            if !verdict.actionable() || event.kind == EventKind::Command {
                 continue;
             }
+            let incident = verdict.incident();
             // `decide` runs third-party code (CEL, templates) inside the writer task: a panic there must
             // cost one event's decision, recorded as an error, not the writer and with it the daemon.
             let (compiled, guards) = (&self.compiled, &mut self.guards);
             let decisions = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 decide(event, compiled, guards, compiled.config.dry_run, now)
             })) {
-                Ok(decisions) => decisions,
+                Ok(mut decisions) => {
+                    for decision in &mut decisions {
+                        if let RuleVerdict::Run { run } | RuleVerdict::DryRun { run } =
+                            &mut decision.verdict
+                        {
+                            run.incident = incident;
+                        }
+                    }
+                    decisions
+                }
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<&str>()
@@ -286,7 +314,7 @@ impl DecideStage {
                     vec![Decision {
                         rule: String::new(),
                         target: String::new(),
-                        verdict: Verdict::Error {
+                        verdict: RuleVerdict::Error {
                             message: format!("deciding this event panicked: {message}"),
                         },
                     }]
@@ -309,11 +337,17 @@ impl DecideStage {
                     ])
                     .inc();
                 match &decision.verdict {
-                    Verdict::Run { run } => {
+                    RuleVerdict::Run { run } => {
                         intents.push(Write::RunStarted {
                             run: run.clone(),
                             at: now,
                         });
+                        if let Some(incident) = run.incident {
+                            intents.push(Write::RunIncident {
+                                run_id: run.id.clone(),
+                                incident,
+                            });
+                        }
                         self.pending_runs.push((
                             run.clone(),
                             (*event).clone(),
@@ -321,7 +355,7 @@ impl DecideStage {
                             now,
                         ));
                     }
-                    Verdict::DryRun { run } => {
+                    RuleVerdict::DryRun { run } => {
                         // Complete at once: recorded with the decision, nothing to execute later.
                         match self.program(&run.rule) {
                             Some(program) => {
@@ -335,13 +369,13 @@ impl DecideStage {
                             event.received_at,
                         ));
                     }
-                    Verdict::Skipped { message, .. } => {
+                    RuleVerdict::Skipped { message, .. } => {
                         tracing::info!(rule = %decision.rule, target = %decision.target, event = %event.id, "{message}");
                     }
-                    Verdict::Error { message } => {
+                    RuleVerdict::Error { message } => {
                         tracing::warn!(rule = %decision.rule, event = %event.id, "rule not applied: {message}");
                     }
-                    Verdict::IgnoredStatus { .. } => {}
+                    RuleVerdict::IgnoredStatus { .. } => {}
                 }
             }
             // The decision goes before the run intents it caused.
@@ -358,13 +392,47 @@ impl DecideStage {
 #[async_trait]
 impl Stage for DecideStage {
     fn before_commit(&mut self, events: &[&Event], writes: &mut Vec<Write>) {
+        let now = self.clock.now();
+        // Commands the engine itself makes (a run that succeeded mitigates its incident; time made an
+        // incident due) go into the stream as events of this same commit, after the batch's own.
+        let mut commands = Vec::new();
         while let Ok(finished) = self.finished.try_recv() {
             self.guards.finish(&finished.rule, &finished.run_id);
+            if let (Some(incident), "succeeded") = (finished.incident, finished.status.as_str()) {
+                commands.push(Command::Mitigate {
+                    incident,
+                    run_id: finished.run_id,
+                    rule: finished.rule,
+                });
+            }
         }
-        if events.is_empty() {
+        let monotonic = self.clock.monotonic();
+        if monotonic.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = monotonic;
+            commands.extend(self.correlator.sweep(now));
+            self.metrics
+                .active_alerts
+                .set(self.correlator.active_alerts() as i64);
+        }
+        let made: Vec<Event> = commands
+            .into_iter()
+            .map(|command| command.into_event(homeostat_core::event::new_id(now), None, now))
+            .collect();
+        if events.is_empty() && made.is_empty() {
             return;
         }
-        self.decide_events(events, writes);
+        let mut all: Vec<&Event> = events.to_vec();
+        all.extend(made.iter());
+        self.decide_events(&all, writes);
+        for event in made {
+            writes.push(Write::Event(EncodedEvent::new(event)));
+        }
+        let open = self
+            .correlator
+            .tracked()
+            .filter(|incident| !incident.is_resolved())
+            .count();
+        self.metrics.incidents_open.set(open as i64);
         writes.push(Write::CursorAtLastEvent {
             name: CURSOR.into(),
         });
@@ -376,7 +444,7 @@ impl Stage for DecideStage {
             writes.push(Write::Snapshot {
                 name: CURSOR.into(),
                 seq: -1,
-                body: encode(&self.firing),
+                body: self.correlator.snapshot(),
             });
             self.pending_snapshot = true;
         }
@@ -399,12 +467,18 @@ impl Stage for DecideStage {
                 Ok(guards) => self.guards = guards,
                 Err(error) => tracing::error!(%error, "cannot rebuild the guard state"),
             }
+            self.resolved.clear();
             let cursor = self.store.cursor(CURSOR).await.unwrap_or(0);
-            match restore_firing(&*self.store, cursor).await {
-                Ok((_, firing)) => self.firing = firing,
-                Err(error) => tracing::error!(%error, "cannot restore the alert state"),
+            match restore_correlator(&*self.store, Arc::clone(&self.compiled.incidents), cursor)
+                .await
+            {
+                Ok(correlator) => self.correlator = correlator,
+                Err(error) => tracing::error!(%error, "cannot restore the correlation state"),
             }
             return;
+        }
+        for incident in self.resolved.drain(..) {
+            self.metrics.incident_resolved(&incident);
         }
         if snapshot {
             self.since_snapshot = 0;

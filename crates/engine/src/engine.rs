@@ -16,7 +16,7 @@ use homeostat_store::{RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::decider::{rebuild_guards, restore_firing, DecideStage, CURSOR};
+use crate::decider::{rebuild_guards, restore_correlator, DecideStage, CURSOR, SWEEP_EVERY};
 use crate::metrics::Metrics;
 use crate::runs::{self, Runs, Start};
 use crate::secrets::{self, Secret};
@@ -131,6 +131,30 @@ impl Handle {
         Ok((pending, count))
     }
 
+    /// Puts a command (acknowledge, resolve, a note, a silence) into the event stream for `by` and
+    /// waits for its commit. Correlation applies it in stream order, so a replay applies it again at
+    /// the same point; callers check it applies (the incident is open, say) before submitting.
+    pub async fn command(
+        &self,
+        command: homeostat_core::incident::Command,
+        by: &str,
+    ) -> Result<String, IngestError> {
+        let now = self.clock.now();
+        let event = command.into_event(
+            homeostat_core::event::new_id(now),
+            Some(by.to_string()),
+            now,
+        );
+        let id = event.id.clone();
+        let (pending, count) = self.ingest("homeostat", vec![event])?;
+        pending
+            .committed()
+            .await
+            .map_err(|error| IngestError::Unavailable(error.to_string()))?;
+        self.accepted("homeostat", count);
+        Ok(id)
+    }
+
     /// Counts accepted events once committed.
     pub fn accepted(&self, source: &str, count: usize) {
         self.metrics
@@ -166,6 +190,7 @@ impl Handle {
             event_id: String::new(),
             started_by: Some(by.to_string()),
             dry_run: dry_run || self.compiled.config.dry_run,
+            incident: None,
             params,
             spec: program.spec.clone(),
             library: program.library.clone(),
@@ -283,7 +308,7 @@ pub async fn start_with_store(
     let resumed = recover(&*store, &compiled).await?;
     let guards = rebuild_guards(&*store, &compiled, clock.now()).await?;
     let cursor = store.cursor(CURSOR).await?;
-    let (_, firing) = restore_firing(&*store, cursor).await?;
+    let correlator = restore_correlator(&*store, Arc::clone(&compiled.incidents), cursor).await?;
     let mut stage = DecideStage::new(
         store.clone(),
         compiled.clone(),
@@ -291,12 +316,24 @@ pub async fn start_with_store(
         metrics.clone(),
         runs.clone(),
         guards,
-        firing,
+        correlator,
         finished_receiver,
     );
     // Whatever was committed but never decided comes first.
     stage.catch_up(cursor).await?;
     let mut tasks = vec![queue.spawn(store.clone(), 8192, Box::new(stage))];
+    // An empty batch now and then lets the decide stage do what time alone makes due (the
+    // correlator's sweep, runs that finished) when no events arrive.
+    let ticker = writer.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            interval.tick().await;
+            if ticker.submit(Vec::new()).await.is_err() {
+                break;
+            }
+        }
+    }));
     for start in resumed {
         runs.spawn(start);
     }

@@ -22,6 +22,18 @@ pub struct Metrics {
     pub dispatch_latency: Histogram,
     pub commit_duration: Histogram,
     pub runs_active: Gauge,
+    pub correlation_verdicts: Family<Labels, Counter>,
+    pub incident_transitions: Family<Labels, Counter>,
+    pub incidents_open: Gauge,
+    pub active_alerts: Gauge,
+    /// From an incident's start to each milestone, observed when it resolves, by phase:
+    /// `detect`, `acknowledge`, `mitigate`, `resolve`.
+    pub incident_durations: Family<Labels, Histogram>,
+}
+
+fn incident_histogram() -> Histogram {
+    // 1s to ~1.5 days: detection is seconds, resolution can be hours.
+    Histogram::new(exponential_buckets(1.0, 2.0, 18))
 }
 
 fn latency_histogram() -> Histogram {
@@ -90,6 +102,38 @@ impl Default for Metrics {
         );
         let runs_active = Gauge::default();
         registry.register("runs_active", "Runs in progress", runs_active.clone());
+        let correlation_verdicts = Family::<Labels, Counter>::default();
+        registry.register(
+            "correlation_verdicts",
+            "What correlation made of each event: opened, joined, repeat, silenced, inhibited, flapping, ...",
+            correlation_verdicts.clone(),
+        );
+        let incident_transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "incident_transitions",
+            "Incident state changes, by transition",
+            incident_transitions.clone(),
+        );
+        let incidents_open = Gauge::default();
+        registry.register(
+            "incidents_open",
+            "Incidents not resolved",
+            incidents_open.clone(),
+        );
+        let active_alerts = Gauge::default();
+        registry.register(
+            "alerts_active",
+            "Alerts firing, as correlation sees them (muted ones included)",
+            active_alerts.clone(),
+        );
+        let incident_durations = Family::<Labels, Histogram>::new_with_constructor(
+            incident_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "incident_duration_seconds",
+            "From a resolved incident's start to its detection, acknowledgement, mitigation and resolution, by phase",
+            incident_durations.clone(),
+        );
         Self {
             registry,
             events_received,
@@ -102,6 +146,11 @@ impl Default for Metrics {
             dispatch_latency,
             commit_duration,
             runs_active,
+            correlation_verdicts,
+            incident_transitions,
+            incidents_open,
+            active_alerts,
+            incident_durations,
         }
     }
 }
@@ -112,6 +161,23 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+
+    /// The time-to-X distributions of an incident that just resolved.
+    pub fn incident_resolved(&self, incident: &homeostat_core::incident::Incident) {
+        let phases = [
+            ("detect", Some(incident.time_to_detect())),
+            ("acknowledge", incident.time_to_acknowledge()),
+            ("mitigate", incident.time_to_mitigate()),
+            ("resolve", incident.time_to_resolve()),
+        ];
+        for (phase, seconds) in phases {
+            if let Some(seconds) = seconds {
+                self.incident_durations
+                    .get_or_create(&vec![("phase", phase.to_string())])
+                    .observe(seconds);
+            }
+        }
     }
 
     pub fn source_error(&self, source: &str, error_type: &str) {

@@ -32,6 +32,10 @@ use crate::metrics::Metrics;
 pub struct Finished {
     pub rule: String,
     pub run_id: String,
+    /// The incident the run was started for, and how the run ended (`succeeded`, `failed`, ...): a
+    /// success marks the incident mitigated.
+    pub incident: Option<i64>,
+    pub status: String,
 }
 
 /// Why an input could not be given to a run.
@@ -222,6 +226,7 @@ impl Runs {
                     runbook,
                     target,
                     params,
+                    incident,
                     ..
                 },
             program,
@@ -248,6 +253,7 @@ impl Runs {
             rule,
             runbook,
             target,
+            incident,
         };
         tokio::spawn(async move { runs.drive(run, machine, first, sender, receiver).await })
     }
@@ -266,7 +272,9 @@ impl Runs {
             rule,
             runbook,
             target,
+            incident,
         } = run;
+        let mut status = String::from("interrupted");
         inner.metrics.runs_active.inc();
         // A min-heap on (when, order of arming): few timers per run, and a heap is one small
         // allocation where a B-tree's first node is over a kilobyte.
@@ -361,6 +369,7 @@ impl Runs {
                 }
             }
             if let Some(end) = machine.end() {
+                status = end.status.clone();
                 tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
                 if matches!(end.status.as_str(), "needs_attention")
                     || (end.status == "failed" && !end.undone.is_empty())
@@ -378,7 +387,12 @@ impl Runs {
         }
         self.live().remove(&run_id);
         inner.metrics.runs_active.dec();
-        let _ = inner.finished.send(Finished { rule, run_id });
+        let _ = inner.finished.send(Finished {
+            rule,
+            run_id,
+            incident,
+            status,
+        });
     }
 
     /// Journals one transition: its input and its records, in one commit.
@@ -510,6 +524,7 @@ struct Driven {
     rule: String,
     runbook: String,
     target: String,
+    incident: Option<i64>,
 }
 
 /// A timer a run armed: ordered by when it fires, then by the order it was armed in.

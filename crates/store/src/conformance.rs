@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Duration, Utc};
 use homeostat_core::decide::PlannedRun;
-use homeostat_core::event::{EventKind, Status};
+use homeostat_core::event::{EventKind, Labels, Status};
+use homeostat_core::incident::silence::Silence;
+use homeostat_core::incident::{Incident, IncidentId, Member, State, TimelineEntry};
 use homeostat_core::Event;
 
 use homeostat_core::runbook::{Input, Record, RunEnd};
 
-use crate::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store, Write};
+use crate::{
+    steps_from_journal, EventQuery, IncidentQuery, JournalEntry, RunQuery, RunStatus, Store, Write,
+};
 
 fn event(id: &str, fingerprint: &str, status: Status, at: DateTime<Utc>) -> Event {
     Event {
@@ -36,6 +40,7 @@ fn run(id: &str, event_id: &str) -> PlannedRun {
         event_id: event_id.into(),
         started_by: None,
         dry_run: false,
+        incident: None,
         params: Default::default(),
         spec: homeostat_core::config::Runbook {
             name: "rule:r".into(),
@@ -48,6 +53,81 @@ fn run(id: &str, event_id: &str) -> PlannedRun {
     }
 }
 
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+fn incident(id: IncidentId, service: &str, state: State, at: DateTime<Utc>) -> Incident {
+    Incident {
+        id,
+        state,
+        title: format!("HighLatency on {service}"),
+        group_key: format!("{{service=\"{service}\"}}"),
+        labels: labels(&[("service", service)]),
+        flapping: false,
+        escalated: false,
+        members_firing: 1,
+        members_total: 1,
+        reopened: 0,
+        started_at: at - Duration::seconds(30),
+        opened_at: at,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        mitigated_at: None,
+        resolved_at: None,
+        resolved_by: None,
+        escalated_at: None,
+        updated_at: at,
+    }
+}
+
+fn member(incident: IncidentId, fingerprint: &str, event_id: &str, at: DateTime<Utc>) -> Member {
+    Member {
+        incident,
+        fingerprint: fingerprint.into(),
+        source: "test".into(),
+        status: Status::Firing,
+        labels: labels(&[("alertname", "HighLatency"), ("service", "checkout")]),
+        annotations: Default::default(),
+        first_event_id: event_id.into(),
+        last_event_id: event_id.into(),
+        first_seen: at,
+        last_seen: at,
+        starts_at: None,
+        generator_url: None,
+    }
+}
+
+fn timeline(incident: IncidentId, kind: &str, event_id: Option<&str>, at: DateTime<Utc>) -> Write {
+    Write::Timeline(TimelineEntry {
+        incident,
+        kind: kind.into(),
+        at,
+        event_id: event_id.map(str::to_string),
+        summary: format!("{kind} {incident}"),
+        detail: serde_json::Value::Null,
+    })
+}
+
+fn silence(id: &str, created_at: DateTime<Utc>, ends_at: DateTime<Utc>) -> Silence {
+    Silence {
+        id: id.into(),
+        matchers: vec![
+            r#"service="checkout""#.into(),
+            r#"severity=~"warn|info""#.into(),
+        ],
+        starts_at: created_at,
+        ends_at,
+        created_by: "alice".into(),
+        comment: "maintenance".into(),
+        created_at,
+        expired_by: None,
+    }
+}
+
 /// Runs every check against a fresh, empty store. Panics with a message on the first failure.
 pub async fn run_all(store: &dyn Store) {
     let t0 = DateTime::UNIX_EPOCH + Duration::days(20_000);
@@ -55,6 +135,11 @@ pub async fn run_all(store: &dyn Store) {
     snapshots_and_latest_events_per_source(store, t0).await;
     runs_and_steps_round_trip(store, t0).await;
     cursors_persist(store).await;
+    events_filter_by_kind_label_and_time(store, t0).await;
+    incidents_upsert_and_filter(store, t0).await;
+    members_keep_how_they_joined(store, t0).await;
+    incident_timeline_gathers_its_journal(store, t0).await;
+    silences_upsert_and_expire(store, t0).await;
 }
 
 async fn events_get_consecutive_sequence_numbers(store: &dyn Store, t0: DateTime<Utc>) {
@@ -300,6 +385,486 @@ async fn cursors_persist(store: &dyn Store) {
         .await
         .expect("commit");
     assert_eq!(store.cursor("decide").await.expect("read"), 9);
+}
+
+async fn events_filter_by_kind_label_and_time(store: &dyn Store, t0: DateTime<Utc>) {
+    let later = t0 + Duration::minutes(10);
+    let change = |id: &str, service: &str, at: DateTime<Utc>| {
+        let mut event = event(id, id, Status::Firing, at);
+        event.kind = EventKind::Change;
+        event.source = "deploys".into();
+        event.labels = labels(&[("service", service)]);
+        Write::Event(event.into())
+    };
+    let mut alert = event("k-alert", "k-alert", Status::Firing, later);
+    alert.labels = labels(&[("service", "checkout")]);
+    store
+        .commit(&[
+            change("k-old", "checkout", t0 - Duration::hours(1)),
+            change("k-checkout", "checkout", later),
+            change("k-payments", "payments", later),
+            Write::Event(alert.into()),
+        ])
+        .await
+        .expect("commit");
+    let ids = |records: Vec<crate::EventRecord>| {
+        records
+            .into_iter()
+            .map(|record| record.event.id)
+            .collect::<Vec<_>>()
+    };
+    let read = |query: EventQuery| async move { ids(store.events(&query).await.expect("read")) };
+    assert_eq!(
+        read(EventQuery {
+            limit: 10,
+            kind: Some(EventKind::Change),
+            newest_first: true,
+            ..Default::default()
+        })
+        .await,
+        vec!["k-payments", "k-checkout", "k-old"]
+    );
+    assert_eq!(
+        read(EventQuery {
+            limit: 10,
+            kind: Some(EventKind::Change),
+            label: Some(("service".into(), "checkout".into())),
+            received_after: Some(t0),
+            ..Default::default()
+        })
+        .await,
+        vec!["k-checkout"],
+        "recent changes to the same service"
+    );
+    assert_eq!(
+        read(EventQuery {
+            limit: 10,
+            label: Some(("service".into(), "checkout".into())),
+            ..Default::default()
+        })
+        .await,
+        vec!["k-old", "k-checkout", "k-alert"],
+        "a label filter alone matches every kind"
+    );
+    assert_eq!(
+        read(EventQuery {
+            limit: 10,
+            kind: Some(EventKind::Alert),
+            received_after: Some(later),
+            ..Default::default()
+        })
+        .await,
+        vec!["k-alert"]
+    );
+    assert!(read(EventQuery {
+        limit: 10,
+        kind: Some(EventKind::Change),
+        label: Some(("service".into(), "search".into())),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+}
+
+async fn incidents_upsert_and_filter(store: &dyn Store, t0: DateTime<Utc>) {
+    assert_eq!(store.incidents_max_id().await.expect("read"), 0);
+    assert!(store.incident(1).await.expect("read").is_none());
+    let later = t0 + Duration::minutes(5);
+    store
+        .commit(&[
+            Write::Incident(incident(1, "checkout", State::Open, t0)),
+            Write::Incident(incident(2, "payments", State::Resolved, t0)),
+        ])
+        .await
+        .expect("commit");
+    let acknowledged = Incident {
+        state: State::Acknowledged,
+        title: "HighLatency on checkout and 1 other".into(),
+        flapping: true,
+        members_firing: 2,
+        members_total: 3,
+        reopened: 1,
+        acknowledged_at: Some(later),
+        acknowledged_by: Some("alice".into()),
+        mitigated_at: Some(later),
+        escalated_at: Some(later),
+        escalated: true,
+        updated_at: later,
+        ..incident(1, "checkout", State::Open, t0)
+    };
+    let mut resolved = incident(3, "checkout", State::Resolved, later);
+    resolved.resolved_at = Some(later);
+    resolved.resolved_by = Some("bob".into());
+    store
+        .commit(&[
+            Write::Incident(acknowledged.clone()),
+            Write::Incident(incident(3, "checkout", State::Open, later)),
+            // The last write of an incident in a batch is the one that stays.
+            Write::Incident(resolved.clone()),
+        ])
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.incident(1).await.expect("read"),
+        Some(acknowledged),
+        "an upsert replaces the row"
+    );
+    assert_eq!(store.incident(3).await.expect("read"), Some(resolved));
+    assert_eq!(store.incidents_max_id().await.expect("read"), 3);
+    let ids = |query: IncidentQuery| async move {
+        store
+            .incidents(&query)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|incident| incident.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await,
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            open_only: true,
+            ..Default::default()
+        })
+        .await,
+        vec![1],
+        "acknowledged is open; resolved is not"
+    );
+    let checkout = Some(("service".to_string(), "checkout".to_string()));
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            label: checkout.clone(),
+            ..Default::default()
+        })
+        .await,
+        vec![3, 1]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            label: checkout,
+            opened_after: Some(t0 + Duration::seconds(1)),
+            ..Default::default()
+        })
+        .await,
+        vec![3]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            group_key: Some(r#"{service="payments"}"#.into()),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        ids(IncidentQuery::default()).await,
+        vec![3],
+        "limit 0 reads one"
+    );
+}
+
+async fn members_keep_how_they_joined(store: &dyn Store, t0: DateTime<Utc>) {
+    let later = t0 + Duration::minutes(1);
+    let mut first = member(1, "fa", "m-e1", later);
+    first.starts_at = Some(later - Duration::seconds(30));
+    store
+        .commit(&[
+            Write::IncidentMember(first.clone()),
+            // Joined earlier, so it sorts first.
+            Write::IncidentMember(member(1, "fb", "m-e0", t0)),
+            Write::IncidentMember(member(2, "fa", "m-other", t0)),
+        ])
+        .await
+        .expect("commit");
+    let again = Member {
+        status: Status::Resolved,
+        labels: labels(&[
+            ("alertname", "HighLatency"),
+            ("service", "checkout"),
+            ("pod", "p1"),
+        ]),
+        annotations: labels(&[("summary", "slow")]),
+        first_event_id: "m-e2".into(),
+        last_event_id: "m-e2".into(),
+        first_seen: later + Duration::minutes(1),
+        last_seen: later + Duration::minutes(1),
+        starts_at: Some(later),
+        generator_url: Some("http://prometheus/graph".into()),
+        ..first.clone()
+    };
+    store
+        .commit(&[Write::IncidentMember(again.clone())])
+        .await
+        .expect("commit");
+    let expected = Member {
+        first_event_id: "m-e1".into(),
+        first_seen: later,
+        starts_at: first.starts_at,
+        ..again.clone()
+    };
+    let members = store.incident_members(1).await.expect("read");
+    assert_eq!(
+        members
+            .iter()
+            .map(|member| member.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+        vec!["fb", "fa"]
+    );
+    assert_eq!(members[1], expected, "the upsert keeps how it joined");
+    // Two writes in one batch end as two commits would; a first write without `starts_at` takes
+    // the later one's.
+    let mut late_start = member(1, "fc", "m-e3", later);
+    late_start.last_event_id = "m-e4".into();
+    late_start.starts_at = Some(t0);
+    store
+        .commit(&[
+            Write::IncidentMember(member(1, "fc", "m-e3", later)),
+            Write::IncidentMember(Member {
+                first_event_id: "m-e4".into(),
+                first_seen: later + Duration::minutes(1),
+                ..late_start.clone()
+            }),
+        ])
+        .await
+        .expect("commit");
+    let members = store.incident_members(1).await.expect("read");
+    assert_eq!(members.len(), 3);
+    assert_eq!(members[2], late_start);
+    assert_eq!(store.incident_members(2).await.expect("read").len(), 1);
+    assert!(store.incident_members(99).await.expect("read").is_empty());
+}
+
+async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<Utc>) {
+    let at = |minutes: i64| t0 + Duration::minutes(minutes);
+    let decisions = |event_id: &str, minutes: i64| Write::Decisions {
+        event_id: event_id.into(),
+        at: at(minutes),
+        decisions: vec![],
+    };
+    let mut joined = member(10, "t-fp", "t-first", at(0));
+    store
+        .commit(&[
+            Write::Event(event("t-first", "t-fp", Status::Firing, at(0)).into()),
+            decisions("t-first", 0),
+            Write::Incident(incident(10, "checkout", State::Open, at(0))),
+            Write::IncidentMember(joined.clone()),
+            timeline(10, "opened", Some("t-first"), at(0)),
+            // Another incident's entries, interleaved.
+            Write::Event(event("t-other", "t-other", Status::Firing, at(0)).into()),
+            decisions("t-other", 0),
+            Write::IncidentMember(member(11, "t-other", "t-other", at(0))),
+            timeline(11, "opened", Some("t-other"), at(0)),
+        ])
+        .await
+        .expect("commit");
+    // A decision for an event that is neither the member's first nor its latest stays out.
+    store
+        .commit(&[
+            Write::Event(event("t-middle", "t-fp", Status::Firing, at(1)).into()),
+            decisions("t-middle", 1),
+        ])
+        .await
+        .expect("commit");
+    joined.last_event_id = "t-last".into();
+    store
+        .commit(&[
+            Write::Event(event("t-last", "t-fp", Status::Firing, at(2)).into()),
+            decisions("t-last", 2),
+            Write::IncidentMember(joined),
+            Write::RunStarted {
+                run: run("t-run", "t-last"),
+                at: at(2),
+            },
+            Write::RunIncident {
+                run_id: "t-run".into(),
+                incident: 10,
+            },
+            Write::RunStarted {
+                run: run("t-run-other", "t-other"),
+                at: at(2),
+            },
+            Write::RunStarted {
+                run: run("t-run-none", "t-middle"),
+                at: at(2),
+            },
+            Write::RunRecord {
+                run_id: "t-run".into(),
+                record: Record::StepStarted {
+                    step: "s".into(),
+                    name: "s".into(),
+                    attempt: 1,
+                    action: "exec".into(),
+                    inputs: serde_json::json!({}),
+                    resumed: false,
+                },
+                at: at(2),
+            },
+        ])
+        .await
+        .expect("commit");
+    store
+        .commit(&[
+            // A run linked in a later commit than the one that started it.
+            Write::RunIncident {
+                run_id: "t-run-other".into(),
+                incident: 11,
+            },
+            Write::RunFinished {
+                run_id: "t-run".into(),
+                end: RunEnd {
+                    status: "succeeded".into(),
+                    error: None,
+                    undone: vec![],
+                    outputs: serde_json::Value::Null,
+                },
+                at: at(3),
+            },
+            Write::Timeline(TimelineEntry {
+                incident: 10,
+                kind: "mitigated".into(),
+                at: at(3),
+                event_id: None,
+                summary: "run t-run succeeded".into(),
+                detail: serde_json::json!({"run_id": "t-run"}),
+            }),
+        ])
+        .await
+        .expect("commit");
+    let entries = store.incident_timeline(10).await.expect("read");
+    let describe = |entries: &[JournalEntry]| {
+        entries
+            .iter()
+            .map(|entry| {
+                let about = entry.event_id.as_deref().or(entry.run_id.as_deref());
+                format!("{} {}", entry.kind, about.unwrap_or("-"))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        describe(&entries),
+        vec![
+            "decision t-first",
+            "opened t-first",
+            "decision t-last",
+            "run_started t-last",
+            "step_started t-run",
+            "run_finished t-run",
+            "mitigated -",
+        ]
+    );
+    assert!(
+        entries.windows(2).all(|pair| pair[0].seq < pair[1].seq),
+        "in journal order"
+    );
+    assert_eq!(entries[1].incident_id, Some(10));
+    assert_eq!(
+        entries[1].body,
+        serde_json::json!({"summary": "opened 10"}),
+        "a null detail is left out"
+    );
+    assert_eq!(
+        entries[6].body,
+        serde_json::json!({"summary": "run t-run succeeded", "detail": {"run_id": "t-run"}})
+    );
+    assert_eq!(entries[3].incident_id, None);
+    let other = store.incident_timeline(11).await.expect("read");
+    assert_eq!(
+        describe(&other),
+        vec!["decision t-other", "opened t-other", "run_started t-other"]
+    );
+    assert!(store.incident_timeline(99).await.expect("read").is_empty());
+    // The journal of an event shows the timeline entries it caused.
+    assert_eq!(
+        describe(&store.journal_for_event("t-first").await.expect("read")),
+        vec!["decision t-first", "opened t-first"]
+    );
+    let run = |id: &'static str| async move {
+        store
+            .run(id)
+            .await
+            .expect("read")
+            .expect("exists")
+            .incident_id
+    };
+    assert_eq!(run("t-run").await, Some(10));
+    assert_eq!(run("t-run-other").await, Some(11));
+    assert_eq!(run("t-run-none").await, None);
+    let linked = store
+        .runs(&RunQuery {
+            limit: 10,
+            incident: Some(10),
+            ..Default::default()
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        linked.iter().map(|run| run.id.as_str()).collect::<Vec<_>>(),
+        vec!["t-run"]
+    );
+    assert_eq!(linked[0].status, RunStatus::Succeeded);
+}
+
+async fn silences_upsert_and_expire(store: &dyn Store, t0: DateTime<Utc>) {
+    let now = t0 + Duration::hours(1);
+    let active = silence("s-active", t0, now + Duration::hours(1));
+    let ended = silence("s-ended", t0 + Duration::minutes(1), now);
+    let older = silence(
+        "s-older",
+        t0 - Duration::minutes(1),
+        now - Duration::minutes(1),
+    );
+    store
+        .commit(&[
+            Write::Silence(active.clone()),
+            Write::Silence(silence("s-ended", t0, now + Duration::hours(1))),
+            Write::Silence(older),
+        ])
+        .await
+        .expect("commit");
+    // Expired early: the same id, replaced.
+    store
+        .commit(&[Write::Silence(Silence {
+            expired_by: Some("bob".into()),
+            ..ended.clone()
+        })])
+        .await
+        .expect("commit");
+    let ids = |silences: Vec<Silence>| {
+        silences
+            .into_iter()
+            .map(|silence| silence.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.silences(false, now).await.expect("read")),
+        vec!["s-active"],
+        "a silence ending now has expired"
+    );
+    assert_eq!(
+        ids(store.silences(true, now).await.expect("read")),
+        vec!["s-ended", "s-active", "s-older"],
+        "newest created first"
+    );
+    assert_eq!(store.silence("s-active").await.expect("read"), Some(active));
+    assert_eq!(
+        store.silence("s-ended").await.expect("read"),
+        Some(Silence {
+            expired_by: Some("bob".into()),
+            ..ended
+        })
+    );
+    assert!(store.silence("nope").await.expect("read").is_none());
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ pub mod writer;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::decide::{Decision, PlannedRun};
+use homeostat_core::incident::silence::Silence;
+use homeostat_core::incident::{Incident, IncidentId, Member, TimelineEntry};
 use homeostat_core::runbook::{Input, Record, RunEnd};
-use homeostat_core::Event;
+use homeostat_core::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +163,24 @@ pub enum Write {
         seq: i64,
         body: Vec<u8>,
     },
+    /// An incident's row as it is now, replacing the stored one (the correlator numbers incidents,
+    /// so the id is the key).
+    Incident(Incident),
+    /// A member alert of an incident, keyed by incident and fingerprint. A later write replaces it
+    /// but keeps the first write's `first_event_id`, `first_seen` and `starts_at` (unless that had
+    /// no `starts_at`), so the member remembers how it joined.
+    IncidentMember(Member),
+    /// A line of an incident's timeline, appended to the journal with the incident's number: kind
+    /// `entry.kind`, body `{"summary": ..., "detail": ...}` (no `detail` when it is null).
+    Timeline(TimelineEntry),
+    /// A silence as it is now (created, or expired early), replacing the stored one with its id.
+    Silence(Silence),
+    /// Links a run to the incident it acts on. Written after the run's `RunStarted`, in the same
+    /// commit or a later one.
+    RunIncident {
+        run_id: String,
+        incident: IncidentId,
+    },
 }
 
 /// What a committed batch was assigned: the sequence number of each `Write::Event`, in order.
@@ -185,6 +205,9 @@ pub struct JournalEntry {
     pub event_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The incident a timeline entry belongs to; none for every other kind of entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<IncidentId>,
     pub body: serde_json::Value,
 }
 
@@ -202,6 +225,9 @@ pub struct RunRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub plan: PlannedRun,
+    /// The incident the run acts on ([`Write::RunIncident`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<IncidentId>,
 }
 
 /// A step attempt's record, folded from its journal entries.
@@ -228,6 +254,7 @@ pub struct StepRecord {
     pub resumed: bool,
 }
 
+/// Which events to read. Unset filters match everything; `limit` 0 reads one.
 #[derive(Clone, Debug, Default)]
 pub struct EventQuery {
     pub limit: usize,
@@ -236,14 +263,40 @@ pub struct EventQuery {
     pub source: Option<String>,
     /// Newest first when true (for people); oldest first when false (for consumers).
     pub newest_first: bool,
+    /// Only events of this kind. Kinds other than `alert` are indexed: `change` events for a
+    /// service are found without reading the alerts.
+    pub kind: Option<EventKind>,
+    /// Only events received at or after this time.
+    pub received_after: Option<DateTime<Utc>>,
+    /// Only events with this label (name, value). Each candidate's body is parsed to check it, so
+    /// narrow the query by `kind` or `source` too.
+    pub label: Option<(String, String)>,
 }
 
+/// Which runs to read, newest started first. Unset filters match everything; `limit` 0 reads one.
 #[derive(Clone, Debug, Default)]
 pub struct RunQuery {
     pub limit: usize,
     pub status: Option<RunStatus>,
     pub rule: Option<String>,
+    /// Only runs started at or after this time.
     pub started_after: Option<DateTime<Utc>>,
+    /// Only runs linked to this incident.
+    pub incident: Option<IncidentId>,
+}
+
+/// Which incidents to read, newest (highest number) first. Unset filters match everything; `limit`
+/// 0 reads one.
+#[derive(Clone, Debug, Default)]
+pub struct IncidentQuery {
+    pub limit: usize,
+    /// Only incidents not resolved.
+    pub open_only: bool,
+    pub group_key: Option<String>,
+    /// Only incidents opened at or after this time.
+    pub opened_after: Option<DateTime<Utc>>,
+    /// Only incidents whose grouping labels include this one (name, value).
+    pub label: Option<(String, String)>,
 }
 
 /// The storage backend. Every method is one transaction; `commit` is atomic for the whole batch.
@@ -265,6 +318,23 @@ pub trait Store: Send + Sync + 'static {
     async fn event_count(&self) -> Result<i64>;
     /// Checks that the database answers, for `/readyz`.
     async fn ping(&self) -> Result<()>;
+    /// One incident by its number.
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>>;
+    /// Incidents matching the query, newest (highest number) first.
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>>;
+    /// An incident's member alerts, in the order they joined (`first_seen`).
+    async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>>;
+    /// Everything the journal holds about an incident, in journal order: its timeline entries, every
+    /// entry of the runs linked to it, and the `decision` entries of its members' first and latest
+    /// events and of its runs' triggering events.
+    async fn incident_timeline(&self, id: IncidentId) -> Result<Vec<JournalEntry>>;
+    /// The highest incident number stored, 0 when there is none: the correlator numbers new
+    /// incidents after it.
+    async fn incidents_max_id(&self) -> Result<IncidentId>;
+    /// Silences, newest created first; expired ones (`ends_at <= now`) only when `include_expired`.
+    async fn silences(&self, include_expired: bool, now: DateTime<Utc>) -> Result<Vec<Silence>>;
+    /// One silence by its id.
+    async fn silence(&self, id: &str) -> Result<Option<Silence>>;
 }
 
 /// Folds a run's journal entries into its steps, one record per step attempt, in journal order.

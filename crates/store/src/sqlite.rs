@@ -1,5 +1,6 @@
 //! The SQLite backend: WAL mode, one writer connection, a small pool of readers, embedded migrations.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -7,16 +8,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use homeostat_core::config::Synchronous;
+use homeostat_core::incident::silence::Silence;
+use homeostat_core::incident::{Incident, IncidentId, Member, State};
 use homeostat_core::runbook::{Input, Record};
+use homeostat_core::{EventKind, Status};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    Committed, Error, EventQuery, EventRecord, JournalEntry, Result, RunQuery, RunRecord,
-    RunStatus, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RunQuery,
+    RunRecord, RunStatus, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -24,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_snapshots.sql"),
     include_str!("../migrations/sqlite/0003_runbooks.sql"),
+    include_str!("../migrations/sqlite/0004_incidents.sql"),
 ];
 
 /// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
@@ -161,8 +167,52 @@ fn insert_sql(table: &str, columns: &[&str], rows: usize, suffix: &str) -> Strin
 /// A value bound to a statement; keeps the batching code independent of column types.
 enum Value {
     Int(i64),
+    OptInt(Option<i64>),
     Text(String),
     OptText(Option<String>),
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+fn bind(query: Query<'_>, value: Value) -> Query<'_> {
+    match value {
+        Value::Int(v) => query.bind(v),
+        Value::OptInt(v) => query.bind(v),
+        Value::Text(v) => query.bind(v),
+        Value::OptText(v) => query.bind(v),
+    }
+}
+
+/// A `WHERE` clause made of the filters that are set. Terms like `(? IS NULL OR x = ?)` would hide
+/// the indexes from SQLite's planner, and a partial index is only used when the query repeats its
+/// condition word for word.
+#[derive(Default)]
+struct Filter {
+    terms: Vec<&'static str>,
+    values: Vec<Value>,
+}
+
+impl Filter {
+    fn term(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
+        self.terms.push(sql);
+        self.values.extend(values);
+    }
+
+    fn sql(&self) -> String {
+        if self.terms.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.terms.join(" AND "))
+        }
+    }
+
+    /// Binds the terms' values, then `extra` (for clauses after the `WHERE`, such as `LIMIT`).
+    fn bind<'q>(self, sql: &'q str, extra: impl IntoIterator<Item = Value>) -> Query<'q> {
+        self.values
+            .into_iter()
+            .chain(extra)
+            .fold(sqlx::query(sql), bind)
+    }
 }
 
 /// Inserts rows with multi-row statements in fixed chunk sizes.
@@ -178,16 +228,11 @@ async fn insert_rows(
     while remaining > 0 {
         let size = *CHUNKS.iter().find(|size| **size <= remaining).unwrap_or(&1);
         let sql = insert_sql(table, columns, size, suffix);
-        let mut query = sqlx::query(&sql);
-        for row in rows.by_ref().take(size) {
-            for value in row {
-                query = match value {
-                    Value::Int(v) => query.bind(v),
-                    Value::Text(v) => query.bind(v),
-                    Value::OptText(v) => query.bind(v),
-                };
-            }
-        }
+        let query = rows
+            .by_ref()
+            .take(size)
+            .flatten()
+            .fold(sqlx::query(&sql), bind);
         query.execute(&mut *connection).await?;
         remaining -= size;
     }
@@ -232,6 +277,197 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// One value per key, the last one put, in the order keys first appeared: what a batch of upserts
+/// leaves, written as one row per key.
+struct Latest<K, V> {
+    index: HashMap<K, usize>,
+    values: Vec<V>,
+}
+
+impl<K, V> Default for Latest<K, V> {
+    fn default() -> Self {
+        Self {
+            index: HashMap::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Latest<K, V> {
+    fn put(&mut self, key: K, value: V) {
+        match self.index.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => self.values[*entry.get()] = value,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(self.values.len());
+                self.values.push(value);
+            }
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.index
+            .get(key)
+            .and_then(|index| self.values.get(*index))
+    }
+
+    fn into_values(self) -> impl Iterator<Item = V> {
+        self.values.into_iter()
+    }
+}
+
+/// A member written again: the later write, but how it joined stays as the first write had it.
+/// Mirrors [`MEMBER_UPSERT`], for two writes of one member in the same batch.
+fn keep_first(first: &Member, later: &Member) -> Member {
+    Member {
+        first_event_id: first.first_event_id.clone(),
+        first_seen: first.first_seen,
+        starts_at: first.starts_at.or(later.starts_at),
+        ..later.clone()
+    }
+}
+
+const JOURNAL_COLUMNS: &str = "seq, at, kind, event_id, run_id, incident_id, body";
+
+const RUN_COLUMNS: &str = "id, rule, runbook, started_by, target, event_id, status, dry_run, \
+     started_at, finished_at, error, plan, incident_id";
+
+const INCIDENT_COLUMNS: &[&str] = &[
+    "id",
+    "state",
+    "title",
+    "group_key",
+    "labels",
+    "flapping",
+    "escalated",
+    "members_firing",
+    "members_total",
+    "reopened",
+    "started_at",
+    "opened_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "mitigated_at",
+    "resolved_at",
+    "resolved_by",
+    "escalated_at",
+    "updated_at",
+];
+
+const INCIDENT_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+     title = excluded.title, group_key = excluded.group_key, labels = excluded.labels, \
+     flapping = excluded.flapping, escalated = excluded.escalated, \
+     members_firing = excluded.members_firing, members_total = excluded.members_total, \
+     reopened = excluded.reopened, started_at = excluded.started_at, opened_at = excluded.opened_at, \
+     acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
+     mitigated_at = excluded.mitigated_at, resolved_at = excluded.resolved_at, \
+     resolved_by = excluded.resolved_by, escalated_at = excluded.escalated_at, \
+     updated_at = excluded.updated_at";
+
+const MEMBER_COLUMNS: &[&str] = &[
+    "incident_id",
+    "fingerprint",
+    "source",
+    "status",
+    "labels",
+    "annotations",
+    "first_event_id",
+    "last_event_id",
+    "first_seen",
+    "last_seen",
+    "starts_at",
+    "generator_url",
+];
+
+/// Replaces a member but keeps how it joined: its first event, when it was first seen, and its
+/// `starts_at` (unless the first write had none).
+const MEMBER_UPSERT: &str = " ON CONFLICT (incident_id, fingerprint) DO UPDATE SET \
+     source = excluded.source, status = excluded.status, labels = excluded.labels, \
+     annotations = excluded.annotations, last_event_id = excluded.last_event_id, \
+     last_seen = excluded.last_seen, \
+     starts_at = COALESCE(incident_members.starts_at, excluded.starts_at), \
+     generator_url = excluded.generator_url";
+
+const SILENCE_COLUMNS: &[&str] = &[
+    "id",
+    "matchers",
+    "starts_at",
+    "ends_at",
+    "created_by",
+    "comment",
+    "created_at",
+    "expired_by",
+];
+
+const SILENCE_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, \
+     starts_at = excluded.starts_at, ends_at = excluded.ends_at, created_by = excluded.created_by, \
+     comment = excluded.comment, created_at = excluded.created_at, expired_by = excluded.expired_by";
+
+/// `json_each` rather than `json_extract`: a label name needs no quoting as a JSON path.
+const INCIDENT_HAS_LABEL: &str =
+    "EXISTS (SELECT 1 FROM json_each(incidents.labels) WHERE key = ? AND value = ?)";
+const EVENT_HAS_LABEL: &str =
+    "EXISTS (SELECT 1 FROM json_each(events.body, '$.labels') WHERE key = ? AND value = ?)";
+
+fn incident_row(incident: &Incident) -> Vec<Value> {
+    let time = |at: Option<DateTime<Utc>>| Value::OptInt(at.map(millis));
+    vec![
+        Value::Int(incident.id),
+        Value::Text(incident.state.as_str().to_string()),
+        Value::Text(incident.title.clone()),
+        Value::Text(incident.group_key.clone()),
+        Value::Text(to_json(&incident.labels)),
+        Value::Int(i64::from(incident.flapping)),
+        Value::Int(i64::from(incident.escalated)),
+        Value::Int(i64::from(incident.members_firing)),
+        Value::Int(i64::from(incident.members_total)),
+        Value::Int(i64::from(incident.reopened)),
+        Value::Int(millis(incident.started_at)),
+        Value::Int(millis(incident.opened_at)),
+        time(incident.acknowledged_at),
+        Value::OptText(incident.acknowledged_by.clone()),
+        time(incident.mitigated_at),
+        time(incident.resolved_at),
+        Value::OptText(incident.resolved_by.clone()),
+        time(incident.escalated_at),
+        Value::Int(millis(incident.updated_at)),
+    ]
+}
+
+fn member_row(member: &Member) -> Vec<Value> {
+    vec![
+        Value::Int(member.incident),
+        Value::Text(member.fingerprint.clone()),
+        Value::Text(member.source.clone()),
+        Value::Text(member.status.as_str().to_string()),
+        Value::Text(to_json(&member.labels)),
+        Value::Text(to_json(&member.annotations)),
+        Value::Text(member.first_event_id.clone()),
+        Value::Text(member.last_event_id.clone()),
+        Value::Int(millis(member.first_seen)),
+        Value::Int(millis(member.last_seen)),
+        Value::OptInt(member.starts_at.map(millis)),
+        Value::OptText(member.generator_url.clone()),
+    ]
+}
+
+fn silence_row(silence: &Silence) -> Vec<Value> {
+    vec![
+        Value::Text(silence.id.clone()),
+        Value::Text(to_json(&silence.matchers)),
+        Value::Int(millis(silence.starts_at)),
+        Value::Int(millis(silence.ends_at)),
+        Value::Text(silence.created_by.clone()),
+        Value::Text(silence.comment.clone()),
+        Value::Int(millis(silence.created_at)),
+        Value::OptText(silence.expired_by.clone()),
+    ]
+}
+
+/// `LIMIT` for a query's `limit`: 0 reads one row, as the other queries do.
+fn limit(limit: usize) -> Value {
+    Value::Int(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, batch: &[Write]) -> Result<Committed> {
@@ -246,6 +482,7 @@ impl Store for SqliteStore {
                                kind: &str,
                                event_id: Option<&str>,
                                run_id: Option<&str>,
+                               incident_id: Option<IncidentId>,
                                body: String| {
             journal.push(vec![
                 Value::Int(journal_seq),
@@ -253,14 +490,23 @@ impl Store for SqliteStore {
                 Value::Text(kind.to_string()),
                 Value::OptText(event_id.map(str::to_string)),
                 Value::OptText(run_id.map(str::to_string)),
+                Value::OptInt(incident_id),
                 Value::Text(body),
             ]);
             journal_seq += 1;
         };
         let mut run_inserts = Vec::new();
+        // Runs started in this batch, so a `RunIncident` right after fills the inserted row.
+        let mut run_rows: HashMap<&str, usize> = HashMap::new();
+        let mut run_links = Vec::new();
         let mut run_updates = Vec::new();
         let mut cursors = Vec::new();
         let mut snapshots = Vec::new();
+        // The correlator may rewrite an incident or a member many times in one batch: one row each
+        // is written, as the batch leaves it.
+        let mut incidents = Latest::default();
+        let mut members: Latest<(IncidentId, &str), Member> = Latest::default();
+        let mut silences = Latest::default();
         for write in batch {
             match write {
                 Write::Event(encoded) => {
@@ -288,6 +534,7 @@ impl Store for SqliteStore {
                         "decision",
                         Some(event_id),
                         None,
+                        None,
                         to_json(&DecisionsBody {
                             decisions: decisions.iter().map(|decision| decision.record()).collect(),
                         }),
@@ -300,8 +547,10 @@ impl Store for SqliteStore {
                         "run_started",
                         Some(&run.event_id),
                         Some(&run.id),
+                        None,
                         plan.clone(),
                     );
+                    run_rows.insert(&run.id, run_inserts.len());
                     run_inserts.push(vec![
                         Value::Text(run.id.clone()),
                         Value::Text(run.rule.clone()),
@@ -313,6 +562,8 @@ impl Store for SqliteStore {
                         Value::Int(i64::from(run.dry_run)),
                         Value::Int(millis(*at)),
                         Value::Text(plan),
+                        // `incident_id`, last so that a `RunIncident` can fill it.
+                        Value::OptInt(None),
                     ]);
                 }
                 Write::RunRecord { run_id, record, at } => {
@@ -323,7 +574,7 @@ impl Store for SqliteStore {
                         Record::RollbackStarted { .. } => "rollback_started",
                         Record::RunEnded(_) => "run_ended",
                     };
-                    journal_row(*at, kind, None, Some(run_id), to_json(record));
+                    journal_row(*at, kind, None, Some(run_id), None, to_json(record));
                 }
                 Write::RunInput {
                     run_id,
@@ -339,10 +590,10 @@ impl Store for SqliteStore {
                     if let (Some(outputs), Some(map)) = (outputs, body.as_object_mut()) {
                         map.insert("outputs".into(), outputs.clone());
                     }
-                    journal_row(*at, kind, None, Some(run_id), body.to_string());
+                    journal_row(*at, kind, None, Some(run_id), None, body.to_string());
                 }
                 Write::RunFinished { run_id, end, at } => {
-                    journal_row(*at, "run_finished", None, Some(run_id), to_json(end));
+                    journal_row(*at, "run_finished", None, Some(run_id), None, to_json(end));
                     let status = RunStatus::parse(&end.status).unwrap_or(RunStatus::Failed);
                     run_updates.push((run_id.clone(), status, end.error.clone(), millis(*at)));
                 }
@@ -350,6 +601,41 @@ impl Store for SqliteStore {
                 Write::CursorAtLastEvent { name } => cursors.push((name.clone(), None)),
                 Write::Snapshot { name, seq, body } => {
                     snapshots.push((name.clone(), (*seq >= 0).then_some(*seq), body.clone()))
+                }
+                Write::Incident(incident) => incidents.put(incident.id, incident),
+                Write::IncidentMember(member) => {
+                    let key = (member.incident, member.fingerprint.as_str());
+                    let merged = match members.get(&key) {
+                        Some(first) => keep_first(first, member),
+                        None => member.clone(),
+                    };
+                    members.put(key, merged);
+                }
+                Write::Timeline(entry) => {
+                    let mut body = serde_json::Map::new();
+                    body.insert("summary".into(), entry.summary.clone().into());
+                    if !entry.detail.is_null() {
+                        body.insert("detail".into(), entry.detail.clone());
+                    }
+                    journal_row(
+                        entry.at,
+                        &entry.kind,
+                        entry.event_id.as_deref(),
+                        None,
+                        Some(entry.incident),
+                        serde_json::Value::Object(body).to_string(),
+                    );
+                }
+                Write::Silence(silence) => silences.put(silence.id.as_str(), silence),
+                Write::RunIncident { run_id, incident } => {
+                    let row = run_rows
+                        .get(run_id.as_str())
+                        .and_then(|index| run_inserts.get_mut(*index))
+                        .and_then(|row: &mut Vec<Value>| row.last_mut());
+                    match row {
+                        Some(slot) => *slot = Value::OptInt(Some(*incident)),
+                        None => run_links.push((run_id.clone(), *incident)),
+                    }
                 }
             }
         }
@@ -374,7 +660,15 @@ impl Store for SqliteStore {
         insert_rows(
             &mut transaction,
             "journal",
-            &["seq", "at", "kind", "event_id", "run_id", "body"],
+            &[
+                "seq",
+                "at",
+                "kind",
+                "event_id",
+                "run_id",
+                "incident_id",
+                "body",
+            ],
             "",
             journal,
         )
@@ -393,12 +687,48 @@ impl Store for SqliteStore {
                 "dry_run",
                 "started_at",
                 "plan",
+                "incident_id",
             ],
             "",
             run_inserts,
         )
         .await?;
         update_runs(&mut transaction, run_updates).await?;
+        // Runs started in an earlier commit: rare, so one statement each.
+        for (run_id, incident) in run_links {
+            sqlx::query("UPDATE runs SET incident_id = ? WHERE id = ?")
+                .bind(incident)
+                .bind(run_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        insert_rows(
+            &mut transaction,
+            "incidents",
+            INCIDENT_COLUMNS,
+            INCIDENT_UPSERT,
+            incidents.into_values().map(incident_row).collect(),
+        )
+        .await?;
+        insert_rows(
+            &mut transaction,
+            "incident_members",
+            MEMBER_COLUMNS,
+            MEMBER_UPSERT,
+            members
+                .into_values()
+                .map(|member| member_row(&member))
+                .collect(),
+        )
+        .await?;
+        insert_rows(
+            &mut transaction,
+            "silences",
+            SILENCE_COLUMNS,
+            SILENCE_UPSERT,
+            silences.into_values().map(silence_row).collect(),
+        )
+        .await?;
         // "The last event of this commit", for writes made before the sequence numbers were known.
         let last_event_seq = (event_seq > first_event_seq).then_some(event_seq - 1);
         for (name, seq) in cursors {
@@ -433,15 +763,36 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>> {
+        let mut filter = Filter::default();
+        if let Some(after) = query.after_seq {
+            filter.term("seq > ?", [Value::Int(after)]);
+        }
+        if let Some(source) = &query.source {
+            filter.term("source = ?", [Value::Text(source.clone())]);
+        }
+        if let Some(kind) = query.kind {
+            filter.term("kind = ?", [Value::Text(kind.as_str().to_string())]);
+            if kind != EventKind::Alert {
+                // The condition of the partial index `events_kind`, for the planner to see.
+                filter.term("kind <> 'alert'", []);
+            }
+        }
+        if let Some(after) = query.received_after {
+            filter.term("received_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some((name, value)) = &query.label {
+            filter.term(
+                EVENT_HAS_LABEL,
+                [Value::Text(name.clone()), Value::Text(value.clone())],
+            );
+        }
         let order = if query.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
-            "SELECT seq, body FROM events WHERE seq > ? AND (? IS NULL OR source = ?) ORDER BY seq {order} LIMIT ?"
+            "SELECT seq, body FROM events{} ORDER BY seq {order} LIMIT ?",
+            filter.sql()
         );
-        let rows = sqlx::query(&sql)
-            .bind(query.after_seq.unwrap_or(0))
-            .bind(query.source.as_deref())
-            .bind(query.source.as_deref())
-            .bind(query.limit.max(1) as i64)
+        let rows = filter
+            .bind(&sql, [limit(query.limit)])
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(event_record).collect()
@@ -456,7 +807,8 @@ impl Store for SqliteStore {
     }
 
     async fn journal_for_event(&self, event_id: &str) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query("SELECT seq, at, kind, event_id, run_id, body FROM journal WHERE event_id = ? ORDER BY seq")
+        let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE event_id = ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
             .bind(event_id)
             .fetch_all(&self.readers)
             .await?;
@@ -464,7 +816,8 @@ impl Store for SqliteStore {
     }
 
     async fn journal_for_run(&self, run_id: &str) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query("SELECT seq, at, kind, event_id, run_id, body FROM journal WHERE run_id = ? ORDER BY seq")
+        let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
             .bind(run_id)
             .fetch_all(&self.readers)
             .await?;
@@ -472,29 +825,36 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, rule, runbook, started_by, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs \
-             WHERE (? IS NULL OR status = ?) AND (? IS NULL OR rule = ?) AND started_at >= ? \
-             ORDER BY started_at DESC, id DESC LIMIT ?",
-        )
-        .bind(query.status.map(RunStatus::as_str))
-        .bind(query.status.map(RunStatus::as_str))
-        .bind(query.rule.as_deref())
-        .bind(query.rule.as_deref())
-        .bind(query.started_after.map(millis).unwrap_or(i64::MIN))
-        .bind(query.limit.max(1) as i64)
-        .fetch_all(&self.readers)
-        .await?;
+        let mut filter = Filter::default();
+        if let Some(status) = query.status {
+            filter.term("status = ?", [Value::Text(status.as_str().to_string())]);
+        }
+        if let Some(rule) = &query.rule {
+            filter.term("rule = ?", [Value::Text(rule.clone())]);
+        }
+        if let Some(after) = query.started_after {
+            filter.term("started_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some(incident) = query.incident {
+            filter.term("incident_id = ?", [Value::Int(incident)]);
+        }
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY started_at DESC, id DESC LIMIT ?",
+            filter.sql()
+        );
+        let rows = filter
+            .bind(&sql, [limit(query.limit)])
+            .fetch_all(&self.readers)
+            .await?;
         rows.iter().map(run_record).collect()
     }
 
     async fn run(&self, id: &str) -> Result<Option<RunRecord>> {
-        let row = sqlx::query(
-            "SELECT id, rule, runbook, started_by, target, event_id, status, dry_run, started_at, finished_at, error, plan FROM runs WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.readers)
-        .await?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
         row.as_ref().map(run_record).transpose()
     }
 
@@ -534,6 +894,108 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        let sql = format!(
+            "SELECT {} FROM incidents WHERE id = ?",
+            INCIDENT_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(incident_record).transpose()
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>> {
+        let mut filter = Filter::default();
+        if query.open_only {
+            // Word for word the condition of the partial index `incidents_open`.
+            filter.term("state <> 'resolved'", []);
+        }
+        if let Some(group_key) = &query.group_key {
+            filter.term("group_key = ?", [Value::Text(group_key.clone())]);
+        }
+        if let Some(after) = query.opened_after {
+            filter.term("opened_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some((name, value)) = &query.label {
+            filter.term(
+                INCIDENT_HAS_LABEL,
+                [Value::Text(name.clone()), Value::Text(value.clone())],
+            );
+        }
+        let sql = format!(
+            "SELECT {} FROM incidents{} ORDER BY id DESC LIMIT ?",
+            INCIDENT_COLUMNS.join(", "),
+            filter.sql()
+        );
+        let rows = filter
+            .bind(&sql, [limit(query.limit)])
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(incident_record).collect()
+    }
+
+    async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>> {
+        let sql = format!(
+            "SELECT {} FROM incident_members WHERE incident_id = ? ORDER BY first_seen, fingerprint",
+            MEMBER_COLUMNS.join(", ")
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.readers).await?;
+        rows.iter().map(member_record).collect()
+    }
+
+    async fn incident_timeline(&self, id: IncidentId) -> Result<Vec<JournalEntry>> {
+        // Three index lookups; UNION drops an entry reached twice.
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE incident_id = ?1 \
+             UNION SELECT {JOURNAL_COLUMNS} FROM journal \
+             WHERE run_id IN (SELECT id FROM runs WHERE incident_id = ?1) \
+             UNION SELECT {JOURNAL_COLUMNS} FROM journal \
+             WHERE kind = 'decision' AND event_id IN ( \
+                 SELECT first_event_id FROM incident_members WHERE incident_id = ?1 \
+                 UNION SELECT last_event_id FROM incident_members WHERE incident_id = ?1 \
+                 UNION SELECT event_id FROM runs WHERE incident_id = ?1) \
+             ORDER BY seq"
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.readers).await?;
+        rows.iter().map(journal_entry).collect()
+    }
+
+    async fn incidents_max_id(&self) -> Result<IncidentId> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM incidents")
+                .fetch_one(&self.readers)
+                .await?,
+        )
+    }
+
+    async fn silences(&self, include_expired: bool, now: DateTime<Utc>) -> Result<Vec<Silence>> {
+        let mut filter = Filter::default();
+        if !include_expired {
+            filter.term("ends_at > ?", [Value::Int(millis(now))]);
+        }
+        let sql = format!(
+            "SELECT {} FROM silences{} ORDER BY created_at DESC, id DESC",
+            SILENCE_COLUMNS.join(", "),
+            filter.sql()
+        );
+        let rows = filter.bind(&sql, []).fetch_all(&self.readers).await?;
+        rows.iter().map(silence_record).collect()
+    }
+
+    async fn silence(&self, id: &str) -> Result<Option<Silence>> {
+        let sql = format!(
+            "SELECT {} FROM silences WHERE id = ?",
+            SILENCE_COLUMNS.join(", ")
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(silence_record).transpose()
+    }
 }
 
 fn event_record(row: &SqliteRow) -> Result<EventRecord> {
@@ -555,6 +1017,7 @@ fn journal_entry(row: &SqliteRow) -> Result<JournalEntry> {
         kind: row.try_get("kind")?,
         event_id: row.try_get("event_id")?,
         run_id: row.try_get("run_id")?,
+        incident_id: row.try_get("incident_id")?,
         body: serde_json::from_str(&body).map_err(|error| Error::Corrupt {
             id: seq.to_string(),
             message: error.to_string(),
@@ -585,6 +1048,97 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
             .map(from_millis),
         error: row.try_get("error")?,
         plan: serde_json::from_str(&plan).map_err(|error| corrupt(error.to_string()))?,
+        incident_id: row.try_get("incident_id")?,
         id: id.clone(),
+    })
+}
+
+fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(from_millis))
+}
+
+/// A JSON column read back into its type, or the reason it is corrupt.
+fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, String> {
+    let text: String = row.try_get(column).map_err(|error| error.to_string())?;
+    serde_json::from_str(&text).map_err(|error| format!("`{column}`: {error}"))
+}
+
+fn incident_record(row: &SqliteRow) -> Result<Incident> {
+    let id: IncidentId = row.try_get("id")?;
+    let corrupt = |message: String| Error::Corrupt {
+        id: format!("incident {id}"),
+        message,
+    };
+    let count = |column: &str| -> Result<u32> {
+        let value: i64 = row.try_get(column)?;
+        u32::try_from(value).map_err(|_| corrupt(format!("`{column}` is {value}")))
+    };
+    let state: String = row.try_get("state")?;
+    Ok(Incident {
+        id,
+        state: State::parse(&state).ok_or_else(|| corrupt(format!("unknown state `{state}`")))?,
+        title: row.try_get("title")?,
+        group_key: row.try_get("group_key")?,
+        labels: json_column(row, "labels").map_err(corrupt)?,
+        flapping: row.try_get::<i64, _>("flapping")? != 0,
+        escalated: row.try_get::<i64, _>("escalated")? != 0,
+        members_firing: count("members_firing")?,
+        members_total: count("members_total")?,
+        reopened: count("reopened")?,
+        started_at: from_millis(row.try_get("started_at")?),
+        opened_at: from_millis(row.try_get("opened_at")?),
+        acknowledged_at: optional_time(row, "acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        mitigated_at: optional_time(row, "mitigated_at")?,
+        resolved_at: optional_time(row, "resolved_at")?,
+        resolved_by: row.try_get("resolved_by")?,
+        escalated_at: optional_time(row, "escalated_at")?,
+        updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn member_record(row: &SqliteRow) -> Result<Member> {
+    let incident: IncidentId = row.try_get("incident_id")?;
+    let fingerprint: String = row.try_get("fingerprint")?;
+    let corrupt = |message: String| Error::Corrupt {
+        id: format!("incident {incident} member {fingerprint}"),
+        message,
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Member {
+        incident,
+        status: match status.as_str() {
+            "firing" => Status::Firing,
+            "resolved" => Status::Resolved,
+            _ => return Err(corrupt(format!("unknown status `{status}`"))),
+        },
+        source: row.try_get("source")?,
+        labels: json_column(row, "labels").map_err(corrupt)?,
+        annotations: json_column(row, "annotations").map_err(corrupt)?,
+        first_event_id: row.try_get("first_event_id")?,
+        last_event_id: row.try_get("last_event_id")?,
+        first_seen: from_millis(row.try_get("first_seen")?),
+        last_seen: from_millis(row.try_get("last_seen")?),
+        starts_at: optional_time(row, "starts_at")?,
+        generator_url: row.try_get("generator_url")?,
+        fingerprint: fingerprint.clone(),
+    })
+}
+
+fn silence_record(row: &SqliteRow) -> Result<Silence> {
+    let id: String = row.try_get("id")?;
+    let matchers = json_column(row, "matchers").map_err(|message| Error::Corrupt {
+        id: format!("silence {id}"),
+        message,
+    })?;
+    Ok(Silence {
+        matchers,
+        starts_at: from_millis(row.try_get("starts_at")?),
+        ends_at: from_millis(row.try_get("ends_at")?),
+        created_by: row.try_get("created_by")?,
+        comment: row.try_get("comment")?,
+        created_at: from_millis(row.try_get("created_at")?),
+        expired_by: row.try_get("expired_by")?,
+        id,
     })
 }

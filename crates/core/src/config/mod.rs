@@ -3,6 +3,7 @@
 //! Parsing is pure: callers read the files and pass their text in, so this crate stays free of IO.
 //! Semantic checks (matchers, CEL, templates, references) happen in [`crate::rule::compile`].
 
+pub mod incidents;
 pub mod locate;
 pub mod runbook;
 pub use runbook::{
@@ -96,6 +97,7 @@ struct ConfigFile {
     runbooks: Vec<Runbook>,
     prometheus: Option<Prometheus>,
     runs: Option<Runs>,
+    incidents: Option<incidents::Incidents>,
 }
 
 /// The merged config of one file or a folder of files.
@@ -113,6 +115,7 @@ pub struct Config {
     /// The Prometheus-compatible API that PromQL checks query by default.
     pub prometheus: Option<Prometheus>,
     pub runs: Runs,
+    pub incidents: incidents::Incidents,
     /// Where each list item came from, to point diagnostics at the right file and line.
     pub origins: Origins,
 }
@@ -616,6 +619,9 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         }
         if singleton("runs", file.runs.is_some(), &mut diagnostics) {
             config.runs = file.runs.unwrap_or_default();
+        }
+        if singleton("incidents", file.incidents.is_some(), &mut diagnostics) {
+            config.incidents = file.incidents.unwrap_or_default();
         }
         merge(
             &mut config.origins,

@@ -126,6 +126,7 @@ fn from_native(
     if native.labels.is_empty() {
         return Err(Error::new("labels", "an event needs at least one label"));
     }
+    refuse_command(native.kind)?;
     let fingerprint = native
         .fingerprint
         .filter(|f| !f.is_empty())
@@ -146,6 +147,17 @@ fn from_native(
     })
 }
 
+/// Commands change incidents and carry who acted: they come only from homeostat's own endpoints.
+fn refuse_command(kind: EventKind) -> Result<(), Error> {
+    if kind == EventKind::Command {
+        return Err(Error::new(
+            "kind",
+            "`command` events are made by homeostat itself; use `homeostat incidents ack|resolve` or the incident API, or send `alert`, `change` or `info`",
+        ));
+    }
+    Ok(())
+}
+
 fn from_cloud_event(cloud: CloudEvent, received_at: DateTime<Utc>) -> Result<Event, Error> {
     if cloud.specversion != "1.0" {
         return Err(Error::new(
@@ -159,6 +171,7 @@ fn from_cloud_event(cloud: CloudEvent, received_at: DateTime<Utc>) -> Result<Eve
     if cloud.id.is_empty() {
         return Err(Error::new("id", "a CloudEvent needs a non-empty `id`"));
     }
+    refuse_command(cloud.kind.unwrap_or(EventKind::Info))?;
     let mut labels = Labels::new();
     if let Some(data_labels) = cloud
         .data
@@ -215,6 +228,9 @@ mod tests {
         let events = parse(one, "api", now()).unwrap();
         assert_eq!(events[0].status, Status::Resolved);
         assert_eq!(events[0].source, "api");
+        let command = br#"{"labels": {"incident": "1"}, "kind": "command"}"#;
+        let error = parse(command, "api", DateTime::UNIX_EPOCH).expect_err("refused");
+        assert_eq!(error.field, "kind");
         let many = br#"[{"labels": {"a": "1"}}, {"labels": {"a": "2"}, "kind": "change"}]"#;
         let events = parse(many, "api", now()).unwrap();
         assert_eq!(events.len(), 2);

@@ -1,0 +1,95 @@
+//! Top-level `incidents:`: how events are correlated into incidents.
+
+use serde::{Deserialize, Serialize};
+
+/// Top-level `incidents:`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incidents {
+    /// Labels whose values group events into one incident, as Alertmanager's `group_by`. An entry
+    /// may list alternatives, `service|app|deployment`: the first label an event has gives the
+    /// value, so sources that name the same thing differently correlate. `["..."]` groups by every
+    /// label (one incident per alert). An event with none of these labels is its own incident.
+    #[serde(default = "defaults::group_by")]
+    pub group_by: Vec<String>,
+    /// An event that never resolves (kind `info`, such as a Kubernetes event) holds its incident
+    /// open this long after it was seen.
+    #[serde(default = "defaults::window_secs")]
+    pub window_secs: u64,
+    /// A resolved incident whose group fires again within this long is reopened, not a new one.
+    #[serde(default = "defaults::reopen_window_secs")]
+    pub reopen_window_secs: u64,
+    #[serde(default)]
+    pub flapping: Flapping,
+    /// Alertmanager's inhibition: while a source alert fires, target alerts with the same values
+    /// of the `equal` labels are muted.
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// How far back `change` events (deploys) for the same group count as recent changes.
+    #[serde(default = "defaults::change_lookback_secs")]
+    pub change_lookback_secs: u64,
+}
+
+impl Default for Incidents {
+    fn default() -> Self {
+        Self {
+            group_by: defaults::group_by(),
+            window_secs: defaults::window_secs(),
+            reopen_window_secs: defaults::reopen_window_secs(),
+            flapping: Flapping::default(),
+            inhibit_rules: Vec::new(),
+            change_lookback_secs: defaults::change_lookback_secs(),
+        }
+    }
+}
+
+/// `incidents.flapping`: an alert that changes state this many times within the window is
+/// flapping; its incident stops paging until the alert is quiet for a whole window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flapping {
+    #[serde(default = "defaults::flap_transitions")]
+    pub transitions: u32,
+    #[serde(default = "defaults::flap_window_secs")]
+    pub window_secs: u64,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Self {
+            transitions: defaults::flap_transitions(),
+            window_secs: defaults::flap_window_secs(),
+        }
+    }
+}
+
+/// One inhibition rule, as Alertmanager's `inhibit_rules` entries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    pub source_matchers: Vec<String>,
+    pub target_matchers: Vec<String>,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+mod defaults {
+    pub fn group_by() -> Vec<String> {
+        vec!["service".into()]
+    }
+    pub fn window_secs() -> u64 {
+        900
+    }
+    pub fn reopen_window_secs() -> u64 {
+        3600
+    }
+    pub fn flap_transitions() -> u32 {
+        4
+    }
+    pub fn flap_window_secs() -> u64 {
+        1800
+    }
+    pub fn change_lookback_secs() -> u64 {
+        3600
+    }
+}
