@@ -48,6 +48,9 @@ impl Verdict {
                 Skip::Concurrency { .. } => "skipped_concurrency",
                 Skip::Cooldown { .. } => "skipped_cooldown",
                 Skip::RateLimited { .. } => "skipped_rate_limit",
+                Skip::BlastRadius { .. } => "refused_blast_radius",
+                Skip::Disabled { .. } => "skipped_disabled",
+                Skip::Loop { .. } => "stopped_loop",
             },
             Verdict::IgnoredStatus { .. } => "ignored_status",
             Verdict::Error { .. } => "error",
@@ -172,6 +175,16 @@ pub fn context(event: &Event, params: Option<&BTreeMap<String, String>>) -> mini
     }
 }
 
+/// What a rule can trigger on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// An event as it arrives (rules without `on_incident`).
+    Event,
+    /// An incident's transition (rules whose `on_incident` lists it); the event is the incident's
+    /// view from [`incident_event`].
+    Incident(crate::incident::correlate::Transition),
+}
+
 /// Decides what every matching rule does with `event`.
 pub fn decide(
     event: &Event,
@@ -180,8 +193,56 @@ pub fn decide(
     global_dry_run: bool,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
+    decide_trigger(Trigger::Event, event, compiled, guards, global_dry_run, now)
+}
+
+/// How rules triggered by an incident transition see the incident: the causing event's labels,
+/// overlaid with the incident's group labels and `incident` and `transition`.
+pub fn incident_event(
+    incident: &crate::incident::Incident,
+    transition: crate::incident::correlate::Transition,
+    cause: &Event,
+) -> Event {
+    let mut labels = cause.labels.clone();
+    labels.extend(incident.labels.clone());
+    labels.insert("incident".into(), incident.id.to_string());
+    labels.insert("transition".into(), transition.as_str().into());
+    let mut annotations = cause.annotations.clone();
+    annotations.insert("incident_title".into(), incident.title.clone());
+    Event {
+        id: cause.id.clone(),
+        source: "homeostat".into(),
+        kind: crate::EventKind::Info,
+        status: crate::Status::Firing,
+        fingerprint: format!("incident/{}", incident.id),
+        labels,
+        annotations,
+        starts_at: Some(incident.started_at),
+        ends_at: None,
+        received_at: cause.received_at,
+        data: serde_json::to_value(incident).ok(),
+        ingested_by: None,
+    }
+}
+
+/// Decides what every rule with this trigger does with `event`.
+pub fn decide_trigger(
+    trigger: Trigger,
+    event: &Event,
+    compiled: &Compiled,
+    guards: &mut GuardState,
+    global_dry_run: bool,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
     let mut decisions = Vec::new();
     for rule in &compiled.rules {
+        let wanted = match trigger {
+            Trigger::Event => rule.on_incident.is_empty(),
+            Trigger::Incident(transition) => rule.on_incident.contains(&transition),
+        };
+        if !wanted {
+            continue;
+        }
         let decision = match rule.matches(event) {
             Match::No => continue,
             Match::WrongStatus => Decision {

@@ -29,6 +29,17 @@ pub enum Skip {
         window_secs: u64,
         until: DateTime<Utc>,
     },
+    /// The fleet-wide blast-radius budget is spent: `targets` are under remediation, at most `max`.
+    BlastRadius { targets: u32, max: u32 },
+    /// Loop detection turned the rule off for this target.
+    Disabled { target: String },
+    /// This run would be the rule's `runs`-th on this target for one incident within the window,
+    /// without the incident resolving: a loop. The rule is now disabled for the target.
+    Loop {
+        target: String,
+        runs: u32,
+        window_secs: u64,
+    },
 }
 
 impl std::fmt::Display for Skip {
@@ -56,6 +67,22 @@ impl std::fmt::Display for Skip {
                 "skipped: {count} runs within {window_secs}s already, next allowed at {}",
                 until.to_rfc3339()
             ),
+            Skip::BlastRadius { targets, max } => write!(
+                f,
+                "refused: {targets} targets are under automated remediation, the blast-radius budget is {max}"
+            ),
+            Skip::Disabled { target } => write!(
+                f,
+                "skipped: loop detection disabled this rule for `{target}`"
+            ),
+            Skip::Loop {
+                target,
+                runs,
+                window_secs,
+            } => write!(
+                f,
+                "stopped: this would be run {runs} on `{target}` within {window_secs}s for one incident that did not resolve; the rule is now disabled for `{target}`"
+            ),
         }
     }
 }
@@ -76,6 +103,10 @@ pub struct GuardState {
     rules: HashMap<String, RuleState>,
     /// Target to the run that holds it. Shared by all rules: two rules must not act on one pod at once.
     locks: HashMap<String, String>,
+    /// `runs.max_targets`: the fleet-wide blast-radius budget.
+    pub max_targets: Option<u32>,
+    /// (rule, target) pairs loop detection turned off; kept in step with the correlator's.
+    pub disabled: std::collections::HashSet<(String, String)>,
 }
 
 impl GuardState {
@@ -87,6 +118,28 @@ impl GuardState {
         target: &str,
         now: DateTime<Utc>,
     ) -> Result<(), Skip> {
+        if self
+            .disabled
+            .contains(&(rule.to_string(), target.to_string()))
+        {
+            return Err(Skip::Disabled {
+                target: target.to_string(),
+            });
+        }
+        if let Some(max) = self.max_targets {
+            let targets: std::collections::HashSet<&str> = self
+                .rules
+                .values()
+                .flat_map(|state| state.running.values().map(String::as_str))
+                .collect();
+            // A target already under remediation does not spend more of the budget.
+            if !targets.contains(target) && targets.len() as u32 >= max {
+                return Err(Skip::BlastRadius {
+                    targets: targets.len() as u32,
+                    max,
+                });
+            }
+        }
         if guards.lock {
             if let Some(run_id) = self.locks.get(target) {
                 return Err(Skip::Locked {
@@ -212,6 +265,7 @@ mod tests {
             max_concurrent: Some(2),
             lock: true,
             dry_run: false,
+            loop_limit: None,
         };
         let mut state = GuardState::default();
         assert_eq!(state.check("r", &guards, "a", at(0)), Ok(()));
@@ -251,6 +305,36 @@ mod tests {
         );
         assert_eq!(state.check("r", &guards, "c", at(301)), Ok(()));
         assert_eq!(state.check("r", &guards, "a", at(301)), Ok(()));
+    }
+
+    #[test]
+    fn the_blast_radius_budget_spans_rules_and_disabled_pairs_are_skipped() {
+        let guards = Guards {
+            lock: false,
+            ..Guards::default()
+        };
+        let mut state = GuardState {
+            max_targets: Some(2),
+            ..GuardState::default()
+        };
+        state.start("r1", &guards, "a", "run1", at(0));
+        state.start("r2", &guards, "b", "run2", at(0));
+        assert_eq!(
+            state.check("r3", &guards, "c", at(1)),
+            Err(Skip::BlastRadius { targets: 2, max: 2 })
+        );
+        assert_eq!(
+            state.check("r3", &guards, "a", at(1)),
+            Ok(()),
+            "a target already under remediation spends nothing more"
+        );
+        state.finish("r1", "run1");
+        assert_eq!(state.check("r3", &guards, "c", at(2)), Ok(()));
+        state.disabled.insert(("r3".into(), "c".into()));
+        assert_eq!(
+            state.check("r3", &guards, "c", at(2)),
+            Err(Skip::Disabled { target: "c".into() })
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct CompiledRule {
     pub guards: Guards,
     /// What the rule runs: its named runbook, or its inline steps as an anonymous runbook.
     pub runbook: Arc<Program>,
+    /// Incident transitions it triggers on; empty for a rule that triggers on events.
+    pub on_incident: Vec<crate::incident::correlate::Transition>,
+    pub verify: Option<crate::config::Verify>,
 }
 
 /// Whether a rule applies to an event, and if not, why not (for the journal and dry runs).
@@ -478,6 +481,8 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                 target,
                 guards: rule.guards.clone(),
                 runbook: Arc::new(program),
+                on_incident: rule.on_incident.clone(),
+                verify: rule.verify.clone(),
             });
         }
     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::clock::SharedClock;
-use homeostat_core::decide::{decide, Decision, PlannedRun, Verdict as RuleVerdict};
-use homeostat_core::guard::GuardState;
-use homeostat_core::incident::correlate::{Correlator, Settings, Verdict};
-use homeostat_core::incident::{Change, Command, Incident};
+use homeostat_core::decide::{
+    decide_trigger, incident_event, Decision, PlannedRun, Trigger, Verdict as RuleVerdict,
+};
+use homeostat_core::guard::{GuardState, Skip};
+use homeostat_core::incident::correlate::{Correlator, Settings, Transition, Verdict};
+use homeostat_core::incident::{Change, Command, Incident, IncidentId};
 use homeostat_core::rule::Compiled;
 use homeostat_core::{Event, EventKind};
 use homeostat_store::writer::Stage;
@@ -58,10 +60,16 @@ pub struct DecideStage {
     last_sweep: Duration,
     /// Incidents this batch resolves, for the duration metrics once it commits.
     resolved: Vec<Incident>,
+    /// Loop detection: per (rule, target), the runs started for incidents that have not resolved
+    /// since, with when. Rebuilt from recent runs after a restart.
+    pub attempts: Attempts,
+    /// The incident transitions some rule triggers on.
+    incident_rules: std::collections::HashSet<Transition>,
+    /// Commands decided during this batch (a loop stopped), to append as events of the same commit.
+    followups: Vec<Command>,
+    /// Notices to send once this batch is durable: idempotency key, notifier, text.
+    notices: Vec<(String, String, String)>,
 }
-
-/// How often the correlator is swept (flapping that went quiet, momentary members aged out).
-pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// What to store for one of the correlator's changes.
 fn change_write(change: Change) -> Write {
@@ -107,6 +115,60 @@ pub async fn restore_correlator(
         }
     }
     Ok(correlator)
+}
+
+/// Per (rule, target): when runs started, and for which incident.
+pub type Attempts = HashMap<(String, String), Vec<(DateTime<Utc>, IncidentId)>>;
+
+/// Loop counts as the journal has them: recent runs of each (rule, target) for incidents that are
+/// not resolved. A restart forgets a resolution between two runs of a reopened incident, which can
+/// only make loop detection stop one run sooner.
+pub async fn rebuild_attempts(
+    store: &dyn Store,
+    compiled: &Compiled,
+    correlator: &Correlator,
+    now: DateTime<Utc>,
+) -> Result<Attempts, homeostat_store::Error> {
+    let horizon = compiled
+        .rules
+        .iter()
+        .filter_map(|rule| {
+            rule.guards
+                .loop_limit
+                .as_ref()
+                .map(|limit| limit.window_secs)
+        })
+        .max()
+        .unwrap_or(0);
+    let mut attempts = Attempts::new();
+    if horizon == 0 {
+        return Ok(attempts);
+    }
+    let runs = store
+        .runs(&RunQuery {
+            limit: 100_000,
+            started_after: Some(now - chrono::Duration::seconds(horizon as i64)),
+            ..Default::default()
+        })
+        .await?;
+    for run in runs {
+        let Some(incident) = run.incident_id else {
+            continue;
+        };
+        if correlator
+            .incident(incident)
+            .is_some_and(|record| !record.is_resolved())
+        {
+            attempts
+                .entry((run.rule.clone(), run.target.clone()))
+                .or_default()
+                .push((run.started_at, incident));
+        }
+    }
+    for list in attempts.values_mut() {
+        list.sort();
+    }
+    Ok(attempts)
 }
 
 /// Guard state as the journal has it: cooldown and rate windows from recent runs, and the locks and
@@ -184,6 +246,14 @@ impl DecideStage {
             .max()
             .unwrap_or(0);
         let snapshot_at = clock.monotonic();
+        let incident_rules = compiled
+            .rules
+            .iter()
+            .flat_map(|rule| rule.on_incident.iter().copied())
+            .collect();
+        let mut guards = guards;
+        guards.max_targets = compiled.config.runs.max_targets;
+        guards.disabled = correlator.disabled().cloned().collect();
         let programs = compiled
             .rules
             .iter()
@@ -201,6 +271,10 @@ impl DecideStage {
             finished,
             last_sweep: snapshot_at,
             resolved: Vec::new(),
+            attempts: HashMap::new(),
+            incident_rules,
+            followups: Vec::new(),
+            notices: Vec::new(),
             since_snapshot: 0,
             snapshot_at,
             longest_cooldown_secs,
@@ -238,6 +312,115 @@ impl DecideStage {
             result?;
             cursor = last;
         }
+    }
+
+    /// Loop detection: a run that would be a rule's `loop.runs + 1`-th on one target for one
+    /// incident within the window, the incident not having resolved, is stopped; the rule is
+    /// disabled for that target and the incident escalates (a command of this same commit).
+    fn stop_loops(&mut self, decisions: &mut [Decision], now: DateTime<Utc>) {
+        for decision in decisions {
+            let RuleVerdict::Run { run } = &decision.verdict else {
+                continue;
+            };
+            let Some(incident) = run.incident else {
+                continue;
+            };
+            let Some(limit) = self
+                .compiled
+                .rules
+                .iter()
+                .find(|rule| rule.name == run.rule)
+                .and_then(|rule| rule.guards.loop_limit.clone())
+            else {
+                continue;
+            };
+            let window = chrono::Duration::seconds(limit.window_secs as i64);
+            let attempts = self
+                .attempts
+                .entry((run.rule.clone(), run.target.clone()))
+                .or_default();
+            attempts.retain(|(at, _)| *at > now - window);
+            let count = attempts
+                .iter()
+                .filter(|(_, attempt)| *attempt == incident)
+                .count() as u32;
+            if count < limit.runs {
+                attempts.push((now, incident));
+                continue;
+            }
+            self.guards.finish(&run.rule, &run.id);
+            let skip = Skip::Loop {
+                target: run.target.clone(),
+                runs: count + 1,
+                window_secs: limit.window_secs,
+            };
+            self.followups.push(Command::DisableRule {
+                incident,
+                rule: run.rule.clone(),
+                target: run.target.clone(),
+                reason: format!(
+                    "remediation loop: rule `{}` ran {count} times on `{}` within {}s and incident {incident} did not resolve",
+                    run.rule, run.target, limit.window_secs
+                ),
+            });
+            let message = skip.to_string();
+            decision.verdict = RuleVerdict::Skipped { skip, message };
+        }
+    }
+
+    /// Tells people an incident escalated, with what was tried; sent once the batch is durable.
+    fn escalation_notice(&mut self, incident: IncidentId, cause: &Event) {
+        let config = &self.compiled.config;
+        let Some(notifier) = config
+            .incidents
+            .escalation_notifier
+            .clone()
+            .or_else(|| config.runs.attention_notifier.clone())
+        else {
+            tracing::warn!(
+                incident,
+                "incident escalated; no escalation_notifier or attention_notifier to tell"
+            );
+            return;
+        };
+        let Some(record) = self.correlator.incident(incident) else {
+            return;
+        };
+        let reason = match Command::from_event(cause) {
+            Some(Command::Escalate { reason, .. } | Command::DisableRule { reason, .. }) => reason,
+            _ => "escalated".into(),
+        };
+        let mut tried: Vec<String> = self
+            .attempts
+            .iter()
+            .filter_map(|((rule, target), attempts)| {
+                let runs = attempts
+                    .iter()
+                    .filter(|(_, attempt)| *attempt == incident)
+                    .count();
+                (runs > 0).then(|| {
+                    format!(
+                        "rule `{rule}` on `{target}` ({runs} run{})",
+                        if runs == 1 { "" } else { "s" }
+                    )
+                })
+            })
+            .collect();
+        tried.sort();
+        let summary = format!(
+            "incident {incident} escalated: {} {}, {} alert{} firing, started {}. Why: {reason}. Tried: {}. See `homeostat incidents show {incident}`.",
+            record.title,
+            record.group_key,
+            record.members_firing,
+            if record.members_firing == 1 { "" } else { "s" },
+            record.started_at.format("%H:%M:%S UTC"),
+            if tried.is_empty() { "no automated remediation".to_string() } else { tried.join(", ") }
+        );
+        self.notices.push((
+            format!("incident/{incident}/escalated/{}", cause.id),
+            notifier,
+            summary,
+        ));
     }
 
     /// The program a rule runs (the decision that planned the run came from this same compiled config).
@@ -284,15 +467,69 @@ impl DecideStage {
                     .get_or_create(&vec![("transition", transition.as_str().to_string())])
                     .inc();
             }
-            if !verdict.actionable() || event.kind == EventKind::Command {
-                continue;
+            let commands = Command::from_event(event).filter(|_| event.kind == EventKind::Command);
+            if matches!(
+                commands,
+                Some(Command::DisableRule { .. } | Command::EnableRule { .. })
+            ) {
+                self.guards.disabled = self.correlator.disabled().cloned().collect();
             }
-            let incident = verdict.incident();
+            for (incident, transition) in &observed.transitions {
+                if *transition == Transition::Resolved {
+                    // A resolution ends the loop count: the remediations so far worked.
+                    for attempts in self.attempts.values_mut() {
+                        attempts.retain(|(_, attempt)| attempt != incident);
+                    }
+                }
+                if *transition == Transition::Escalated {
+                    self.escalation_notice(*incident, event);
+                }
+            }
+            if verdict.actionable() && event.kind != EventKind::Command {
+                self.decide_one(Trigger::Event, event, verdict.incident(), now, writes);
+            }
+            for (incident, transition) in observed.transitions {
+                if !self.incident_rules.contains(&transition) {
+                    continue;
+                }
+                let Some(record) = self.correlator.incident(incident) else {
+                    continue;
+                };
+                let view = incident_event(record, transition, event);
+                self.decide_one(
+                    Trigger::Incident(transition),
+                    &view,
+                    Some(incident),
+                    now,
+                    writes,
+                );
+            }
+        }
+    }
+
+    /// Decides one event (or an incident's view) for the rules with this trigger, and journals the
+    /// decisions with the runs they plan.
+    fn decide_one(
+        &mut self,
+        trigger: Trigger,
+        event: &Event,
+        incident: Option<IncidentId>,
+        now: DateTime<Utc>,
+        writes: &mut Vec<Write>,
+    ) {
+        {
             // `decide` runs third-party code (CEL, templates) inside the writer task: a panic there must
             // cost one event's decision, recorded as an error, not the writer and with it the daemon.
             let (compiled, guards) = (&self.compiled, &mut self.guards);
             let decisions = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                decide(event, compiled, guards, compiled.config.dry_run, now)
+                decide_trigger(
+                    trigger,
+                    event,
+                    compiled,
+                    guards,
+                    compiled.config.dry_run,
+                    now,
+                )
             })) {
                 Ok(mut decisions) => {
                     for decision in &mut decisions {
@@ -321,8 +558,10 @@ impl DecideStage {
                 }
             };
             if decisions.is_empty() {
-                continue;
+                return;
             }
+            let mut decisions = decisions;
+            self.stop_loops(&mut decisions, now);
             let mut intents = Vec::new();
             for decision in &decisions {
                 self.metrics
@@ -369,8 +608,22 @@ impl DecideStage {
                             event.received_at,
                         ));
                     }
-                    RuleVerdict::Skipped { message, .. } => {
+                    RuleVerdict::Skipped { message, skip } => {
                         tracing::info!(rule = %decision.rule, target = %decision.target, event = %event.id, "{message}");
+                        if matches!(skip, Skip::BlastRadius { .. }) {
+                            if let Some(notifier) =
+                                self.compiled.config.runs.attention_notifier.clone()
+                            {
+                                self.notices.push((
+                                    format!("blast-radius/{}", event.id),
+                                    notifier,
+                                    format!(
+                                        "rule `{}` on `{}` {message}; people decide whether to act",
+                                        decision.rule, decision.target
+                                    ),
+                                ));
+                            }
+                        }
                     }
                     RuleVerdict::Error { message } => {
                         tracing::warn!(rule = %decision.rule, event = %event.id, "rule not applied: {message}");
@@ -398,32 +651,68 @@ impl Stage for DecideStage {
         let mut commands = Vec::new();
         while let Ok(finished) = self.finished.try_recv() {
             self.guards.finish(&finished.rule, &finished.run_id);
-            if let (Some(incident), "succeeded") = (finished.incident, finished.status.as_str()) {
-                commands.push(Command::Mitigate {
+            let Some(incident) = finished.incident else {
+                continue;
+            };
+            match finished.status.as_str() {
+                "succeeded" => {
+                    let verify_within_secs = self
+                        .compiled
+                        .rules
+                        .iter()
+                        .find(|rule| rule.name == finished.rule)
+                        .and_then(|rule| rule.verify.as_ref())
+                        .map(|verify| verify.within_secs);
+                    commands.push(Command::Mitigate {
+                        incident,
+                        run_id: finished.run_id,
+                        rule: finished.rule,
+                        verify_within_secs,
+                    });
+                }
+                "failed" | "rolled_back" | "needs_attention" => commands.push(Command::Escalate {
                     incident,
-                    run_id: finished.run_id,
-                    rule: finished.rule,
-                });
+                    reason: format!(
+                        "run {} of rule `{}` ended `{}`",
+                        finished.run_id, finished.rule, finished.status
+                    ),
+                    run_id: Some(finished.run_id),
+                }),
+                _ => {}
             }
         }
         let monotonic = self.clock.monotonic();
-        if monotonic.saturating_sub(self.last_sweep) >= SWEEP_EVERY {
+        let sweep_every = Duration::from_secs(self.compiled.config.incidents.sweep_secs.max(1));
+        if monotonic.saturating_sub(self.last_sweep) >= sweep_every {
             self.last_sweep = monotonic;
             commands.extend(self.correlator.sweep(now));
             self.metrics
                 .active_alerts
                 .set(self.correlator.active_alerts() as i64);
         }
-        let made: Vec<Event> = commands
-            .into_iter()
-            .map(|command| command.into_event(homeostat_core::event::new_id(now), None, now))
-            .collect();
+        let make = |commands: Vec<Command>| -> Vec<Event> {
+            commands
+                .into_iter()
+                .map(|command| command.into_event(homeostat_core::event::new_id(now), None, now))
+                .collect()
+        };
+        let mut made: Vec<Event> = make(commands);
         if events.is_empty() && made.is_empty() {
             return;
         }
         let mut all: Vec<&Event> = events.to_vec();
         all.extend(made.iter());
         self.decide_events(&all, writes);
+        // Deciding can make commands of its own (a loop stopped); they join the same commit.
+        loop {
+            let followups = make(std::mem::take(&mut self.followups));
+            if followups.is_empty() {
+                break;
+            }
+            let refs: Vec<&Event> = followups.iter().collect();
+            self.decide_events(&refs, writes);
+            made.extend(followups);
+        }
         for event in made {
             writes.push(Write::Event(EncodedEvent::new(event)));
         }
@@ -468,6 +757,8 @@ impl Stage for DecideStage {
                 Err(error) => tracing::error!(%error, "cannot rebuild the guard state"),
             }
             self.resolved.clear();
+            self.notices.clear();
+            self.followups.clear();
             let cursor = self.store.cursor(CURSOR).await.unwrap_or(0);
             match restore_correlator(&*self.store, Arc::clone(&self.compiled.incidents), cursor)
                 .await
@@ -475,10 +766,19 @@ impl Stage for DecideStage {
                 Ok(correlator) => self.correlator = correlator,
                 Err(error) => tracing::error!(%error, "cannot restore the correlation state"),
             }
+            self.guards.max_targets = self.compiled.config.runs.max_targets;
+            self.guards.disabled = self.correlator.disabled().cloned().collect();
+            match rebuild_attempts(&*self.store, &self.compiled, &self.correlator, now).await {
+                Ok(attempts) => self.attempts = attempts,
+                Err(error) => tracing::error!(%error, "cannot rebuild the loop counts"),
+            }
             return;
         }
         for incident in self.resolved.drain(..) {
             self.metrics.incident_resolved(&incident);
+        }
+        for (key, notifier, summary) in self.notices.drain(..) {
+            self.runs.notify(&key, &notifier, summary);
         }
         if snapshot {
             self.since_snapshot = 0;

@@ -16,7 +16,7 @@ use homeostat_store::{RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::decider::{rebuild_guards, restore_correlator, DecideStage, CURSOR, SWEEP_EVERY};
+use crate::decider::{rebuild_guards, restore_correlator, DecideStage, CURSOR};
 use crate::metrics::Metrics;
 use crate::runs::{self, Runs, Start};
 use crate::secrets::{self, Secret};
@@ -319,14 +319,18 @@ pub async fn start_with_store(
         correlator,
         finished_receiver,
     );
+    stage.attempts =
+        crate::decider::rebuild_attempts(&*store, &compiled, &stage.correlator, clock.now())
+            .await?;
     // Whatever was committed but never decided comes first.
     stage.catch_up(cursor).await?;
     let mut tasks = vec![queue.spawn(store.clone(), 8192, Box::new(stage))];
     // An empty batch now and then lets the decide stage do what time alone makes due (the
     // correlator's sweep, runs that finished) when no events arrive.
     let ticker = writer.clone();
+    let every = std::time::Duration::from_secs(compiled.config.incidents.sweep_secs.max(1));
     tasks.push(tokio::spawn(async move {
-        let mut interval = tokio::time::interval(SWEEP_EVERY);
+        let mut interval = tokio::time::interval(every);
         loop {
             interval.tick().await;
             if ticker.submit(Vec::new()).await.is_err() {

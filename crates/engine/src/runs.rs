@@ -491,6 +491,11 @@ impl Runs {
         });
     }
 
+    /// Sends a notice through `notifier` in the background; `key` makes its idempotency key.
+    pub fn notify(&self, key: &str, notifier: &str, summary: String) {
+        self.notify_best_effort(key, notifier, summary);
+    }
+
     fn notify_best_effort(&self, run_id: &str, notifier: &str, summary: String) {
         let inner = Arc::clone(&self.inner);
         let context = action::Context {

@@ -28,6 +28,14 @@ pub struct Incidents {
     /// How far back `change` events (deploys) for the same group count as recent changes.
     #[serde(default = "defaults::change_lookback_secs")]
     pub change_lookback_secs: u64,
+    /// Told when an incident escalates (a remediation did not clear it, a loop was stopped), with
+    /// what was tried. `runs.attention_notifier` when unset.
+    #[serde(default)]
+    pub escalation_notifier: Option<String>,
+    /// How often time-driven work is checked: remediation verification deadlines, flapping that
+    /// went quiet, momentary members aging out.
+    #[serde(default = "defaults::sweep_secs")]
+    pub sweep_secs: u64,
 }
 
 impl Default for Incidents {
@@ -39,6 +47,8 @@ impl Default for Incidents {
             flapping: Flapping::default(),
             inhibit_rules: Vec::new(),
             change_lookback_secs: defaults::change_lookback_secs(),
+            escalation_notifier: None,
+            sweep_secs: defaults::sweep_secs(),
         }
     }
 }
@@ -91,5 +101,8 @@ mod defaults {
     }
     pub fn change_lookback_secs() -> u64 {
         3600
+    }
+    pub fn sweep_secs() -> u64 {
+        5
     }
 }

@@ -351,6 +351,15 @@ pub struct Rule {
     /// not restart them again when the alert resolves.
     #[serde(default = "defaults::on")]
     pub on: Vec<Status>,
+    /// Trigger on incident transitions (`opened`, `reopened`, `escalated`) instead of on events:
+    /// matchers and the condition then see the incident's labels (its group and the causing event's)
+    /// plus `incident` and `transition`.
+    #[serde(default)]
+    pub on_incident: Vec<crate::incident::correlate::Transition>,
+    /// After a run for an incident succeeds, its alerts must resolve within this long (300 s by
+    /// default; `verify: null` turns it off); if they do not, the incident is escalated.
+    #[serde(default = "defaults::verify")]
+    pub verify: Option<Verify>,
     /// Parameters templated from the event, readable by steps as `params.NAME`.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
@@ -384,6 +393,27 @@ pub struct Guards {
     /// One run at a time per target.
     #[serde(default = "defaults::yes")]
     pub lock: bool,
+    /// Loop detection: this many runs of the rule on one target for one incident within the window,
+    /// without the incident resolving, disable the rule for that target and escalate. On by
+    /// default (3 in an hour); `loop: null` turns it off.
+    #[serde(default = "defaults::loop_limit", rename = "loop")]
+    pub loop_limit: Option<LoopLimit>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoopLimit {
+    pub runs: u32,
+    pub window_secs: u64,
+}
+
+/// `rules[].verify`: what must follow a successful remediation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// The incident must resolve within this long after the run succeeded.
+    #[serde(default = "defaults::verify_within_secs")]
+    pub within_secs: u64,
 }
 
 impl Default for Guards {
@@ -394,6 +424,7 @@ impl Default for Guards {
             max_runs: None,
             max_concurrent: None,
             lock: true,
+            loop_limit: defaults::loop_limit(),
         }
     }
 }
@@ -407,6 +438,21 @@ pub struct MaxRuns {
 
 mod defaults {
     use super::*;
+    pub fn loop_limit() -> Option<LoopLimit> {
+        Some(LoopLimit {
+            runs: 3,
+            window_secs: 3600,
+        })
+    }
+    pub fn verify_within_secs() -> u64 {
+        300
+    }
+    /// On by default: a remediation is only done when its incident resolves. `verify: null` is off.
+    pub fn verify() -> Option<Verify> {
+        Some(Verify {
+            within_secs: verify_within_secs(),
+        })
+    }
     pub fn listen() -> String {
         "127.0.0.1:9393".into()
     }

@@ -291,6 +291,10 @@ pub struct Runs {
     /// A notifier told when a run stops in `needs_attention` or fails its rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_notifier: Option<String>,
+    /// The blast-radius budget: at most this many targets under automated remediation at once,
+    /// across all rules. A rule's run beyond it is refused and the attention notifier is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_targets: Option<u32>,
 }
 
 mod defaults {

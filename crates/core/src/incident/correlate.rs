@@ -318,6 +318,10 @@ struct Tracked {
     last_momentary: Option<i64>,
     /// The last state change of any member, milliseconds; flapping clears a window after it.
     last_transition: i64,
+    /// A remediation succeeded: the incident must resolve by this deadline (milliseconds), or it
+    /// escalates. With the run and rule, for the escalation's reason.
+    #[serde(default)]
+    verify: Option<(i64, String, String)>,
 }
 
 /// The correlator's whole state.
@@ -332,6 +336,8 @@ pub struct Correlator {
     incidents: HashMap<IncidentId, Tracked>,
     /// Firing source alerts per (inhibition rule, hash of their `equal` label values).
     sources: HashMap<(u8, u64), u32>,
+    /// (rule, target) pairs loop detection turned off, until a person turns them on again.
+    disabled: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Correlator {
@@ -345,7 +351,18 @@ impl Correlator {
             groups: HashMap::new(),
             incidents: HashMap::new(),
             sources: HashMap::new(),
+            disabled: Default::default(),
         }
+    }
+
+    /// Whether loop detection turned `rule` off for `target`.
+    pub fn is_disabled(&self, rule: &str, target: &str) -> bool {
+        self.disabled
+            .contains(&(rule.to_string(), target.to_string()))
+    }
+
+    pub fn disabled(&self) -> impl Iterator<Item = &(String, String)> {
+        self.disabled.iter()
     }
 
     /// Adds a silence or replaces the one with its id. Silences reach a running correlator as
@@ -628,6 +645,7 @@ impl Correlator {
                         group,
                         last_momentary: None,
                         last_transition: now,
+                        verify: None,
                     },
                 );
                 self.groups.insert(group, id);
@@ -858,6 +876,7 @@ impl Correlator {
             tracked.incident.state = State::Resolved;
             tracked.incident.resolved_at = Some(at);
             tracked.incident.resolved_by = Some("homeostat".into());
+            tracked.verify = None;
             changed = true;
             out.transitions.push((id, Transition::Resolved));
             out.changes.push(Change::Timeline(TimelineEntry {
@@ -883,6 +902,15 @@ impl Correlator {
         out: &mut Observed,
     ) -> Verdict {
         let Some(id) = command.incident() else {
+            if let Command::EnableRule { rule, target, .. } = command {
+                return if self.disabled.remove(&(rule.clone(), target.clone())) {
+                    Verdict::Context
+                } else {
+                    Verdict::Rejected {
+                        message: format!("rule `{rule}` is not disabled for `{target}`"),
+                    }
+                };
+            }
             let Command::Silence { silence } = command else {
                 return Verdict::Context;
             };
@@ -941,7 +969,12 @@ impl Correlator {
                     Some(Transition::Resolved),
                 )
             }
-            Command::Mitigate { run_id, rule, .. } => {
+            Command::Mitigate {
+                run_id,
+                rule,
+                verify_within_secs,
+                ..
+            } => {
                 if resolved {
                     return Verdict::Rejected {
                         message: format!("incident {id} is already resolved"),
@@ -949,6 +982,13 @@ impl Correlator {
                 }
                 incident.mitigated_at = Some(at);
                 incident.state = State::Mitigated;
+                tracked.verify = verify_within_secs.map(|seconds| {
+                    (
+                        at.timestamp_millis() + millis(seconds),
+                        run_id.clone(),
+                        rule.clone(),
+                    )
+                });
                 (
                     "mitigated",
                     format!("mitigated: run {run_id} of rule `{rule}` succeeded; waiting for the alerts to resolve"),
@@ -958,9 +998,26 @@ impl Correlator {
             Command::Escalate { reason, .. } => {
                 incident.escalated = true;
                 incident.escalated_at = Some(at);
+                tracked.verify = None;
                 (
                     "escalated",
                     format!("escalated: {reason}"),
+                    Some(Transition::Escalated),
+                )
+            }
+            Command::DisableRule {
+                rule,
+                target,
+                reason,
+                ..
+            } => {
+                self.disabled.insert((rule.clone(), target.clone()));
+                incident.escalated = true;
+                incident.escalated_at = Some(at);
+                tracked.verify = None;
+                (
+                    "escalated",
+                    format!("escalated: {reason}; rule `{rule}` is disabled for `{target}` until `homeostat rules enable {rule} --target {target}`"),
                     Some(Transition::Escalated),
                 )
             }
@@ -969,7 +1026,7 @@ impl Correlator {
                 self.settle(id, at, Some(&event.id), out);
                 return Verdict::Command { incident: id };
             }
-            Command::Silence { .. } => return Verdict::Context,
+            Command::Silence { .. } | Command::EnableRule { .. } => return Verdict::Context,
         };
         incident.updated_at = at;
         out.changes.push(Change::Timeline(TimelineEntry {
@@ -1016,6 +1073,22 @@ impl Correlator {
             if flapping_quiet || momentary_done {
                 due.push(Command::Settle { incident: *id });
             }
+            if let Some((deadline, run_id, rule)) = &tracked.verify {
+                if now_ms >= *deadline {
+                    let mitigated = tracked
+                        .incident
+                        .mitigated_at
+                        .map_or(*deadline, |at| at.timestamp_millis());
+                    due.push(Command::Escalate {
+                        incident: *id,
+                        reason: format!(
+                            "run {run_id} of rule `{rule}` succeeded, but the alerts did not resolve within {}",
+                            duration_words(*deadline - mitigated)
+                        ),
+                        run_id: Some(run_id.clone()),
+                    });
+                }
+            }
         }
         due.sort_by_key(Command::incident);
         // An expired silence can mute nothing received from now on.
@@ -1041,6 +1114,7 @@ impl Correlator {
             next_id: self.next_id,
             incidents: self.incidents.values().cloned().collect(),
             silences: self.silences().cloned().collect(),
+            disabled: self.disabled.iter().cloned().collect(),
             groups: self
                 .groups
                 .iter()
@@ -1120,6 +1194,7 @@ impl Correlator {
                 .into_iter()
                 .map(|(rule, hash, count)| ((rule, hash), count))
                 .collect(),
+            disabled: head.disabled.into_iter().collect(),
         })
     }
 }
@@ -1133,6 +1208,8 @@ struct Head {
     groups: Vec<(u64, IncidentId)>,
     sources: Vec<(u8, u64, u32)>,
     silences: Vec<Silence>,
+    #[serde(default)]
+    disabled: Vec<(String, String)>,
 }
 
 fn equal_hash(equal: &[String], labels: &Labels) -> u64 {

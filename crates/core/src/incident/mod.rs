@@ -192,11 +192,28 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
     },
-    /// A remediation run succeeded on it.
+    /// A remediation run succeeded on it; with `verify_within_secs`, it must resolve within that
+    /// long or it escalates.
     Mitigate {
         incident: IncidentId,
         run_id: String,
         rule: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verify_within_secs: Option<u64>,
+    },
+    /// Loop detection stopped a rule on a target: the rule stays off for that target (until
+    /// `EnableRule`) and the incident escalates.
+    DisableRule {
+        incident: IncidentId,
+        rule: String,
+        target: String,
+        reason: String,
+    },
+    /// A person turned a disabled rule back on for a target.
+    EnableRule {
+        rule: String,
+        target: String,
+        by: String,
     },
     /// A remediation did not clear it in time, or a loop was stopped.
     Escalate {
@@ -227,8 +244,9 @@ impl Command {
             | Command::Mitigate { incident, .. }
             | Command::Escalate { incident, .. }
             | Command::Note { incident, .. }
+            | Command::DisableRule { incident, .. }
             | Command::Settle { incident } => *incident,
-            Command::Silence { .. } => return None,
+            Command::Silence { .. } | Command::EnableRule { .. } => return None,
         })
     }
 
@@ -238,6 +256,14 @@ impl Command {
             (Command::Silence { silence }, _) => (
                 format!("silence/{}", silence.id),
                 [("silence".to_string(), silence.id.clone())].into(),
+            ),
+            (Command::EnableRule { rule, target, .. }, _) => (
+                format!("rule/{rule}/{target}"),
+                [
+                    ("rule".to_string(), rule.clone()),
+                    ("target".to_string(), target.clone()),
+                ]
+                .into(),
             ),
             (_, incident) => {
                 let incident = incident.unwrap_or_default();
