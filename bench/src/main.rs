@@ -1,6 +1,7 @@
 //! `homeostat-bench`: homeostat's ingest throughput and receipt-to-dispatch latency, measured beside a real Alertmanager.
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
+mod incidents;
 mod load;
 mod payload;
 mod pipeline;
@@ -47,6 +48,8 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// The runbook engine: durable steps per second, and memory per run parked on an approval.
     Runbooks(runbooks::RunbookArgs),
+    /// Incident correlation: events per second through the correlator and memory per active alert, beside Alertmanager.
+    Incidents(incidents::IncidentArgs),
 }
 
 #[derive(Args)]
@@ -163,7 +166,7 @@ impl Command {
             Command::Ingest(args) => args.generator.generator_threads,
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
-            Command::Pipeline(_) | Command::Runbooks(_) => 2,
+            Command::Pipeline(_) | Command::Runbooks(_) | Command::Incidents(_) => 2,
         }
     }
 }
@@ -218,6 +221,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Latency(args) => latency(args).await,
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Runbooks(args) => runbooks::run(args).await,
+        Command::Incidents(args) => incidents::run(args).await,
     }
 }
 
