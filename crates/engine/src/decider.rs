@@ -69,6 +69,8 @@ pub struct DecideStage {
     followups: Vec<Command>,
     /// Notices to send once this batch is durable: idempotency key, notifier, text.
     notices: Vec<(String, String, String)>,
+    /// Times to mitigate of incidents this batch mitigates, for the metrics once it commits.
+    mitigations: Vec<f64>,
 }
 
 /// What to store for one of the correlator's changes.
@@ -275,6 +277,7 @@ impl DecideStage {
             incident_rules,
             followups: Vec::new(),
             notices: Vec::new(),
+            mitigations: Vec::new(),
             since_snapshot: 0,
             snapshot_at,
             longest_cooldown_secs,
@@ -461,7 +464,16 @@ impl DecideStage {
                 }
                 writes.push(change_write(change));
             }
-            for (_, transition) in &observed.transitions {
+            for (incident, transition) in &observed.transitions {
+                if *transition == Transition::Mitigated {
+                    if let Some(seconds) = self
+                        .correlator
+                        .incident(*incident)
+                        .and_then(Incident::time_to_mitigate)
+                    {
+                        self.mitigations.push(seconds);
+                    }
+                }
                 self.metrics
                     .incident_transitions
                     .get_or_create(&vec![("transition", transition.as_str().to_string())])
@@ -668,6 +680,7 @@ impl Stage for DecideStage {
                         run_id: finished.run_id,
                         rule: finished.rule,
                         verify_within_secs,
+                        finished_at: Some(finished.at),
                     });
                 }
                 "failed" | "rolled_back" | "needs_attention" => commands.push(Command::Escalate {
@@ -759,6 +772,7 @@ impl Stage for DecideStage {
             self.resolved.clear();
             self.notices.clear();
             self.followups.clear();
+            self.mitigations.clear();
             let cursor = self.store.cursor(CURSOR).await.unwrap_or(0);
             match restore_correlator(&*self.store, Arc::clone(&self.compiled.incidents), cursor)
                 .await
@@ -776,6 +790,12 @@ impl Stage for DecideStage {
         }
         for incident in self.resolved.drain(..) {
             self.metrics.incident_resolved(&incident);
+        }
+        for seconds in self.mitigations.drain(..) {
+            self.metrics
+                .incident_durations
+                .get_or_create(&vec![("phase", "mitigate".to_string())])
+                .observe(seconds);
         }
         for (key, notifier, summary) in self.notices.drain(..) {
             self.runs.notify(&key, &notifier, summary);

@@ -163,12 +163,12 @@ impl Metrics {
         text
     }
 
-    /// The time-to-X distributions of an incident that just resolved.
+    /// The time-to-X distributions of an incident that just resolved (time to mitigate is observed
+    /// when a remediation mitigates it, which may come after the resolve).
     pub fn incident_resolved(&self, incident: &homeostat_core::incident::Incident) {
         let phases = [
             ("detect", Some(incident.time_to_detect())),
             ("acknowledge", incident.time_to_acknowledge()),
-            ("mitigate", incident.time_to_mitigate()),
             ("resolve", incident.time_to_resolve()),
         ];
         for (phase, seconds) in phases {

@@ -36,6 +36,8 @@ pub struct Finished {
     /// success marks the incident mitigated.
     pub incident: Option<i64>,
     pub status: String,
+    /// When its last transition happened.
+    pub at: DateTime<Utc>,
 }
 
 /// Why an input could not be given to a run.
@@ -275,6 +277,7 @@ impl Runs {
             incident,
         } = run;
         let mut status = String::from("interrupted");
+        let mut ended_at = inner.clock.now();
         inner.metrics.runs_active.inc();
         // A min-heap on (when, order of arming): few timers per run, and a heap is one small
         // allocation where a B-tree's first node is over a kilobyte.
@@ -370,6 +373,7 @@ impl Runs {
             }
             if let Some(end) = machine.end() {
                 status = end.status.clone();
+                ended_at = at;
                 tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
                 if matches!(end.status.as_str(), "needs_attention")
                     || (end.status == "failed" && !end.undone.is_empty())
@@ -392,6 +396,7 @@ impl Runs {
             run_id,
             incident,
             status,
+            at: ended_at,
         });
     }
 

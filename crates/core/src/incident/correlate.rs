@@ -973,13 +973,36 @@ impl Correlator {
                 run_id,
                 rule,
                 verify_within_secs,
+                finished_at,
                 ..
             } => {
+                // When the run finished, not when its news reached the stream: the alerts may have
+                // resolved in between, and the fix still counts.
+                let finished = finished_at.unwrap_or(at).min(at);
                 if resolved {
-                    return Verdict::Rejected {
-                        message: format!("incident {id} is already resolved"),
-                    };
+                    let before = incident
+                        .resolved_at
+                        .is_some_and(|resolved_at| finished <= resolved_at);
+                    if !before || incident.mitigated_at.is_some() {
+                        return Verdict::Rejected {
+                            message: format!("incident {id} is already resolved"),
+                        };
+                    }
+                    incident.mitigated_at = Some(finished);
+                    incident.updated_at = at;
+                    out.changes.push(Change::Timeline(TimelineEntry {
+                        incident: id,
+                        kind: "mitigated".into(),
+                        at: finished,
+                        event_id: Some(event.id.clone()),
+                        summary: format!("mitigated: run {run_id} of rule `{rule}` succeeded; the alerts resolved right after"),
+                        detail: serde_json::to_value(command).unwrap_or_default(),
+                    }));
+                    out.changes.push(Change::Incident(incident.clone()));
+                    out.transitions.push((id, Transition::Mitigated));
+                    return Verdict::Command { incident: id };
                 }
+                let at = finished;
                 incident.mitigated_at = Some(at);
                 incident.state = State::Mitigated;
                 tracked.verify = verify_within_secs.map(|seconds| {

@@ -200,6 +200,9 @@ pub enum Command {
         rule: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verify_within_secs: Option<u64>,
+        /// When the run finished (the command reaches the stream a little later).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finished_at: Option<DateTime<Utc>>,
     },
     /// Loop detection stopped a rule on a target: the rule stays off for that target (until
     /// `EnableRule`) and the incident escalates.

@@ -78,6 +78,8 @@ struct ExpectedIncident {
     #[serde(default)]
     escalated: bool,
     #[serde(default)]
+    mitigated: bool,
+    #[serde(default)]
     acknowledged_by: Option<String>,
     #[serde(default)]
     resolved_by: Option<String>,
@@ -189,6 +191,7 @@ fn run(fixture: &Fixture, order: &[usize]) -> Outcome {
             flapping: incident.flapping,
             reopened: incident.reopened,
             escalated: incident.escalated,
+            mitigated: incident.mitigated_at.is_some(),
             acknowledged_by: incident.acknowledged_by,
             resolved_by: incident.resolved_by,
         })
