@@ -197,11 +197,13 @@ pub fn decide(
 }
 
 /// How rules triggered by an incident transition see the incident: the causing event's labels,
-/// overlaid with the incident's group labels and `incident` and `transition`.
+/// overlaid with the incident's group labels and `incident` and `transition`; its annotations
+/// add `incident_title` and, when there were any, `recent_changes` (one line per change).
 pub fn incident_event(
     incident: &crate::incident::Incident,
     transition: crate::incident::correlate::Transition,
     cause: &Event,
+    changes: &[(DateTime<Utc>, String, String)],
 ) -> Event {
     let mut labels = cause.labels.clone();
     labels.extend(incident.labels.clone());
@@ -209,6 +211,9 @@ pub fn incident_event(
     labels.insert("transition".into(), transition.as_str().into());
     let mut annotations = cause.annotations.clone();
     annotations.insert("incident_title".into(), incident.title.clone());
+    if !changes.is_empty() {
+        annotations.insert("recent_changes".into(), changes_text(changes));
+    }
     Event {
         id: cause.id.clone(),
         source: "homeostat".into(),
@@ -223,6 +228,15 @@ pub fn incident_event(
         data: serde_json::to_value(incident).ok(),
         ingested_by: None,
     }
+}
+
+/// Changes as text for a notice: `08:54:00 UTC checkout rolled out to v1.4.2; ...`.
+pub fn changes_text(changes: &[(DateTime<Utc>, String, String)]) -> String {
+    changes
+        .iter()
+        .map(|(at, summary, _)| format!("{} {summary}", at.format("%H:%M:%S UTC")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Decides what every rule with this trigger does with `event`.

@@ -410,8 +410,17 @@ impl DecideStage {
             })
             .collect();
         tried.sort();
+        let changes = self.correlator.recent_changes(incident);
+        let changes = if changes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Recent changes: {}.",
+                homeostat_core::decide::changes_text(&changes)
+            )
+        };
         let summary = format!(
-            "incident {incident} escalated: {} {}, {} alert{} firing, started {}. Why: {reason}. Tried: {}. See `homeostat incidents show {incident}`.",
+            "incident {incident} escalated: {} {}, {} alert{} firing, started {}. Why: {reason}. Tried: {}.{changes} See `homeostat incidents show {incident}`.",
             record.title,
             record.group_key,
             record.members_firing,
@@ -507,7 +516,8 @@ impl DecideStage {
                 let Some(record) = self.correlator.incident(incident) else {
                     continue;
                 };
-                let view = incident_event(record, transition, event);
+                let changes = self.correlator.recent_changes(incident);
+                let view = incident_event(record, transition, event, &changes);
                 self.decide_one(
                     Trigger::Incident(transition),
                     &view,

@@ -31,6 +31,7 @@ pub struct Settings {
     flap_transitions: u32,
     flap_window_ms: i64,
     inhibit: Vec<Inhibit>,
+    change_lookback_ms: i64,
 }
 
 #[derive(Debug)]
@@ -115,6 +116,7 @@ impl Settings {
             flap_transitions: config.flapping.transitions,
             flap_window_ms: millis(config.flapping.window_secs),
             inhibit,
+            change_lookback_ms: millis(config.change_lookback_secs),
         })
     }
 
@@ -338,7 +340,12 @@ pub struct Correlator {
     sources: HashMap<(u8, u64), u32>,
     /// (rule, target) pairs loop detection turned off, until a person turns them on again.
     disabled: std::collections::BTreeSet<(String, String)>,
+    /// The last few changes (deploys) per group, for incident context: when, what, event id.
+    changes: HashMap<u64, Vec<(i64, String, String)>>,
 }
+
+/// Changes kept per group: an incident's context names the most recent ones.
+const CHANGES_PER_GROUP: usize = 3;
 
 impl Correlator {
     /// A correlator that numbers new incidents after `last_id`.
@@ -352,7 +359,53 @@ impl Correlator {
             incidents: HashMap::new(),
             sources: HashMap::new(),
             disabled: Default::default(),
+            changes: HashMap::new(),
         }
+    }
+
+    fn note_change(&mut self, event: &Event, at: DateTime<Utc>) {
+        let (group_key, _) = self.settings.group(event);
+        let summary = event
+            .annotations
+            .get("summary")
+            .or_else(|| event.annotations.get("description"))
+            .cloned()
+            .unwrap_or_else(|| {
+                let what = event
+                    .labels
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("{} change: {what}", event.source)
+            });
+        let list = self.changes.entry(hash_str(&group_key)).or_default();
+        list.push((at.timestamp_millis(), summary, event.id.clone()));
+        if list.len() > CHANGES_PER_GROUP {
+            list.remove(0);
+        }
+    }
+
+    /// Changes to an incident's group within the lookback before it started (or since): when,
+    /// what, and the change event's id. Oldest first.
+    pub fn recent_changes(&self, id: IncidentId) -> Vec<(DateTime<Utc>, String, String)> {
+        let Some(tracked) = self.incidents.get(&id) else {
+            return Vec::new();
+        };
+        let since =
+            tracked.incident.started_at.timestamp_millis() - self.settings.change_lookback_ms;
+        self.changes
+            .get(&tracked.group)
+            .map(|list| {
+                list.iter()
+                    .filter(|(at, _, _)| *at >= since)
+                    .filter_map(|(at, summary, event)| {
+                        DateTime::from_timestamp_millis(*at)
+                            .map(|time| (time, summary.clone(), event.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether loop detection turned `rule` off for `target`.
@@ -404,7 +457,10 @@ impl Correlator {
                     message: "a command event without a valid command in its data".into(),
                 },
             },
-            EventKind::Change => Verdict::Context,
+            EventKind::Change => {
+                self.note_change(event, at);
+                Verdict::Context
+            }
             EventKind::Info => self.momentary(event, at, &mut out),
             EventKind::Alert => match event.status {
                 Status::Firing => self.firing(event, at, &mut out),
@@ -1114,6 +1170,12 @@ impl Correlator {
             }
         }
         due.sort_by_key(Command::incident);
+        // A change older than any incident could still look back to is forgotten.
+        let lookback = settings.change_lookback_ms.saturating_mul(2);
+        self.changes.retain(|_, list| {
+            list.retain(|(at, _, _)| now_ms - *at <= lookback);
+            !list.is_empty()
+        });
         // An expired silence can mute nothing received from now on.
         self.silences.retain(|(silence, _)| silence.ends_at > now);
         for id in forget {
@@ -1138,6 +1200,11 @@ impl Correlator {
             incidents: self.incidents.values().cloned().collect(),
             silences: self.silences().cloned().collect(),
             disabled: self.disabled.iter().cloned().collect(),
+            changes: self
+                .changes
+                .iter()
+                .map(|(group, list)| (*group, list.clone()))
+                .collect(),
             groups: self
                 .groups
                 .iter()
@@ -1218,6 +1285,7 @@ impl Correlator {
                 .map(|(rule, hash, count)| ((rule, hash), count))
                 .collect(),
             disabled: head.disabled.into_iter().collect(),
+            changes: head.changes.into_iter().collect(),
         })
     }
 }
@@ -1233,6 +1301,8 @@ struct Head {
     silences: Vec<Silence>,
     #[serde(default)]
     disabled: Vec<(String, String)>,
+    #[serde(default)]
+    changes: Vec<(u64, Vec<(i64, String, String)>)>,
 }
 
 fn equal_hash(equal: &[String], labels: &Labels) -> u64 {

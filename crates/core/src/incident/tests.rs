@@ -312,3 +312,65 @@ fn a_snapshot_restores_the_same_decisions() {
         }
     }
 }
+
+#[test]
+fn an_incident_knows_the_recent_changes_to_its_group() {
+    let config = Incidents {
+        change_lookback_secs: 600,
+        ..Incidents::default()
+    };
+    let mut correlator = Correlator::new(Arc::new(Settings::compile(&config).expect("config")), 0);
+    let change = |index: usize, at: i64, service: &str, summary: &str| {
+        let mut event = event(
+            index,
+            &FixtureEvent {
+                at,
+                name: None,
+                labels: [("service".to_string(), service.to_string())].into(),
+                status: None,
+                kind: Some(EventKind::Change),
+                starts_at: None,
+                command: None,
+                sweep: false,
+            },
+        );
+        event.annotations.insert("summary".into(), summary.into());
+        event
+    };
+    correlator.observe(&change(
+        0,
+        0,
+        "checkout",
+        "checkout v1.4.1, too old to matter",
+    ));
+    correlator.observe(&change(1, 700, "checkout", "checkout rolled out to v1.4.2"));
+    correlator.observe(&change(2, 710, "search", "search rolled out to v9"));
+    let alert = event(
+        3,
+        &FixtureEvent {
+            at: 900,
+            name: Some("HighErrorRate".into()),
+            labels: [("service".to_string(), "checkout".to_string())].into(),
+            status: None,
+            kind: None,
+            starts_at: None,
+            command: None,
+            sweep: false,
+        },
+    );
+    correlator.observe(&alert);
+    let changes = correlator.recent_changes(1);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].1, "checkout rolled out to v1.4.2");
+    assert_eq!(changes[0].2, "e1");
+    let restored = Correlator::restore(
+        Arc::new(Settings::compile(&config).expect("config")),
+        &correlator.snapshot(),
+    )
+    .expect("restores");
+    assert_eq!(
+        restored.recent_changes(1),
+        changes,
+        "changes survive a snapshot"
+    );
+}
