@@ -341,8 +341,11 @@ pub struct Correlator {
     /// (rule, target) pairs loop detection turned off, until a person turns them on again.
     disabled: std::collections::BTreeSet<(String, String)>,
     /// The last few changes (deploys) per group, for incident context: when, what, event id.
-    changes: HashMap<u64, Vec<(i64, String, String)>>,
+    changes: HashMap<u64, Vec<RecentChange>>,
 }
+
+/// A change as the correlator keeps it: when (milliseconds), what, and the change event's id.
+type RecentChange = (i64, String, String);
 
 /// Changes kept per group: an incident's context names the most recent ones.
 const CHANGES_PER_GROUP: usize = 3;
@@ -1302,7 +1305,7 @@ struct Head {
     #[serde(default)]
     disabled: Vec<(String, String)>,
     #[serde(default)]
-    changes: Vec<(u64, Vec<(i64, String, String)>)>,
+    changes: Vec<(u64, Vec<RecentChange>)>,
 }
 
 fn equal_hash(equal: &[String], labels: &Labels) -> u64 {
