@@ -4,10 +4,12 @@
 mod config;
 mod demo;
 mod follow;
+mod incidents;
 mod remote;
 mod runbook;
 mod serve;
 mod show;
+mod silence;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +130,40 @@ enum Command {
         #[command(flatten)]
         remote: remote::Args,
     },
+    /// Incidents, through the daemon: list them (`incidents` or `incidents list`), show one, and
+    /// acknowledge, resolve or add a note to one.
+    Incidents {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        /// `homeostat incidents` alone lists, with these flags.
+        #[command(flatten)]
+        list: IncidentsList,
+        #[command(subcommand)]
+        command: Option<IncidentsCommand>,
+    },
+    /// Write a blameless postmortem draft of an incident, in Markdown, from its journal.
+    Postmortem {
+        /// The incident's number.
+        id: String,
+        /// Write the draft to this file instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+    },
+    /// Silences, through the daemon: mute the alerts that match, for a while, as Alertmanager's.
+    Silence {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
     DemoService {
@@ -173,6 +209,92 @@ enum RunsCommand {
     },
     /// Cancel a run in progress, through the daemon.
     Cancel { id: String },
+}
+
+/// The flags of the incident list.
+#[derive(clap::Args, Debug)]
+struct IncidentsList {
+    /// Only incidents not resolved.
+    #[arg(long)]
+    open: bool,
+    /// How many incidents to list [default: 20].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum IncidentsCommand {
+    /// Incidents, newest first (the default).
+    List {
+        #[command(flatten)]
+        list: IncidentsList,
+    },
+    /// One incident: its state, its alerts, its context (runbooks, recent changes, related
+    /// incidents, queries) and its timeline.
+    Show {
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say you are on it: pages about it can stop.
+    Ack {
+        id: String,
+        /// Recorded on the incident's timeline.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Resolve it by hand.
+    Resolve {
+        id: String,
+        /// Recorded on the incident's timeline.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Add a note to its timeline.
+    Note {
+        id: String,
+        /// The note; several words are joined with spaces.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SilenceCommand {
+    /// Silence the alerts that match every MATCHER (`service="checkout"`, `severity=~"warn|info"`);
+    /// prints the silence's id.
+    Add {
+        /// Alertmanager matchers; an alert must match all of them.
+        #[arg(required = true, num_args = 1.., value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// Why the alerts are silenced.
+        #[arg(long)]
+        comment: String,
+        /// How long from its start: `30m`, `2h`, `1h30m`, `1d` [default: 1h].
+        #[arg(long, conflicts_with = "end")]
+        duration: Option<String>,
+        /// When it starts, RFC 3339 [default: now].
+        #[arg(long, value_name = "RFC3339", value_parser = silence::parse_time)]
+        start: Option<chrono::DateTime<chrono::Utc>>,
+        /// When it ends, RFC 3339, instead of --duration.
+        #[arg(long, value_name = "RFC3339", value_parser = silence::parse_time)]
+        end: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Pending and active silences, newest first.
+    List {
+        /// Expired silences too.
+        #[arg(long)]
+        expired: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now.
+    Expire { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,6 +431,78 @@ pub async fn run(args: Args) -> ExitCode {
             config,
             remote,
         } => runbook::approve(&config.path, &remote, &run, !reject, step, comment).await,
+        Command::Incidents {
+            config,
+            remote,
+            list,
+            command,
+        } => match command {
+            None => {
+                let list = incidents::List {
+                    open: list.open,
+                    limit: list.limit.unwrap_or(20),
+                    json: list.json,
+                };
+                incidents::list(&config.path, &remote, list).await
+            }
+            Some(IncidentsCommand::List { list: own }) => {
+                let list = incidents::List {
+                    open: own.open || list.open,
+                    limit: own.limit.or(list.limit).unwrap_or(20),
+                    json: own.json || list.json,
+                };
+                incidents::list(&config.path, &remote, list).await
+            }
+            Some(IncidentsCommand::Show { id, json }) => {
+                incidents::show(&config.path, &remote, &id, json || list.json).await
+            }
+            Some(IncidentsCommand::Ack { id, comment }) => {
+                let action = incidents::Action::Acknowledge { comment };
+                incidents::act(&config.path, &remote, &id, action).await
+            }
+            Some(IncidentsCommand::Resolve { id, comment }) => {
+                let action = incidents::Action::Resolve { comment };
+                incidents::act(&config.path, &remote, &id, action).await
+            }
+            Some(IncidentsCommand::Note { id, text }) => {
+                let action = incidents::Action::Note {
+                    text: text.join(" "),
+                };
+                incidents::act(&config.path, &remote, &id, action).await
+            }
+        },
+        Command::Postmortem {
+            id,
+            output,
+            config,
+            remote,
+        } => incidents::postmortem(&config.path, &remote, &id, output.as_deref()).await,
+        Command::Silence {
+            config,
+            remote,
+            command,
+        } => match command {
+            SilenceCommand::Add {
+                matchers,
+                comment,
+                duration,
+                start,
+                end,
+            } => {
+                let add = silence::Add {
+                    matchers,
+                    comment,
+                    duration,
+                    start,
+                    end,
+                };
+                silence::add(&config.path, &remote, add).await
+            }
+            SilenceCommand::List { expired, json } => {
+                silence::list(&config.path, &remote, expired, json).await
+            }
+            SilenceCommand::Expire { id } => silence::expire(&config.path, &remote, &id).await,
+        },
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,
     };

@@ -1,5 +1,5 @@
-//! Talking to the running daemon over its HTTP API, for the commands that act on runs: where it is,
-//! which token to send, and how its errors become exit codes.
+//! Talking to the running daemon over its HTTP API, for the commands that act on runs, incidents
+//! and silences: where it is, which token to send, and how its errors become exit codes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,8 +23,8 @@ pub struct Args {
     /// be read, else http://127.0.0.1:9393.
     #[arg(long, env = "HOMEOSTAT_SERVER", global = true, value_name = "URL")]
     server: Option<String>,
-    /// An API token from the config's `api_tokens`; starting, approving and cancelling runs need
-    /// the `write` scope. Its name is recorded as who did it.
+    /// An API token from the config's `api_tokens`; starting, approving and cancelling runs,
+    /// acting on incidents and silencing need the `write` scope. Its name is recorded as who did it.
     #[arg(
         long,
         env = "HOMEOSTAT_TOKEN",
@@ -138,6 +138,31 @@ impl Remote {
             .json(body)
             .timeout(REQUEST_TIMEOUT);
         self.json(request).await.map(|(_, body)| body)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
+        let request = self.client.delete(self.url(path)).timeout(REQUEST_TIMEOUT);
+        self.json(request).await.map(|(_, body)| body)
+    }
+
+    /// `GET` of a text body (a Markdown document), not JSON.
+    pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
+        let response = self
+            .client
+            .get(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| self.unreachable(&error))?;
+        if !status.is_success() {
+            return Err(api_failure(status, &text));
+        }
+        Ok(text)
     }
 
     /// Opens an event stream, resuming after `last_event_id` when given. No timeout: it lasts as

@@ -1,7 +1,7 @@
 //! `homeostat events`, `homeostat runs` and `homeostat runs show`: what happened, read straight from
 //! the store.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use homeostat_store::sqlite::SqliteStore;
@@ -29,10 +29,9 @@ async fn open(config_path: &Path) -> Result<SqliteStore, u8> {
 }
 
 pub(super) fn print_json(value: &(impl serde::Serialize + ?Sized)) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    emit(&text);
 }
 
 fn time(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -41,13 +40,21 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Prints rows as aligned columns.
 pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    emit(&render_table(
+        headers,
+        rows,
+        std::io::stdout().is_terminal(),
+    ));
+}
+
+/// Rows as aligned columns, one line each after a header line (bold when `bold`).
+pub(super) fn render_table(headers: &[&str], rows: Vec<Vec<String>>, bold: bool) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (index, cell) in row.iter().enumerate() {
             widths[index] = widths[index].max(cell.chars().count());
         }
     }
-    let bold = std::io::stdout().is_terminal();
     let line = |cells: Vec<String>| {
         let last = cells.len() - 1;
         cells
@@ -64,14 +71,25 @@ pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .join("  ")
     };
     let header = line(headers.iter().map(|h| h.to_string()).collect());
-    if bold {
-        println!("\x1b[1m{header}\x1b[0m");
+    let mut out = if bold {
+        format!("\x1b[1m{header}\x1b[0m\n")
     } else {
-        println!("{header}");
-    }
+        format!("{header}\n")
+    };
     for row in rows {
-        println!("{}", line(row));
+        out.push_str(line(row).trim_end());
+        out.push('\n');
     }
+    out
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) is not an error: `println!` would
+/// panic on the broken pipe, this stops quietly.
+pub(super) fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 pub async fn events(config_path: &Path, limit: usize, source: Option<String>, json: bool) -> u8 {

@@ -470,6 +470,14 @@ async fn health_metrics_and_openapi_are_served() {
         "/metrics",
         "/healthz",
         "/readyz",
+        "/api/v1/incidents",
+        "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/ack",
+        "/api/v1/incidents/{id}/resolve",
+        "/api/v1/incidents/{id}/notes",
+        "/api/v1/incidents/{id}/postmortem",
+        "/api/v1/silences",
+        "/api/v1/silences/{id}",
     ] {
         assert!(
             documented.contains(&path),
@@ -478,7 +486,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        16,
+        24,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

@@ -20,6 +20,12 @@ pub enum Code {
     RunbookNotFound,
     RunNotRunning,
     NoApprovalWaiting,
+    IncidentNotFound,
+    IncidentResolved,
+    AlreadyAcknowledged,
+    InvalidSilence,
+    SilenceNotFound,
+    SilenceExpired,
     PayloadTooLarge,
     Overloaded,
     Unavailable,
@@ -42,6 +48,12 @@ impl Code {
             Code::RunbookNotFound => "runbook_not_found",
             Code::RunNotRunning => "run_not_running",
             Code::NoApprovalWaiting => "no_approval_waiting",
+            Code::IncidentNotFound => "incident_not_found",
+            Code::IncidentResolved => "incident_resolved",
+            Code::AlreadyAcknowledged => "already_acknowledged",
+            Code::InvalidSilence => "invalid_silence",
+            Code::SilenceNotFound => "silence_not_found",
+            Code::SilenceExpired => "silence_expired",
             Code::PayloadTooLarge => "payload_too_large",
             Code::Overloaded => "overloaded",
             Code::Unavailable => "unavailable",
@@ -51,16 +63,24 @@ impl Code {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Code::InvalidPayload | Code::InvalidQuery | Code::InvalidParam => {
-                StatusCode::BAD_REQUEST
-            }
+            Code::InvalidPayload
+            | Code::InvalidQuery
+            | Code::InvalidParam
+            | Code::InvalidSilence => StatusCode::BAD_REQUEST,
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
             | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
             Code::ForbiddenScope | Code::NotAnApprover => StatusCode::FORBIDDEN,
-            Code::NotFound | Code::RunbookNotFound => StatusCode::NOT_FOUND,
-            Code::RunNotRunning | Code::NoApprovalWaiting => StatusCode::CONFLICT,
+            Code::NotFound
+            | Code::RunbookNotFound
+            | Code::IncidentNotFound
+            | Code::SilenceNotFound => StatusCode::NOT_FOUND,
+            Code::RunNotRunning
+            | Code::NoApprovalWaiting
+            | Code::IncidentResolved
+            | Code::AlreadyAcknowledged
+            | Code::SilenceExpired => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +97,12 @@ impl Code {
             | Code::RunbookNotFound
             | Code::RunNotRunning
             | Code::NoApprovalWaiting
+            | Code::IncidentNotFound
+            | Code::IncidentResolved
+            | Code::AlreadyAcknowledged
+            | Code::InvalidSilence
+            | Code::SilenceNotFound
+            | Code::SilenceExpired
             | Code::PayloadTooLarge => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
@@ -102,6 +128,12 @@ impl Code {
         Code::RunbookNotFound,
         Code::RunNotRunning,
         Code::NoApprovalWaiting,
+        Code::IncidentNotFound,
+        Code::IncidentResolved,
+        Code::AlreadyAcknowledged,
+        Code::InvalidSilence,
+        Code::SilenceNotFound,
+        Code::SilenceExpired,
         Code::PayloadTooLarge,
         Code::Overloaded,
         Code::Unavailable,

@@ -1,13 +1,15 @@
-//! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs, the
-//! OpenAPI document, `/metrics` and health.
+//! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs,
+//! incidents and silences, the OpenAPI document, `/metrics` and health.
 
 pub mod auth;
 pub mod error;
+pub mod incidents;
 pub mod ingest;
 pub mod logs;
 pub mod openapi;
 pub mod read;
 pub mod runbooks;
+pub mod silences;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -37,6 +39,23 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/runbooks", get(runbooks::list))
         .route("/api/v1/runbooks/{name}", get(runbooks::show))
         .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::show))
+        .route("/api/v1/incidents/{id}/ack", post(incidents::acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/api/v1/incidents/{id}/notes", post(incidents::note))
+        .route(
+            "/api/v1/incidents/{id}/postmortem",
+            get(incidents::postmortem),
+        )
+        .route(
+            "/api/v1/silences",
+            get(silences::list).post(silences::create),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            get(silences::show).delete(silences::expire),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

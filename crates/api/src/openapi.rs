@@ -17,7 +17,7 @@ fn error_responses(codes: &[u16]) -> Value {
             401 => "Missing or wrong credentials",
             403 => "The token lacks the needed scope, or is not one of the step's approvers",
             404 => "No such resource",
-            409 => "The run is not in progress, or has no approval waiting",
+            409 => "The resource is not in a state that allows it: the run is not in progress or has no approval waiting, the incident is resolved or already acknowledged, the silence has expired",
             413 => "The body is larger than `server.max_body_bytes`",
             429 => "The journal queue is full; retry after `Retry-After` seconds",
             _ => "The journal is unavailable",
@@ -48,6 +48,10 @@ pub fn spec() -> Value {
     let mut spec = base_spec();
     if let Some(paths) = spec.get_mut("paths") {
         *paths = with(paths.take(), runbook_paths());
+        *paths = with(paths.take(), incident_paths());
+    }
+    if let Some(schemas) = spec.pointer_mut("/components/schemas") {
+        *schemas = with(schemas.take(), incident_schemas());
     }
     spec
 }
@@ -283,5 +287,158 @@ fn runbook_paths() -> Value {
                     "dry_run": {"type": "boolean"}, "status": {"type": "string", "enum": ["running", "dry_run"]}}}}}}}),
                     error_responses(&[400, 401, 403, 404, 413, 503]))
             }}
+    })
+}
+
+/// The paths of incidents and silences.
+fn incident_paths() -> Value {
+    let incident_id = json!({"name": "id", "in": "path", "required": true,
+        "schema": {"type": "integer", "minimum": 1}, "description": "the incident's number"});
+    let silence_id =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}});
+    let one_incident = json!({"200": {"description": "The incident after the change", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"incident": {"$ref": "#/components/schemas/Incident"}}}}}}});
+    let comment = json!({"content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": false, "properties": {
+        "comment": {"type": "string", "description": "recorded on the timeline"}}}}}});
+    let one_silence = |description: &str| {
+        json!({"description": description, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"silence": {"$ref": "#/components/schemas/Silence"}}}}}})
+    };
+    json!({
+        "/api/v1/incidents": {"get": {
+            "summary": "Incidents, newest (highest number) first",
+            "operationId": "listIncidents",
+            "parameters": [limit,
+                {"name": "open", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "only incidents not resolved"},
+                {"name": "label", "in": "query", "schema": {"type": "string"}, "description": "`name=value`: only incidents grouped by this label value"}],
+            "responses": with(json!({"200": {"description": "Incidents", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}}}}}),
+                error_responses(&[400, 401, 403, 503]))
+        }},
+        "/api/v1/incidents/{id}": {"get": {
+            "summary": "One incident with its member alerts, its timeline in words, and its context (runbooks, recent changes, related incidents, the alerts' queries)",
+            "operationId": "getIncident",
+            "parameters": [incident_id],
+            "responses": with(json!({"200": {"description": "The incident", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"incident": {"$ref": "#/components/schemas/Incident"},
+                "members": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}},
+                "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/TimelineItem"}},
+                "context": {"$ref": "#/components/schemas/IncidentContext"}}}}}}}),
+                error_responses(&[401, 403, 404, 503]))
+        }},
+        "/api/v1/incidents/{id}/ack": {"post": {
+            "summary": "Acknowledge the incident as the calling token (write scope)",
+            "operationId": "acknowledgeIncident",
+            "parameters": [incident_id],
+            "requestBody": comment,
+            "responses": with(one_incident.clone(), error_responses(&[400, 401, 403, 404, 409, 413, 429, 503]))
+        }},
+        "/api/v1/incidents/{id}/resolve": {"post": {
+            "summary": "Resolve the incident as the calling token (write scope)",
+            "operationId": "resolveIncident",
+            "parameters": [incident_id],
+            "requestBody": comment,
+            "responses": with(one_incident.clone(), error_responses(&[400, 401, 403, 404, 409, 413, 429, 503]))
+        }},
+        "/api/v1/incidents/{id}/notes": {"post": {
+            "summary": "Add a note to the incident's timeline as the calling token (write scope)",
+            "operationId": "noteIncident",
+            "parameters": [incident_id],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text"], "additionalProperties": false, "properties": {
+                "text": {"type": "string"}}}}}},
+            "responses": with(one_incident, error_responses(&[400, 401, 403, 404, 409, 413, 429, 503]))
+        }},
+        "/api/v1/incidents/{id}/postmortem": {"get": {
+            "summary": "A blameless postmortem draft in Markdown, written from the incident's journal",
+            "operationId": "incidentPostmortem",
+            "parameters": [incident_id],
+            "responses": with(json!({"200": {"description": "The draft", "content": {"text/markdown": {"schema": {"type": "string"}}}}}),
+                error_responses(&[401, 403, 404, 503]))
+        }},
+        "/api/v1/silences": {
+            "get": {
+                "summary": "Pending and active silences, newest first; with `expired=true`, expired ones too",
+                "operationId": "listSilences",
+                "parameters": [{"name": "expired", "in": "query", "schema": {"type": "boolean", "default": false}}],
+                "responses": with(json!({"200": {"description": "Silences", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"silences": {"type": "array", "items": {"$ref": "#/components/schemas/Silence"}}}}}}}}),
+                    error_responses(&[400, 401, 403, 503]))
+            },
+            "post": {
+                "summary": "Create a silence as the calling token (write scope); it mutes matching alerts from its start to its end",
+                "operationId": "createSilence",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["matchers", "comment"], "additionalProperties": false, "properties": {
+                    "matchers": {"type": "array", "items": {"type": "string"}, "description": "Alertmanager matchers: `service=\"checkout\"`, `severity=~\"warn|info\"`"},
+                    "starts_at": {"type": "string", "format": "date-time", "description": "now by default; a start in the past is now"},
+                    "ends_at": {"type": "string", "format": "date-time"},
+                    "duration": {"type": "string", "description": "instead of `ends_at`: from the start, numbers with s, m, h or d, such as `2h` or `1h30m`"},
+                    "comment": {"type": "string"}}}}}},
+                "responses": with(json!({"201": with(one_silence("The silence is in force from its start"),
+                    json!({"headers": {"Location": {"schema": {"type": "string"}, "description": "/api/v1/silences/{id}"}}}))}),
+                    error_responses(&[400, 401, 403, 413, 429, 503]))
+            }
+        },
+        "/api/v1/silences/{id}": {
+            "get": {
+                "summary": "One silence",
+                "operationId": "getSilence",
+                "parameters": [silence_id.clone()],
+                "responses": with(json!({"200": one_silence("The silence")}), error_responses(&[401, 403, 404, 503]))
+            },
+            "delete": {
+                "summary": "Expire the silence now, as the calling token (write scope)",
+                "operationId": "expireSilence",
+                "parameters": [silence_id],
+                "responses": with(json!({"200": one_silence("The silence, expired")}), error_responses(&[401, 403, 404, 409, 429, 503]))
+            }
+        }
+    })
+}
+
+/// The schemas of incidents and silences.
+fn incident_schemas() -> Value {
+    let time = json!({"type": "string", "format": "date-time"});
+    let optional_time = json!({"type": ["string", "null"], "format": "date-time"});
+    json!({
+        "Incident": {"type": "object", "properties": {
+            "id": {"type": "integer"},
+            "state": {"type": "string", "enum": ["open", "acknowledged", "mitigated", "resolved"]},
+            "title": {"type": "string"}, "group_key": {"type": "string", "description": "the grouping labels as matchers: `{service=\"checkout\"}`"},
+            "labels": {"$ref": "#/components/schemas/Labels"},
+            "flapping": {"type": "boolean"}, "escalated": {"type": "boolean"},
+            "members_firing": {"type": "integer"}, "members_total": {"type": "integer"}, "reopened": {"type": "integer"},
+            "started_at": time, "opened_at": time,
+            "acknowledged_at": optional_time, "acknowledged_by": {"type": ["string", "null"]},
+            "mitigated_at": optional_time, "resolved_at": optional_time, "resolved_by": {"type": ["string", "null"]},
+            "escalated_at": optional_time, "updated_at": time}},
+        "Member": {"type": "object", "description": "One alert (one fingerprint) of an incident", "properties": {
+            "incident": {"type": "integer"}, "fingerprint": {"type": "string"}, "source": {"type": "string"},
+            "status": {"$ref": "#/components/schemas/Status"},
+            "labels": {"$ref": "#/components/schemas/Labels"}, "annotations": {"$ref": "#/components/schemas/Labels"},
+            "first_event_id": {"type": "string"}, "last_event_id": {"type": "string"},
+            "first_seen": time, "last_seen": time, "starts_at": optional_time,
+            "generator_url": {"type": ["string", "null"]}}},
+        "TimelineItem": {"type": "object", "required": ["seq", "at", "kind", "summary"], "properties": {
+            "seq": {"type": "integer"}, "at": time,
+            "kind": {"type": "string", "description": "`opened`, `member_added`, `member_fired_again`, `member_resolved`, `acknowledged`, `mitigated`, `resolved`, `reopened`, `flapping`, `flapping_cleared`, `escalated`, `note`; `decision` for the rules' decisions on its alerts; and the journal kinds of its runs (`run_started`, `step_started`, `step_finished`, ..., `run_finished`)"},
+            "summary": {"type": "string", "description": "one line in words"},
+            "event_id": {"type": "string"}, "run_id": {"type": "string"}}},
+        "IncidentContext": {"type": "object", "properties": {
+            "runbooks": {"type": "array", "description": "the runbooks its runs ran (with their rules), then those its alerts link to (`runbook_url`, `runbook` annotations)",
+                "items": {"type": "object", "properties": {"runbook": {"type": "string"}, "rule": {"type": "string"}, "url": {"type": "string"}}}},
+            "recent_changes": {"type": "array", "description": "`change` events with one of its grouping labels (or a member's `service`), from `incidents.change_lookback_secs` before it began",
+                "items": {"type": "object", "properties": {"at": time, "summary": {"type": "string"}, "event_id": {"type": "string"}}}},
+            "related": {"type": "array", "description": "other incidents of the same group, most recent first (at most 5)",
+                "items": {"type": "object", "properties": {"id": {"type": "integer"}, "title": {"type": "string"}, "state": {"type": "string"}, "opened_at": time}}},
+            "queries": {"type": "array", "items": {"type": "string"}, "description": "the PromQL behind its alerts: `g0.expr` of Prometheus' generator URL, or a `query`/`expr` annotation"}}},
+        "Silence": {"type": "object", "properties": {
+            "id": {"type": "string"}, "matchers": {"type": "array", "items": {"type": "string"}},
+            "starts_at": time, "ends_at": time, "created_by": {"type": "string"}, "comment": {"type": "string"},
+            "created_at": time, "expired_by": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": ["pending", "active", "expired"]}}}
     })
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::authorize;
 use crate::error::{ApiError, Code};
 
-fn store_error(error: homeostat_store::Error) -> ApiError {
+pub(crate) fn store_error(error: homeostat_store::Error) -> ApiError {
     ApiError::new(Code::Unavailable, error.to_string())
 }
 
@@ -28,7 +28,7 @@ fn default_limit() -> usize {
     50
 }
 
-fn check_limit(limit: usize) -> Result<usize, ApiError> {
+pub(crate) fn check_limit(limit: usize) -> Result<usize, ApiError> {
     if limit == 0 || limit > 1000 {
         return Err(ApiError::new(
             Code::InvalidQuery,

@@ -238,7 +238,7 @@ async fn run_error(handle: &Handle, id: &str, error: runs::Error) -> ApiError {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|error| ApiError::new(Code::InvalidPayload, format!("invalid body: {error}")))
 }

@@ -309,6 +309,14 @@ impl Runs {
             if transition.ignored {
                 continue;
             }
+            // Approvals this transition ends disappear before its commit, new ones after it: a
+            // reader never sees an approval whose step is not journaled, nor one still pending in
+            // a run the journal already shows ended.
+            let approvals = machine.pending_approvals();
+            if let Some(live) = self.live().get_mut(&run_id) {
+                live.approvals
+                    .retain(|old| approvals.iter().any(|new| new.step == old.step));
+            }
             // Boxed: awaited inline, the commit's state (its writes, the queue's send) would sit in
             // every parked run's task for good.
             if Box::pin(self.commit(&run_id, &input, &transition, at))
@@ -320,7 +328,7 @@ impl Runs {
                 break;
             }
             if let Some(live) = self.live().get_mut(&run_id) {
-                live.approvals = machine.pending_approvals();
+                live.approvals = approvals;
             }
             for effect in transition.effects {
                 match effect {

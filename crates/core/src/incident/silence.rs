@@ -85,7 +85,9 @@ impl Silence {
         {
             return Err(Error::MatchesEverything);
         }
-        if self.ends_at <= self.starts_at {
+        // An expired silence may end where it started (expired before it began).
+        let expired_early = self.expired_by.is_some() && self.ends_at == self.starts_at;
+        if self.ends_at <= self.starts_at && !expired_early {
             return Err(Error::EndsBeforeStart {
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
