@@ -6,6 +6,7 @@ mod demo;
 mod follow;
 mod incidents;
 mod remote;
+mod rules;
 mod runbook;
 mod serve;
 mod show;
@@ -164,6 +165,16 @@ enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// Rules that loop detection disabled, through the daemon: list them, or turn one back on for
+    /// a target.
+    Rules {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
     DemoService {
@@ -295,6 +306,24 @@ enum SilenceCommand {
     },
     /// End a silence now.
     Expire { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// The (rule, target) pairs loop detection turned off.
+    Disabled {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn a rule back on for a target: it acts on that target again from the next event.
+    /// Its loop count for that target starts afresh.
+    Enable {
+        rule: String,
+        /// The target loop detection disabled the rule for (`homeostat rules disabled` lists them).
+        #[arg(long)]
+        target: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -502,6 +531,16 @@ pub async fn run(args: Args) -> ExitCode {
                 silence::list(&config.path, &remote, expired, json).await
             }
             SilenceCommand::Expire { id } => silence::expire(&config.path, &remote, &id).await,
+        },
+        Command::Rules {
+            config,
+            remote,
+            command,
+        } => match command {
+            RulesCommand::Disabled { json } => rules::disabled(&config.path, &remote, json).await,
+            RulesCommand::Enable { rule, target } => {
+                rules::enable(&config.path, &remote, &rule, &target).await
+            }
         },
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,

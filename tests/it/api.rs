@@ -478,6 +478,8 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v1/incidents/{id}/postmortem",
         "/api/v1/silences",
         "/api/v1/silences/{id}",
+        "/api/v1/rules/disabled",
+        "/api/v1/rules/{rule}/enable",
     ] {
         assert!(
             documented.contains(&path),
@@ -486,7 +488,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        24,
+        26,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

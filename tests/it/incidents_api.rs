@@ -1,7 +1,7 @@
 //! Incidents and silences: correlated alerts shown with their timeline and context, acknowledged,
-//! annotated and resolved, a postmortem drafted, alerts silenced and silences expired, through the
-//! API in process (`oneshot`), then the same through the `homeostat` command line against the real
-//! daemon.
+//! annotated and resolved, a postmortem drafted, alerts silenced and silences expired, a rule that
+//! loop detection disabled listed and enabled again, through the API in process (`oneshot`), then
+//! the same through the `homeostat` command line against the real daemon.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -585,6 +585,8 @@ async fn the_incident_and_silence_endpoints_and_codes_are_documented() {
         ("/api/v1/incidents/{id}/postmortem", &["get"]),
         ("/api/v1/silences", &["get", "post"]),
         ("/api/v1/silences/{id}", &["get", "delete"]),
+        ("/api/v1/rules/disabled", &["get"]),
+        ("/api/v1/rules/{rule}/enable", &["post"]),
     ] {
         for method in methods {
             assert!(
@@ -613,6 +615,8 @@ async fn the_incident_and_silence_endpoints_and_codes_are_documented() {
         "invalid_silence",
         "silence_not_found",
         "silence_expired",
+        "rule_not_found",
+        "rule_not_disabled",
     ] {
         assert!(
             codes
@@ -780,4 +784,114 @@ async fn the_cli_lists_shows_acknowledges_and_silences() {
         "{stdout}{stderr}"
     );
     assert!(!stderr.contains(TOKEN));
+
+    // No rule looped, so none is disabled, and an unknown one cannot be enabled.
+    let (code, stdout, stderr) = cli(&daemon, &["rules", "disabled"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("no rule is disabled"),
+        "{stdout}{stderr}"
+    );
+    let (code, stdout, stderr) = cli(&daemon, &["rules", "disabled", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "[]");
+    let (code, _, stderr) = cli(
+        &daemon,
+        &["rules", "enable", "no-such-rule", "--target", "cart"],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("no rule is named `no-such-rule`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_rule_disabled_by_loop_detection_is_listed_and_enabled_again() {
+    let api = Api::start(
+        r#"
+incidents: {sweep_secs: 1}
+rules:
+  - name: restart-orders
+    match: ['service="orders"']
+    on_incident: [opened, escalated]
+    target: "{{ labels.service }}"
+    verify: {within_secs: 1}
+    guards: {loop: {runs: 1, window_secs: 3600}, cooldown_secs: 0}
+    steps:
+      - {name: restart, action: log, with: {message: "restarting {{ labels.service }}"}}
+"#,
+    )
+    .await;
+    let (status, _, listed) = api.call(get("/api/v1/rules/disabled", Some(READ))).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed, json!({"disabled": []}));
+
+    // The alert never resolves: the run succeeds, verification fails after a second, the incident
+    // escalates, and the rule's second run on `orders` is a loop, so it is stopped and disabled.
+    send(
+        &api,
+        "/api/v1/hooks/alertmanager",
+        alerts("orders", &["OrdersDown"], "firing"),
+    )
+    .await;
+    let pair = json!({"rule": "restart-orders", "target": "orders"});
+    wait_for(
+        "loop detection to disable the rule for `orders`",
+        WITHIN,
+        || async {
+            let (status, _, listed) = api.call(get("/api/v1/rules/disabled", Some(READ))).await;
+            assert_eq!(status, StatusCode::OK, "{listed}");
+            (listed["disabled"] == json!([pair])).then_some(())
+        },
+        String::new,
+    )
+    .await;
+
+    let enable = |rule: &str, target: &str| {
+        post(
+            &format!("/api/v1/rules/{rule}/enable"),
+            Some(WRITE),
+            json!({ "target": target }).to_string(),
+        )
+    };
+    let (status, _, error) = api
+        .call(post(
+            "/api/v1/rules/restart-orders/enable",
+            Some(READ),
+            json!({"target": "orders"}).to_string(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let (status, _, enabled) = api.call(enable("restart-orders", "orders")).await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert_eq!(
+        enabled,
+        json!({"rule": "restart-orders", "target": "orders", "enabled": true})
+    );
+    // The list is published after the command's commit, which is before the call returns.
+    let (status, _, listed) = api.call(get("/api/v1/rules/disabled", Some(READ))).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed, json!({"disabled": []}));
+
+    let (status, _, error) = api.call(enable("restart-orders", "orders")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert_eq!(error["code"], "rule_not_disabled");
+    assert!(
+        message(&error).contains("rule `restart-orders` is not disabled for `orders`"),
+        "{error}"
+    );
+    let (status, _, error) = api.call(enable("no-such-rule", "orders")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    assert_eq!(error["code"], "rule_not_found");
+    let (status, _, error) = api
+        .call(post(
+            "/api/v1/rules/restart-orders/enable",
+            Some(WRITE),
+            json!({"target": " "}).to_string(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["code"], "invalid_payload");
 }

@@ -26,6 +26,8 @@ pub enum Code {
     InvalidSilence,
     SilenceNotFound,
     SilenceExpired,
+    RuleNotFound,
+    RuleNotDisabled,
     PayloadTooLarge,
     Overloaded,
     Unavailable,
@@ -54,6 +56,8 @@ impl Code {
             Code::InvalidSilence => "invalid_silence",
             Code::SilenceNotFound => "silence_not_found",
             Code::SilenceExpired => "silence_expired",
+            Code::RuleNotFound => "rule_not_found",
+            Code::RuleNotDisabled => "rule_not_disabled",
             Code::PayloadTooLarge => "payload_too_large",
             Code::Overloaded => "overloaded",
             Code::Unavailable => "unavailable",
@@ -75,12 +79,14 @@ impl Code {
             Code::NotFound
             | Code::RunbookNotFound
             | Code::IncidentNotFound
-            | Code::SilenceNotFound => StatusCode::NOT_FOUND,
+            | Code::SilenceNotFound
+            | Code::RuleNotFound => StatusCode::NOT_FOUND,
             Code::RunNotRunning
             | Code::NoApprovalWaiting
             | Code::IncidentResolved
             | Code::AlreadyAcknowledged
-            | Code::SilenceExpired => StatusCode::CONFLICT,
+            | Code::SilenceExpired
+            | Code::RuleNotDisabled => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +109,8 @@ impl Code {
             | Code::InvalidSilence
             | Code::SilenceNotFound
             | Code::SilenceExpired
+            | Code::RuleNotFound
+            | Code::RuleNotDisabled
             | Code::PayloadTooLarge => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
@@ -134,6 +142,8 @@ impl Code {
         Code::InvalidSilence,
         Code::SilenceNotFound,
         Code::SilenceExpired,
+        Code::RuleNotFound,
+        Code::RuleNotDisabled,
         Code::PayloadTooLarge,
         Code::Overloaded,
         Code::Unavailable,

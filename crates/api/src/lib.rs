@@ -1,5 +1,6 @@
 //! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs,
-//! incidents and silences, the OpenAPI document, `/metrics` and health.
+//! incidents and silences, rules that loop detection disabled, the OpenAPI document, `/metrics`
+//! and health.
 
 pub mod auth;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod ingest;
 pub mod logs;
 pub mod openapi;
 pub mod read;
+pub mod rules;
 pub mod runbooks;
 pub mod silences;
 
@@ -56,6 +58,8 @@ pub fn router(handle: Handle) -> Router {
             "/api/v1/silences/{id}",
             get(silences::show).delete(silences::expire),
         )
+        .route("/api/v1/rules/disabled", get(rules::disabled))
+        .route("/api/v1/rules/{rule}/enable", post(rules::enable))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -17,7 +17,7 @@ fn error_responses(codes: &[u16]) -> Value {
             401 => "Missing or wrong credentials",
             403 => "The token lacks the needed scope, or is not one of the step's approvers",
             404 => "No such resource",
-            409 => "The resource is not in a state that allows it: the run is not in progress or has no approval waiting, the incident is resolved or already acknowledged, the silence has expired",
+            409 => "The resource is not in a state that allows it: the run is not in progress or has no approval waiting, the incident is resolved or already acknowledged, the silence has expired, the rule is not disabled for the target",
             413 => "The body is larger than `server.max_body_bytes`",
             429 => "The journal queue is full; retry after `Retry-After` seconds",
             _ => "The journal is unavailable",
@@ -49,6 +49,7 @@ pub fn spec() -> Value {
     if let Some(paths) = spec.get_mut("paths") {
         *paths = with(paths.take(), runbook_paths());
         *paths = with(paths.take(), incident_paths());
+        *paths = with(paths.take(), rule_paths());
     }
     if let Some(schemas) = spec.pointer_mut("/components/schemas") {
         *schemas = with(schemas.take(), incident_schemas());
@@ -396,6 +397,32 @@ fn incident_paths() -> Value {
                 "responses": with(json!({"200": one_silence("The silence, expired")}), error_responses(&[401, 403, 404, 409, 429, 503]))
             }
         }
+    })
+}
+
+/// The paths of rules that loop detection disabled.
+fn rule_paths() -> Value {
+    let pair = json!({"type": "object", "required": ["rule", "target"], "properties": {
+        "rule": {"type": "string"}, "target": {"type": "string"}}});
+    json!({
+        "/api/v1/rules/disabled": {"get": {
+            "summary": "The rules loop detection disabled, each for one target, as of the last commit",
+            "operationId": "listDisabledRules",
+            "responses": with(json!({"200": {"description": "Disabled pairs, by rule then target", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"disabled": {"type": "array", "items": pair}}}}}}}),
+                error_responses(&[401, 403]))
+        }},
+        "/api/v1/rules/{rule}/enable": {"post": {
+            "summary": "Turn a rule that loop detection disabled back on for a target, as the calling token (write scope)",
+            "operationId": "enableRule",
+            "parameters": [{"name": "rule", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["target"], "additionalProperties": false, "properties": {
+                "target": {"type": "string"}}}}}},
+            "responses": with(json!({"200": {"description": "Enabled: the command is committed and the rule acts on the target again", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"rule": {"type": "string"}, "target": {"type": "string"}, "enabled": {"type": "boolean"}}}}}}}),
+                error_responses(&[400, 401, 403, 404, 409, 413, 429, 503]))
+        }}
     })
 }
 

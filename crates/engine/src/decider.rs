@@ -24,6 +24,7 @@ use homeostat_store::writer::Stage;
 use homeostat_store::{Committed, EncodedEvent, EventQuery, RunQuery, RunStatus, Store, Write};
 use tokio::sync::mpsc;
 
+use crate::engine::DisabledRules;
 use crate::metrics::Metrics;
 use crate::runs::{dry_run_writes, Finished, Runs, Start};
 
@@ -71,6 +72,8 @@ pub struct DecideStage {
     notices: Vec<(String, String, String)>,
     /// Times to mitigate of incidents this batch mitigates, for the metrics once it commits.
     mitigations: Vec<f64>,
+    /// The correlator's disabled rules, published for the API after each commit.
+    disabled_rules: DisabledRules,
 }
 
 /// What to store for one of the correlator's changes.
@@ -240,6 +243,7 @@ impl DecideStage {
         guards: GuardState,
         correlator: Correlator,
         finished: mpsc::UnboundedReceiver<Finished>,
+        disabled_rules: DisabledRules,
     ) -> Self {
         let longest_cooldown_secs = compiled
             .rules
@@ -256,6 +260,7 @@ impl DecideStage {
         let mut guards = guards;
         guards.max_targets = compiled.config.runs.max_targets;
         guards.disabled = correlator.disabled().cloned().collect();
+        disabled_rules.publish(correlator.disabled());
         let programs = compiled
             .rules
             .iter()
@@ -278,6 +283,7 @@ impl DecideStage {
             followups: Vec::new(),
             notices: Vec::new(),
             mitigations: Vec::new(),
+            disabled_rules,
             since_snapshot: 0,
             snapshot_at,
             longest_cooldown_secs,
@@ -494,6 +500,13 @@ impl DecideStage {
                 Some(Command::DisableRule { .. } | Command::EnableRule { .. })
             ) {
                 self.guards.disabled = self.correlator.disabled().cloned().collect();
+            }
+            // A person turning a rule back on starts its loop count afresh. (A restart recounts
+            // recent runs of unresolved incidents, so it may stop the rule again one run sooner.)
+            if let (Some(Command::EnableRule { rule, target, .. }), Verdict::Context) =
+                (&commands, &verdict)
+            {
+                self.attempts.remove(&(rule.clone(), target.clone()));
             }
             for (incident, transition) in &observed.transitions {
                 if *transition == Transition::Resolved {
@@ -798,6 +811,7 @@ impl Stage for DecideStage {
             }
             return;
         }
+        self.disabled_rules.publish(self.correlator.disabled());
         for incident in self.resolved.drain(..) {
             self.metrics.incident_resolved(&incident);
         }

@@ -90,6 +90,42 @@ impl Token {
     }
 }
 
+/// The (rule, target) pairs loop detection turned off, as of the last commit, sorted.
+///
+/// The correlator that owns the set lives in the writer task, which the API cannot reach; the decide
+/// stage publishes its copy here after each successful commit (and once at start, after restore), so
+/// readers see only what is durable. Cheap to clone: clones share the one copy.
+#[derive(Clone, Default)]
+pub struct DisabledRules(Arc<std::sync::RwLock<Vec<(String, String)>>>);
+
+impl DisabledRules {
+    /// The pairs as of the last commit.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether `rule` is disabled for `target` as of the last commit.
+    pub fn contains(&self, rule: &str, target: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(disabled, on)| disabled == rule && on == target)
+    }
+
+    /// Replaces the copy; only the decide stage calls it.
+    pub(crate) fn publish<'a>(&self, pairs: impl Iterator<Item = &'a (String, String)>) {
+        let pairs: Vec<(String, String)> = pairs.cloned().collect();
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pairs;
+    }
+}
+
 /// What the API and sources use to talk to the running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
@@ -102,6 +138,8 @@ pub struct Handle {
     pub webhook_secrets: Arc<HashMap<String, Secret>>,
     /// Runs in progress: approvals, cancels and progress notifications.
     pub runs: Runs,
+    /// The rules loop detection disabled, per target, as of the last commit.
+    pub disabled_rules: DisabledRules,
     ready: Arc<AtomicBool>,
 }
 
@@ -309,6 +347,7 @@ pub async fn start_with_store(
     let guards = rebuild_guards(&*store, &compiled, clock.now()).await?;
     let cursor = store.cursor(CURSOR).await?;
     let correlator = restore_correlator(&*store, Arc::clone(&compiled.incidents), cursor).await?;
+    let disabled_rules = DisabledRules::default();
     let mut stage = DecideStage::new(
         store.clone(),
         compiled.clone(),
@@ -318,6 +357,7 @@ pub async fn start_with_store(
         guards,
         correlator,
         finished_receiver,
+        disabled_rules.clone(),
     );
     stage.attempts =
         crate::decider::rebuild_attempts(&*store, &compiled, &stage.correlator, clock.now())
@@ -351,6 +391,7 @@ pub async fn start_with_store(
         tokens: Arc::new(tokens),
         webhook_secrets: Arc::new(webhook_secrets),
         runs,
+        disabled_rules,
         ready: Arc::new(AtomicBool::new(false)),
     };
     for source in &compiled.config.sources {

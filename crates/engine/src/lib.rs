@@ -11,4 +11,4 @@ pub mod runs;
 pub mod secrets;
 pub mod source;
 
-pub use engine::{start, start_with_store, Engine, Handle, IngestError};
+pub use engine::{start, start_with_store, DisabledRules, Engine, Handle, IngestError};
