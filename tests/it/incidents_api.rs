@@ -895,3 +895,68 @@ rules:
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["code"], "invalid_payload");
 }
+
+#[tokio::test]
+async fn a_verification_check_that_holds_verifies_the_fix_before_the_alerts_resolve() {
+    // The service's health endpoint answers 200 once the fix is in; the alert lags behind.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let _ = axum::serve(listener, app).await;
+    });
+    let api = Api::start(&format!(
+        r#"
+incidents: {{sweep_secs: 1}}
+rules:
+  - name: restart-cart
+    match: ['service="cart"']
+    on_incident: [opened]
+    target: "{{{{ labels.service }}}}"
+    verify:
+      within_secs: 2
+      check: {{http: {{url: "http://{address}/healthz"}}}}
+    steps:
+      - {{name: restart, action: log, with: {{message: "restarting cart"}}}}
+"#
+    ))
+    .await;
+    send(
+        &api,
+        "/api/v1/hooks/alertmanager",
+        alerts("cart", &["CartDown"], "firing"),
+    )
+    .await;
+    let incident = wait_incident(&api, "open=true", 1).await;
+    let id = incident["id"].clone();
+    let shown = wait_for(
+        "the verification check to verify the fix",
+        WITHIN,
+        || async {
+            let shown = show(&api, &id).await;
+            kinds(&shown)
+                .iter()
+                .any(|kind| kind == "verified")
+                .then_some(shown)
+        },
+        String::new,
+    )
+    .await;
+    assert!(
+        summaries(&shown)
+            .iter()
+            .any(|summary| summary.contains(&format!("GET http://{address}/healthz holds"))),
+        "{shown:#}"
+    );
+    // Past the deadline: a verified fix does not escalate, though the alert still fires.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = show(&api, &id).await;
+    assert!(
+        !kinds(&shown).iter().any(|kind| kind == "escalated"),
+        "{shown:#}"
+    );
+    assert_eq!(shown["incident"]["escalated"], false, "{shown:#}");
+    assert_eq!(shown["incident"]["state"], "mitigated", "{shown:#}");
+}

@@ -488,6 +488,46 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
     }
 
     // In file order, so that a config reads top to bottom whichever check found what.
+    for (index, rule) in config.rules.iter().enumerate() {
+        if let Some(check) = rule
+            .verify
+            .as_ref()
+            .and_then(|verify| verify.check.as_ref())
+        {
+            let problem = match (&check.promql, &check.http) {
+                (Some(_), Some(_)) | (None, None) => {
+                    Some("give exactly one of `promql` or `http`".to_string())
+                }
+                (Some(promql), None) => promql_parser::parser::parse(promql)
+                    .err()
+                    .map(|message| format!("`{promql}` is not valid PromQL: {message}")),
+                (None, Some(_)) => None,
+            };
+            if let Some(message) = problem {
+                diagnostics.push(config.diagnostic(
+                    Severity::Error,
+                    "rules",
+                    Some(index),
+                    "verify.check",
+                    message,
+                    None,
+                ));
+            }
+            if check.promql.is_some()
+                && check.prometheus_url.is_none()
+                && config.prometheus.is_none()
+            {
+                diagnostics.push(config.diagnostic(
+                    Severity::Error,
+                    "rules",
+                    Some(index),
+                    "verify.check.promql",
+                    "a PromQL check needs a Prometheus to ask",
+                    Some("set `prometheus.url` or `verify.check.prometheus_url`".into()),
+                ));
+            }
+        }
+    }
     let incidents = match crate::incident::correlate::Settings::compile(&config.incidents) {
         Ok(settings) => Some(settings),
         Err((field, message)) => {

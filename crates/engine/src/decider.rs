@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::clock::SharedClock;
+use homeostat_core::config::{Check, Verify};
 use homeostat_core::decide::{
     decide_trigger, incident_event, Decision, PlannedRun, Trigger, Verdict as RuleVerdict,
 };
@@ -74,6 +75,8 @@ pub struct DecideStage {
     mitigations: Vec<f64>,
     /// The correlator's disabled rules, published for the API after each commit.
     disabled_rules: DisabledRules,
+    /// Verification checks to start once this batch (with its `Mitigate`) is durable.
+    verifications: Vec<(IncidentId, String, Check, Duration)>,
 }
 
 /// What to store for one of the correlator's changes.
@@ -282,6 +285,7 @@ impl DecideStage {
             incident_rules,
             followups: Vec::new(),
             notices: Vec::new(),
+            verifications: Vec::new(),
             mitigations: Vec::new(),
             disabled_rules,
             since_snapshot: 0,
@@ -691,13 +695,25 @@ impl Stage for DecideStage {
             };
             match finished.status.as_str() {
                 "succeeded" => {
-                    let verify_within_secs = self
+                    let verify = self
                         .compiled
                         .rules
                         .iter()
                         .find(|rule| rule.name == finished.rule)
-                        .and_then(|rule| rule.verify.as_ref())
-                        .map(|verify| verify.within_secs);
+                        .and_then(|rule| rule.verify.clone());
+                    let verify_within_secs = verify.as_ref().map(|verify| verify.within_secs);
+                    if let Some(Verify {
+                        within_secs,
+                        check: Some(check),
+                    }) = verify
+                    {
+                        self.verifications.push((
+                            incident,
+                            finished.run_id.clone(),
+                            check,
+                            Duration::from_secs(within_secs),
+                        ));
+                    }
                     commands.push(Command::Mitigate {
                         incident,
                         run_id: finished.run_id,
@@ -796,6 +812,7 @@ impl Stage for DecideStage {
             self.notices.clear();
             self.followups.clear();
             self.mitigations.clear();
+            self.verifications.clear();
             let cursor = self.store.cursor(CURSOR).await.unwrap_or(0);
             match restore_correlator(&*self.store, Arc::clone(&self.compiled.incidents), cursor)
                 .await
@@ -823,6 +840,9 @@ impl Stage for DecideStage {
         }
         for (key, notifier, summary) in self.notices.drain(..) {
             self.runs.notify(&key, &notifier, summary);
+        }
+        for (incident, run_id, check, within) in self.verifications.drain(..) {
+            self.runs.verify(incident, run_id, check, within);
         }
         if snapshot {
             self.since_snapshot = 0;

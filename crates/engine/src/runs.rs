@@ -504,6 +504,55 @@ impl Runs {
         });
     }
 
+    /// Polls a remediation's verification check until it holds or `within` passes. When it holds,
+    /// a `Verified` command goes into the event stream, so the incident's deadline no longer
+    /// escalates; when it never does, the correlator's sweep escalates at the deadline. The check
+    /// only reads (a PromQL query, an HTTP request), so polling it again after a restart is safe;
+    /// a restart simply stops it, and the deadline still stands.
+    pub fn verify(
+        &self,
+        incident: i64,
+        run_id: String,
+        check: homeostat_core::config::Check,
+        within: Duration,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let began = tokio::time::Instant::now();
+            let every = (within / 10).clamp(Duration::from_millis(200), Duration::from_secs(15));
+            let described = match (&check.promql, &check.http) {
+                (Some(promql), _) => format!("`{promql}`"),
+                (None, Some(http)) => format!("{} {}", http.method, http.url),
+                (None, None) => "the check".to_string(),
+            };
+            while began.elapsed() < within {
+                let outcome = crate::check::evaluate(
+                    &check,
+                    inner.prometheus.as_ref(),
+                    &inner.http,
+                    every.min(Duration::from_secs(10)),
+                )
+                .await;
+                if outcome.status == Status::Succeeded {
+                    let now = inner.clock.now();
+                    let event = homeostat_core::incident::Command::Verified {
+                        incident,
+                        run_id: run_id.clone(),
+                        check: described,
+                    }
+                    .into_event(homeostat_core::event::new_id(now), None, now);
+                    if let Err(error) = inner.writer.submit(vec![Write::Event(event.into())]).await
+                    {
+                        tracing::error!(incident, %error, "cannot record a verification");
+                    }
+                    return;
+                }
+                tokio::time::sleep(every).await;
+            }
+            tracing::info!(incident, run = %run_id, "the verification check did not hold in time");
+        });
+    }
+
     /// Sends a notice through `notifier` in the background; `key` makes its idempotency key.
     pub fn notify(&self, key: &str, notifier: &str, summary: String) {
         self.notify_best_effort(key, notifier, summary);

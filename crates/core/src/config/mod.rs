@@ -408,12 +408,16 @@ pub struct LoopLimit {
 }
 
 /// `rules[].verify`: what must follow a successful remediation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
     /// The incident must resolve within this long after the run succeeded.
     #[serde(default = "defaults::verify_within_secs")]
     pub within_secs: u64,
+    /// A PromQL or HTTP check that, when it holds before the deadline, verifies the fix even though
+    /// the alerts have not resolved yet (they may lag behind the recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
 }
 
 impl Default for Guards {
@@ -451,6 +455,7 @@ mod defaults {
     pub fn verify() -> Option<Verify> {
         Some(Verify {
             within_secs: verify_within_secs(),
+            check: None,
         })
     }
     pub fn listen() -> String {

@@ -1104,6 +1104,25 @@ impl Correlator {
                 )
             }
             Command::Note { by, text, .. } => ("note", format!("{by}: {text}"), None),
+            Command::Verified { run_id, check, .. } => {
+                if tracked
+                    .verify
+                    .as_ref()
+                    .is_none_or(|(_, run, _)| run != run_id)
+                {
+                    return Verdict::Rejected {
+                        message: format!(
+                            "incident {id} is not waiting for run {run_id}'s verification"
+                        ),
+                    };
+                }
+                tracked.verify = None;
+                (
+                    "verified",
+                    format!("verified: after run {run_id}, {check} holds"),
+                    None,
+                )
+            }
             Command::Settle { .. } => {
                 self.settle(id, at, Some(&event.id), out);
                 return Verdict::Command { incident: id };

@@ -212,6 +212,13 @@ pub enum Command {
         target: String,
         reason: String,
     },
+    /// A remediation's verification check held before its deadline: the fix is verified (the
+    /// alerts may still be on their way to resolving), so the deadline no longer escalates.
+    Verified {
+        incident: IncidentId,
+        run_id: String,
+        check: String,
+    },
     /// A person turned a disabled rule back on for a target.
     EnableRule {
         rule: String,
@@ -248,6 +255,7 @@ impl Command {
             | Command::Escalate { incident, .. }
             | Command::Note { incident, .. }
             | Command::DisableRule { incident, .. }
+            | Command::Verified { incident, .. }
             | Command::Settle { incident } => *incident,
             Command::Silence { .. } | Command::EnableRule { .. } => return None,
         })
