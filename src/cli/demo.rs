@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use homeostat_core::clock::{Clock, SystemClock};
-use homeostat_core::Status;
-use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store};
+use homeostat_core::{EventKind, Status};
+use homeostat_store::{steps_from_journal, EventQuery, IncidentQuery, RunQuery, RunStatus, Store};
 
 use super::{config, EXIT_ERROR, EXIT_FAILED};
 
@@ -162,6 +162,9 @@ fn demo_config(dir: &Path, service_port: u16, notify_port: u16) -> String {
 store:
   path: {db}
   synchronous: normal
+incidents:
+  # Time-driven work (verification deadlines) is checked every second.
+  sweep_secs: 1
 sources:
   - type: http_probe
     name: demo-service
@@ -321,7 +324,8 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
     let deadline = clock.monotonic() + Duration::from_secs(timeout_secs);
     let outcome = loop {
         if let Some(outcome) = observe(&*store, fault_at).await {
-            if outcome.recovered.is_some() || outcome.run_failed {
+            // Done when healed and the incident has recorded the fix, or when the run failed.
+            if (outcome.recovered.is_some() && outcome.incident_settled) || outcome.run_failed {
                 break Some(outcome);
             }
         }
@@ -347,7 +351,8 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
     lines.sort_by_key(|line| (line.at.timestamp_millis(), line.stage));
     println!("\ntimeline (seconds after the fault)");
     for line in &lines {
-        let offset = (line.at - fault_at).num_milliseconds() as f64 / 1000.0;
+        // Whole milliseconds on both sides, as the journal stores some times to the millisecond.
+        let offset = (line.at.timestamp_millis() - fault_at.timestamp_millis()) as f64 / 1000.0;
         println!("  {offset:>+8.3}s  {}", line.text);
     }
     for summary in notifications
@@ -384,6 +389,8 @@ struct Outcome {
     detected: Option<DateTime<Utc>>,
     recovered: Option<DateTime<Utc>>,
     run_failed: bool,
+    /// The incident is resolved and knows its remediation mitigated it.
+    incident_settled: bool,
     lines: Vec<Line>,
 }
 
@@ -399,10 +406,9 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
     let mut lines = Vec::new();
     let mut detected = None;
     let mut recovered = None;
-    for record in events
-        .iter()
-        .filter(|record| record.event.received_at >= fault_at)
-    {
+    for record in events.iter().filter(|record| {
+        record.event.received_at >= fault_at && record.event.kind != EventKind::Command
+    }) {
         let event = &record.event;
         let summary = event
             .annotations
@@ -476,10 +482,53 @@ async fn observe(store: &dyn Store, fault_at: DateTime<Utc>) -> Option<Outcome> 
             run_failed |= matches!(run.status, RunStatus::Failed | RunStatus::NeedsAttention);
         }
     }
+    let mut incident_settled = false;
+    let incidents = store
+        .incidents(&IncidentQuery {
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    for incident in incidents
+        .iter()
+        .filter(|incident| incident.opened_at >= fault_at)
+    {
+        lines.push(Line {
+            at: incident.opened_at,
+            stage: 1,
+            text: format!(
+                "incident {} opened: {} {}",
+                incident.id, incident.title, incident.group_key
+            ),
+        });
+        if let Some(at) = incident.mitigated_at {
+            lines.push(Line {
+                at,
+                stage: 4,
+                text: format!(
+                    "incident {} mitigated: the remediation succeeded; verifying it resolves",
+                    incident.id
+                ),
+            });
+        }
+        if let Some(at) = incident.resolved_at {
+            lines.push(Line {
+                at,
+                stage: 6,
+                text: format!(
+                    "incident {} resolved: its alert cleared, the fix is verified",
+                    incident.id
+                ),
+            });
+        }
+        incident_settled |= incident.resolved_at.is_some() && incident.mitigated_at.is_some();
+    }
     Some(Outcome {
         detected,
         recovered,
         run_failed,
+        incident_settled,
         lines,
     })
 }

@@ -14,8 +14,11 @@ fn the_demo_heals_the_service_and_prints_its_timeline() {
     );
     for expected in [
         "detected: probe `demo-service` is failing",
+        "incident 1 opened:",
         "step `restart` succeeded",
+        "incident 1 mitigated:",
         "verified:",
+        "incident 1 resolved:",
         "time to detect  (MTTD):",
         "time to recover (MTTR):",
         "result: healed",
