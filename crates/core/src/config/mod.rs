@@ -777,6 +777,8 @@ fn parse_file(
                 .map(|(index, _)| index + 1);
         } else if let Some(variant) = between(&message, "unknown variant `", "`") {
             if let Some(expected) = message.split("expected ").nth(1) {
+                // serde says "expected one of `a`, `b`" or "expected `a` or `b`".
+                let expected = expected.strip_prefix("one of ").unwrap_or(expected);
                 hint = Some(format!(
                     "`{variant}` is not known here; use one of {expected}"
                 ));

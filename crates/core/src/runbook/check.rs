@@ -348,21 +348,35 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// `runs.attention_notifier` names a notifier.
+    /// `runs.attention_notifier` and `incidents.escalation_notifier` name notifiers.
     fn runs(&mut self) {
-        let Some(name) = &self.config.runs.attention_notifier else {
-            return;
-        };
-        if !self.notifiers.contains(&name.as_str()) {
-            let diagnostic = self.config.diagnostic(
-                Severity::Error,
+        let named = [
+            (
                 "runs",
-                None,
                 "attention_notifier",
-                format!("no notifier is named `{name}`"),
-                Some(self.known_notifiers()),
-            );
-            self.diagnostics.push(diagnostic);
+                &self.config.runs.attention_notifier,
+            ),
+            (
+                "incidents",
+                "escalation_notifier",
+                &self.config.incidents.escalation_notifier,
+            ),
+        ];
+        for (section, field, name) in named {
+            let Some(name) = name else {
+                continue;
+            };
+            if !self.notifiers.contains(&name.as_str()) {
+                let diagnostic = self.config.diagnostic(
+                    Severity::Error,
+                    section,
+                    None,
+                    field,
+                    format!("no notifier is named `{name}`"),
+                    Some(self.known_notifiers()),
+                );
+                self.diagnostics.push(diagnostic);
+            }
         }
     }
 
@@ -2939,6 +2953,16 @@ runbooks:
         let notifier = error(
             &diagnostics,
             "runs.attention_notifier",
+            "no notifier is named `pager`",
+        );
+        hint_contains(&notifier, "chat");
+        count(&diagnostics, 1);
+        let diagnostics = check_yaml(&format!(
+            "{NOTIFIERS}incidents: {{escalation_notifier: pager}}\n"
+        ));
+        let notifier = error(
+            &diagnostics,
+            "incidents.escalation_notifier",
             "no notifier is named `pager`",
         );
         hint_contains(&notifier, "chat");
