@@ -693,6 +693,18 @@ async fn a_fix_that_does_not_help_escalates_and_disables_the_rule_for_the_target
         .iter()
         .filter(|entry| entry.kind == "escalated")
         .collect();
+    // Each escalation records, on the timeline, who was told.
+    let notified: Vec<&JournalEntry> = timeline
+        .iter()
+        .filter(|entry| entry.kind == "notified")
+        .collect();
+    assert_eq!(notified.len(), escalations.len(), "{timeline:#?}");
+    assert!(
+        notified
+            .iter()
+            .all(|entry| summary(entry).starts_with("told `")),
+        "{timeline:#?}"
+    );
     for (escalation, run) in escalations.iter().zip(&runs) {
         let text = summary(escalation);
         assert!(

@@ -198,7 +198,8 @@ pub fn decide(
 
 /// How rules triggered by an incident transition see the incident: the causing event's labels,
 /// overlaid with the incident's group labels and `incident` and `transition`; its annotations
-/// add `incident_title` and, when there were any, `recent_changes` (one line per change).
+/// (the causing event's, such as `runbook_url`) add `incident_title` and, when known,
+/// `recent_changes` (one line per change) and `generator_url` (the alert's source, with its PromQL).
 pub fn incident_event(
     incident: &crate::incident::Incident,
     transition: crate::incident::correlate::Transition,
@@ -213,6 +214,15 @@ pub fn incident_event(
     annotations.insert("incident_title".into(), incident.title.clone());
     if !changes.is_empty() {
         annotations.insert("recent_changes".into(), changes_text(changes));
+    }
+    // Where the causing alert came from (Prometheus' link holds its PromQL expression).
+    if let Some(url) = cause
+        .data
+        .as_ref()
+        .and_then(|data| data.get("generatorURL"))
+        .and_then(|url| url.as_str())
+    {
+        annotations.insert("generator_url".into(), url.to_string());
     }
     Event {
         id: cause.id.clone(),

@@ -18,7 +18,7 @@ use homeostat_core::decide::{
 };
 use homeostat_core::guard::{GuardState, Skip};
 use homeostat_core::incident::correlate::{Correlator, Settings, Transition, Verdict};
-use homeostat_core::incident::{Change, Command, Incident, IncidentId};
+use homeostat_core::incident::{Change, Command, Incident, IncidentId, TimelineEntry};
 use homeostat_core::rule::Compiled;
 use homeostat_core::{Event, EventKind};
 use homeostat_store::writer::Stage;
@@ -382,7 +382,7 @@ impl DecideStage {
     }
 
     /// Tells people an incident escalated, with what was tried; sent once the batch is durable.
-    fn escalation_notice(&mut self, incident: IncidentId, cause: &Event) {
+    fn escalation_notice(&mut self, incident: IncidentId, cause: &Event, writes: &mut Vec<Write>) {
         let config = &self.compiled.config;
         let Some(notifier) = config
             .incidents
@@ -438,6 +438,16 @@ impl DecideStage {
             record.started_at.format("%H:%M:%S UTC"),
             if tried.is_empty() { "no automated remediation".to_string() } else { tried.join(", ") }
         );
+        // The timeline says who was told what, in the commit that decided it; the notice itself
+        // is sent once that commit is durable.
+        writes.push(Write::Timeline(TimelineEntry {
+            incident,
+            kind: "notified".into(),
+            at: cause.received_at,
+            event_id: Some(cause.id.clone()),
+            summary: format!("told `{notifier}`: {summary}"),
+            detail: serde_json::Value::Null,
+        }));
         self.notices.push((
             format!("incident/{incident}/escalated/{}", cause.id),
             notifier,
@@ -520,7 +530,7 @@ impl DecideStage {
                     }
                 }
                 if *transition == Transition::Escalated {
-                    self.escalation_notice(*incident, event);
+                    self.escalation_notice(*incident, event, writes);
                 }
             }
             if verdict.actionable() && event.kind != EventKind::Command {

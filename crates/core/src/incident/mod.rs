@@ -154,7 +154,8 @@ pub struct Member {
 pub struct TimelineEntry {
     pub incident: IncidentId,
     /// `opened`, `member_added`, `member_fired_again`, `member_resolved`, `acknowledged`,
-    /// `mitigated`, `resolved`, `reopened`, `flapping`, `flapping_cleared`, `escalated`, `note`.
+    /// `mitigated`, `verified`, `resolved`, `reopened`, `flapping`, `flapping_cleared`, `escalated`,
+    /// `notified` (who was told of an escalation), `note`.
     pub kind: String,
     pub at: DateTime<Utc>,
     /// The event that caused it, when one did.
