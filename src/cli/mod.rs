@@ -11,6 +11,7 @@ mod runbook;
 mod serve;
 mod show;
 mod silence;
+mod slo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,6 +176,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Service level objectives: generate Prometheus rules from a Sloth `prometheus/v1` spec.
+    Slo {
+        #[command(subcommand)]
+        command: SloCommand,
+    },
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
     DemoService {
@@ -323,6 +329,22 @@ enum RulesCommand {
         /// The target loop detection disabled the rule for (`homeostat rules disabled` lists them).
         #[arg(long)]
         target: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SloCommand {
+    /// Write Prometheus recording rules and multi-window multi-burn-rate alerts (page and ticket)
+    /// for every SLO of a Sloth `prometheus/v1` spec, with Sloth's names, labels and thresholds.
+    Rules {
+        /// The spec file.
+        spec: PathBuf,
+        /// Write the rules to this file instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The SLO period the error budget is spent over: `28d` or `30d`.
+        #[arg(long, default_value = "30d")]
+        period: homeostat_core::slo::Period,
     },
 }
 
@@ -541,6 +563,9 @@ pub async fn run(args: Args) -> ExitCode {
             RulesCommand::Enable { rule, target } => {
                 rules::enable(&config.path, &remote, &rule, &target).await
             }
+        },
+        Command::Slo { command } => match command {
+            SloCommand::Rules { spec, out, period } => slo::rules(&spec, out.as_deref(), period),
         },
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,

@@ -11,4 +11,5 @@ mod incidents_api;
 mod pipeline;
 mod runbook_crash;
 mod runbooks_api;
+mod slo_rules;
 mod support;

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod matcher;
 pub mod rule;
 pub mod runbook;
+pub mod slo;
 pub mod template;
 
 pub use event::{Event, EventKind, Labels, Status};
