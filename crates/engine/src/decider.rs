@@ -339,10 +339,7 @@ impl DecideStage {
                 continue;
             };
             let Some(limit) = self
-                .compiled
-                .rules
-                .iter()
-                .find(|rule| rule.name == run.rule)
+                .rule(&run.rule)
                 .and_then(|rule| rule.guards.loop_limit.clone())
             else {
                 continue;
@@ -453,6 +450,11 @@ impl DecideStage {
             notifier,
             summary,
         ));
+    }
+
+    /// A rule of the compiled config by name.
+    fn rule(&self, name: &str) -> Option<&homeostat_core::rule::CompiledRule> {
+        self.compiled.rules.iter().find(|rule| rule.name == name)
     }
 
     /// The program a rule runs (the decision that planned the run came from this same compiled config).
@@ -706,10 +708,7 @@ impl Stage for DecideStage {
             match finished.status.as_str() {
                 "succeeded" => {
                     let verify = self
-                        .compiled
-                        .rules
-                        .iter()
-                        .find(|rule| rule.name == finished.rule)
+                        .rule(&finished.rule)
                         .and_then(|rule| rule.verify.clone());
                     let verify_within_secs = verify.as_ref().map(|verify| verify.within_secs);
                     if let Some(Verify {
@@ -748,9 +747,16 @@ impl Stage for DecideStage {
         if monotonic.saturating_sub(self.last_sweep) >= sweep_every {
             self.last_sweep = monotonic;
             commands.extend(self.correlator.sweep(now));
+            // Both walk the whole state: refreshed with the sweep, not on every commit.
             self.metrics
                 .active_alerts
                 .set(self.correlator.active_alerts() as i64);
+            let open = self
+                .correlator
+                .tracked()
+                .filter(|incident| !incident.is_resolved())
+                .count();
+            self.metrics.incidents_open.set(open as i64);
         }
         let make = |commands: Vec<Command>| -> Vec<Event> {
             commands
@@ -778,12 +784,6 @@ impl Stage for DecideStage {
         for event in made {
             writes.push(Write::Event(EncodedEvent::new(event)));
         }
-        let open = self
-            .correlator
-            .tracked()
-            .filter(|incident| !incident.is_resolved())
-            .count();
-        self.metrics.incidents_open.set(open as i64);
         writes.push(Write::CursorAtLastEvent {
             name: CURSOR.into(),
         });

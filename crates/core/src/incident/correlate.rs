@@ -311,6 +311,54 @@ struct Alert {
     muted: bool,
 }
 
+impl Alert {
+    /// An alert first seen at `now` (milliseconds), in no incident yet.
+    fn new(starts_at: i64, now: i64) -> Self {
+        Self {
+            incident: 0,
+            starts_at,
+            window_start: now,
+            last_transition: now,
+            sources: 0,
+            transitions: 0,
+            firing: false,
+            muted: false,
+        }
+    }
+}
+
+/// Marks an incident flapping, once, with its timeline entry; `span` is how long the counted
+/// changes took, when known.
+fn start_flapping(
+    tracked: &mut Tracked,
+    event: &Event,
+    alert: &Alert,
+    span: Option<i64>,
+    flap_window_ms: i64,
+    out: &mut Observed,
+) {
+    if tracked.incident.flapping {
+        return;
+    }
+    tracked.incident.flapping = true;
+    let span = span
+        .map(|millis| format!(" in {}", duration_words(millis)))
+        .unwrap_or_default();
+    out.changes.push(Change::Timeline(TimelineEntry {
+        incident: tracked.incident.id,
+        kind: "flapping".into(),
+        at: event.received_at,
+        event_id: Some(event.id.clone()),
+        summary: format!(
+            "flapping: {} changed state {} times{span}; it no longer pages until quiet for {}",
+            alert_name(event),
+            alert.transitions,
+            duration_words(flap_window_ms)
+        ),
+        detail: serde_json::Value::Null,
+    }));
+}
+
 /// An incident the correlator still tracks: open, or resolved within the reopen window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Tracked {
@@ -562,16 +610,7 @@ impl Correlator {
         }
         // Sources first: a muted alert still inhibits, as in Alertmanager.
         let keys = self.source_keys(&event.labels);
-        let mut alert = previous.unwrap_or(Alert {
-            incident: 0,
-            starts_at,
-            window_start: now,
-            last_transition: now,
-            sources: 0,
-            transitions: 0,
-            firing: false,
-            muted: false,
-        });
+        let mut alert = previous.unwrap_or_else(|| Alert::new(starts_at, now));
         if alert.firing {
             // Fired again with a new `starts_at` without a resolve in between: a new occurrence.
             self.remove_sources(alert.sources, &event.labels);
@@ -743,22 +782,16 @@ impl Correlator {
             }
         }
         tracked.incident.updated_at = at;
-        if flap_threshold && !tracked.incident.flapping {
-            tracked.incident.flapping = true;
-            out.changes.push(Change::Timeline(TimelineEntry {
-                incident: id,
-                kind: "flapping".into(),
-                at,
-                event_id: Some(event.id.clone()),
-                summary: format!(
-                    "flapping: {} changed state {} times in {}; it no longer pages until quiet for {}",
-                    alert_name(event),
-                    alert.transitions,
-                    duration_words(now - alert.window_start),
-                    duration_words(self.settings.flap_window_ms)
-                ),
-                detail: serde_json::Value::Null,
-            }));
+        if flap_threshold {
+            let span = Some(now - alert.window_start);
+            start_flapping(
+                tracked,
+                event,
+                alert,
+                span,
+                self.settings.flap_window_ms,
+                out,
+            );
         }
         if tracked.incident.flapping && !matches!(verdict, Verdict::Opened { .. }) {
             // Recorded, but it pages no one and starts nothing.
@@ -804,16 +837,11 @@ impl Correlator {
         }
         let key = hash_str(&event.fingerprint);
         let now = at.timestamp_millis();
-        let mut alert = self.alerts.get(&key).copied().unwrap_or(Alert {
-            incident: 0,
-            starts_at: i64::MIN,
-            window_start: now,
-            last_transition: now,
-            sources: 0,
-            transitions: 0,
-            firing: false,
-            muted: false,
-        });
+        let mut alert = self
+            .alerts
+            .get(&key)
+            .copied()
+            .unwrap_or_else(|| Alert::new(i64::MIN, now));
         let (incident, verdict) = self.place(event, at, &mut alert, false, false, out);
         alert.incident = incident;
         alert.last_transition = now;
@@ -851,21 +879,15 @@ impl Correlator {
         tracked.incident.members_firing = tracked.incident.members_firing.saturating_sub(1);
         tracked.incident.updated_at = at;
         tracked.last_transition = now;
-        if flap_threshold && !tracked.incident.flapping {
-            tracked.incident.flapping = true;
-            out.changes.push(Change::Timeline(TimelineEntry {
-                incident: id,
-                kind: "flapping".into(),
-                at,
-                event_id: Some(event.id.clone()),
-                summary: format!(
-                    "flapping: {} changed state {} times; it no longer pages until quiet for {}",
-                    alert_name(event),
-                    alert.transitions,
-                    duration_words(self.settings.flap_window_ms)
-                ),
-                detail: serde_json::Value::Null,
-            }));
+        if flap_threshold {
+            start_flapping(
+                tracked,
+                event,
+                &alert,
+                None,
+                self.settings.flap_window_ms,
+                out,
+            );
         }
         out.changes.push(Change::Timeline(TimelineEntry {
             incident: id,
