@@ -127,7 +127,7 @@ pub async fn get_run(
     authorize(&handle, &headers, Scope::Read)?;
     // Read the live approvals before the journal: an approval becomes pending only after its step
     // was journaled, so read in this order every approval shown has its step in `steps`.
-    let pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
+    let mut pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
     let Some(run) = handle.store.run(&id).await.map_err(store_error)? else {
         return Err(ApiError::new(
             Code::NotFound,
@@ -146,6 +146,16 @@ pub async fn get_run(
         .rev()
         .find(|entry| entry.kind == "run_finished")
         .map(|entry| entry.body.clone());
+    // The live approvals may be older than the journal read after them: keep only those whose
+    // step the journal still shows waiting, so an ended run or an answered step shows none.
+    pending_approvals.retain(|approval| {
+        end.is_none()
+            && steps
+                .iter()
+                .rev()
+                .find(|record| record.step == approval.step)
+                .is_some_and(|record| record.status == "waiting")
+    });
     Ok(Json(json!({
         "run": run,
         "steps": steps,
