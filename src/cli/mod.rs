@@ -3,7 +3,9 @@
 
 mod config;
 mod demo;
+mod detect;
 mod follow;
+mod forecast;
 mod incidents;
 mod remote;
 mod rules;
@@ -181,6 +183,11 @@ enum Command {
         #[command(subcommand)]
         command: SloCommand,
     },
+    /// Score a `timestamp,value` CSV with the anomaly detector, offline; writes
+    /// `timestamp,value,anomaly_score`.
+    Detect(detect::Args),
+    /// Forecast a `timestamp,value` CSV, or backtest the forecaster on it.
+    Forecast(forecast::Args),
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
     DemoService {
@@ -567,6 +574,8 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Slo { command } => match command {
             SloCommand::Rules { spec, out, period } => slo::rules(&spec, out.as_deref(), period),
         },
+        Command::Detect(args) => detect::run(&args),
+        Command::Forecast(args) => forecast::run(&args),
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,
     };

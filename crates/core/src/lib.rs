@@ -5,6 +5,7 @@
 //! data, and makes dry-run and replay a matter of not executing the returned effects.
 
 pub mod action;
+pub mod anomaly;
 pub mod clock;
 pub mod config;
 pub mod decide;

@@ -1,0 +1,1 @@
+//! Forecasts of metric series with seasonality, for predictive scaling.
