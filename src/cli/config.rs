@@ -98,7 +98,11 @@ pub fn load(path: &Path) -> Result<Compiled, LoadError> {
 /// [`load`], choosing whether warnings are printed (the demo's own config has expected ones).
 pub fn load_with(path: &Path, print_warnings: bool) -> Result<Compiled, LoadError> {
     let files = read(path)?;
-    let parsed = config::parse(&files).map_err(LoadError::Invalid)?;
+    let mut parsed = config::parse(&files).map_err(LoadError::Invalid)?;
+    let unread = read_slo_specs(&mut parsed);
+    if !unread.is_empty() {
+        return Err(LoadError::Invalid(Diagnostics(unread)));
+    }
     let mut compiled = rule::compile(&parsed).map_err(LoadError::Invalid)?;
     let io_problems = check_io(&parsed);
     if io_problems.iter().any(|d| d.severity == Severity::Error) {
@@ -113,6 +117,44 @@ pub fn load_with(path: &Path, print_warnings: bool) -> Result<Compiled, LoadErro
         }
     }
     Ok(compiled)
+}
+
+/// Reads the spec files `slos:` names, relative to the config file naming each.
+fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    for index in 0..config.slos.len() {
+        let Some(file) = config.slos[index].file.clone() else {
+            continue;
+        };
+        let base = config
+            .origins
+            .items
+            .get("slos")
+            .and_then(|items| items.get(index))
+            .and_then(|(file_index, _)| config.origins.files.get(*file_index))
+            .and_then(|origin| origin.path.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let path = base.join(&file);
+        let problem = match std::fs::read_to_string(&path) {
+            Err(error) => format!("cannot read `{}`: {error}", path.display()),
+            Ok(text) => match homeostat_core::slo::parse(&text) {
+                Ok(spec) => {
+                    config.slos[index].loaded = Some(spec);
+                    continue;
+                }
+                Err(error) => format!("`{}`: {error}", path.display()),
+            },
+        };
+        problems.push(config.diagnostic(
+            Severity::Error,
+            "slos",
+            Some(index),
+            "file",
+            problem,
+            None,
+        ));
+    }
+    problems
 }
 
 /// `homeostat check`.
@@ -133,6 +175,19 @@ pub fn check(path: &Path) -> u8 {
                 config.api_tokens.len(),
                 plural(config.api_tokens.len()),
             );
+            if !compiled.slos.is_empty() {
+                eprintln!(
+                    "    {} SLO{} evaluated: {}",
+                    compiled.slos.len(),
+                    plural(compiled.slos.len()),
+                    compiled
+                        .slos
+                        .iter()
+                        .map(|target| target.objective.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             0
         }
         Err(error) => error.report(),

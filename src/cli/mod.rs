@@ -178,7 +178,8 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Service level objectives: generate Prometheus rules from a Sloth `prometheus/v1` spec.
+    /// Service level objectives: generate Prometheus rules from a Sloth `prometheus/v1` spec, or
+    /// show the error budgets the daemon keeps.
     Slo {
         #[command(subcommand)]
         command: SloCommand,
@@ -352,6 +353,17 @@ enum SloCommand {
         /// The SLO period the error budget is spent over: `28d` or `30d`.
         #[arg(long, default_value = "30d")]
         period: homeostat_core::slo::Period,
+    },
+    /// The error budget, burn rates and firing alerts of every SLO the daemon evaluates
+    /// (`slos:` in the config), as of each one's latest evaluation.
+    Status {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -573,6 +585,11 @@ pub async fn run(args: Args) -> ExitCode {
         },
         Command::Slo { command } => match command {
             SloCommand::Rules { spec, out, period } => slo::rules(&spec, out.as_deref(), period),
+            SloCommand::Status {
+                config,
+                remote,
+                json,
+            } => slo::status(&config.path, &remote, json).await,
         },
         Command::Detect(args) => detect::run(&args),
         Command::Forecast(args) => forecast::run(&args),

@@ -1,9 +1,14 @@
-//! `homeostat slo rules`: Prometheus recording and alerting rules from a Sloth `prometheus/v1` spec.
+//! `homeostat slo rules`: Prometheus recording and alerting rules from a Sloth `prometheus/v1` spec;
+//! `homeostat slo status`: the daemon's evaluation of its SLOs.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use homeostat_core::slo::{self, Period};
+use serde_json::Value;
 
+use super::remote::{self, Remote};
+use super::show::{emit, print_json, render_table};
 use super::{EXIT_ERROR, EXIT_USAGE};
 
 /// Writes the rules of the spec at `spec_path` to `out`, or to stdout.
@@ -53,4 +58,128 @@ pub fn rules(spec_path: &Path, out: Option<&Path>, period: Period) -> u8 {
             }
         },
     }
+}
+
+/// `homeostat slo status`: every SLO the daemon evaluates, with its error budget and burn rates.
+pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
+    let remote = match Remote::new(args, config_path) {
+        Ok(remote) => remote,
+        Err(code) => return code,
+    };
+    let answer = match remote.get("/api/v1/slos").await {
+        Ok(answer) => answer,
+        Err(failure) => return failure.report(),
+    };
+    let slos = answer["slos"].as_array().cloned().unwrap_or_default();
+    if json {
+        print_json(&slos);
+        return 0;
+    }
+    if slos.is_empty() {
+        eprintln!("the daemon evaluates no SLO; add a spec under `slos:` in the config");
+        return 0;
+    }
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for slo in &slos {
+        let id = slo["id"].as_str().unwrap_or_default();
+        if let Some(error) = slo["error"].as_str() {
+            errors.push(format!("{id}: {error}"));
+        }
+        let series = slo["series"].as_array().cloned().unwrap_or_default();
+        if series.is_empty() {
+            rows.push(vec![
+                id.to_string(),
+                format!("{}%", slo["objective"]),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                if slo["evaluated_at"].is_null() {
+                    "not evaluated yet".into()
+                } else {
+                    "no data".into()
+                },
+            ]);
+            continue;
+        }
+        for one in series {
+            let labels = one["labels"]
+                .as_object()
+                .filter(|labels| !labels.is_empty())
+                .map(|labels| {
+                    let pairs: Vec<String> = labels
+                        .iter()
+                        .map(|(name, value)| format!("{name}={}", value.as_str().unwrap_or("")))
+                        .collect();
+                    format!("{{{}}}", pairs.join(","))
+                })
+                .unwrap_or_default();
+            let burn = |window: &str| match one["burn_rate"][window].as_f64() {
+                Some(rate) => format!("{rate:.2}x"),
+                None => "-".into(),
+            };
+            let firing: Vec<&str> = one["firing"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            rows.push(vec![
+                format!("{id}{labels}"),
+                format!("{}%", slo["objective"]),
+                one["budget_remaining_percent"]
+                    .as_f64()
+                    .map_or("-".into(), |left| format!("{left:.1}%")),
+                burn("5m"),
+                burn("1h"),
+                burn("6h"),
+                one["exhausted_in_secs"]
+                    .as_f64()
+                    .map_or("-".into(), human_duration),
+                if firing.is_empty() {
+                    "ok".into()
+                } else {
+                    firing.join(",")
+                },
+            ]);
+        }
+    }
+    emit(&render_table(
+        &[
+            "SLO",
+            "OBJECTIVE",
+            "BUDGET LEFT",
+            "BURN 5M",
+            "BURN 1H",
+            "BURN 6H",
+            "EXHAUSTED IN",
+            "ALERTS",
+        ],
+        rows,
+        std::io::stdout().is_terminal(),
+    ));
+    for error in &errors {
+        eprintln!("warning: the latest evaluation failed: {error}");
+    }
+    0
+}
+
+/// `90061` seconds as `1d 1h`: the two largest units are enough to act on.
+fn human_duration(secs: f64) -> String {
+    let secs = secs.max(0.0) as u64;
+    let units = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (size, unit) in units {
+        if rest >= size || (parts.is_empty() && size == 1) {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.join(" ")
 }

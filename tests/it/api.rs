@@ -480,6 +480,8 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v1/silences/{id}",
         "/api/v1/rules/disabled",
         "/api/v1/rules/{rule}/enable",
+        "/api/v1/slos",
+        "/api/v1/slos/{id}",
     ] {
         assert!(
             documented.contains(&path),
@@ -488,7 +490,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        26,
+        28,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

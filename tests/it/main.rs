@@ -6,6 +6,7 @@ mod crash;
 mod demo;
 mod e2e_alertmanager;
 mod e2e_incidents;
+mod e2e_slo;
 mod examples;
 mod incidents_api;
 mod pipeline;

@@ -12,6 +12,7 @@ pub mod read;
 pub mod rules;
 pub mod runbooks;
 pub mod silences;
+pub mod slos;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -58,6 +59,8 @@ pub fn router(handle: Handle) -> Router {
             "/api/v1/silences/{id}",
             get(silences::show).delete(silences::expire),
         )
+        .route("/api/v1/slos", get(slos::list))
+        .route("/api/v1/slos/{id}", get(slos::show))
         .route("/api/v1/rules/disabled", get(rules::disabled))
         .route("/api/v1/rules/{rule}/enable", post(rules::enable))
         .route("/api/v1/openapi.json", get(openapi::document))

@@ -50,6 +50,7 @@ pub fn spec() -> Value {
         *paths = with(paths.take(), runbook_paths());
         *paths = with(paths.take(), incident_paths());
         *paths = with(paths.take(), rule_paths());
+        *paths = with(paths.take(), slo_paths());
     }
     if let Some(schemas) = spec.pointer_mut("/components/schemas") {
         *schemas = with(schemas.take(), incident_schemas());
@@ -397,6 +398,45 @@ fn incident_paths() -> Value {
                 "responses": with(json!({"200": one_silence("The silence, expired")}), error_responses(&[401, 403, 404, 409, 429, 503]))
             }
         }
+    })
+}
+
+/// The paths of the SLOs the daemon evaluates.
+fn slo_paths() -> Value {
+    let ratios = json!({"type": "object", "description": "By window (`5m`, `30m`, `1h`, `2h`, `6h`, `1d`, `3d`, and the period, `30d` or `28d`); null where the query had no value",
+        "additionalProperties": {"type": ["number", "null"]}});
+    let slo = json!({"type": "object", "required": ["id", "service", "slo", "objective", "error_budget", "period_days", "series", "evaluated_at", "error", "interval_secs"], "properties": {
+        "id": {"type": "string", "description": "`<service>-<name>`, the generated rules' `sloth_id`"},
+        "service": {"type": "string"},
+        "slo": {"type": "string"},
+        "objective": {"type": "number", "description": "In percent"},
+        "error_budget": {"type": "number", "description": "The error budget as a ratio: 0.001 for 99.9%"},
+        "period_days": {"type": "integer"},
+        "interval_secs": {"type": "number"},
+        "evaluated_at": {"type": ["string", "null"], "format": "date-time", "description": "When Prometheus last answered every query"},
+        "error": {"type": ["string", "null"], "description": "Why the latest evaluation failed; the status is then the previous one"},
+        "series": {"type": "array", "items": {"type": "object", "properties": {
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The series' labels; empty for an aggregated SLI"},
+            "error_ratio": ratios.clone(),
+            "burn_rate": ratios,
+            "budget_remaining_percent": {"type": ["number", "null"], "description": "The share of the period's error budget left; negative once overspent"},
+            "exhausted_in_secs": {"type": ["number", "null"], "description": "Until the budget is gone at the last hour's burn rate"},
+            "firing": {"type": "array", "items": {"type": "string", "enum": ["page", "ticket"]}}}}}}});
+    json!({
+        "/api/v1/slos": {"get": {
+            "summary": "Every SLO the daemon evaluates, with its error budget and burn rates as of its latest evaluation",
+            "operationId": "listSlos",
+            "responses": with(json!({"200": {"description": "The SLOs, by id", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"slos": {"type": "array", "items": slo.clone()}}}}}}}),
+                error_responses(&[401, 403]))
+        }},
+        "/api/v1/slos/{id}": {"get": {
+            "summary": "One SLO by its id",
+            "operationId": "getSlo",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": with(json!({"200": {"description": "The SLO", "content": {"application/json": {"schema": slo}}}}),
+                error_responses(&[401, 403, 404]))
+        }}
     })
 }
 

@@ -115,7 +115,18 @@ pub struct Compiled {
     pub webhooks: BTreeMap<String, CompiledWebhook>,
     /// `incidents:`, checked.
     pub incidents: Arc<crate::incident::correlate::Settings>,
+    /// `slos:`, one entry per SLO of every spec.
+    pub slos: Vec<SloTarget>,
     pub warnings: Vec<Diagnostic>,
+}
+
+/// An SLO the daemon evaluates.
+#[derive(Clone, Debug)]
+pub struct SloTarget {
+    pub objective: Arc<crate::slo::burn::Objective>,
+    pub interval_secs: f64,
+    /// The Prometheus-compatible API to query.
+    pub prometheus_url: String,
 }
 
 /// Checks and compiles a parsed config. Errors and warnings come back together.
@@ -542,6 +553,7 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
             None
         }
     };
+    let slos = compile_slos(config, &mut diagnostics);
     diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let diagnostics = Diagnostics(diagnostics);
     if diagnostics.has_errors() {
@@ -554,8 +566,124 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         runbooks,
         templates: builder.build(),
         webhooks,
+        slos,
         warnings: diagnostics.0,
     })
+}
+
+/// Checks `slos:` and compiles every SLO of every spec.
+fn compile_slos(config: &Config, diagnostics: &mut Vec<Diagnostic>) -> Vec<SloTarget> {
+    use crate::config::slos::ReadFrom;
+    use crate::slo::burn::{Objective, Source as Read};
+    let mut targets: Vec<SloTarget> = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, item) in config.slos.iter().enumerate() {
+        let error = |field: &str, message: String, hint: Option<&str>| {
+            config.diagnostic(
+                Severity::Error,
+                "slos",
+                Some(index),
+                field,
+                message,
+                hint.map(str::to_string),
+            )
+        };
+        let spec = match (&item.spec, &item.file, &item.loaded) {
+            (Some(_), Some(_), _) => {
+                diagnostics.push(error(
+                    "file",
+                    "is given with `spec`; keep one".into(),
+                    Some("write the spec inline under `spec:`, or name its file with `file:`"),
+                ));
+                continue;
+            }
+            (None, None, _) => {
+                diagnostics.push(error(
+                    "",
+                    "has no spec".into(),
+                    Some("name a Sloth `prometheus/v1` spec file with `file:`, or write it under `spec:`"),
+                ));
+                continue;
+            }
+            (None, Some(file), None) => {
+                diagnostics.push(error(
+                    "file",
+                    format!("`{}` was not read", file.display()),
+                    None,
+                ));
+                continue;
+            }
+            (Some(spec), None, _) => match spec.validate() {
+                Ok(()) => spec,
+                Err(problem) => {
+                    let field = if problem.field.is_empty() {
+                        "spec".to_string()
+                    } else {
+                        format!("spec.{}", problem.field)
+                    };
+                    diagnostics.push(error(&field, problem.message, None));
+                    continue;
+                }
+            },
+            (None, Some(file), Some(spec)) => match spec.validate() {
+                Ok(()) => spec,
+                Err(problem) => {
+                    diagnostics.push(error(
+                        "file",
+                        format!("`{}`: {problem}", file.display()),
+                        None,
+                    ));
+                    continue;
+                }
+            },
+        };
+        if !(item.interval_secs.is_finite() && item.interval_secs >= 1.0) {
+            diagnostics.push(error(
+                "interval_secs",
+                format!(
+                    "{} is not a number of seconds of at least 1",
+                    item.interval_secs
+                ),
+                Some("evaluate every `30` seconds, say"),
+            ));
+            continue;
+        }
+        let Some(prometheus_url) = item
+            .prometheus_url
+            .clone()
+            .or_else(|| config.prometheus.as_ref().map(|p| p.url.clone()))
+        else {
+            diagnostics.push(error(
+                "prometheus_url",
+                "an SLO needs a Prometheus to ask".into(),
+                Some("set `prometheus.url`, or `prometheus_url` here"),
+            ));
+            continue;
+        };
+        let read = match item.from {
+            ReadFrom::Queries => Read::Queries,
+            ReadFrom::Recordings => Read::Recordings,
+        };
+        for objective in Objective::compile(spec, item.period, read) {
+            if let Some(first) = seen.insert(objective.id.clone(), index) {
+                diagnostics.push(error(
+                    "",
+                    format!(
+                        "SLO `{}` is already evaluated by slos[{first}]; each SLO id (`<service>-<name>`) must be unique",
+                        objective.id
+                    ),
+                    None,
+                ));
+                continue;
+            }
+            targets.push(SloTarget {
+                objective: Arc::new(objective),
+                interval_secs: item.interval_secs,
+                prometheus_url: prometheus_url.clone(),
+            });
+        }
+    }
+    targets
 }
 
 /// The program a rule runs. Inline steps become a runbook named after the rule whose parameters are

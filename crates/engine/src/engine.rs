@@ -140,6 +140,8 @@ pub struct Handle {
     pub runs: Runs,
     /// The rules loop detection disabled, per target, as of the last commit.
     pub disabled_rules: DisabledRules,
+    /// Every SLO's latest evaluation.
+    pub slos: crate::source::slo::SloStatuses,
     ready: Arc<AtomicBool>,
 }
 
@@ -392,6 +394,7 @@ pub async fn start_with_store(
         webhook_secrets: Arc::new(webhook_secrets),
         runs,
         disabled_rules,
+        slos: Default::default(),
         ready: Arc::new(AtomicBool::new(false)),
     };
     for source in &compiled.config.sources {
@@ -402,6 +405,14 @@ pub async fn start_with_store(
                 http.clone(),
             )));
         }
+    }
+    for target in &compiled.slos {
+        tasks.push(tokio::spawn(crate::source::slo::run(
+            target.clone(),
+            handle.clone(),
+            handle.slos.clone(),
+            http.clone(),
+        )));
     }
     handle.ready.store(true, Ordering::Relaxed);
     Ok(Engine { handle, tasks })

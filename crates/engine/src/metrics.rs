@@ -6,8 +6,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric, registered once. Cheap to update from any task.
 pub struct Metrics {
@@ -29,6 +31,9 @@ pub struct Metrics {
     /// From an incident's start to each milestone, observed when it resolves, by phase:
     /// `detect`, `acknowledge`, `mitigate`, `resolve`.
     pub incident_durations: Family<Labels, Histogram>,
+    pub slo_evaluations: Family<Labels, Counter>,
+    pub slo_budget_remaining: Family<Labels, FloatGauge>,
+    pub slo_burn_rate: Family<Labels, FloatGauge>,
 }
 
 fn incident_histogram() -> Histogram {
@@ -134,6 +139,24 @@ impl Default for Metrics {
             "From a resolved incident's start to its detection, acknowledgement, mitigation and resolution, by phase",
             incident_durations.clone(),
         );
+        let slo_evaluations = Family::<Labels, Counter>::default();
+        registry.register(
+            "slo_evaluations",
+            "SLO evaluations against Prometheus, by SLO and result (`ok`, `error`)",
+            slo_evaluations.clone(),
+        );
+        let slo_budget_remaining = Family::<Labels, FloatGauge>::default();
+        registry.register(
+            "slo_error_budget_remaining_ratio",
+            "The share of the period's error budget left, by SLO (negative once overspent)",
+            slo_budget_remaining.clone(),
+        );
+        let slo_burn_rate = Family::<Labels, FloatGauge>::default();
+        registry.register(
+            "slo_burn_rate_ratio",
+            "The error ratio over a window divided by the error budget, by SLO and window",
+            slo_burn_rate.clone(),
+        );
         Self {
             registry,
             events_received,
@@ -151,6 +174,9 @@ impl Default for Metrics {
             incidents_open,
             active_alerts,
             incident_durations,
+            slo_evaluations,
+            slo_budget_remaining,
+            slo_burn_rate,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod incidents;
 pub mod locate;
 pub mod runbook;
+pub mod slos;
 pub use runbook::{
     Approval, Branch, Check, HttpCheck, OnFailure, Param, ParamType, Prometheus, Retries, Runbook,
     Runs, Step, Wait,
@@ -98,6 +99,8 @@ struct ConfigFile {
     prometheus: Option<Prometheus>,
     runs: Option<Runs>,
     incidents: Option<incidents::Incidents>,
+    #[serde(default)]
+    slos: Vec<slos::SloSource>,
 }
 
 /// The merged config of one file or a folder of files.
@@ -116,6 +119,8 @@ pub struct Config {
     pub prometheus: Option<Prometheus>,
     pub runs: Runs,
     pub incidents: incidents::Incidents,
+    /// The SLOs the daemon evaluates.
+    pub slos: Vec<slos::SloSource>,
     /// Where each list item came from, to point diagnostics at the right file and line.
     pub origins: Origins,
 }
@@ -708,6 +713,13 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
             file_index,
             &mut config.runbooks,
             file.runbooks,
+        );
+        merge(
+            &mut config.origins,
+            "slos",
+            file_index,
+            &mut config.slos,
+            file.slos,
         );
     }
     if diagnostics.is_empty() {

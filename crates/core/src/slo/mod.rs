@@ -4,6 +4,7 @@
 //! The spec format and the generated rule names and labels follow Sloth's, so its dashboards and
 //! the habits of people who know it carry over.
 
+pub mod burn;
 pub mod rules;
 
 use std::collections::BTreeMap;

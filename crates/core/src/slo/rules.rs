@@ -103,6 +103,13 @@ impl Period {
 #[error("period `{0}` is not supported; use `28d` or `30d`")]
 pub struct UnsupportedPeriod(pub String);
 
+impl<'de> serde::Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Period, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Period {
     type Err = UnsupportedPeriod;
 

@@ -1,3 +1,4 @@
 //! Sources that run inside the engine (the HTTP ones are handlers in the API crate).
 
 pub mod http_probe;
+pub mod slo;

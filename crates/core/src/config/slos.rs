@@ -1,0 +1,142 @@
+//! `slos:`: Sloth specs whose SLOs the daemon evaluates against Prometheus on an interval.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::slo::{Period, Spec};
+
+/// One item of `slos:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloSource {
+    /// The Sloth `prometheus/v1` spec, inline.
+    #[serde(default)]
+    pub spec: Option<Spec>,
+    /// Or the path of a spec file, relative to the config file that names it: the same file
+    /// `homeostat slo rules` reads.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// The spec read from `file` by the config loader.
+    #[serde(skip)]
+    pub loaded: Option<Spec>,
+    /// The period the error budget is spent over: `28d` or `30d`.
+    #[serde(default)]
+    pub period: Period,
+    /// How often to evaluate, in seconds.
+    #[serde(default = "default_interval")]
+    pub interval_secs: f64,
+    /// `queries` (the spec's SLI queries) or `recordings` (the rules of `homeostat slo rules`,
+    /// loaded into Prometheus: cheaper, and what the dashboards show).
+    #[serde(default)]
+    pub from: ReadFrom,
+    /// The Prometheus-compatible API to query; `prometheus.url` by default.
+    #[serde(default)]
+    pub prometheus_url: Option<String>,
+}
+
+impl SloSource {
+    /// The spec, inline or loaded from its file.
+    pub fn spec(&self) -> Option<&Spec> {
+        self.spec.as_ref().or(self.loaded.as_ref())
+    }
+}
+
+/// Where the error ratios are read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    #[default]
+    Queries,
+    Recordings,
+}
+
+fn default_interval() -> f64 {
+    30.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::config::{parse, Diagnostics};
+    use crate::rule::{compile, Compiled};
+
+    fn compiled(text: &str) -> Result<Compiled, Diagnostics> {
+        let config = parse(&[(PathBuf::from("homeostat.yaml"), text.to_string())])?;
+        compile(&config)
+    }
+
+    fn error(text: &str) -> String {
+        match compiled(text) {
+            Ok(_) => panic!("the config compiled"),
+            Err(diagnostics) => diagnostics.to_string(),
+        }
+    }
+
+    /// One `slos:` item with an inline spec, and `extra` fields after it.
+    fn item(objective: &str, extra: &str) -> String {
+        format!(
+            r#"  - spec:
+      version: prometheus/v1
+      service: checkout
+      slos:
+        - name: availability
+          objective: {objective}
+          sli: {{raw: {{error_ratio_query: "rate(errors[{{{{.window}}}}])"}}}}
+          alerting: {{name: CheckoutAvailability}}
+{extra}"#
+        )
+    }
+
+    #[test]
+    fn an_inline_spec_compiles_one_target_per_slo() {
+        let text = format!(
+            "prometheus: {{url: http://prom:9090}}\nslos:\n{}",
+            item("99.9", "    period: 28d\n    interval_secs: 10\n")
+        );
+        let compiled = compiled(&text).expect("compiles");
+        assert_eq!(compiled.slos.len(), 1);
+        let target = &compiled.slos[0];
+        assert_eq!(target.objective.id, "checkout-availability");
+        assert_eq!(target.objective.period.days(), 28);
+        assert_eq!(target.interval_secs, 10.0);
+        assert_eq!(target.prometheus_url, "http://prom:9090");
+    }
+
+    #[test]
+    fn problems_name_the_field_and_the_fix() {
+        let message = error(&format!("slos:\n{}", item("99.9", "")));
+        assert!(message.contains("slos[0].prometheus_url"), "{message}");
+        assert!(message.contains("set `prometheus.url`"), "{message}");
+
+        let with_prometheus =
+            |items: String| format!("prometheus: {{url: http://p}}\nslos:\n{items}");
+        let message = error(&with_prometheus(item("100", "")));
+        assert!(
+            message.contains("slos[0].spec.slos[0].objective"),
+            "{message}"
+        );
+
+        let message = error(&with_prometheus(item("99", "    period: 7d\n")));
+        assert!(
+            message.contains("`7d` is not supported; use `28d` or `30d`"),
+            "{message}"
+        );
+
+        let message = error(&with_prometheus("  - {interval_secs: 10}\n".into()));
+        assert!(message.contains("has no spec"), "{message}");
+
+        let message = error(&with_prometheus("  - {file: missing.yaml}\n".into()));
+        assert!(message.contains("slos[0].file"), "{message}");
+
+        let message = error(&with_prometheus(item("99", "    interval_secs: 0.1\n")));
+        assert!(message.contains("slos[0].interval_secs"), "{message}");
+
+        let message = error(&with_prometheus(item("99", "") + &item("99.9", "")));
+        assert!(
+            message.contains("already evaluated by slos[0]"),
+            "{message}"
+        );
+    }
+}
