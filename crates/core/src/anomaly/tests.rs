@@ -1,0 +1,241 @@
+//! The detector's behaviour on synthetic series with known anomalies.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Five minutes, NAB's most common sampling interval.
+const STEP_SECS: i64 = 300;
+const POINTS_PER_DAY: usize = 288;
+
+/// A small deterministic noise source (xorshift), roughly normal by summing uniforms.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        let mut sum = 0.0;
+        for _ in 0..4 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            sum += (self.0 >> 11) as f64 / (1_u64 << 53) as f64;
+        }
+        (sum - 2.0) * 1.7
+    }
+}
+
+/// Scores `values` at 5-minute intervals from a Monday midnight.
+fn scores(values: &[f64]) -> Vec<Score> {
+    let mut detector = Detector::new(&Settings::default());
+    let start = 1_396_828_800; // 2014-04-07 00:00:00 UTC, a Monday.
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            detector
+                .observe(start + index as i64 * STEP_SECS, *value)
+                .unwrap()
+        })
+        .collect()
+}
+
+fn max_score(scores: &[Score]) -> f64 {
+    scores.iter().map(|score| score.score).fold(0.0, f64::max)
+}
+
+/// A daily sine around 100 with noise of standard deviation 1.
+fn noisy_sine(points: usize, seed: u64) -> Vec<f64> {
+    let mut noise = Noise(seed);
+    (0..points)
+        .map(|index| {
+            let phase = index as f64 / POINTS_PER_DAY as f64 * std::f64::consts::TAU;
+            100.0 + 10.0 * phase.sin() + noise.next()
+        })
+        .collect()
+}
+
+#[test]
+fn an_obvious_spike_scores_high() {
+    let mut values = noisy_sine(2000, 7);
+    values[1500] += 40.0;
+    let scored = scores(&values);
+    assert!(scored[1500].score >= 0.9, "{:?}", scored[1500]);
+    assert!(scored[1500].expected_high < values[1500]);
+    assert!(max_score(&scored[1000..1500]) < 0.5);
+}
+
+#[test]
+fn a_steady_noisy_sine_scores_low_after_warm_up() {
+    let scored = scores(&noisy_sine(4000, 11));
+    assert!(scored[..150]
+        .iter()
+        .all(|score| score.learning && score.score == 0.0));
+    // Now and then noise moves the value across two bins of the range at once, a pair of bins
+    // the series has not shown: that may score just over 0.5, once in thousands of values.
+    let alarms = scored[150..]
+        .iter()
+        .filter(|score| score.score >= 0.5)
+        .count();
+    assert!(alarms <= 2, "{alarms}");
+    assert!(
+        max_score(&scored[150..]) < 0.7,
+        "{}",
+        max_score(&scored[150..])
+    );
+    let mean: f64 = scored[150..].iter().map(|score| score.score).sum::<f64>() / 3850.0;
+    assert!(mean < 0.05, "{mean}");
+}
+
+#[test]
+fn a_burst_of_noise_is_flagged() {
+    // The same level, with noise ten times larger for a while: no single value leaves the range
+    // by much, but a run of new sequences and large residuals is unlikely as a whole.
+    let mut noise = Noise(19);
+    let values: Vec<f64> = (0..3000)
+        .map(|index| {
+            let gain = if (2000..2100).contains(&index) {
+                10.0
+            } else {
+                1.0
+            };
+            50.0 + gain * noise.next()
+        })
+        .collect();
+    let scored = scores(&values);
+    assert!(max_score(&scored[2000..2100]) >= 0.5);
+    assert!(max_score(&scored[1000..2000]) < 0.5);
+}
+
+#[test]
+fn a_level_shift_is_flagged_then_absorbed() {
+    let mut noise = Noise(3);
+    let values: Vec<f64> = (0..3000)
+        .map(|index| if index < 2000 { 50.0 } else { 65.0 } + noise.next())
+        .collect();
+    let scored = scores(&values);
+    assert!(max_score(&scored[2000..2005]) >= 0.5);
+    assert!(max_score(&scored[1000..2000]) < 0.5);
+    assert!(
+        max_score(&scored[2300..]) < 0.5,
+        "{}",
+        max_score(&scored[2300..])
+    );
+}
+
+#[test]
+fn a_daily_peak_is_learned() {
+    // Quiet at 10, with a sharp peak at 40 from 09:00 to 10:00 every day.
+    let mut noise = Noise(5);
+    let values: Vec<f64> = (0..POINTS_PER_DAY * 8)
+        .map(|index| {
+            let minute = (index % POINTS_PER_DAY) * 5;
+            let peak = if (540..600).contains(&minute) {
+                30.0
+            } else {
+                0.0
+            };
+            10.0 + peak + 0.3 * noise.next()
+        })
+        .collect();
+    let scored = scores(&values);
+    let later = &scored[POINTS_PER_DAY * 3..];
+    assert!(max_score(later) < 0.5, "{}", max_score(later));
+    // On the days it is learned, the peak lies inside the expected range.
+    let at_peak = &scored[POINTS_PER_DAY * 5 + 114];
+    assert!(
+        at_peak.expected_low <= 40.0 && 40.0 <= at_peak.expected_high,
+        "{at_peak:?}"
+    );
+}
+
+#[test]
+fn the_state_stays_bounded() {
+    let settings = Settings::default();
+    let mut detector = Detector::new(&settings);
+    let mut noise = Noise(13);
+    let mut sizes = Vec::new();
+    for index in 0..60_000_i64 {
+        detector.observe(index * 60, noise.next() * 1e3).unwrap();
+        if index == 25_000 || index == 59_999 {
+            sizes.push(serde_json::to_string(&detector).unwrap().len());
+        }
+    }
+    // Past the first week (both profiles filled), the stored state no longer grows.
+    assert!(sizes[1] <= sizes[0] * 11 / 10, "{sizes:?}");
+    assert!(
+        settings.state_bytes() < 40 * 1024,
+        "{}",
+        settings.state_bytes()
+    );
+}
+
+#[test]
+fn a_restored_detector_continues_with_identical_scores() {
+    let values = noisy_sine(3000, 17);
+    let mut original = Detector::new(&Settings::default());
+    for (index, value) in values[..1500].iter().enumerate() {
+        original.observe(index as i64 * STEP_SECS, *value).unwrap();
+    }
+    // Through a `serde_json::Value`, which keeps every f64 exactly. JSON text keeps them exactly
+    // only with serde_json's `float_roundtrip` feature; without it a restored value may differ
+    // in its last bit.
+    let snapshot = serde_json::to_value(&original).unwrap();
+    let mut restored: Detector = serde_json::from_value(snapshot).unwrap();
+    assert_eq!(restored, original);
+    for (index, value) in values.iter().enumerate().skip(1500) {
+        let at = index as i64 * STEP_SECS;
+        assert_eq!(original.observe(at, *value), restored.observe(at, *value));
+    }
+}
+
+#[test]
+fn non_finite_and_out_of_order_values_are_refused_without_a_change() {
+    let mut detector = Detector::new(&Settings::default());
+    detector.observe(100, 1.0).unwrap();
+    let before = detector.clone();
+    assert!(matches!(
+        detector.observe(200, f64::NAN),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(detector.observe(200, f64::INFINITY).is_err());
+    assert_eq!(
+        detector.observe(50, 1.0),
+        Err(Error::OutOfOrder {
+            at: 50,
+            previous: 100
+        })
+    );
+    assert_eq!(detector, before);
+}
+
+#[test]
+fn settings_refuse_unknown_fields_and_fill_defaults() {
+    let settings: Settings = serde_json::from_str(r#"{"cooldown_points": 10}"#).unwrap();
+    assert_eq!(settings.cooldown_points, 10);
+    assert_eq!(settings.window_points, Settings::default().window_points);
+    assert!(serde_json::from_str::<Settings>(r#"{"cooldown": 10}"#).is_err());
+}
+
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        -1e3..1e3_f64,
+        proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO,
+    ]
+}
+
+proptest! {
+    #[test]
+    fn scores_stay_in_range_for_any_finite_input(
+        points in proptest::collection::vec((0_i64..100_000, finite()), 1..400),
+    ) {
+        let mut detector = Detector::new(&Settings { warmup_points: 10, ..Settings::default() });
+        let mut at = 0_i64;
+        for (step, value) in points {
+            at += step;
+            let score = detector.observe(at, value).unwrap();
+            prop_assert!((0.0..=1.0).contains(&score.score), "{score:?}");
+            prop_assert!(!score.expected_low.is_nan() && !score.expected_high.is_nan());
+            prop_assert!(score.expected_low <= score.expected_high, "{score:?}");
+        }
+    }
+}
