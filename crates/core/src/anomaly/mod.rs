@@ -7,11 +7,11 @@
 //!    trend), and daily and weekly profiles (seasonality), keeping the one that explains the value
 //!    best, each with its own robust scale, and turns the standardized residual into a point
 //!    surprise `-log10(p)`, where `p` comes from the tail of the series' own recent residuals
-//!    ([`tail`]);
+//!    (`tail`);
 //! 2. measures how novel the latest short sequence of values is, in a few bins of the range seen
-//!    so far ([`context`], after CAD OSE): a repeated pattern, however spiky, becomes familiar;
+//!    so far (`context`, after CAD OSE): a repeated pattern, however spiky, becomes familiar;
 //! 3. averages the last few of the larger of those two raw scores and asks how unlikely that
-//!    average is under its own long-run distribution ([`likelihood`], after HTM's anomaly
+//!    average is under its own long-run distribution (`likelihood`, after HTM's anomaly
 //!    likelihood): a run of small deviations or novel sequences is a sustained change;
 //! 4. scores the larger of the novelty (beyond the series' usual novelty) and the sustained
 //!    surprise, discounted by the recent peak so that an episode raises one alarm, and starts a
