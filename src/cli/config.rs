@@ -123,9 +123,6 @@ pub fn load_with(path: &Path, print_warnings: bool) -> Result<Compiled, LoadErro
 fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for index in 0..config.slos.len() {
-        let Some(file) = config.slos[index].file.clone() else {
-            continue;
-        };
         let base = config
             .origins
             .items
@@ -134,13 +131,61 @@ fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
             .and_then(|(file_index, _)| config.origins.files.get(*file_index))
             .and_then(|origin| origin.path.parent().map(Path::to_path_buf))
             .unwrap_or_default();
+        if let Some(windows) = config.slos[index].alert_windows.clone() {
+            let path = base.join(&windows);
+            let read = std::fs::read_to_string(&path)
+                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
+                .and_then(|text| {
+                    homeostat_core::slo::AlertWindows::parse(&text)
+                        .map_err(|error| format!("`{}`: {error}", path.display()))
+                });
+            match read {
+                Ok(_) if config.slos[index].period.is_some() => problems.push(config.diagnostic(
+                    Severity::Error,
+                    "slos",
+                    Some(index),
+                    "period",
+                    "is given with `alert_windows`, which sets the period".to_string(),
+                    Some("drop `period`".into()),
+                )),
+                Ok(windows) => {
+                    config.slos[index].loaded_period =
+                        Some(homeostat_core::slo::Period::Custom(windows));
+                }
+                Err(problem) => problems.push(config.diagnostic(
+                    Severity::Error,
+                    "slos",
+                    Some(index),
+                    "alert_windows",
+                    problem,
+                    None,
+                )),
+            }
+        }
+        let Some(file) = config.slos[index].file.clone() else {
+            continue;
+        };
         let path = base.join(&file);
         let problem = match std::fs::read_to_string(&path) {
             Err(error) => format!("cannot read `{}`: {error}", path.display()),
-            Ok(text) => match homeostat_core::slo::parse(&text) {
-                Ok(spec) => {
+            Ok(text) => match homeostat_core::slo::load(&text) {
+                Ok((spec, period)) => {
                     config.slos[index].loaded = Some(spec);
-                    continue;
+                    match (config.slos[index].loaded_period, period) {
+                        (Some(windows), Some(own)) if windows.window() != own.window() => {
+                            format!(
+                                "`{}` has a {}d time window, `alert_windows` a {}d period",
+                                path.display(),
+                                own.days(),
+                                windows.days()
+                            )
+                        }
+                        (None, own) => {
+                            config.slos[index].loaded_period = own;
+                            continue;
+                        }
+                        _ => continue,
+                    }
                 }
                 Err(error) => format!("`{}`: {error}", path.display()),
             },

@@ -343,16 +343,21 @@ enum RulesCommand {
 #[derive(Subcommand, Debug)]
 enum SloCommand {
     /// Write Prometheus recording rules and multi-window multi-burn-rate alerts (page and ticket)
-    /// for every SLO of a Sloth `prometheus/v1` spec, with Sloth's names, labels and thresholds.
+    /// for every SLO of a Sloth `prometheus/v1` spec (or OpenSLO `openslo/v1` SLOs with ratio
+    /// indicators), with Sloth's names, labels and thresholds.
     Rules {
         /// The spec file.
         spec: PathBuf,
         /// Write the rules to this file instead of stdout.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
-        /// The SLO period the error budget is spent over: `28d` or `30d`.
-        #[arg(long, default_value = "30d")]
-        period: homeostat_core::slo::Period,
+        /// The SLO period the error budget is spent over: `28d` or `30d` (default `30d`, or an
+        /// OpenSLO file's time window).
+        #[arg(long, conflicts_with = "windows")]
+        period: Option<homeostat_core::slo::Period>,
+        /// Custom alert windows and period, from a Sloth `AlertWindows` (`sloth.slok.dev/v1`) file.
+        #[arg(long, value_name = "FILE")]
+        windows: Option<PathBuf>,
     },
     /// The error budget, burn rates and firing alerts of every SLO the daemon evaluates
     /// (`slos:` in the config), as of each one's latest evaluation.
@@ -584,7 +589,12 @@ pub async fn run(args: Args) -> ExitCode {
             }
         },
         Command::Slo { command } => match command {
-            SloCommand::Rules { spec, out, period } => slo::rules(&spec, out.as_deref(), period),
+            SloCommand::Rules {
+                spec,
+                out,
+                period,
+                windows,
+            } => slo::rules(&spec, out.as_deref(), period, windows.as_deref()),
             SloCommand::Status {
                 config,
                 remote,

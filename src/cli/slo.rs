@@ -12,7 +12,33 @@ use super::show::{emit, print_json, render_table};
 use super::{EXIT_ERROR, EXIT_USAGE};
 
 /// Writes the rules of the spec at `spec_path` to `out`, or to stdout.
-pub fn rules(spec_path: &Path, out: Option<&Path>, period: Period) -> u8 {
+/// `period` is `--period`, `windows` the file of `--windows`; an OpenSLO file gives its own period,
+/// which they must agree with.
+pub fn rules(
+    spec_path: &Path,
+    out: Option<&Path>,
+    period: Option<Period>,
+    windows: Option<&Path>,
+) -> u8 {
+    let period = match windows {
+        None => period,
+        Some(path) => match std::fs::read_to_string(path) {
+            Err(error) => {
+                eprintln!(
+                    "error: cannot read alert windows `{}`: {error}",
+                    path.display()
+                );
+                return EXIT_ERROR;
+            }
+            Ok(text) => match slo::AlertWindows::parse(&text) {
+                Ok(windows) => Some(Period::Custom(windows)),
+                Err(error) => {
+                    eprintln!("error: {}: {error}", path.display());
+                    return EXIT_USAGE;
+                }
+            },
+        },
+    };
     let text = match std::fs::read_to_string(spec_path) {
         Ok(text) => text,
         Err(error) => {
@@ -23,13 +49,25 @@ pub fn rules(spec_path: &Path, out: Option<&Path>, period: Period) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let spec = match slo::parse(&text) {
-        Ok(spec) => spec,
+    let (spec, own_period) = match slo::load(&text) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("error: {}: {error}", spec_path.display());
             eprintln!("error: the SLO spec is invalid");
             return EXIT_USAGE;
         }
+    };
+    let period = match (period, own_period) {
+        (Some(asked), Some(own)) if asked != own => {
+            eprintln!(
+                "error: the {}d period asked differs from the {}d time window of `{}`; drop --period or --windows",
+                asked.days(),
+                own.days(),
+                spec_path.display()
+            );
+            return EXIT_USAGE;
+        }
+        (asked, own) => asked.or(own).unwrap_or_default(),
     };
     let yaml = slo::generate(&spec, period).to_yaml();
     let output = format!(

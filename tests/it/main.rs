@@ -5,6 +5,8 @@ mod api;
 mod crash;
 mod demo;
 mod e2e_alertmanager;
+mod e2e_detector;
+mod e2e_forecast;
 mod e2e_incidents;
 mod e2e_slo;
 mod examples;

@@ -121,3 +121,67 @@ fn an_unsupported_period_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_openslo_file_gives_rules_promtool_accepts_with_its_own_period() {
+    let promtool = promtool();
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/slo/checkout-openslo.yaml"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("openslo.rules.yaml");
+    let out = rules.to_str().expect("utf-8 path");
+    let output = homeostat(&["slo", "rules", spec, "--out", out]);
+    assert!(output.status.success(), "{}", text(&output));
+    let generated = std::fs::read_to_string(&rules).expect("the rules");
+    assert!(
+        generated.contains("slo:sli_error:ratio_rate30d"),
+        "{generated}"
+    );
+    assert!(
+        generated.contains("alert: RequestsAvailabilitySLO"),
+        "{generated}"
+    );
+    let output = Command::new(&promtool)
+        .args(["check", "rules", out])
+        .output()
+        .expect("runs promtool");
+    assert!(output.status.success(), "{}", text(&output));
+    // One SLO: 8 SLI and 7 metadata recordings, 2 alerts.
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("SUCCESS: 17 rules found"),
+        "{}",
+        text(&output)
+    );
+    // Its time window is 30 days: asking for 28 is refused rather than silently overridden.
+    let output = homeostat(&["slo", "rules", spec, "--period", "28d"]);
+    assert_eq!(output.status.code(), Some(64), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("differs from the 30d time window"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn custom_alert_windows_give_rules_promtool_accepts() {
+    let promtool = promtool();
+    let windows = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/slo/windows-7d.yaml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("seven-days.rules.yaml");
+    let out = rules.to_str().expect("utf-8 path");
+    let output = homeostat(&["slo", "rules", SPEC, "--windows", windows, "--out", out]);
+    assert!(output.status.success(), "{}", text(&output));
+    let generated = std::fs::read_to_string(&rules).expect("the rules");
+    assert!(
+        generated.contains("slo:sli_error:ratio_rate7d"),
+        "{generated}"
+    );
+    assert!(generated.contains("(13.44 * 0.001)"), "{generated}");
+    let output = Command::new(&promtool)
+        .args(["check", "rules", out])
+        .output()
+        .expect("runs promtool");
+    assert!(output.status.success(), "{}", text(&output));
+}

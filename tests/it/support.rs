@@ -433,6 +433,10 @@ impl ScrapeTarget {
         self.value.store(value.to_bits(), Ordering::SeqCst);
     }
 
+    pub fn value(&self) -> f64 {
+        f64::from_bits(self.value.load(Ordering::SeqCst))
+    }
+
     pub fn scrapes(&self) -> u64 {
         self.scrapes.load(Ordering::SeqCst)
     }

@@ -554,6 +554,8 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         }
     };
     let slos = compile_slos(config, &mut diagnostics);
+    check_detectors(config, &mut diagnostics);
+    check_forecasts(config, &mut diagnostics);
     diagnostics.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let diagnostics = Diagnostics(diagnostics);
     if diagnostics.has_errors() {
@@ -569,6 +571,202 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         slos,
         warnings: diagnostics.0,
     })
+}
+
+/// Checks `detectors:`.
+fn check_detectors(config: &Config, diagnostics: &mut Vec<Diagnostic>) {
+    check_unique(
+        config,
+        "detectors",
+        config.detectors.iter().map(|d| d.name.as_str()),
+        diagnostics,
+    );
+    for (index, detector) in config.detectors.iter().enumerate() {
+        let mut error = |field: &str, message: String, hint: &str| {
+            diagnostics.push(config.diagnostic(
+                Severity::Error,
+                "detectors",
+                Some(index),
+                field,
+                message,
+                Some(hint.to_string()),
+            ))
+        };
+        if detector.name.trim().is_empty() {
+            error(
+                "name",
+                "is empty".into(),
+                "name the detector: `checkout-latency`",
+            );
+        }
+        if let Err(problem) = promql_parser::parser::parse(&detector.query) {
+            error(
+                "query",
+                format!("is not valid PromQL: {problem}"),
+                "write an instant-vector query, as in a Prometheus alert rule",
+            );
+        }
+        if !(detector.interval_secs.is_finite() && detector.interval_secs >= 1.0) {
+            error(
+                "interval_secs",
+                format!(
+                    "{} is not a number of seconds of at least 1",
+                    detector.interval_secs
+                ),
+                "score every `60` seconds, say",
+            );
+        }
+        let threshold = detector.threshold();
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            error(
+                "threshold",
+                format!("{threshold} is not a score above 0 and at most 1"),
+                "`0.5` fires on about a one-in-100,000 deviation",
+            );
+        }
+        if !(detector.backfill_secs.is_finite() && detector.backfill_secs >= 0.0) {
+            error(
+                "backfill_secs",
+                format!("{} is not a number of seconds", detector.backfill_secs),
+                "`604800` learns from the last week; `0` from now on",
+            );
+        }
+        if !(detector.forget_after_secs.is_finite()
+            && detector.forget_after_secs >= detector.interval_secs)
+        {
+            error(
+                "forget_after_secs",
+                format!(
+                    "{} is shorter than the interval",
+                    detector.forget_after_secs
+                ),
+                "forget a series after an hour without it: `3600`",
+            );
+        }
+        if detector.max_series == 0 || detector.resolve_after == 0 {
+            let field = if detector.max_series == 0 {
+                "max_series"
+            } else {
+                "resolve_after"
+            };
+            error(field, "is 0".into(), "give a count of at least 1");
+        }
+        if detector.prometheus_url.is_none() && config.prometheus.is_none() {
+            error(
+                "prometheus_url",
+                "a detector needs a Prometheus to ask".into(),
+                "set `prometheus.url`, or `prometheus_url` here",
+            );
+        }
+    }
+}
+
+/// Checks `forecasts:`.
+fn check_forecasts(config: &Config, diagnostics: &mut Vec<Diagnostic>) {
+    check_unique(
+        config,
+        "forecasts",
+        config.forecasts.iter().map(|f| f.name.as_str()),
+        diagnostics,
+    );
+    for (index, forecast) in config.forecasts.iter().enumerate() {
+        let mut error = |field: &str, message: String, hint: &str| {
+            diagnostics.push(config.diagnostic(
+                Severity::Error,
+                "forecasts",
+                Some(index),
+                field,
+                message,
+                Some(hint.to_string()),
+            ))
+        };
+        if forecast.name.trim().is_empty() {
+            error(
+                "name",
+                "is empty".into(),
+                "name the forecast: `checkout-rps`",
+            );
+        }
+        if let Err(problem) = promql_parser::parser::parse(&forecast.query) {
+            error(
+                "query",
+                format!("is not valid PromQL: {problem}"),
+                "write the query whose value must stay under `capacity`",
+            );
+        }
+        if !forecast.capacity.is_finite() {
+            error(
+                "capacity",
+                "is not a number".into(),
+                "`1200` requests per second, say",
+            );
+        }
+        let seconds = [
+            ("step_secs", forecast.step_secs, 1.0),
+            ("interval_secs", forecast.interval_secs, 1.0),
+            ("horizon_secs", forecast.horizon_secs, forecast.step_secs),
+            (
+                "history_secs",
+                forecast.history_secs,
+                3.0 * forecast.step_secs,
+            ),
+        ];
+        for (field, value, least) in seconds {
+            if !(value.is_finite() && value >= least) {
+                error(
+                    field,
+                    format!("{value} is under {least} seconds"),
+                    "the horizon must hold a step, and the history at least three",
+                );
+            }
+        }
+        if forecast.history_secs / forecast.step_secs > 11_000.0 {
+            error(
+                "history_secs",
+                format!(
+                    "{} steps of {} s; Prometheus answers at most 11,000 points",
+                    (forecast.history_secs / forecast.step_secs).round(),
+                    forecast.step_secs
+                ),
+                "lengthen `step_secs` or shorten `history_secs`",
+            );
+        }
+        if !matches!(forecast.bound.as_str(), "upper" | "point" | "lower") {
+            error(
+                "bound",
+                format!("`{}` is not a bound", forecast.bound),
+                "use `upper`, `point` or `lower`",
+            );
+        }
+        if !(forecast.level > 0.0 && forecast.level < 1.0) {
+            error(
+                "level",
+                format!("{} is not a coverage between 0 and 1", forecast.level),
+                "`0.95` for a 95% interval",
+            );
+        }
+        if forecast
+            .seasonal_periods
+            .as_ref()
+            .is_some_and(|periods| periods.iter().any(|p| *p < 2))
+        {
+            error(
+                "seasonal_periods",
+                "has a period under 2 steps".into(),
+                "give periods in steps: `[288]` is a day of 5-minute steps",
+            );
+        }
+        if forecast.max_series == 0 {
+            error("max_series", "is 0".into(), "give a count of at least 1");
+        }
+        if forecast.prometheus_url.is_none() && config.prometheus.is_none() {
+            error(
+                "prometheus_url",
+                "a forecast needs a Prometheus to ask".into(),
+                "set `prometheus.url`, or `prometheus_url` here",
+            );
+        }
+    }
 }
 
 /// Checks `slos:` and compiles every SLO of every spec.
@@ -664,7 +862,22 @@ fn compile_slos(config: &Config, diagnostics: &mut Vec<Diagnostic>) -> Vec<SloTa
             ReadFrom::Queries => Read::Queries,
             ReadFrom::Recordings => Read::Recordings,
         };
-        for objective in Objective::compile(spec, item.period, read) {
+        let period = match (item.period, item.loaded_period) {
+            (Some(asked), Some(own)) if asked != own => {
+                diagnostics.push(error(
+                    "period",
+                    format!(
+                        "{}d differs from the {}d time window of the OpenSLO file",
+                        asked.days(),
+                        own.days()
+                    ),
+                    Some("drop `period`: the file's time window applies"),
+                ));
+                continue;
+            }
+            (asked, own) => asked.or(own).unwrap_or_default(),
+        };
+        for objective in Objective::compile(spec, period, read) {
             if let Some(first) = seen.insert(objective.id.clone(), index) {
                 diagnostics.push(error(
                     "",

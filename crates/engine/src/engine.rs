@@ -414,6 +414,36 @@ pub async fn start_with_store(
             http.clone(),
         )));
     }
+    for detector in &compiled.config.detectors {
+        let Some(url) = detector
+            .prometheus_url
+            .clone()
+            .or_else(|| compiled.config.prometheus.as_ref().map(|p| p.url.clone()))
+        else {
+            continue;
+        };
+        tasks.push(tokio::spawn(crate::source::detector::run(
+            detector.clone(),
+            url,
+            handle.clone(),
+            http.clone(),
+        )));
+    }
+    for forecast in &compiled.config.forecasts {
+        let Some(url) = forecast
+            .prometheus_url
+            .clone()
+            .or_else(|| compiled.config.prometheus.as_ref().map(|p| p.url.clone()))
+        else {
+            continue;
+        };
+        tasks.push(tokio::spawn(crate::source::forecast::run(
+            forecast.clone(),
+            url,
+            handle.clone(),
+            http.clone(),
+        )));
+    }
     handle.ready.store(true, Ordering::Relaxed);
     Ok(Engine { handle, tasks })
 }

@@ -7,6 +7,7 @@ pub mod decider;
 pub mod engine;
 pub mod failpoint;
 pub mod metrics;
+pub mod prometheus;
 pub mod runs;
 pub mod secrets;
 pub mod source;

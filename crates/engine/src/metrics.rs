@@ -34,6 +34,7 @@ pub struct Metrics {
     pub slo_evaluations: Family<Labels, Counter>,
     pub slo_budget_remaining: Family<Labels, FloatGauge>,
     pub slo_burn_rate: Family<Labels, FloatGauge>,
+    pub detector_series: Family<Labels, Gauge>,
 }
 
 fn incident_histogram() -> Histogram {
@@ -157,6 +158,12 @@ impl Default for Metrics {
             "The error ratio over a window divided by the error budget, by SLO and window",
             slo_burn_rate.clone(),
         );
+        let detector_series = Family::<Labels, Gauge>::default();
+        registry.register(
+            "detector_series",
+            "Series an anomaly detector tracks, by detector",
+            detector_series.clone(),
+        );
         Self {
             registry,
             events_received,
@@ -177,6 +184,7 @@ impl Default for Metrics {
             slo_evaluations,
             slo_budget_remaining,
             slo_burn_rate,
+            detector_series,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! Parsing is pure: callers read the files and pass their text in, so this crate stays free of IO.
 //! Semantic checks (matchers, CEL, templates, references) happen in [`crate::rule::compile`].
 
+pub mod detectors;
+pub mod forecasts;
 pub mod incidents;
 pub mod locate;
 pub mod runbook;
@@ -101,6 +103,10 @@ struct ConfigFile {
     incidents: Option<incidents::Incidents>,
     #[serde(default)]
     slos: Vec<slos::SloSource>,
+    #[serde(default)]
+    detectors: Vec<detectors::Detector>,
+    #[serde(default)]
+    forecasts: Vec<forecasts::Forecast>,
 }
 
 /// The merged config of one file or a folder of files.
@@ -121,6 +127,10 @@ pub struct Config {
     pub incidents: incidents::Incidents,
     /// The SLOs the daemon evaluates.
     pub slos: Vec<slos::SloSource>,
+    /// The anomaly detectors the daemon runs.
+    pub detectors: Vec<detectors::Detector>,
+    /// The capacity forecasts the daemon keeps.
+    pub forecasts: Vec<forecasts::Forecast>,
     /// Where each list item came from, to point diagnostics at the right file and line.
     pub origins: Origins,
 }
@@ -720,6 +730,20 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
             file_index,
             &mut config.slos,
             file.slos,
+        );
+        merge(
+            &mut config.origins,
+            "detectors",
+            file_index,
+            &mut config.detectors,
+            file.detectors,
+        );
+        merge(
+            &mut config.origins,
+            "forecasts",
+            file_index,
+            &mut config.forecasts,
+            file.forecasts,
         );
     }
     if diagnostics.is_empty() {

@@ -14,15 +14,23 @@ pub struct SloSource {
     #[serde(default)]
     pub spec: Option<Spec>,
     /// Or the path of a spec file, relative to the config file that names it: the same file
-    /// `homeostat slo rules` reads.
+    /// `homeostat slo rules` reads (Sloth, or OpenSLO where it maps).
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// The spec read from `file` by the config loader.
     #[serde(skip)]
     pub loaded: Option<Spec>,
-    /// The period the error budget is spent over: `28d` or `30d`.
+    /// Custom alert windows and period: a Sloth `AlertWindows` file, relative to the config file.
     #[serde(default)]
-    pub period: Period,
+    pub alert_windows: Option<PathBuf>,
+    /// The period an OpenSLO `file` gives in its time window, or `alert_windows` when given (the
+    /// config loader reads them).
+    #[serde(skip)]
+    pub loaded_period: Option<Period>,
+    /// The period the error budget is spent over: `28d` or `30d` (default `30d`, or an OpenSLO
+    /// file's time window).
+    #[serde(default)]
+    pub period: Option<Period>,
     /// How often to evaluate, in seconds.
     #[serde(default = "default_interval")]
     pub interval_secs: f64,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::rules::{render_window, sli_error_metric, BurnRate, BurnRates, Period, Window};
+use super::rules::{render_window, sli_error_metric, BurnRate, Period, Window};
 use super::{Labels, Spec};
 use crate::event::{fingerprint, new_id, EventKind};
 use crate::{Event, Status};
@@ -79,7 +79,7 @@ pub enum Source {
 impl Objective {
     /// Every SLO of a validated spec.
     pub fn compile(spec: &Spec, period: Period, source: Source) -> Vec<Objective> {
-        let burn_rates = BurnRates::for_period(period);
+        let burn_rates = period.burn_rates();
         spec.slos
             .iter()
             .map(|slo| {

@@ -5,6 +5,7 @@
 //! the habits of people who know it carry over.
 
 pub mod burn;
+pub mod openslo;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-pub use rules::{generate, Period, RuleFile};
+pub use rules::{generate, AlertWindows, Period, RuleFile};
 
 /// The only spec version understood.
 pub const SPEC_VERSION: &str = "prometheus/v1";
@@ -125,6 +126,16 @@ impl Error {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// Reads a Sloth `prometheus/v1` spec, or OpenSLO `SLO` documents where they map onto one
+/// ([`openslo`]); OpenSLO gives its own period.
+pub fn load(text: &str) -> Result<(Spec, Option<Period>), Error> {
+    if openslo::is_openslo(text) {
+        openslo::parse(text).map(|(spec, period)| (spec, Some(period)))
+    } else {
+        parse(text).map(|spec| (spec, None))
     }
 }
 

@@ -74,12 +74,14 @@ impl fmt::Display for Window {
     }
 }
 
-/// The SLO period the error budget is spent over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The SLO period the error budget is spent over, with its alert windows: 28 or 30 days with the
+/// SRE workbook's windows, or custom windows from a Sloth `AlertWindows` file.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Period {
     Days28,
     #[default]
     Days30,
+    Custom(AlertWindows),
 }
 
 impl Period {
@@ -87,14 +89,134 @@ impl Period {
         match self {
             Period::Days28 => Window::days(28),
             Period::Days30 => Window::days(30),
+            Period::Custom(windows) => windows.period,
         }
     }
 
+    /// Whole days (custom periods are whole days).
     pub fn days(self) -> u32 {
+        self.window().0 / (24 * 60)
+    }
+
+    /// The page and ticket conditions for this period.
+    pub fn burn_rates(self) -> BurnRates {
         match self {
-            Period::Days28 => 28,
-            Period::Days30 => 30,
+            Period::Custom(windows) => windows.rates,
+            standard => BurnRates::for_period(standard),
         }
+    }
+}
+
+/// Custom alert windows, as Sloth's `AlertWindows` (`sloth.slok.dev/v1`) declares them: the period,
+/// and for each alert condition the share of the budget it spends and its two windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlertWindows {
+    pub period: Window,
+    pub rates: BurnRates,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AlertWindowsFile {
+    api_version: String,
+    kind: String,
+    spec: AlertWindowsSpec,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AlertWindowsSpec {
+    slo_period: String,
+    page: QuickSlow,
+    ticket: QuickSlow,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuickSlow {
+    quick: WindowSpec,
+    slow: WindowSpec,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WindowSpec {
+    error_budget_percent: f64,
+    short_window: String,
+    long_window: String,
+}
+
+/// `5m`, `1h`, `3d`, `1w` as a window; seconds are too fine for burn-rate windows.
+fn parse_window(text: &str) -> Option<Window> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let count: u32 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let minutes = match unit {
+        'm' => count,
+        'h' => count.checked_mul(60)?,
+        'd' => count.checked_mul(24 * 60)?,
+        'w' => count.checked_mul(7 * 24 * 60)?,
+        _ => return None,
+    };
+    (minutes > 0).then_some(Window(minutes))
+}
+
+impl AlertWindows {
+    /// Reads a Sloth `AlertWindows` file.
+    pub fn parse(text: &str) -> Result<AlertWindows, super::Error> {
+        let file: AlertWindowsFile = serde_yaml_ng::from_str(text)
+            .map_err(|error| super::Error::new("", error.to_string()))?;
+        if file.api_version != "sloth.slok.dev/v1" || file.kind != "AlertWindows" {
+            return Err(super::Error::new(
+                "kind",
+                format!(
+                    "`{}` `{}` is not `sloth.slok.dev/v1` `AlertWindows`",
+                    file.api_version, file.kind
+                ),
+            ));
+        }
+        let window = |field: &str, text: &str| {
+            parse_window(text).ok_or_else(|| {
+                super::Error::new(
+                    field,
+                    format!("`{text}` is not a window; write minutes, hours, days or weeks: `5m`, `1h`, `3d`"),
+                )
+            })
+        };
+        let period = window("spec.sloPeriod", &file.spec.slo_period)?;
+        if period.0 % (24 * 60) != 0 {
+            return Err(super::Error::new(
+                "spec.sloPeriod",
+                format!("`{}` is not a whole number of days", file.spec.slo_period),
+            ));
+        }
+        let rate = |field: &str, spec: &WindowSpec| -> Result<BurnRate, super::Error> {
+            let short = window(&format!("{field}.shortWindow"), &spec.short_window)?;
+            let long = window(&format!("{field}.longWindow"), &spec.long_window)?;
+            if short >= long || long > period {
+                return Err(super::Error::new(
+                    field,
+                    "needs a short window under its long window, and the long window within the period",
+                ));
+            }
+            let percent = spec.error_budget_percent;
+            if !(percent > 0.0 && percent <= 100.0) {
+                return Err(super::Error::new(
+                    format!("{field}.errorBudgetPercent"),
+                    format!("{percent} is not a percentage above 0"),
+                ));
+            }
+            Ok(BurnRate::new(period, short, long, percent / 100.0))
+        };
+        Ok(AlertWindows {
+            period,
+            rates: BurnRates {
+                page_quick: rate("spec.page.quick", &file.spec.page.quick)?,
+                page_slow: rate("spec.page.slow", &file.spec.page.slow)?,
+                ticket_quick: rate("spec.ticket.quick", &file.spec.ticket.quick)?,
+                ticket_slow: rate("spec.ticket.slow", &file.spec.ticket.slow)?,
+            },
+        })
     }
 }
 
@@ -135,10 +257,10 @@ pub struct BurnRate {
 }
 
 impl BurnRate {
-    fn new(period: Period, short: Window, long: Window, budget_fraction: f64) -> BurnRate {
+    fn new(period: Window, short: Window, long: Window, budget_fraction: f64) -> BurnRate {
         // Spending `budget_fraction` of the budget within `long` means burning
         // `budget_fraction * period / long` times as fast as the period allows.
-        let factor = round(budget_fraction * period.window().as_hours() / long.as_hours());
+        let factor = round(budget_fraction * period.as_hours() / long.as_hours());
         BurnRate {
             short,
             long,
@@ -161,6 +283,7 @@ pub struct BurnRates {
 impl BurnRates {
     /// The windows and budget shares of the SRE workbook, as Sloth uses them.
     pub fn for_period(period: Period) -> BurnRates {
+        let period = period.window();
         BurnRates {
             page_quick: BurnRate::new(period, Window::minutes(5), Window::hours(1), 0.02),
             page_slow: BurnRate::new(period, Window::minutes(30), Window::hours(6), 0.05),
@@ -245,7 +368,7 @@ impl RuleFile {
 
 /// Generates the rules of every SLO of a validated spec.
 pub fn generate(spec: &Spec, period: Period) -> RuleFile {
-    let burn_rates = BurnRates::for_period(period);
+    let burn_rates = period.burn_rates();
     let mut groups = Vec::new();
     for slo in &spec.slos {
         let generator = SloRules::new(spec, slo, period, burn_rates);
@@ -757,5 +880,47 @@ slos:
         );
         let back: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).expect("yaml");
         assert_eq!(back["groups"].as_sequence().map(Vec::len), Some(6));
+    }
+
+    /// Sloth's example of custom windows: a 7-day period.
+    const SEVEN_DAYS: &str = r#"
+apiVersion: sloth.slok.dev/v1
+kind: AlertWindows
+spec:
+  sloPeriod: 7d
+  page:
+    quick: {errorBudgetPercent: 8, shortWindow: 5m, longWindow: 1h}
+    slow: {errorBudgetPercent: 12.5, shortWindow: 30m, longWindow: 6h}
+  ticket:
+    quick: {errorBudgetPercent: 20, shortWindow: 2h, longWindow: 1d}
+    slow: {errorBudgetPercent: 42, shortWindow: 6h, longWindow: 3d}
+"#;
+
+    #[test]
+    fn custom_alert_windows_give_their_own_factors_and_period() {
+        let windows = AlertWindows::parse(SEVEN_DAYS).expect("valid windows");
+        let period = Period::Custom(windows);
+        assert_eq!(period.days(), 7);
+        let rates = period.burn_rates();
+        // 8% of 7 days' budget in 1h: 0.08 * 168 / 1 = 13.44; 12.5% in 6h: 3.5; 20% in 1d: 1.4;
+        // 42% in 3d: 0.98.
+        let factors = [
+            rates.page_quick.factor,
+            rates.page_slow.factor,
+            rates.ticket_quick.factor,
+            rates.ticket_slow.factor,
+        ];
+        assert_eq!(factors, [13.44, 3.5, 1.4, 0.98]);
+        let file = generate(&super::super::parse(SPEC).expect("valid"), period).to_yaml();
+        assert!(file.contains("slo:sli_error:ratio_rate7d"), "{file}");
+        assert!(file.contains("vector(7)"), "{file}");
+        assert!(file.contains("(13.44 * 0.001)"), "{file}");
+
+        let bad = SEVEN_DAYS.replace("longWindow: 3d", "longWindow: 8d");
+        let error = AlertWindows::parse(&bad).unwrap_err();
+        assert_eq!(error.field, "spec.ticket.slow");
+        let bad = SEVEN_DAYS.replace("shortWindow: 5m", "shortWindow: 5s");
+        let error = AlertWindows::parse(&bad).unwrap_err();
+        assert_eq!(error.field, "spec.page.quick.shortWindow");
     }
 }

@@ -1,4 +1,6 @@
 //! Sources that run inside the engine (the HTTP ones are handlers in the API crate).
 
+pub mod detector;
+pub mod forecast;
 pub mod http_probe;
 pub mod slo;

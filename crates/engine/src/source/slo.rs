@@ -14,7 +14,6 @@ use homeostat_core::slo::burn::{Samples, Severity, SloStatus, Tracker, SOURCE};
 use homeostat_core::Status;
 use homeostat_store::{EventQuery, Write};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::engine::Handle;
 
@@ -219,7 +218,8 @@ async fn read(
         .objective
         .queries()
         .map(|(window, query)| async move {
-            let values = instant(client, &target.prometheus_url, query, timeout).await?;
+            let values =
+                crate::prometheus::instant(client, &target.prometheus_url, query, timeout).await?;
             let values = values
                 .into_iter()
                 .map(|(labels, value)| (target.objective.series_key(labels), value))
@@ -229,58 +229,4 @@ async fn read(
     futures::future::try_join_all(queries)
         .await
         .map(|pairs| pairs.into_iter().collect())
-}
-
-/// One instant query; the value of each series by its labels.
-async fn instant(
-    client: &reqwest::Client,
-    base: &str,
-    query: &str,
-    timeout: Duration,
-) -> Result<BTreeMap<Labels, f64>, String> {
-    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let reply = client
-        .get(&url)
-        .query(&[("query", query)])
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|error| format!("querying `{url}`: {error}"))?;
-    let status = reply.status();
-    let body: Value = reply
-        .json()
-        .await
-        .map_err(|error| format!("`{url}` did not answer JSON: {error}"))?;
-    if !status.is_success() || body["status"] != "success" {
-        let message = body["error"].as_str().unwrap_or("no error message");
-        return Err(format!(
-            "`{query}`: Prometheus answered {status}: {message}"
-        ));
-    }
-    let data = &body["data"];
-    let number = |pair: &Value| pair[1].as_str().and_then(|text| text.parse::<f64>().ok());
-    let mut values = BTreeMap::new();
-    match data["resultType"].as_str() {
-        Some("vector") => {
-            for series in data["result"].as_array().into_iter().flatten() {
-                let labels: Labels =
-                    serde_json::from_value(series["metric"].clone()).unwrap_or_default();
-                if let Some(value) = number(&series["value"]) {
-                    values.insert(labels, value);
-                }
-            }
-        }
-        Some("scalar") => {
-            if let Some(value) = number(&data["result"]) {
-                values.insert(Labels::new(), value);
-            }
-        }
-        other => {
-            return Err(format!(
-                "`{query}` gave a {}, not an instant vector",
-                other.unwrap_or("result of no type")
-            ))
-        }
-    }
-    Ok(values)
 }
