@@ -79,17 +79,18 @@ impl Context {
         2 * WORDS * std::mem::size_of::<u64>() + ORDERS
     }
 
-    /// Learns `value` and returns its novelty.
-    pub(crate) fn observe(&mut self, value: f64) -> Novelty {
+    /// Learns `value` and returns its novelty. `rare` says whether the value's residual is rare
+    /// for the series: only then does a value beyond the range count as novel at every order.
+    pub(crate) fn observe(&mut self, value: f64, rare: bool) -> Novelty {
         if !self.started {
             self.started = true;
             self.low = value;
             self.high = value;
         }
         let span = self.high - self.low;
-        // A value beyond the range seen by more than a bin is new at every order, even though
+        // A rare value beyond the range seen by more than a bin is new at every order, even though
         // the grown range puts it in a bin that the old highs or lows filled.
-        let beyond = (value - self.high).max(self.low - value) > span / BINS;
+        let beyond = rare && (value - self.high).max(self.low - value) > span / BINS;
         if value > self.high {
             self.high = value + RANGE_MARGIN * span;
         } else if value < self.low {
@@ -156,14 +157,14 @@ mod tests {
         let mut last = 1.0;
         for round in 0..20 {
             for value in pattern {
-                last = context.observe(value).raw;
+                last = context.observe(value, true).raw;
             }
             if round == 0 {
                 continue;
             }
             assert!(last == 0.0, "round {round}: {last}");
         }
-        assert_eq!(context.observe(30.0).raw, 1.0);
-        assert!(context.observe(30.0).excess > 0.5);
+        assert_eq!(context.observe(30.0, true).raw, 1.0);
+        assert!(context.observe(30.0, true).excess > 0.5);
     }
 }

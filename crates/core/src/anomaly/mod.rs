@@ -61,6 +61,10 @@ const FLOOR_SHARE: f64 = 0.5;
 /// The share of the recent peak surprise taken off the current surprise.
 const PEAK_SHARE: f64 = 0.3;
 
+/// The least point surprise (one in 100) with which a value beyond the range seen is novel at
+/// every order of the sequence novelty.
+const BEYOND_SURPRISE: f64 = 2.0;
+
 /// The largest standardized residual kept, so that sums over the tail stay finite.
 const MAX_SIGNAL: f64 = 1e9;
 
@@ -169,7 +173,7 @@ impl Settings {
 /// The verdict on one value.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Score {
-    /// How anomalous the value is, in [0, 1]: the larger of the value's novelty (1 for a value
+    /// How anomalous the value is, in [0, 1]: the larger of the value's novelty (1 for a rare value
     /// beyond the range seen, about 0.6 for a pair of values never seen in a row) and the
     /// surprise `-log10(p)` / 10 of a sustained change (0.5 is about one in 100,000), less part
     /// of the recent peak. 0 during warm-up and cooldown.
@@ -255,7 +259,11 @@ impl Detector {
         let signal = ((value - expected).abs() / scale).min(MAX_SIGNAL);
         let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
         let point_surprise = self.tail.surprise(signal).min(MAX_SURPRISE);
-        let novelty = self.context.observe(value);
+        // A new extreme counts as novel at every order only if its residual is also rare for this
+        // series: on plain noise the range keeps growing by small steps, which are not news.
+        let novelty = self
+            .context
+            .observe(value, point_surprise >= BEYOND_SURPRISE);
         // Either kind of raw evidence feeds the sustained signal: a run of deviating values or
         // of novel sequences, each of which alone may be noise, is unlikely as a whole.
         let sustained_surprise = self
@@ -288,7 +296,10 @@ impl Detector {
             learning,
         };
         let fade = MAX_SURPRISE / f64::from(self.settings.history_points);
-        self.recent_peak = (self.recent_peak - fade).max(raw_surprise).max(0.0);
+        // The warm-up's novelty is the series being learned, not an episode: it would otherwise
+        // discount the first real anomaly after it.
+        let episode_surprise = if learning { 0.0 } else { raw_surprise };
+        self.recent_peak = (self.recent_peak - fade).max(episode_surprise).max(0.0);
         self.learn(at_unix_secs, value, signal);
         Ok(result)
     }

@@ -22,6 +22,19 @@ impl Noise {
         }
         (sum - 2.0) * 1.7
     }
+
+    /// A standard normal value (Box-Muller), with the normal's tails, which the sum of uniforms
+    /// above lacks beyond 3.5 standard deviations.
+    fn normal(&mut self) -> f64 {
+        let mut uniform = || {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            ((self.0 >> 11) as f64 + 0.5) / (1_u64 << 53) as f64
+        };
+        let (radius, angle) = (uniform(), uniform());
+        (-2.0 * radius.ln()).sqrt() * (std::f64::consts::TAU * angle).cos()
+    }
 }
 
 /// Scores `values` at 5-minute intervals from a Monday midnight.
@@ -84,6 +97,31 @@ fn a_steady_noisy_sine_scores_low_after_warm_up() {
     );
     let mean: f64 = scored[150..].iter().map(|score| score.score).sum::<f64>() / 3850.0;
     assert!(mean < 0.05, "{mean}");
+}
+
+#[test]
+fn pure_noise_stays_quiet_and_a_spike_after_it_scores_high() {
+    // Noise of standard deviation 2 around 50 over a 5-value cycle, one value a minute, as a
+    // jittery gauge in the daemon would be: after the warm-up, plain noise must not fire an
+    // event (at most one value over the whole set), and a value five times the level must.
+    let mut alarms = 0;
+    for seed in 1..=8_u64 {
+        let mut noise = Noise(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut detector = Detector::new(&Settings::default());
+        for index in 0..400_i64 {
+            let value = 50.0 + (index % 5) as f64 + 2.0 * noise.normal();
+            let score = detector.observe(index * 60, value).unwrap();
+            if index >= 150 && score.score >= 0.5 {
+                alarms += 1;
+            }
+        }
+        let spike = detector.observe(400 * 60, 5.0 * 52.0).unwrap();
+        assert!(spike.score >= 0.8, "seed {seed}: {spike:?}");
+    }
+    assert!(
+        alarms <= 1,
+        "{alarms} of 2000 noise values scored 0.5 or more"
+    );
 }
 
 #[test]
