@@ -120,7 +120,13 @@ scrape_configs:
     )
 }
 
-fn homeostat_config(dir: &Path, prometheus: &Prometheus, remediations: &Path) -> String {
+/// `from` is `queries` or `recordings`: where the daemon reads the error ratios.
+fn homeostat_config(
+    dir: &Path,
+    prometheus: &Prometheus,
+    remediations: &Path,
+    from: &str,
+) -> String {
     std::fs::write(dir.join("checkout-slo.yaml"), SPEC).expect("write the spec");
     let script = format!(
         "echo paged for {{{{ labels.sloth_id }}}} >> '{}'",
@@ -132,6 +138,7 @@ fn homeostat_config(dir: &Path, prometheus: &Prometheus, remediations: &Path) ->
 slos:
   - file: checkout-slo.yaml
     interval_secs: 1
+    from: {from}
 rules:
   - name: page-checkout
     match: ['alertname="CheckoutAvailability"', 'severity="page"']
@@ -159,7 +166,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start() -> Stack {
+    async fn start(from: &str) -> Stack {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let remediations = dir.path().join("remediations.log");
         let target = RequestTarget::start(0.001).await;
@@ -170,7 +177,7 @@ impl Stack {
         let daemon = Daemon::start(
             dir.path(),
             "homeostat",
-            &homeostat_config(dir.path(), &prometheus, &remediations),
+            &homeostat_config(dir.path(), &prometheus, &remediations, from),
         )
         .await;
         let store = SqliteStore::open(&dir.path().join("homeostat.db"), Synchronous::Normal)
@@ -254,7 +261,7 @@ fn assert_budget_consistent(slo: &Value) {
 
 #[tokio::test]
 async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
-    let stack = Stack::start().await;
+    let stack = Stack::start("queries").await;
 
     // 0.1% errors against a 1% budget: 10% of it spent, nothing fires.
     let steady = wait_for(
@@ -437,4 +444,55 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
         )),
         "{metrics}"
     );
+}
+
+/// The same burn read from the recordings of the generated rules (`from: recordings`), which
+/// Prometheus evaluates itself: the daemon pages on them as on its own queries.
+#[tokio::test]
+async fn reading_the_generated_recordings_pages_the_same() {
+    let stack = Stack::start("recordings").await;
+    let steady = wait_for(
+        "the first evaluation with the recordings",
+        Duration::from_secs(30),
+        || async {
+            let slo = stack.slo().await;
+            series(&slo)["budget_remaining_percent"]
+                .as_f64()
+                .is_some()
+                .then_some(slo)
+        },
+        || stack.context(),
+    )
+    .await;
+    // The recordings' own labels (`sloth_window`, the ids) do not make separate series.
+    assert_eq!(
+        steady["series"].as_array().map(Vec::len),
+        Some(1),
+        "{steady:#}"
+    );
+    assert_eq!(
+        series(&steady)["labels"],
+        serde_json::json!({}),
+        "{steady:#}"
+    );
+    assert_budget_consistent(&steady);
+    stack.target.set(0.5);
+    let page = wait_for(
+        "the page from the recordings",
+        PAGE_WITHIN,
+        || async {
+            stack
+                .slo_events()
+                .await
+                .into_iter()
+                .find(|record| record.event.status == Status::Firing)
+        },
+        || stack.context(),
+    )
+    .await;
+    assert_eq!(page.event.labels["severity"], "page");
+    assert_eq!(page.event.labels["sloth_id"], SLO_ID);
+    let burning = stack.slo().await;
+    assert_budget_consistent(&burning);
+    assert_eq!(series(&burning)["firing"], serde_json::json!(["page"]));
 }
