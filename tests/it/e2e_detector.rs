@@ -14,7 +14,7 @@ use homeostat_core::Status;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{EventQuery, EventRecord, IncidentQuery, Store};
 
-use crate::support::{base_config, wait_for, Daemon, Prometheus};
+use crate::support::{base_config, scrape_config, serve, wait_for, Daemon, Prometheus};
 
 /// A gauge around `level` with a jitter of a few percent that repeats every 7 scrapes.
 struct LatencyTarget {
@@ -45,13 +45,7 @@ impl LatencyTarget {
                 }),
             )
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the latency target");
-        let port = listener.local_addr().expect("local address").port();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (port, server) = serve(router).await;
         LatencyTarget {
             port,
             level,
@@ -69,19 +63,6 @@ impl Drop for LatencyTarget {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-fn prometheus_config(port: u16) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: e2e
-    static_configs:
-      - targets: ["127.0.0.1:{port}"]
-"#
-    )
 }
 
 /// `backfill_secs: 0`: the detector learns only from what it sees, so after the restart it can
@@ -119,7 +100,7 @@ async fn anomalies(store: &SqliteStore) -> Vec<EventRecord> {
 async fn a_spike_is_an_anomaly_incident_and_the_detector_survives_kill_9() {
     let dir = tempfile::tempdir().expect("create a temp dir");
     let target = LatencyTarget::start(0.2).await;
-    let prometheus = Prometheus::start(&prometheus_config(target.port), "groups: []\n", &[]).await;
+    let prometheus = Prometheus::start(&scrape_config(target.port), "groups: []\n", &[]).await;
     let config = homeostat_config(dir.path(), &prometheus);
     let mut daemon = Daemon::start(dir.path(), "first", &config).await;
     let store = SqliteStore::open(&dir.path().join("homeostat.db"), Synchronous::Normal)

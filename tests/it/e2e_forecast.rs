@@ -9,24 +9,11 @@ use std::time::Duration;
 use homeostat_core::Status;
 use homeostat_store::{EventQuery, Store};
 
-use crate::support::{base_config, wait_for, Daemon, Prometheus, ScrapeTarget};
+use crate::support::{base_config, scrape_config, wait_for, Daemon, Prometheus, ScrapeTarget};
 
 /// The demand grows by this much per second.
 const SLOPE: f64 = 2.0;
 const CAPACITY: f64 = 100.0;
-
-fn prometheus_config(port: u16) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: e2e
-    static_configs:
-      - targets: ["127.0.0.1:{port}"]
-"#
-    )
-}
 
 fn homeostat_config(
     dir: &std::path::Path,
@@ -68,7 +55,7 @@ async fn a_rising_demand_is_scaled_for_before_it_reaches_the_capacity() {
     let dir = tempfile::tempdir().expect("create a temp dir");
     let scaled = dir.path().join("scaled.log");
     let target = Arc::new(ScrapeTarget::start(0.0).await);
-    let prometheus = Prometheus::start(&prometheus_config(target.port), "groups: []\n", &[]).await;
+    let prometheus = Prometheus::start(&scrape_config(target.port), "groups: []\n", &[]).await;
     // The demand climbs from 0, reaching the capacity after CAPACITY / SLOPE = 50 s.
     let climbing = {
         let target = Arc::clone(&target);

@@ -19,7 +19,7 @@ use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{EventQuery, EventRecord, IncidentQuery, Store};
 use serde_json::Value;
 
-use crate::support::{base_config, wait_for, Daemon, Prometheus, TOKEN};
+use crate::support::{base_config, scrape_config, serve, wait_for, Daemon, Prometheus, TOKEN};
 
 /// 99% leaves a 1% budget: 0.1% errors burn it at 0.1x, 50% at 50x, over the page's 14.4x.
 const SPEC: &str = r#"version: "prometheus/v1"
@@ -80,13 +80,7 @@ impl RequestTarget {
                 }),
             )
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the request target");
-        let port = listener.local_addr().expect("local address").port();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (port, server) = serve(router).await;
         RequestTarget {
             port,
             ratio,
@@ -103,21 +97,6 @@ impl Drop for RequestTarget {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-fn prometheus_config(target_port: u16) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [rules.yml]
-scrape_configs:
-  - job_name: e2e
-    static_configs:
-      - targets: ["127.0.0.1:{target_port}"]
-"#
-    )
 }
 
 /// `from` is `queries` or `recordings`: where the daemon reads the error ratios.
@@ -173,7 +152,7 @@ impl Stack {
         let spec = homeostat_core::slo::parse(SPEC).expect("the spec is valid");
         let rules = homeostat_core::slo::generate(&spec, homeostat_core::slo::Period::Days30);
         let prometheus =
-            Prometheus::start(&prometheus_config(target.port), &rules.to_yaml(), &[]).await;
+            Prometheus::start(&scrape_config(target.port), &rules.to_yaml(), &[]).await;
         let daemon = Daemon::start(
             dir.path(),
             "homeostat",
@@ -217,6 +196,39 @@ impl Stack {
             })
             .await
             .expect("read the events")
+    }
+
+    /// The SLO once an evaluation had data (a budget to show).
+    async fn wait_evaluated(&self, what: &str) -> Value {
+        wait_for(
+            what,
+            Duration::from_secs(30),
+            || async {
+                let slo = self.slo().await;
+                series(&slo)["budget_remaining_percent"]
+                    .as_f64()
+                    .is_some()
+                    .then_some(slo)
+            },
+            || self.context(),
+        )
+        .await
+    }
+
+    /// The first burn-rate event with `status`.
+    async fn wait_event(&self, what: &str, within: Duration, status: Status) -> EventRecord {
+        wait_for(
+            what,
+            within,
+            || async {
+                self.slo_events()
+                    .await
+                    .into_iter()
+                    .find(|record| record.event.status == status)
+            },
+            || self.context(),
+        )
+        .await
     }
 
     /// Prometheus' own alert from the generated rules, firing.
@@ -264,19 +276,7 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
     let stack = Stack::start("queries").await;
 
     // 0.1% errors against a 1% budget: 10% of it spent, nothing fires.
-    let steady = wait_for(
-        "the first evaluation with data",
-        Duration::from_secs(30),
-        || async {
-            let slo = stack.slo().await;
-            series(&slo)["budget_remaining_percent"]
-                .as_f64()
-                .is_some()
-                .then_some(slo)
-        },
-        || stack.context(),
-    )
-    .await;
+    let steady = stack.wait_evaluated("the first evaluation with data").await;
     let before = series(&steady)["budget_remaining_percent"]
         .as_f64()
         .unwrap();
@@ -290,19 +290,13 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
     // Half the requests fail: 50x the budget's pace.
     let raised = Instant::now();
     stack.target.set(0.5);
-    let page = wait_for(
-        "the daemon's page-level burn-rate event",
-        PAGE_WITHIN,
-        || async {
-            stack
-                .slo_events()
-                .await
-                .into_iter()
-                .find(|record| record.event.status == Status::Firing)
-        },
-        || stack.context(),
-    )
-    .await;
+    let page = stack
+        .wait_event(
+            "the daemon's page-level burn-rate event",
+            PAGE_WITHIN,
+            Status::Firing,
+        )
+        .await;
     let detected_in = raised.elapsed();
     let event = &page.event;
     assert_eq!(event.labels["alertname"], "CheckoutAvailability");
@@ -404,19 +398,13 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
 
     // The errors stop: the 5m ratio falls under 14.4%, the page resolves and so does the incident.
     stack.target.set(0.0);
-    wait_for(
-        "the page to resolve",
-        Duration::from_secs(90),
-        || async {
-            stack
-                .slo_events()
-                .await
-                .into_iter()
-                .find(|record| record.event.status == Status::Resolved)
-        },
-        || stack.context(),
-    )
-    .await;
+    stack
+        .wait_event(
+            "the page to resolve",
+            Duration::from_secs(90),
+            Status::Resolved,
+        )
+        .await;
     wait_for(
         "the incident to resolve",
         Duration::from_secs(20),
@@ -451,19 +439,9 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
 #[tokio::test]
 async fn reading_the_generated_recordings_pages_the_same() {
     let stack = Stack::start("recordings").await;
-    let steady = wait_for(
-        "the first evaluation with the recordings",
-        Duration::from_secs(30),
-        || async {
-            let slo = stack.slo().await;
-            series(&slo)["budget_remaining_percent"]
-                .as_f64()
-                .is_some()
-                .then_some(slo)
-        },
-        || stack.context(),
-    )
-    .await;
+    let steady = stack
+        .wait_evaluated("the first evaluation with the recordings")
+        .await;
     // The recordings' own labels (`sloth_window`, the ids) do not make separate series.
     assert_eq!(
         steady["series"].as_array().map(Vec::len),
@@ -477,19 +455,9 @@ async fn reading_the_generated_recordings_pages_the_same() {
     );
     assert_budget_consistent(&steady);
     stack.target.set(0.5);
-    let page = wait_for(
-        "the page from the recordings",
-        PAGE_WITHIN,
-        || async {
-            stack
-                .slo_events()
-                .await
-                .into_iter()
-                .find(|record| record.event.status == Status::Firing)
-        },
-        || stack.context(),
-    )
-    .await;
+    let page = stack
+        .wait_event("the page from the recordings", PAGE_WITHIN, Status::Firing)
+        .await;
     assert_eq!(page.event.labels["severity"], "page");
     assert_eq!(page.event.labels["sloth_id"], SLO_ID);
     let burning = stack.slo().await;

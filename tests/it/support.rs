@@ -299,6 +299,36 @@ async fn wait_until_ready(child: &mut Child, what: &str, url: &str, stderr_path:
     }
 }
 
+/// Serves `router` on a loopback port until the handle is aborted. Bound here, not through
+/// `free_port`, so there is no window for another process to take the port.
+pub async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (port, server)
+}
+
+/// A Prometheus config that scrapes the target on `port` every second as job `e2e`, and evaluates
+/// `rules.yml` every second too.
+pub fn scrape_config(port: u16) -> String {
+    format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [rules.yml]
+scrape_configs:
+  - job_name: e2e
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"#
+    )
+}
+
 /// A real Prometheus on a free loopback port with its own TSDB directory.
 pub struct Prometheus {
     managed: Managed,
@@ -413,14 +443,7 @@ impl ScrapeTarget {
                 }),
             )
         };
-        // Bound here, not through `free_port`, so there is no window for another process to take it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the scrape target");
-        let port = listener.local_addr().expect("local address").port();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (port, server) = serve(router).await;
         ScrapeTarget {
             port,
             value,

@@ -87,6 +87,35 @@ pub struct Event {
     pub ingested_by: Option<String>,
 }
 
+impl Event {
+    /// An alert homeostat raises itself (a probe, an SLO, a detector, a forecast): its fingerprint is
+    /// its labels', it ends `now` when resolved, and no token sent it.
+    pub fn raised(
+        source: &str,
+        status: Status,
+        labels: Labels,
+        annotations: Labels,
+        starts_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        data: Option<serde_json::Value>,
+    ) -> Event {
+        Event {
+            id: new_id(now),
+            source: source.to_string(),
+            kind: EventKind::Alert,
+            status,
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations,
+            starts_at,
+            ends_at: (status == Status::Resolved).then_some(now),
+            received_at: now,
+            data,
+            ingested_by: None,
+        }
+    }
+}
+
 /// A new UUIDv7 for an event or run created at `now`.
 pub fn new_id(now: DateTime<Utc>) -> String {
     let ts = uuid::Timestamp::from_unix(

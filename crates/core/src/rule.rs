@@ -651,7 +651,10 @@ fn check_detectors(config: &Config, diagnostics: &mut Vec<Diagnostic>) {
             };
             error(field, "is 0".into(), "give a count of at least 1");
         }
-        if detector.prometheus_url.is_none() && config.prometheus.is_none() {
+        if config
+            .prometheus_url(detector.prometheus_url.as_deref())
+            .is_none()
+        {
             error(
                 "prometheus_url",
                 "a detector needs a Prometheus to ask".into(),
@@ -759,7 +762,10 @@ fn check_forecasts(config: &Config, diagnostics: &mut Vec<Diagnostic>) {
         if forecast.max_series == 0 {
             error("max_series", "is 0".into(), "give a count of at least 1");
         }
-        if forecast.prometheus_url.is_none() && config.prometheus.is_none() {
+        if config
+            .prometheus_url(forecast.prometheus_url.as_deref())
+            .is_none()
+        {
             error(
                 "prometheus_url",
                 "a forecast needs a Prometheus to ask".into(),
@@ -846,11 +852,7 @@ fn compile_slos(config: &Config, diagnostics: &mut Vec<Diagnostic>) -> Vec<SloTa
             ));
             continue;
         }
-        let Some(prometheus_url) = item
-            .prometheus_url
-            .clone()
-            .or_else(|| config.prometheus.as_ref().map(|p| p.url.clone()))
-        else {
+        let Some(prometheus_url) = config.prometheus_url(item.prometheus_url.as_deref()) else {
             diagnostics.push(error(
                 "prometheus_url",
                 "an SLO needs a Prometheus to ask".into(),

@@ -21,7 +21,7 @@ pub async fn evaluate(
 ) -> Outcome {
     let evaluation = async {
         match (&check.promql, &check.http) {
-            (Some(query), _) => promql(query, check, prometheus, http).await,
+            (Some(query), _) => promql(query, check, prometheus, http, timeout).await,
             (None, Some(request)) => {
                 let method = Method::from_bytes(request.method.as_bytes())
                     .map_err(|_| format!("unknown method `{}`", request.method))?;
@@ -61,31 +61,14 @@ async fn promql(
     check: &Check,
     prometheus: Option<&Prometheus>,
     http: &reqwest::Client,
+    timeout: Duration,
 ) -> Result<(bool, Value), String> {
     let base = check
         .prometheus_url
         .as_deref()
         .or(prometheus.map(|prometheus| prometheus.url.as_str()))
         .ok_or("no Prometheus to query; set `prometheus.url` in the config")?;
-    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let reply = http
-        .get(&url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .map_err(|error| format!("querying `{url}`: {error}"))?;
-    let status = reply.status();
-    let body: Value = reply
-        .json()
-        .await
-        .map_err(|error| format!("`{url}` did not answer JSON: {error}"))?;
-    if !status.is_success() || body["status"] != "success" {
-        let message = body["error"].as_str().unwrap_or("no error message");
-        return Err(format!(
-            "`{query}`: Prometheus answered {status}: {message}"
-        ));
-    }
-    let data = &body["data"];
+    let data = crate::prometheus::query(http, base, query, timeout).await?;
     let holds = match data["resultType"].as_str() {
         Some("vector") | Some("matrix") => data["result"]
             .as_array()

@@ -196,6 +196,23 @@ impl Handle {
     }
 
     /// Counts accepted events once committed.
+    /// Journals the events a source inside the daemon raised, with its `state` in the same commit
+    /// when given. Internal sources wait for room rather than drop: under overload the source
+    /// simply runs late.
+    pub async fn journal_own(&self, source: &str, events: Vec<Event>, state: Option<Write>) {
+        let count = events.len();
+        let writes = events
+            .into_iter()
+            .map(|event| Write::Event(event.into()))
+            .chain(state)
+            .collect();
+        match self.writer.submit(writes).await {
+            Ok(_) if count > 0 => self.accepted(source, count),
+            Ok(_) => {}
+            Err(error) => tracing::error!(source, %error, "cannot journal what the source raised"),
+        }
+    }
+
     pub fn accepted(&self, source: &str, count: usize) {
         self.metrics
             .events_received
@@ -415,10 +432,9 @@ pub async fn start_with_store(
         )));
     }
     for detector in &compiled.config.detectors {
-        let Some(url) = detector
-            .prometheus_url
-            .clone()
-            .or_else(|| compiled.config.prometheus.as_ref().map(|p| p.url.clone()))
+        let Some(url) = compiled
+            .config
+            .prometheus_url(detector.prometheus_url.as_deref())
         else {
             continue;
         };
@@ -430,10 +446,9 @@ pub async fn start_with_store(
         )));
     }
     for forecast in &compiled.config.forecasts {
-        let Some(url) = forecast
-            .prometheus_url
-            .clone()
-            .or_else(|| compiled.config.prometheus.as_ref().map(|p| p.url.clone()))
+        let Some(url) = compiled
+            .config
+            .prometheus_url(forecast.prometheus_url.as_deref())
         else {
             continue;
         };

@@ -1,5 +1,5 @@
 //! Queries against a Prometheus-compatible HTTP API (`/api/v1/query`, `/api/v1/query_range`), for
-//! the sources that read metrics: SLOs, anomaly detectors and forecasts.
+//! the sources that read metrics (SLOs, anomaly detectors, forecasts) and for PromQL checks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +37,24 @@ async fn call(
     Ok(body["data"].clone())
 }
 
+/// One instant query's `data`, as Prometheus answered it; an error names the URL or the query.
+pub async fn query(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    timeout: Duration,
+) -> Result<Value, String> {
+    call(
+        client,
+        base,
+        "/api/v1/query",
+        &[("query", query.to_string())],
+        query,
+        timeout,
+    )
+    .await
+}
+
 fn number(text: &Value) -> Option<f64> {
     text.as_str().and_then(|text| text.parse::<f64>().ok())
 }
@@ -65,15 +83,7 @@ pub async fn instant_at(
     query: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<Labels, (f64, f64)>, String> {
-    let data = call(
-        client,
-        base,
-        "/api/v1/query",
-        &[("query", query.to_string())],
-        query,
-        timeout,
-    )
-    .await?;
+    let data = self::query(client, base, query, timeout).await?;
     let sample = |pair: &Value| Some((pair[0].as_f64()?, number(&pair[1])?));
     let mut values = BTreeMap::new();
     match data["resultType"].as_str() {

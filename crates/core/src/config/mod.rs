@@ -583,6 +583,13 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 impl Config {
+    /// The Prometheus-compatible API a section queries: its own `prometheus_url`, else
+    /// `prometheus.url`.
+    pub fn prometheus_url(&self, own: Option<&str>) -> Option<String> {
+        own.or(self.prometheus.as_ref().map(|p| p.url.as_str()))
+            .map(str::to_string)
+    }
+
     /// Builds a diagnostic for a field of a merged list item, such as `("rules", 3, "steps[0].name")`.
     pub fn diagnostic(
         &self,

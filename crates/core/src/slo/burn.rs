@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use super::rules::{render_window, sli_error_metric, BurnRate, Period, Window};
 use super::{Labels, Spec};
-use crate::event::{fingerprint, new_id, EventKind};
 use crate::{Event, Status};
 
 /// The source name of burn-rate events.
@@ -431,18 +430,14 @@ fn burn_event(
         .iter()
         .map(|(window, _)| (window.to_string(), serde_json::json!(burn(*window))))
         .collect();
-    Event {
-        id: new_id(at),
-        source: SOURCE.to_string(),
-        kind: EventKind::Alert,
+    Event::raised(
+        SOURCE,
         status,
-        fingerprint: fingerprint(&labels),
         labels,
         annotations,
-        starts_at: Some(since),
-        ends_at: (status == Status::Resolved).then_some(at),
-        received_at: at,
-        data: Some(serde_json::json!({
+        Some(since),
+        at,
+        Some(serde_json::json!({
             "slo": objective.id,
             "series": series,
             "objective": objective.objective,
@@ -452,8 +447,7 @@ fn burn_event(
             "windows": fired_by.map(|rate| [rate.short.to_string(), rate.long.to_string()]),
             "budget_remaining_percent": remaining,
         })),
-        ingested_by: None,
-    }
+    )
 }
 
 fn round6(value: f64) -> f64 {

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use homeostat_core::anomaly::{self, Score};
 use homeostat_core::config::detectors::Detector as Config;
-use homeostat_core::event::{fingerprint, new_id, EventKind, Labels};
+use homeostat_core::event::{fingerprint, Labels};
 use homeostat_core::{Event, Status};
 use homeostat_store::Write;
 use serde::{Deserialize, Serialize};
@@ -261,18 +261,14 @@ fn event(
             show(value)
         ),
     };
-    Event {
-        id: new_id(now),
-        source: SOURCE.to_string(),
-        kind: EventKind::Alert,
+    Event::raised(
+        SOURCE,
         status,
-        fingerprint: fingerprint(&labels),
         labels,
-        annotations: Labels::from([("summary".to_string(), summary)]),
-        starts_at: Some(since),
-        ends_at: (status == Status::Resolved).then_some(now),
-        received_at: now,
-        data: Some(serde_json::json!({
+        Labels::from([("summary".to_string(), summary)]),
+        Some(since),
+        now,
+        Some(serde_json::json!({
             "detector": config.name,
             "query": config.query,
             "value": value,
@@ -281,20 +277,16 @@ fn event(
             "expected_low": score.expected_low,
             "expected_high": score.expected_high,
         })),
-        ingested_by: None,
-    }
+    )
 }
 
 fn gone_event(config: &Config, series: &Labels, since: DateTime<Utc>, now: DateTime<Utc>) -> Event {
     let labels = event_labels(config, series);
-    Event {
-        id: new_id(now),
-        source: SOURCE.to_string(),
-        kind: EventKind::Alert,
-        status: Status::Resolved,
-        fingerprint: fingerprint(&labels),
+    Event::raised(
+        SOURCE,
+        Status::Resolved,
         labels,
-        annotations: Labels::from([(
+        Labels::from([(
             "summary".to_string(),
             format!(
                 "`{}`{} is gone from the query's results",
@@ -302,12 +294,10 @@ fn gone_event(config: &Config, series: &Labels, since: DateTime<Utc>, now: DateT
                 describe(series)
             ),
         )]),
-        starts_at: Some(since),
-        ends_at: Some(now),
-        received_at: now,
-        data: None,
-        ingested_by: None,
-    }
+        Some(since),
+        now,
+        None,
+    )
 }
 
 fn snapshot_name(config: &Config) -> String {
@@ -389,42 +379,33 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
             continue;
         }
         since_snapshot = 0;
-        let count = observed.events.len();
         for event in &observed.events {
             tracing::info!(detector = %config.name, status = event.status.as_str(), summary = %event.annotations.get("summary").map(String::as_str).unwrap_or(""), "anomaly");
         }
-        let mut writes: Vec<Write> = observed
-            .events
-            .into_iter()
-            .map(|event| Write::Event(event.into()))
-            .collect();
-        match serde_json::to_vec(&watch) {
-            Ok(body) => writes.push(Write::Snapshot {
+        let snapshot = match serde_json::to_vec(&watch) {
+            Ok(body) => Some(Write::Snapshot {
                 name: name.clone(),
                 seq: 0,
                 body,
             }),
-            Err(error) => tracing::warn!(detector = %config.name, %error, "cannot snapshot"),
-        }
-        // The events and the state that raised them commit together.
-        match handle.writer.submit(writes).await {
-            Ok(_) if count > 0 => handle.accepted(SOURCE, count),
-            Ok(_) => {}
             Err(error) => {
-                tracing::error!(detector = %config.name, %error, "cannot journal anomalies")
+                tracing::warn!(detector = %config.name, %error, "cannot snapshot");
+                None
             }
-        }
+        };
+        // The events and the state that raised them commit together.
+        handle.journal_own(SOURCE, observed.events, snapshot).await;
     }
-}
-
-/// Unix seconds as a time, for tests and logs.
-pub fn time(at: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(at, 0).single().unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+
+    fn time(at: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(at, 0).single().unwrap_or_default()
+    }
 
     fn config() -> Config {
         serde_yaml_ng::from_str(

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use homeostat_core::config::forecasts::Forecast as Config;
-use homeostat_core::event::{fingerprint, new_id, EventKind, Labels};
+use homeostat_core::event::Labels;
 use homeostat_core::{Event, Status};
 use homeostat_forecast::{first_crossing, Bound, Crossing, Forecast, Series, Settings};
-use homeostat_store::Write;
 
 use crate::engine::Handle;
 
@@ -128,18 +127,14 @@ pub fn event(
         .iter()
         .map(|point| point.upper)
         .fold(f64::NEG_INFINITY, f64::max);
-    Event {
-        id: new_id(now),
-        source: SOURCE.to_string(),
-        kind: EventKind::Alert,
+    Event::raised(
+        SOURCE,
         status,
-        fingerprint: fingerprint(&labels),
         labels,
-        annotations: Labels::from([("summary".to_string(), summary)]),
-        starts_at: Some(since),
-        ends_at: (status == Status::Resolved).then_some(now),
-        received_at: now,
-        data: Some(serde_json::json!({
+        Labels::from([("summary".to_string(), summary)]),
+        Some(since),
+        now,
+        Some(serde_json::json!({
             "forecast": config.name,
             "capacity": config.capacity,
             "bound": config.bound,
@@ -150,8 +145,7 @@ pub fn event(
             "horizon_peak_upper": peak,
             "model": outlook.forecast.model.to_string(),
         })),
-        ingested_by: None,
-    }
+    )
 }
 
 /// Runs one forecast forever.
@@ -221,20 +215,10 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
         if events.is_empty() {
             continue;
         }
-        let count = events.len();
         for event in &events {
             tracing::info!(forecast = %config.name, status = event.status.as_str(), summary = %event.annotations.get("summary").map(String::as_str).unwrap_or(""), "capacity forecast");
         }
-        match handle
-            .writer
-            .submit(events.into_iter().map(|e| Write::Event(e.into())).collect())
-            .await
-        {
-            Ok(_) => handle.accepted(SOURCE, count),
-            Err(error) => {
-                tracing::error!(forecast = %config.name, %error, "cannot journal forecast events")
-            }
-        }
+        handle.journal_own(SOURCE, events, None).await;
     }
 }
 

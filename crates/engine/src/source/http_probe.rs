@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use homeostat_core::clock::Clock;
 use homeostat_core::config::HttpProbeSource;
-use homeostat_core::event::{fingerprint, new_id, EventKind, Labels};
+use homeostat_core::event::{fingerprint, Labels};
 use homeostat_core::{Event, Status};
-use homeostat_store::Write;
 
 use crate::engine::Handle;
 
@@ -166,28 +165,17 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
                 );
             }
         }
-        let event = Event {
-            id: new_id(now),
-            source: config.name.clone(),
-            kind: EventKind::Alert,
+        let event = Event::raised(
+            &config.name,
             status,
-            fingerprint: fingerprint.clone(),
-            labels: labels.clone(),
+            labels.clone(),
             annotations,
-            starts_at: state.since,
-            ends_at: (status == Status::Resolved).then_some(now),
-            received_at: now,
-            data: None,
-            ingested_by: None,
-        };
+            state.since,
+            now,
+            None,
+        );
         tracing::info!(probe = %config.name, status = status.as_str(), "probe changed state");
-        // Internal sources wait for room rather than drop: the probe simply runs late under overload.
-        match handle.writer.submit(vec![Write::Event(event.into())]).await {
-            Ok(_) => handle.accepted(&config.name, 1),
-            Err(error) => {
-                tracing::error!(probe = %config.name, %error, "cannot journal probe event")
-            }
-        }
+        handle.journal_own(&config.name, vec![event], None).await;
     }
 }
 

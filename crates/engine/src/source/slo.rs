@@ -12,7 +12,7 @@ use homeostat_core::event::Labels;
 use homeostat_core::rule::SloTarget;
 use homeostat_core::slo::burn::{Samples, Severity, SloStatus, Tracker, SOURCE};
 use homeostat_core::Status;
-use homeostat_store::{EventQuery, Write};
+use homeostat_store::EventQuery;
 use serde::Serialize;
 
 use crate::engine::Handle;
@@ -46,14 +46,15 @@ impl SloStatuses {
         self.0.read().ok().and_then(|map| map.get(id).cloned())
     }
 
-    fn update(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut Evaluated),
-        initial: impl FnOnce() -> Evaluated,
-    ) {
+    fn insert(&self, evaluated: Evaluated) {
         if let Ok(mut map) = self.0.write() {
-            change(map.entry(id.to_string()).or_insert_with(initial));
+            map.insert(evaluated.status.id.clone(), evaluated);
+        }
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Evaluated)) {
+        if let Some(evaluated) = self.0.write().ok().as_mut().and_then(|map| map.get_mut(id)) {
+            change(evaluated);
         }
     }
 }
@@ -67,7 +68,7 @@ pub async fn run(
 ) {
     let objective = &target.objective;
     let mut tracker = restore(&handle, &target).await;
-    let empty = || Evaluated {
+    statuses.insert(Evaluated {
         status: SloStatus {
             id: objective.id.clone(),
             service: objective.service.clone(),
@@ -80,8 +81,7 @@ pub async fn run(
         evaluated_at: None,
         error: None,
         interval_secs: target.interval_secs,
-    };
-    statuses.update(&objective.id, |_| {}, empty);
+    });
     let mut interval = tokio::time::interval(Duration::from_secs_f64(target.interval_secs));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // An answer older than the interval is no use: the next evaluation is due.
@@ -99,7 +99,7 @@ pub async fn run(
                     .slo_evaluations
                     .get_or_create(&[slo.clone(), vec![("result", "error".into())]].concat())
                     .inc();
-                statuses.update(&objective.id, |status| status.error = Some(error), empty);
+                statuses.update(&objective.id, |status| status.error = Some(error));
                 continue;
             }
         };
@@ -129,38 +129,18 @@ pub async fn run(
                 }
             }
         }
-        statuses.update(
-            &objective.id,
-            |evaluated| {
-                evaluated.status = status;
-                evaluated.evaluated_at = Some(now);
-                evaluated.error = None;
-            },
-            empty,
-        );
+        statuses.update(&objective.id, |evaluated| {
+            evaluated.status = status;
+            evaluated.evaluated_at = Some(now);
+            evaluated.error = None;
+        });
         if events.is_empty() {
             continue;
         }
         for event in &events {
             tracing::info!(slo = %objective.id, severity = event.labels.get("sloth_severity").map(String::as_str).unwrap_or(""), status = event.status.as_str(), "SLO burn-rate alert changed state");
         }
-        let count = events.len();
-        // Internal sources wait for room rather than drop: the evaluation simply runs late.
-        match handle
-            .writer
-            .submit(
-                events
-                    .into_iter()
-                    .map(|event| Write::Event(event.into()))
-                    .collect(),
-            )
-            .await
-        {
-            Ok(_) => handle.accepted(SOURCE, count),
-            Err(error) => {
-                tracing::error!(slo = %objective.id, %error, "cannot journal SLO events")
-            }
-        }
+        handle.journal_own(SOURCE, events, None).await;
     }
 }
 
