@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use homeostat_core::anomaly::{Detector, Error as AnomalyError, Settings};
@@ -152,24 +152,16 @@ fn score_to(input: &Path, output: Option<&Path>, settings: &Settings) -> Result<
         column: column.to_owned(),
         message,
     })?;
-    let written = match output {
+    match output {
         Some(path) => fs::write(path, scored).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         }),
         None => {
-            let stdout = io::stdout();
-            let mut writer = BufWriter::new(stdout.lock());
-            writer
-                .write_all(scored.as_bytes())
-                .and_then(|()| writer.flush())
-                .map_err(|source| Error::Io {
-                    path: PathBuf::from("<stdout>"),
-                    source,
-                })
+            super::show::emit(&scored);
+            Ok(())
         }
-    };
-    written
+    }
 }
 
 /// Scores a whole CSV text; on bad input, the 1-based line, the column and what is wrong.

@@ -151,7 +151,7 @@ fn run_inner(args: &Args) -> Result<(), Failure> {
 fn write_output(path: Option<&Path>, output: &str) -> Result<(), Failure> {
     match path {
         None => {
-            print!("{output}");
+            super::show::emit(output);
             Ok(())
         }
         Some(path) => std::fs::write(path, output)
