@@ -1,5 +1,7 @@
 //! The actions a step can run, as data. The engine executes them; this module only defines and checks them.
 
+pub mod kubernetes;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,24 @@ pub enum Action {
     Notify(Notify),
     /// Records a message in the run's journal; touches nothing outside homeostat.
     Log(Log),
+    #[serde(rename = "kubernetes.rollout_restart")]
+    KubernetesRolloutRestart(kubernetes::RolloutRestart),
+    #[serde(rename = "kubernetes.scale")]
+    KubernetesScale(kubernetes::Scale),
+    #[serde(rename = "kubernetes.rollout_undo")]
+    KubernetesRolloutUndo(kubernetes::RolloutUndo),
+    #[serde(rename = "kubernetes.delete_pod")]
+    KubernetesDeletePod(kubernetes::DeletePod),
+    #[serde(rename = "kubernetes.cordon")]
+    KubernetesCordon(kubernetes::NodeRef),
+    #[serde(rename = "kubernetes.uncordon")]
+    KubernetesUncordon(kubernetes::NodeRef),
+    #[serde(rename = "kubernetes.drain")]
+    KubernetesDrain(kubernetes::Drain),
+    #[serde(rename = "kubernetes.patch")]
+    KubernetesPatch(kubernetes::Patch),
+    #[serde(rename = "kubernetes.wait_rollout")]
+    KubernetesWaitRollout(kubernetes::WaitRollout),
 }
 
 impl Action {
@@ -27,12 +47,46 @@ impl Action {
             Action::HttpRequest(_) => "http_request",
             Action::Notify(_) => "notify",
             Action::Log(_) => "log",
+            Action::KubernetesRolloutRestart(_) => "kubernetes.rollout_restart",
+            Action::KubernetesScale(_) => "kubernetes.scale",
+            Action::KubernetesRolloutUndo(_) => "kubernetes.rollout_undo",
+            Action::KubernetesDeletePod(_) => "kubernetes.delete_pod",
+            Action::KubernetesCordon(_) => "kubernetes.cordon",
+            Action::KubernetesUncordon(_) => "kubernetes.uncordon",
+            Action::KubernetesDrain(_) => "kubernetes.drain",
+            Action::KubernetesPatch(_) => "kubernetes.patch",
+            Action::KubernetesWaitRollout(_) => "kubernetes.wait_rollout",
         }
+    }
+
+    /// Kubernetes actions run in dry runs too, with the API server's `dryRun=All`, so a dry run
+    /// shows what the server would have done (and whether it would have refused).
+    pub fn server_dry_run(&self) -> bool {
+        is_kubernetes(self.name())
     }
 }
 
+/// Whether an action name is one of the Kubernetes actions.
+pub fn is_kubernetes(name: &str) -> bool {
+    name.starts_with("kubernetes.")
+}
+
 /// The names `action:` accepts, for error hints.
-pub const NAMES: &[&str] = &["exec", "http_request", "notify", "log"];
+pub const NAMES: &[&str] = &[
+    "exec",
+    "http_request",
+    "notify",
+    "log",
+    "kubernetes.rollout_restart",
+    "kubernetes.scale",
+    "kubernetes.rollout_undo",
+    "kubernetes.delete_pod",
+    "kubernetes.cordon",
+    "kubernetes.uncordon",
+    "kubernetes.drain",
+    "kubernetes.patch",
+    "kubernetes.wait_rollout",
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,8 +245,84 @@ fn validate(action: &Action) -> Result<(), Error> {
                 "use trigger, acknowledge or resolve",
             )
         }
+        Action::KubernetesScale(scale) => validate_scale(scale),
+        Action::KubernetesPatch(patch) => validate_patch(patch),
+        Action::KubernetesDrain(drain) => match drain.timeout_secs {
+            kubernetes::Int::Value(secs) if secs <= 0 => fail(
+                "with.timeout_secs",
+                "`timeout_secs` must be positive",
+                "give the seconds evictions may take, under the step's `timeout_secs`",
+            ),
+            _ => Ok(()),
+        },
+        Action::KubernetesWaitRollout(wait) if !(wait.poll_secs > 0.0) => fail(
+            "with.poll_secs",
+            "`poll_secs` must be positive",
+            "look every few seconds: `poll_secs: 2`",
+        ),
         _ => Ok(()),
     }
+}
+
+fn validate_scale(scale: &kubernetes::Scale) -> Result<(), Error> {
+    use kubernetes::Int::Value;
+    let fail = |field: &str, message: String, hint: &str| {
+        Err(Error {
+            field: field.into(),
+            message,
+            hint: Some(hint.into()),
+        })
+    };
+    for (field, value) in [
+        ("with.replicas", &scale.replicas),
+        ("with.min", &scale.min),
+        ("with.max", &scale.max),
+    ] {
+        if let Value(number) = value {
+            if *number < 0 || *number > i64::from(i32::MAX) {
+                return fail(
+                    field,
+                    format!("`{}` must be a replica count, not {number}", &field[5..]),
+                    "use a whole number from 0",
+                );
+            }
+        }
+    }
+    if let (Value(min), Value(max)) = (&scale.min, &scale.max) {
+        if min > max {
+            return fail(
+                "with.min",
+                format!("`min` ({min}) is above `max` ({max})"),
+                "set `min` at or below `max`",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn validate_patch(patch: &kubernetes::Patch) -> Result<(), Error> {
+    let fail = |field: &str, message: String, hint: &str| {
+        Err(Error {
+            field: field.into(),
+            message,
+            hint: Some(hint.into()),
+        })
+    };
+    if !patch.env.is_empty() && !patch.kind.has_pod_template() {
+        return fail(
+            "with.env",
+            format!("a {} has no pod template to set `env` in", patch.kind.as_str()),
+            "set `env` on a Deployment, StatefulSet or DaemonSet",
+        );
+    }
+    if patch.container.as_deref().is_some_and(|c| !c.is_empty()) && patch.env.is_empty() {
+        return fail(
+            "with.container",
+            "`container` names where `env` goes, and `env` is empty".into(),
+            "add `env`, or drop `container`",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

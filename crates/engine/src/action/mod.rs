@@ -89,5 +89,12 @@ pub async fn execute(action: &Action, context: &Context) -> Outcome {
             tracing::info!(run = %context.run_id, message = %log.message, "runbook log");
             Outcome::succeeded(serde_json::json!({ "message": log.message }))
         }
+        kubernetes => Outcome::failed(
+            serde_json::json!({}),
+            format!(
+                "`{}` needs the Kubernetes client, which this build does not have",
+                kubernetes.name()
+            ),
+        ),
     }
 }

@@ -1,0 +1,1 @@
+//! Kubernetes for homeostat: the client, the remediation actions and the watch source.
