@@ -7,10 +7,12 @@
 //!    trend), and daily and weekly profiles (seasonality), keeping the one that explains the value
 //!    best, each with its own robust scale, and turns the standardized residual into a point
 //!    surprise `-log10(p)`, where `p` comes from the tail of the series' own recent residuals
-//!    (`tail`);
+//!    (`tail`). On a series that a seasonal profile explains much better than the window, the
+//!    value's departure from the profile is also scored against its own recent tail, so that a
+//!    missing daily peak or a changed daily shape, which the window absorbs, is still seen;
 //! 2. measures how novel the latest short sequence of values is, in a few bins of the range seen
 //!    so far (`context`, after CAD OSE): a repeated pattern, however spiky, becomes familiar;
-//! 3. averages the last few of the larger of those two raw scores and asks how unlikely that
+//! 3. averages the last few of the larger of those raw scores and asks how unlikely that
 //!    average is under its own long-run distribution (`likelihood`, after HTM's anomaly
 //!    likelihood): a run of small deviations or novel sequences is a sustained change;
 //! 4. scores the larger of the novelty (beyond the series' usual novelty) and the sustained
@@ -60,6 +62,11 @@ const FLOOR_SHARE: f64 = 0.5;
 
 /// The share of the recent peak surprise taken off the current surprise.
 const PEAK_SHARE: f64 = 0.3;
+
+/// A seasonal profile whose error is below this share of the sliding median's error explains the
+/// series (a strong daily or weekly pattern): then a value that departs from the profile is news
+/// even when the sliding median explains it (a missing daily peak, a changed daily shape).
+const SEASONAL_SHARE: f64 = 0.5;
 
 /// The least point surprise (one in 100) with which a value beyond the range seen is novel at
 /// every order of the sequence novelty.
@@ -153,7 +160,7 @@ impl Settings {
     }
 
     /// An upper bound of the detector's state in memory, in bytes, for these settings: it does
-    /// not grow with the length of the series: about 15 KiB for the defaults, under 150 KiB for
+    /// not grow with the length of the series: about 39 KiB for the defaults, under 300 KiB for
     /// the largest settings.
     pub fn state_bytes(&self) -> usize {
         let settings = self.clamped();
@@ -163,7 +170,7 @@ impl Settings {
         let slot_bytes = std::mem::size_of::<f64>() + std::mem::size_of::<u32>();
         std::mem::size_of::<Detector>()
             + window(settings.window_points)
-            + window(settings.history_points)
+            + 2 * window(settings.history_points)
             + (DAY_SLOTS + WEEK_SLOTS) * slot_bytes.next_multiple_of(f64_bytes)
             + (LIKELIHOOD_RECENT + LIKELIHOOD_HISTORY) * f64_bytes
             + Context::state_bytes()
@@ -206,6 +213,10 @@ pub struct Detector {
     weekly: Profile,
     /// The recent standardized residuals, whose tail says how rare a residual is.
     tail: Tail,
+    /// The recent standardized residuals from the seasonal profiles alone (absent in snapshots
+    /// taken before it was added, and until a profile speaks).
+    #[serde(default)]
+    season_tail: Option<Tail>,
     /// The recent peak surprise, fading linearly to 0 over `history_points` values.
     recent_peak: f64,
     cooldown_left: u32,
@@ -227,6 +238,7 @@ impl Detector {
             daily: Profile::new(DAY_SECS, DAY_SLOTS),
             weekly: Profile::new(WEEK_SECS, WEEK_SLOTS),
             tail: Tail::new(settings.history_points as usize),
+            season_tail: None,
             recent_peak: 0.0,
             cooldown_left: 0,
             likelihood: Likelihood::new(LIKELIHOOD_RECENT, LIKELIHOOD_HISTORY, LIKELIHOOD_REFIT),
@@ -259,6 +271,7 @@ impl Detector {
         let signal = ((value - expected).abs() / scale).min(MAX_SIGNAL);
         let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
         let point_surprise = self.tail.surprise(signal).min(MAX_SURPRISE);
+        let season_surprise = self.season_surprise(at_unix_secs, value);
         // A new extreme counts as novel at every order only if its residual is also rare for this
         // series: on plain noise the range keeps growing by small steps, which are not news.
         let novelty = self
@@ -268,7 +281,7 @@ impl Detector {
         // of novel sequences, each of which alone may be noise, is unlikely as a whole.
         let sustained_surprise = self
             .likelihood
-            .observe((point_surprise / MAX_SURPRISE).max(novelty.raw))
+            .observe((point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw))
             .min(MAX_SURPRISE);
         let raw_surprise = (novelty.excess * MAX_SURPRISE).max(sustained_surprise);
         let surprise = raw_surprise - PEAK_SHARE * self.recent_peak;
@@ -336,6 +349,52 @@ impl Detector {
             }
         }
         best
+    }
+
+    /// How surprising the departure of `value` from the seasonal profiles is, in their own
+    /// recent residuals' tail, on a series that the profiles explain (see `SEASONAL_SHARE`); 0
+    /// otherwise. Learns the departure.
+    fn season_surprise(&mut self, at_unix_secs: i64, value: f64) -> f64 {
+        if !self.settings.seasonality {
+            return 0.0;
+        }
+        let Some(median) = self.level.median() else {
+            return 0.0;
+        };
+        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
+        let seen_secs = self.first_at.map_or(0, |first| at_unix_secs - first);
+        // The profile that explains the value best, and whether one explains the series.
+        let mut best: Option<f64> = None;
+        let mut explains = false;
+        for profile in [&self.daily, &self.weekly] {
+            if seen_secs < profile.period_secs() * 3 / 2 {
+                continue;
+            }
+            let predicted = profile.predict(at_unix_secs);
+            let error = profile.error(self.settings.window_points);
+            if let (Some(predicted), Some(error)) = (predicted, error) {
+                let scale = (error * MEAN_DEVIATION_TO_SIGMA).max(floor);
+                let signal = ((value - predicted).abs() / scale).min(MAX_SIGNAL);
+                let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
+                best = Some(best.map_or(signal, |best: f64| best.min(signal)));
+                explains |= error < SEASONAL_SHARE * self.level_error;
+            }
+        }
+        let Some(signal) = best else {
+            return 0.0;
+        };
+        let history_points = self.settings.history_points as usize;
+        let tail = self
+            .season_tail
+            .get_or_insert_with(|| Tail::new(history_points));
+        let surprise = if explains {
+            tail.surprise(signal).min(MAX_SURPRISE)
+        } else {
+            0.0
+        };
+        let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
+        tail.learn(signal.min(cap));
+        surprise
     }
 
     fn learn(&mut self, at_unix_secs: i64, value: f64, signal: f64) {
