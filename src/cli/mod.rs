@@ -396,7 +396,8 @@ enum RunbookCommand {
         /// What the run acts on (keys locks and cooldowns); the runbook's name by default.
         #[arg(long)]
         target: Option<String>,
-        /// Render every step's inputs and execute nothing.
+        /// Render every step's inputs and execute nothing; Kubernetes steps ask the API server
+        /// what they would do (`dryRun=All`).
         #[arg(long)]
         dry_run: bool,
         /// Print each step as it happens, and exit 0 only if the run succeeds.

@@ -341,17 +341,24 @@ pub async fn run(config_path: &Path, args: &remote::Args, start: Start) -> u8 {
     0
 }
 
-/// Prints each step of a finished dry run with its rendered inputs.
+/// Prints each step of a dry run with its rendered inputs, once it has ended: a dry run with
+/// Kubernetes steps waits for the API server's answers to its `dryRun=All` requests.
 async fn print_dry_run(remote: &Remote, run_id: &str) -> u8 {
-    let shown = match remote
-        .get(&format!("/api/v1/runs/{}", segment(run_id)))
-        .await
-    {
-        Ok(shown) => shown,
-        Err(failure) => return failure.report(),
+    let path = format!("/api/v1/runs/{}", segment(run_id));
+    let shown = loop {
+        let shown = match remote.get(&path).await {
+            Ok(shown) => shown,
+            Err(failure) => return failure.report(),
+        };
+        if shown["run"]["status"] != "running" {
+            break shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     let steps = shown["steps"].as_array().cloned().unwrap_or_default();
-    eprintln!("dry run: every step rendered, nothing executed");
+    eprintln!(
+        "dry run: every step rendered; Kubernetes steps asked the API server (dryRun=All); nothing changed"
+    );
     for step in &steps {
         let text = |key: &str| step[key].as_str().unwrap_or("").to_string();
         println!("{}  {}  {}", text("step"), text("action"), text("status"));
@@ -363,6 +370,13 @@ async fn print_dry_run(remote: &Remote, run_id: &str) -> u8 {
             for (key, value) in inputs {
                 println!("    {key}: {value}");
             }
+        }
+        // What the API server said the step would do.
+        if let Some(output) = step["output"]
+            .as_object()
+            .filter(|output| !output.is_empty())
+        {
+            println!("    would: {}", serde_json::Value::Object(output.clone()));
         }
     }
     0

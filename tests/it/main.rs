@@ -8,6 +8,7 @@ mod e2e_alertmanager;
 mod e2e_detector;
 mod e2e_forecast;
 mod e2e_incidents;
+mod e2e_kubernetes;
 mod e2e_slo;
 mod examples;
 mod incidents_api;

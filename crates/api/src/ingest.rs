@@ -54,7 +54,7 @@ pub async fn source_hook(
             alertmanager_events(&handle, &config.name, &headers, body, Some(&config.labels)).await
         }
         Some(Source::Webhook(_)) => webhook_events(&handle, &name, &headers, body).await,
-        Some(Source::HttpProbe(_)) | None => Err(ApiError::new(
+        Some(Source::HttpProbe(_) | Source::KubernetesEvents(_)) | None => Err(ApiError::new(
             Code::NotFound,
             format!("no webhook source is named `{name}`; configure one under `sources:` with `type: webhook`"),
         )),

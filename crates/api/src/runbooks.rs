@@ -111,7 +111,8 @@ struct StartBody {
 }
 
 /// `POST /api/v1/runbooks/{name}/runs`: starts a run for the calling token. A real run is committed
-/// and dispatched before the answer; a dry run is complete.
+/// and dispatched before the answer; a dry run is complete, unless it has Kubernetes steps, which
+/// ask the API server for a dry run and are dispatched as a real run is.
 pub async fn start(
     State(handle): State<Handle>,
     headers: HeaderMap,
@@ -133,6 +134,14 @@ pub async fn start(
             StartError::Param(error) => ApiError::new(Code::InvalidParam, error.to_string()),
             StartError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
         })?;
+    // A dry run is complete now, unless its actions ask their API for a dry run
+    // (`kubernetes.*`): then it runs like a real one.
+    let complete = plan.dry_run
+        && !handle
+            .compiled
+            .runbooks
+            .get(&name)
+            .is_some_and(|program| program.asks_server_dry_run());
     let location = format!("/api/v1/runs/{}", plan.id);
     Ok((
         StatusCode::CREATED,
@@ -142,7 +151,7 @@ pub async fn start(
             "runbook": plan.runbook,
             "target": plan.target,
             "dry_run": plan.dry_run,
-            "status": if plan.dry_run { "dry_run" } else { "running" },
+            "status": if complete { "dry_run" } else { "running" },
         })),
     )
         .into_response())

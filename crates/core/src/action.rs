@@ -255,11 +255,13 @@ fn validate(action: &Action) -> Result<(), Error> {
             ),
             _ => Ok(()),
         },
-        Action::KubernetesWaitRollout(wait) if !(wait.poll_secs > 0.0) => fail(
-            "with.poll_secs",
-            "`poll_secs` must be positive",
-            "look every few seconds: `poll_secs: 2`",
-        ),
+        Action::KubernetesWaitRollout(wait) if wait.poll_secs.is_nan() || wait.poll_secs <= 0.0 => {
+            fail(
+                "with.poll_secs",
+                "`poll_secs` must be positive",
+                "look every few seconds: `poll_secs: 2`",
+            )
+        }
         _ => Ok(()),
     }
 }
@@ -311,7 +313,10 @@ fn validate_patch(patch: &kubernetes::Patch) -> Result<(), Error> {
     if !patch.env.is_empty() && !patch.kind.has_pod_template() {
         return fail(
             "with.env",
-            format!("a {} has no pod template to set `env` in", patch.kind.as_str()),
+            format!(
+                "a {} has no pod template to set `env` in",
+                patch.kind.as_str()
+            ),
             "set `env` on a Deployment, StatefulSet or DaemonSet",
         );
     }

@@ -199,7 +199,9 @@ pub fn decide(
 /// How rules triggered by an incident transition see the incident: the causing event's labels,
 /// overlaid with the incident's group labels and `incident` and `transition`; its annotations
 /// (the causing event's, such as `runbook_url`) add `incident_title` and, when known,
-/// `recent_changes` (one line per change) and `generator_url` (the alert's source, with its PromQL).
+/// `recent_changes` (one line per change), the newest change as `last_change`, `last_change_at`
+/// and `last_change_secs_before` (the seconds from it to the incident's start) and
+/// `generator_url` (the alert's source, with its PromQL).
 pub fn incident_event(
     incident: &crate::incident::Incident,
     transition: crate::incident::correlate::Transition,
@@ -214,6 +216,16 @@ pub fn incident_event(
     annotations.insert("incident_title".into(), incident.title.clone());
     if !changes.is_empty() {
         annotations.insert("recent_changes".into(), changes_text(changes));
+    }
+    // The newest change, so a rule can act on "the incident began right after a rollout":
+    // `condition: int(annotations.last_change_secs_before) < 900`.
+    if let Some((at, summary, _)) = changes.iter().max_by_key(|(at, _, _)| *at) {
+        annotations.insert("last_change".into(), summary.clone());
+        annotations.insert("last_change_at".into(), at.to_rfc3339());
+        annotations.insert(
+            "last_change_secs_before".into(),
+            (incident.started_at - *at).num_seconds().to_string(),
+        );
     }
     // Where the causing alert came from (Prometheus' link holds its PromQL expression).
     if let Some(url) = cause

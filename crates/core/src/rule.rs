@@ -317,7 +317,45 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
                     ));
                 }
             }
+            Source::KubernetesEvents(watch) => {
+                for (position, kind) in watch.event_types.iter().enumerate() {
+                    if !["Warning", "Normal"].contains(&kind.as_str()) {
+                        diagnostics.push(error(
+                            "sources",
+                            index,
+                            &format!("event_types[{position}]"),
+                            format!("unknown Event type `{kind}`"),
+                            Some("Kubernetes Events are `Warning` or `Normal`".into()),
+                        ));
+                    }
+                }
+                if watch
+                    .namespaces
+                    .iter()
+                    .any(|namespace| namespace.is_empty())
+                {
+                    diagnostics.push(error(
+                        "sources",
+                        index,
+                        "namespaces",
+                        "a namespace is empty".into(),
+                        Some("name each namespace, or leave the list empty to watch all".into()),
+                    ));
+                }
+            }
             Source::Alertmanager(_) => {}
+        }
+    }
+    if let Some(kubernetes) = &config.kubernetes {
+        if kubernetes.url.is_some() && kubernetes.kubeconfig.is_some() {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: None,
+                line: None,
+                path: "kubernetes.url".into(),
+                message: "both `url` and `kubeconfig` are set".into(),
+                hint: Some("keep `kubeconfig`, or `url` for an unauthenticated proxy".into()),
+            });
         }
     }
 

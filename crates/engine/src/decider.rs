@@ -627,7 +627,14 @@ impl DecideStage {
                     ])
                     .inc();
                 match &decision.verdict {
-                    RuleVerdict::Run { run } => {
+                    RuleVerdict::Run { run } | RuleVerdict::DryRun { run }
+                        if !run.dry_run
+                            || self
+                                .program(&run.rule)
+                                .is_some_and(|program| program.asks_server_dry_run()) =>
+                    {
+                        // A dry run whose actions can ask their API (`dryRun=All`) is driven like
+                        // a real run; its machine executes only those.
                         intents.push(Write::RunStarted {
                             run: run.clone(),
                             at: now,
@@ -680,6 +687,8 @@ impl DecideStage {
                         tracing::warn!(rule = %decision.rule, event = %event.id, "rule not applied: {message}");
                     }
                     RuleVerdict::IgnoredStatus { .. } => {}
+                    // A run that is not a dry run always matches the first arm.
+                    RuleVerdict::Run { .. } => {}
                 }
             }
             // The decision goes before the run intents it caused.

@@ -39,6 +39,8 @@ pub enum Error {
     Http(String),
     #[error("run `{run}`: its journaled runbook does not compile: {message}")]
     Plan { run: String, message: String },
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kubernetes::Error),
 }
 
 /// Why a run could not be started by hand.
@@ -252,7 +254,9 @@ impl Handle {
             spec: program.spec.clone(),
             library: program.library.clone(),
         };
-        let writes = if plan.dry_run {
+        // A dry run completes at once, unless its actions can ask their API for a dry run.
+        let at_once = plan.dry_run && !program.asks_server_dry_run();
+        let writes = if at_once {
             runs::dry_run_writes(&plan, Arc::clone(&program), None, now)
         } else {
             vec![Write::RunStarted {
@@ -264,8 +268,8 @@ impl Handle {
             .submit(writes)
             .await
             .map_err(|error| StartError::Unavailable(error.to_string()))?;
-        if !plan.dry_run {
-            tracing::info!(run = %plan.id, runbook = name, %by, "run started by hand");
+        if !at_once {
+            tracing::info!(run = %plan.id, runbook = name, %by, dry_run = plan.dry_run, "run started by hand");
             self.runs.spawn(Start {
                 plan: plan.clone(),
                 program,
@@ -346,6 +350,7 @@ pub async fn start_with_store(
         .user_agent(concat!("homeostat/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| Error::Http(error.to_string()))?;
+    let cluster = crate::kubernetes::Cluster::connect(&config).await?;
     let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
     let runs = Runs::new(runs::Config {
         writer: writer.clone(),
@@ -359,6 +364,7 @@ pub async fn start_with_store(
         prometheus: config.prometheus.clone(),
         attention_notifier: config.runs.attention_notifier.clone(),
         http: http.clone(),
+        cluster: cluster.clone(),
         finished: finished_sender,
     });
 
@@ -420,6 +426,16 @@ pub async fn start_with_store(
                 probe.clone(),
                 handle.clone(),
                 http.clone(),
+            )));
+        }
+    }
+    #[cfg(feature = "kubernetes")]
+    for source in &compiled.config.sources {
+        if let (Source::KubernetesEvents(watch), Some(client)) = (source, cluster.client()) {
+            tasks.push(tokio::spawn(crate::source::kubernetes::run(
+                watch.clone(),
+                client.clone(),
+                handle.clone(),
             )));
         }
     }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod decider;
 pub mod engine;
 pub mod failpoint;
+pub mod kubernetes;
 pub mod metrics;
 pub mod prometheus;
 pub mod runs;

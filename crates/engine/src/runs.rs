@@ -69,6 +69,7 @@ struct Inner {
     prometheus: Option<Prometheus>,
     attention_notifier: Option<String>,
     http: reqwest::Client,
+    cluster: crate::kubernetes::Cluster,
     finished: mpsc::UnboundedSender<Finished>,
     live: Mutex<HashMap<String, Live>>,
     /// Tells readers (the API's log streams) that a run's journal grew.
@@ -105,6 +106,8 @@ pub struct Config {
     pub prometheus: Option<Prometheus>,
     pub attention_notifier: Option<String>,
     pub http: reqwest::Client,
+    /// The Kubernetes client of the `kubernetes.*` actions.
+    pub cluster: crate::kubernetes::Cluster,
     pub finished: mpsc::UnboundedSender<Finished>,
 }
 
@@ -120,6 +123,7 @@ impl Runs {
                 prometheus: config.prometheus,
                 attention_notifier: config.attention_notifier,
                 http: config.http,
+                cluster: config.cluster,
                 finished: config.finished,
                 live: Mutex::new(HashMap::new()),
                 changed,
@@ -229,6 +233,7 @@ impl Runs {
                     target,
                     params,
                     incident,
+                    dry_run,
                     ..
                 },
             program,
@@ -237,7 +242,7 @@ impl Runs {
             resumed,
             ..
         } = start;
-        let mut machine = Box::new(Machine::new(program, params, globals, false));
+        let mut machine = Box::new(Machine::new(program, params, globals, dry_run));
         let first = if !resumed {
             (Input::Start, started_at)
         } else {
@@ -337,7 +342,15 @@ impl Runs {
                         attempt,
                         action,
                         timeout_secs,
-                    } => self.execute(&run_id, step, attempt, action, timeout_secs, sender.clone()),
+                    } => self.execute(
+                        &run_id,
+                        step,
+                        attempt,
+                        action,
+                        timeout_secs,
+                        machine.dry_run(),
+                        sender.clone(),
+                    ),
                     Effect::Check {
                         step,
                         attempt,
@@ -450,6 +463,7 @@ impl Runs {
     }
 
     /// Runs one action in its own task, so a panic becomes a failed step, not a dead daemon.
+    #[allow(clippy::too_many_arguments)] // The step's coordinates, its action and how to run it.
     fn execute(
         &self,
         run_id: &str,
@@ -457,6 +471,7 @@ impl Runs {
         attempt: u32,
         action: Action,
         timeout_secs: f64,
+        dry_run: bool,
         sender: Inputs,
     ) {
         let inner = Arc::clone(&self.inner);
@@ -467,6 +482,9 @@ impl Runs {
             timeout,
             notifiers: inner.notifiers.clone(),
             http: inner.http.clone(),
+            dry_run,
+            now: inner.clock.now(),
+            cluster: inner.cluster.clone(),
         };
         let run_id = run_id.to_string();
         tokio::spawn(async move {
@@ -481,6 +499,15 @@ impl Runs {
                     format!("the action panicked: {join_error}"),
                 ),
                 Err(_) => Outcome::timed_out(serde_json::Value::Null, timeout),
+            };
+            // A dry run's action asked its API what it would do; it did nothing.
+            let outcome = if dry_run && outcome.status == Status::Succeeded {
+                Outcome {
+                    status: Status::DryRun,
+                    ..outcome
+                }
+            } else {
+                outcome
             };
             failpoint::hit(failpoint::AFTER_EFFECT);
             let elapsed = inner.clock.monotonic().saturating_sub(began);
@@ -566,6 +593,9 @@ impl Runs {
             timeout: Duration::from_secs(10),
             notifiers: inner.notifiers.clone(),
             http: inner.http.clone(),
+            dry_run: false,
+            now: inner.clock.now(),
+            cluster: inner.cluster.clone(),
         };
         let notify = Action::Notify(Notify {
             notifier: notifier.to_string(),

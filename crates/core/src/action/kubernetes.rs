@@ -151,7 +151,7 @@ impl<'de> Deserialize<'de> for Int {
 }
 
 /// A map of names to values, where a null value removes the name. Also taken as the JSON text of
-/// such a map, which is what a template renders (`"{{ outputs.undo.labels | tojson }}"`).
+/// such a map, which is what a template renders (`"{{ result.undo.labels | tojson }}"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Changes(pub BTreeMap<String, Option<String>>);
@@ -357,14 +357,14 @@ fn poll_secs() -> f64 {
 }
 
 /// What an action declares undoes it: the rollback's action and its inputs, templates over the
-/// step's `outputs`. The runbook compiler adds it to a step that declares none of its own. A step
+/// action's output (`result`). The runbook compiler adds it to a step that declares none of its own. A step
 /// whose outputs say `changed: false` registers no rollback.
 pub fn declared_rollback(action: &str) -> Option<(&'static str, serde_json::Value)> {
     use serde_json::json;
     let object = json!({
-        "kind": "{{ outputs.kind }}",
-        "namespace": "{{ outputs.namespace }}",
-        "name": "{{ outputs.name }}",
+        "kind": "{{ result.kind }}",
+        "namespace": "{{ result.namespace }}",
+        "name": "{{ result.name }}",
     });
     let with = |extra: serde_json::Value| {
         let mut inputs = object.clone();
@@ -377,30 +377,33 @@ pub fn declared_rollback(action: &str) -> Option<(&'static str, serde_json::Valu
         "kubernetes.scale" => Some((
             "kubernetes.scale",
             with(json!({
-                "replicas": "{{ outputs.previous_replicas }}",
-                "min": "{{ outputs.previous_replicas }}",
-                "max": "{{ outputs.previous_replicas }}",
+                "replicas": "{{ result.previous_replicas }}",
+                "min": "{{ result.previous_replicas }}",
+                "max": "{{ result.previous_replicas }}",
             })),
         )),
-        "kubernetes.cordon" | "kubernetes.drain" => {
-            Some(("kubernetes.uncordon", json!({ "node": "{{ outputs.node }}" })))
+        "kubernetes.cordon" | "kubernetes.drain" => Some((
+            "kubernetes.uncordon",
+            json!({ "node": "{{ result.node }}" }),
+        )),
+        "kubernetes.uncordon" => {
+            Some(("kubernetes.cordon", json!({ "node": "{{ result.node }}" })))
         }
-        "kubernetes.uncordon" => Some(("kubernetes.cordon", json!({ "node": "{{ outputs.node }}" }))),
         "kubernetes.rollout_undo" => Some((
             "kubernetes.rollout_undo",
             json!({
-                "namespace": "{{ outputs.namespace }}",
-                "name": "{{ outputs.name }}",
-                "to_revision": "{{ outputs.from_revision }}",
+                "namespace": "{{ result.namespace }}",
+                "name": "{{ result.name }}",
+                "to_revision": "{{ result.from_revision }}",
             }),
         )),
         "kubernetes.patch" => Some((
             "kubernetes.patch",
             with(json!({
-                "labels": "{{ outputs.undo.labels | tojson }}",
-                "annotations": "{{ outputs.undo.annotations | tojson }}",
-                "env": "{{ outputs.undo.env | tojson }}",
-                "container": "{{ outputs.undo.container }}",
+                "labels": "{{ result.undo.labels | tojson }}",
+                "annotations": "{{ result.undo.annotations | tojson }}",
+                "env": "{{ result.undo.env | tojson }}",
+                "container": "{{ result.undo.container }}",
             })),
         )),
         _ => None,

@@ -6,6 +6,7 @@
 pub mod detectors;
 pub mod forecasts;
 pub mod incidents;
+pub mod kubernetes;
 pub mod locate;
 pub mod runbook;
 pub mod slos;
@@ -99,6 +100,7 @@ struct ConfigFile {
     #[serde(default)]
     runbooks: Vec<Runbook>,
     prometheus: Option<Prometheus>,
+    kubernetes: Option<kubernetes::Kubernetes>,
     runs: Option<Runs>,
     incidents: Option<incidents::Incidents>,
     #[serde(default)]
@@ -123,6 +125,8 @@ pub struct Config {
     pub runbooks: Vec<Runbook>,
     /// The Prometheus-compatible API that PromQL checks query by default.
     pub prometheus: Option<Prometheus>,
+    /// The cluster connection of the `kubernetes_events` source and the Kubernetes actions.
+    pub kubernetes: Option<kubernetes::Kubernetes>,
     pub runs: Runs,
     pub incidents: incidents::Incidents,
     /// The SLOs the daemon evaluates.
@@ -228,6 +232,8 @@ pub enum Source {
     Webhook(WebhookSource),
     /// Probes a URL on an interval and emits firing and resolved events.
     HttpProbe(HttpProbeSource),
+    /// Watches a Kubernetes cluster: Events, pod states, Deployment rollouts.
+    KubernetesEvents(kubernetes::KubernetesEventsSource),
 }
 
 impl Source {
@@ -236,6 +242,7 @@ impl Source {
             Source::Alertmanager(source) => &source.name,
             Source::Webhook(source) => &source.name,
             Source::HttpProbe(source) => &source.name,
+            Source::KubernetesEvents(source) => &source.name,
         }
     }
 }
@@ -689,6 +696,9 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         }
         if singleton("prometheus", file.prometheus.is_some(), &mut diagnostics) {
             config.prometheus = file.prometheus;
+        }
+        if singleton("kubernetes", file.kubernetes.is_some(), &mut diagnostics) {
+            config.kubernetes = file.kubernetes;
         }
         if singleton("runs", file.runs.is_some(), &mut diagnostics) {
             config.runs = file.runs.unwrap_or_default();

@@ -237,6 +237,8 @@ struct Undo {
     block: usize,
     index: usize,
     outputs: Value,
+    /// The action's own output, which a rollback declared by the action reads as `result`.
+    result: Value,
 }
 
 #[derive(Debug, Default)]
@@ -266,6 +268,8 @@ pub struct Machine {
     cancelled: Option<String>,
     rollback: Option<Rollback>,
     end: Option<RunEnd>,
+    /// The output of the action whose step is ending, handed from `outcome` to `end_step_inner`.
+    result: Option<Value>,
 }
 
 impl Machine {
@@ -303,7 +307,13 @@ impl Machine {
             cancelled: None,
             rollback: None,
             end: None,
+            result: None,
         }
+    }
+
+    /// A dry run: only actions that can ask their API for a dry run execute.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
     }
 
     pub fn end(&self) -> Option<&RunEnd> {
@@ -1039,7 +1049,9 @@ impl Machine {
             inputs: with_note(inputs, note),
             resumed,
         });
-        if self.dry_run {
+        // A dry run executes nothing, except actions whose API can say what it would do without
+        // doing it (Kubernetes' `dryRun=All`): those run, and their outcome comes back as `dry_run`.
+        if self.dry_run && !parsed.as_ref().is_some_and(Action::server_dry_run) {
             self.end_step(frame, index, path, "dry_run", json!({}), None, out, work);
             return;
         }
@@ -1185,13 +1197,17 @@ impl Machine {
             });
         }
         let failed = !matches!(status, "succeeded" | "skipped" | "dry_run");
-        if !failed && has_rollback && status == "succeeded" {
+        let result = self.result.take().unwrap_or(Value::Null);
+        // An action that reports it changed nothing (`changed: false`) has nothing to undo.
+        let changed = result.get("changed").and_then(Value::as_bool) != Some(false);
+        if !failed && has_rollback && status == "succeeded" && changed {
             self.completed.push(Undo {
                 path: path.to_string(),
                 frame,
                 block: self.frames[frame].block,
                 index,
                 outputs: outputs.clone(),
+                result,
             });
         }
         let state = &mut self.frames[frame];
@@ -1379,7 +1395,7 @@ impl Machine {
                 attempt: current, ..
             } if current == attempt => {
                 let node = self.node(frame, index);
-                if status == "succeeded" {
+                if status == "succeeded" || (self.dry_run && status == "dry_run") {
                     let outputs = &self.node(frame, index).outputs;
                     // A step without outputs renders nothing, so it needs no context.
                     let context = if outputs.is_empty() {
@@ -1390,16 +1406,9 @@ impl Machine {
                     match self.render_outputs(outputs, &context) {
                         Ok(outputs) => {
                             out.outputs = Some(outputs.clone());
+                            self.result = Some(output.clone());
                             self.end_step_inner(
-                                frame,
-                                index,
-                                path,
-                                "succeeded",
-                                outputs,
-                                None,
-                                false,
-                                out,
-                                &mut work,
+                                frame, index, path, status, outputs, None, false, out, &mut work,
                             );
                         }
                         Err(message) => self.end_step(
@@ -1709,7 +1718,7 @@ impl Machine {
             let node = self.node(active.frame, active.index);
             match &active.state {
                 State::Effect { attempt, check } => {
-                    if *check || node.idempotent {
+                    if *check || node.idempotent || self.dry_run {
                         reissue.push((path.clone(), active.frame, active.index, *attempt));
                     } else {
                         unknown.push(format!("`{path}` (attempt {attempt})"));
@@ -1754,7 +1763,7 @@ impl Machine {
                         TimerKind::Retry,
                         at,
                     )),
-                    (None, Some(node)) if node.idempotent => {
+                    (None, Some(node)) if node.idempotent || self.dry_run => {
                         let (undo, attempt) = (undo.clone(), *attempt);
                         self.issue_rollback(&undo, attempt, true, now, out);
                     }
@@ -1953,7 +1962,13 @@ impl Machine {
         if let Some(rollback) = &mut self.rollback {
             rollback.waiting_retry = None;
         }
-        let context = self.context(undo.frame, &[("outputs", undo.outputs.clone())]);
+        let context = self.context(
+            undo.frame,
+            &[
+                ("outputs", undo.outputs.clone()),
+                ("result", undo.result.clone()),
+            ],
+        );
         let Kind::Action { action, inputs } = &node.kind else {
             self.rollback_outcome(
                 &path,

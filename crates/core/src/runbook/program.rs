@@ -217,6 +217,17 @@ impl Program {
         &self.spec.name
     }
 
+    /// Whether a dry run of it executes anything: a step whose action can ask its API for a dry
+    /// run (Kubernetes' `dryRun=All`). Such dry runs are driven like real runs; others complete at
+    /// once.
+    pub fn asks_server_dry_run(&self) -> bool {
+        self.blocks.iter().any(|block| {
+            block.steps.iter().any(|node| {
+                matches!(&node.kind, Kind::Action { action, .. } if crate::action::is_kubernetes(action))
+            })
+        })
+    }
+
     pub fn params(&self) -> &BTreeMap<String, Param> {
         &self.spec.params
     }
@@ -375,7 +386,17 @@ impl Compiler<'_> {
             .transpose()
             .map_err(|message| fail(format!("when: {message}")))?;
         let outputs = self.templates(&step.outputs, path)?;
-        let rollback = match &step.rollback {
+        // A rollback is not undone in turn.
+        let declared = step
+            .action
+            .as_deref()
+            .filter(|_| !path.ends_with(".rollback"))
+            .and_then(crate::action::kubernetes::declared_rollback)
+            .map(|(action, with)| {
+                crate::config::Step::action(&format!("undo-{}", step.name), action, with)
+            });
+        // A step's own `rollback` wins; else the one its action declares (scale back, uncordon).
+        let rollback = match step.rollback.as_deref().or(declared.as_ref()) {
             Some(rollback) => Some(Box::new(self.node(
                 rollback,
                 &format!("{path}.rollback"),

@@ -2536,3 +2536,73 @@ fn a_step_failing_after_a_cancel_is_not_retried() {
         )]
     );
 }
+
+// ----- rollbacks that actions declare, and dry runs that ask the server -----
+
+const KUBE: &str = r#"
+runbooks:
+  - name: scale-then-check
+    steps:
+      - name: up
+        action: kubernetes.scale
+        with: {namespace: shop, name: checkout, replicas: 6, max: 10}
+      - name: cordon
+        action: kubernetes.cordon
+        with: {node: n1}
+      - name: check
+        action: exec
+        with: {command: [check]}
+"#;
+
+#[test]
+fn a_kubernetes_step_is_undone_by_the_rollback_its_action_declares() {
+    let mut run = Run::new(KUBE, "scale-then-check", json!({}));
+    run.start();
+    run.succeed(
+        "up",
+        json!({"kind": "Deployment", "namespace": "shop", "name": "checkout",
+               "previous_replicas": 3, "replicas": 6, "changed": true}),
+    );
+    // The node was cordoned already: nothing to undo there.
+    run.succeed("cordon", json!({"node": "n1", "changed": false}));
+    let failed = run.fail("check");
+    assert_eq!(
+        failed.records[0],
+        Record::RollbackStarted {
+            steps: vec!["up".into()]
+        }
+    );
+    let Effect::Execute { step, action, .. } = &failed.effects[0] else {
+        panic!("{:?}", failed.effects)
+    };
+    assert_eq!(step, "up.rollback");
+    assert_eq!(
+        serde_json::to_value(action).unwrap(),
+        json!({"action": "kubernetes.scale", "with": {
+            "kind": "Deployment", "namespace": "shop", "name": "checkout",
+            "replicas": 3, "min": 3, "max": 3}})
+    );
+    run.succeed("up.rollback", json!({"changed": true}));
+    assert_eq!(run.end().status, "rolled_back");
+    assert_eq!(run.end().undone, ["up"]);
+}
+
+#[test]
+fn a_dry_run_executes_kubernetes_actions_as_server_dry_runs_and_nothing_else() {
+    let mut run = Run::build(compile(KUBE, "scale-then-check"), json!({}), true);
+    let started = run.start();
+    assert_eq!(run.executing(), ["up"], "{:?}", started.records);
+    let attempt = run.attempt_of("up");
+    let answered = run.outcome("up", attempt, "dry_run", json!({"replicas": 6}));
+    assert!(
+        answered.records.is_empty()
+            || !answered
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::RollbackStarted { .. }))
+    );
+    run.outcome("cordon", run.attempt_of("cordon"), "dry_run", json!({}));
+    // `exec` cannot be asked what it would do: it completes as a dry run without executing.
+    assert!(run.executing().is_empty());
+    assert_eq!(run.end().status, "dry_run");
+}

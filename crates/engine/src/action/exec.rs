@@ -370,6 +370,9 @@ mod tests {
             timeout,
             notifiers: BTreeMap::new(),
             http: reqwest::Client::new(),
+            dry_run: false,
+            now: chrono::DateTime::UNIX_EPOCH,
+            cluster: Default::default(),
         }
     }
 

@@ -247,6 +247,9 @@ pub(crate) mod tests {
                 .map(|notifier| (notifier.name().to_string(), notifier))
                 .collect(),
             http: reqwest::Client::new(),
+            dry_run: false,
+            now: chrono::DateTime::UNIX_EPOCH,
+            cluster: Default::default(),
         }
     }
 

@@ -22,6 +22,12 @@ pub struct Context {
     /// Notifiers by name, from the config.
     pub notifiers: BTreeMap<String, Notifier>,
     pub http: reqwest::Client,
+    /// The run is a dry run: an action that can ask its API for a dry run does (Kubernetes'
+    /// `dryRun=All`); others are never executed in one.
+    pub dry_run: bool,
+    /// When the step started, for actions that stamp a time (a rollout restart).
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub cluster: crate::kubernetes::Cluster,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +36,8 @@ pub enum Status {
     Succeeded,
     Failed,
     TimedOut,
+    /// A dry run's action: its API said what it would do, and it did nothing.
+    DryRun,
 }
 
 impl Status {
@@ -38,6 +46,7 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::TimedOut => "timed_out",
+            Status::DryRun => "dry_run",
         }
     }
 }
@@ -89,12 +98,6 @@ pub async fn execute(action: &Action, context: &Context) -> Outcome {
             tracing::info!(run = %context.run_id, message = %log.message, "runbook log");
             Outcome::succeeded(serde_json::json!({ "message": log.message }))
         }
-        kubernetes => Outcome::failed(
-            serde_json::json!({}),
-            format!(
-                "`{}` needs the Kubernetes client, which this build does not have",
-                kubernetes.name()
-            ),
-        ),
+        kubernetes => context.cluster.execute(kubernetes, context).await,
     }
 }

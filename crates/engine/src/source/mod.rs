@@ -3,4 +3,6 @@
 pub mod detector;
 pub mod forecast;
 pub mod http_probe;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod slo;
