@@ -296,4 +296,46 @@ mod tests {
         assert_eq!(config.cluster_url.to_string(), "https://10.0.0.1:6443/");
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A kubeconfig with a token user and a context, pointed at the in-process API server: the
+    /// client it makes lists through it, in the context's namespace.
+    #[tokio::test]
+    async fn a_kubeconfig_context_connects_and_lists() {
+        let fake = homeostat_kube_fake::FakeApi::start().await;
+        fake.put_json(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop"}}));
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}'}}\nusers:\n- name: u\n  user: {{token: secret-token}}\ncontexts:\n- name: kind-homeostat\n  context: {{cluster: c, user: u, namespace: shop}}\ncurrent-context: other\n",
+                fake.url()
+            ),
+        )
+        .expect("write the kubeconfig");
+        let client = connect(&ClientSettings {
+            kubeconfig: Some(path),
+            context: Some("kind-homeostat".into()),
+            ..ClientSettings::default()
+        })
+        .await
+        .expect("a client");
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::default_namespaced(client);
+        let names: Vec<String> = api
+            .list(&Default::default())
+            .await
+            .expect("a list through the kubeconfig's cluster")
+            .items
+            .into_iter()
+            .filter_map(|map| map.metadata.name)
+            .collect();
+        assert_eq!(names, ["settings"]);
+        let requests = fake.requests();
+        assert_eq!(
+            requests.last().map(|r| r.path.as_str()),
+            Some("/api/v1/namespaces/shop/configmaps")
+        );
+    }
 }

@@ -7,12 +7,13 @@ use homeostat_core::action::{self, kubernetes::declared_rollback, Action};
 use homeostat_core::template::TemplatesBuilder;
 use homeostat_kube_fake::FakeApi;
 use homeostat_kubernetes::actions::{execute, Context, Failure};
+use homeostat_kubernetes::permissions;
 use serde_json::{json, Value};
 
-/// The fake and a client whose default namespace is `shop`, with kube's default retries (of
-/// 429, 503 and 504) as the daemon's client has them.
+/// The fake and a client whose default namespace is `shop`, without kube's own retries of 429,
+/// 503 and 504, as the daemon's client (`client::connect`) has it.
 async fn start() -> (FakeApi, kube::Client) {
-    start_with(true).await
+    start_with(false).await
 }
 
 /// With `retry: false`, every refusal reaches the action at once: the requests are exact.
@@ -44,11 +45,80 @@ async fn run(
     with: Value,
     dry_run: bool,
 ) -> Result<Value, Failure> {
+    RAN.with(|ran| {
+        ran.borrow_mut().push(
+            permissions::ACTIONS
+                .iter()
+                .find(|known| **known == name)
+                .copied()
+                .unwrap_or("unknown"),
+        )
+    });
     execute(client, &parse(name, with), &context(dry_run)).await
+}
+
+thread_local! {
+    /// The actions run since the requests were last read: every request they made must be one
+    /// that `permissions::rules` grants them, or the RBAC homeostat ships would refuse it.
+    /// (Each `#[tokio::test]` runs on a thread of its own.)
+    static RAN: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The RBAC verb, API group and resource (or `resource/subresource`) of a request.
+fn rbac(request: &homeostat_kube_fake::Request) -> (String, String, String) {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => panic!("not an API path: {}", request.path),
+    };
+    let rest: &[&str] = match rest {
+        ["namespaces", _namespace, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [plural] => (plural.to_string(), false),
+        [plural, _name] => (plural.to_string(), true),
+        [plural, _name, sub] => (format!("{plural}/{sub}"), true),
+        _ => panic!("an unexpected path: {}", request.path),
+    };
+    let verb = match (request.method.as_str(), named) {
+        ("GET", _) if request.watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        (method, _) => panic!("an unexpected method {method}"),
+    };
+    (verb.to_string(), group.to_string(), resource)
+}
+
+/// Fails the test if a request of the actions just run is not granted to them.
+fn check_granted(fake: &FakeApi) {
+    let actions = RAN.with(|ran| std::mem::take(&mut *ran.borrow_mut()));
+    if actions.is_empty() {
+        return;
+    }
+    let granted = permissions::rules(&actions, None);
+    for request in fake.requests() {
+        let (verb, group, resource) = rbac(&request);
+        assert!(
+            granted.iter().any(|permission| permission.group == group
+                && permission.resource == resource
+                && permission.verbs.contains(&verb.as_str())),
+            "{actions:?} sent `{} {}`, which needs `{verb}` on `{group}/{resource}`: not in permissions::rules, so the RBAC would refuse it",
+            request.method,
+            request.path
+        );
+    }
 }
 
 /// The requests the fake received, as `[method, path, query, content type, body]`.
 fn requests(fake: &FakeApi) -> Vec<Value> {
+    check_granted(fake);
     let requests = fake
         .requests()
         .into_iter()
@@ -1032,9 +1102,10 @@ async fn drain_retries_an_eviction_the_budget_refuses_until_its_timeout() {
 
 #[tokio::test]
 async fn drain_names_the_budget_when_the_client_retries_the_refusals_itself() {
-    // kube's default client retries a 429 for minutes without showing it: the drain still ends
-    // at its timeout, and names the budget from the namespace's PodDisruptionBudgets.
-    let (fake, client) = start().await;
+    // kube's default client retries a 429 for minutes without showing it (the daemon turns that
+    // off, a library user might not): the drain still ends at its timeout, and names the budget
+    // from the namespace's PodDisruptionBudgets.
+    let (fake, client) = start_with(true).await;
     node(&fake, "n1", false);
     budget(&fake, 0);
     pod(&fake, "db-0", "n1", Some(("StatefulSet", "db")), json!({}));
