@@ -680,4 +680,42 @@ async fn after_a_crash_the_watch_resumes_from_the_journaled_resource_version() {
         .parse()
         .expect("a resourceVersion");
     assert!(resumed_from > 0, "{event_requests:#?}");
+
+    // A watch the server breaks, and a request it fails: the watch comes back, and the failure
+    // is counted where an operator looks.
+    api.fail_next(Some("GET"), "watch", 500, 1);
+    api.close_watches();
+    wait_for(
+        "the failure in /metrics",
+        DEADLINE,
+        || async {
+            let metrics = daemon
+                .client()
+                .get(daemon.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|line| {
+                    line.starts_with("homeostat_source_errors_total{")
+                        && line.contains("source=\"cluster\"")
+                        && line.contains("error_type=\"api_error\"")
+                })
+                .then_some(())
+        },
+        || context(&daemon),
+    )
+    .await;
+    api.put_json(back_off_event("api-3", &now));
+    wait_for(
+        "an event after the watch came back",
+        DEADLINE,
+        || async { (journaled(&store).await.len() == 4).then_some(()) },
+        || context(&daemon),
+    )
+    .await;
 }

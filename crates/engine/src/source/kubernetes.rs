@@ -63,7 +63,19 @@ pub async fn run(config: KubernetesEventsSource, client: kube::Client, handle: H
     // Small: a watch waits for its batch to be journaled before it reads on.
     let (sender, mut receiver) = mpsc::channel::<Batch>(16);
     let watcher = Watcher::spawn(client, settings, saved, sender, handle.clock.clone());
-    while let Some(batch) = receiver.recv().await {
+    let stats = watcher.stats();
+    let mut counted = (0, 0);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        let batch = tokio::select! {
+            batch = receiver.recv() => batch,
+            _ = tick.tick() => {
+                count_errors(&handle, &config.name, &stats, &mut counted);
+                continue;
+            }
+        };
+        let Some(batch) = batch else { break };
+        count_errors(&handle, &config.name, &stats, &mut counted);
         let Batch {
             key,
             mut events,
@@ -94,4 +106,29 @@ pub async fn run(config: KubernetesEventsSource, client: kube::Client, handle: H
         handle.journal_own(&config.name, events, snapshot).await;
     }
     drop(watcher);
+}
+
+/// Adds the watches' failed requests and relists since the last call to `source_errors`.
+fn count_errors(handle: &Handle, source: &str, stats: &watch::Stats, counted: &mut (u64, u64)) {
+    use std::sync::atomic::Ordering;
+    let now = (
+        stats.errors.load(Ordering::Relaxed),
+        stats.relists.load(Ordering::Relaxed),
+    );
+    for (error_type, total, before) in [
+        ("api_error", now.0, counted.0),
+        ("watch_expired", now.1, counted.1),
+    ] {
+        if total > before {
+            handle
+                .metrics
+                .source_errors
+                .get_or_create(&vec![
+                    ("source", source.to_string()),
+                    ("error_type", error_type.to_string()),
+                ])
+                .inc_by(total - before);
+        }
+    }
+    *counted = now;
 }
