@@ -17,7 +17,9 @@
 //!    likelihood): a run of small deviations or novel sequences is a sustained change;
 //! 4. scores the larger of the novelty (beyond the series' usual novelty) and the sustained
 //!    surprise, discounted by the recent peak so that an episode raises one alarm, and starts a
-//!    cooldown after an alarm.
+//!    cooldown after an alarm. Only a value that is news itself scores: one that keeps to the
+//!    seasonal profile of a series that profile explains, or whose every short sequence is
+//!    familiar, scores 0 whatever the sustained surprise.
 //!
 //! See `docs/anomaly.md` for the reasoning, the settings and the evaluation on NAB.
 
@@ -271,7 +273,7 @@ impl Detector {
         let signal = ((value - expected).abs() / scale).min(MAX_SIGNAL);
         let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
         let point_surprise = self.tail.surprise(signal).min(MAX_SURPRISE);
-        let season_surprise = self.season_surprise(at_unix_secs, value);
+        let (season_surprise, seasonal) = self.season_surprise(at_unix_secs, value);
         // A new extreme counts as novel at every order only if its residual is also rare for this
         // series: on plain noise the range keeps growing by small steps, which are not news.
         let novelty = self
@@ -284,7 +286,22 @@ impl Detector {
             .observe((point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw))
             .min(MAX_SURPRISE);
         let raw_surprise = (novelty.excess * MAX_SURPRISE).max(sustained_surprise);
-        let surprise = raw_surprise - PEAK_SHARE * self.recent_peak;
+        // Only a value that is news itself is reported; a run of evidence waits for one:
+        // - on a series that a seasonal profile explains (see `SEASONAL_SHARE`), a value that
+        //   keeps to the profile is not news, however its sequence is binned (a pair of bins new
+        //   after the range grew) or whatever the sustained signal says after a change: the
+        //   profile predicts it;
+        // - on any series, a value whose every short sequence was seen recently (a spike of a
+        //   size the series often shows, in a familiar context) is not news either, even when the
+        //   point surprise is high: its tail forgets after `history_points` values, the sequence
+        //   memory remembers longer which spikes are the series' habit.
+        let keeps_to_profile = season_surprise < BEYOND_SURPRISE;
+        let reported = if keeps_to_profile && (seasonal || novelty.raw <= 0.0) {
+            0.0
+        } else {
+            raw_surprise
+        };
+        let surprise = reported - PEAK_SHARE * self.recent_peak;
         let learning = self.points < u64::from(self.settings.warmup_points);
         let mut score = if learning {
             0.0
@@ -353,13 +370,13 @@ impl Detector {
 
     /// How surprising the departure of `value` from the seasonal profiles is, in their own
     /// recent residuals' tail, on a series that the profiles explain (see `SEASONAL_SHARE`); 0
-    /// otherwise. Learns the departure.
-    fn season_surprise(&mut self, at_unix_secs: i64, value: f64) -> f64 {
+    /// otherwise. Also whether they explain it. Learns the departure.
+    fn season_surprise(&mut self, at_unix_secs: i64, value: f64) -> (f64, bool) {
         if !self.settings.seasonality {
-            return 0.0;
+            return (0.0, false);
         }
         let Some(median) = self.level.median() else {
-            return 0.0;
+            return (0.0, false);
         };
         let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
         let seen_secs = self.first_at.map_or(0, |first| at_unix_secs - first);
@@ -381,7 +398,7 @@ impl Detector {
             }
         }
         let Some(signal) = best else {
-            return 0.0;
+            return (0.0, false);
         };
         let history_points = self.settings.history_points as usize;
         let tail = self
@@ -394,7 +411,7 @@ impl Detector {
         };
         let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
         tail.learn(signal.min(cap));
-        surprise
+        (surprise, explains)
     }
 
     fn learn(&mut self, at_unix_secs: i64, value: f64, signal: f64) {
