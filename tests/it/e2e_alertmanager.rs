@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    base_config, tail, wait_for, Alertmanager, Daemon, Prometheus, ScrapeTarget, TOKEN,
+    alerting_config, alertmanager_config, base_config, tail, wait_for, Alertmanager, Daemon,
+    Prometheus, ScrapeTarget,
 };
 
 /// Long enough for a scrape, an evaluation, Alertmanager's dispatch and the `exec` step, with room
@@ -48,47 +49,6 @@ fn homeostat_config(dir: &Path, restarts: &Path) -> String {
         timeout_secs: 10
 "#
         )
-}
-
-fn alertmanager_config(homeostat: &Daemon) -> String {
-    // `repeat_interval` is short on purpose: a repeated notification of a still-firing alert must
-    // arrive during the test, so that "repeats do not restart again" is checked, not assumed.
-    format!(
-        r#"route:
-  receiver: homeostat
-  group_by: [alertname, service]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 2s
-receivers:
-  - name: homeostat
-    webhook_configs:
-      - url: {url:?}
-        send_resolved: true
-        http_config:
-          authorization: {{type: Bearer, credentials: {TOKEN:?}}}
-"#,
-        url = homeostat.url("/api/v1/hooks/alertmanager"),
-    )
-}
-
-fn prometheus_config(target_port: u16, alertmanager_port: u16) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [rules.yml]
-scrape_configs:
-  - job_name: e2e
-    static_configs:
-      - targets: ["127.0.0.1:{target_port}"]
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["127.0.0.1:{alertmanager_port}"]
-"#
-    )
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -139,9 +99,12 @@ async fn alert_through_prometheus_and_alertmanager_restarts_once() {
         &homeostat_config(dir.path(), &restarts),
     )
     .await;
-    let alertmanager = Alertmanager::start(&alertmanager_config(&daemon)).await;
+    // `repeat_interval` is short on purpose: a repeated notification of a still-firing alert must
+    // arrive during the test, so that "repeats do not restart again" is checked, not assumed.
+    let alertmanager =
+        Alertmanager::start(&alertmanager_config(&daemon, "[alertname, service]", "2s")).await;
     let prometheus = Prometheus::start(
-        &prometheus_config(target.port, alertmanager.port),
+        &alerting_config(target.port, alertmanager.port),
         ALERT_RULES,
         // Prometheus 2.42 has the flag; without it a resolve reaches Alertmanager up to a minute late.
         &["--rules.alert.resend-delay=1s"],

@@ -18,7 +18,8 @@ use homeostat_store::{IncidentQuery, RunQuery, RunRecord, RunStatus, Store};
 use serde_json::{json, Value};
 
 use crate::support::{
-    base_config, wait_for, Alertmanager, Daemon, Prometheus, ScrapeTarget, TOKEN,
+    alerting_config, alertmanager_config, base_config, wait_for, Alertmanager, Daemon, Prometheus,
+    ScrapeTarget,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -66,45 +67,6 @@ rules:
 "#,
             url = api.url()
         )
-}
-
-fn alertmanager_config(homeostat: &Daemon) -> String {
-    format!(
-        r#"route:
-  receiver: homeostat
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: homeostat
-    webhook_configs:
-      - url: {url:?}
-        send_resolved: true
-        http_config:
-          authorization: {{type: Bearer, credentials: {TOKEN:?}}}
-"#,
-        url = homeostat.url("/api/v1/hooks/alertmanager"),
-    )
-}
-
-fn prometheus_config(target_port: u16, alertmanager_port: u16) -> String {
-    format!(
-        r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: [rules.yml]
-scrape_configs:
-  - job_name: e2e
-    static_configs:
-      - targets: ["127.0.0.1:{target_port}"]
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["127.0.0.1:{alertmanager_port}"]
-"#
-    )
 }
 
 fn template(image: &str) -> Value {
@@ -205,6 +167,19 @@ fn back_off_event(pod: &str, at: &str) -> Value {
     })
 }
 
+/// What a failure message shows: the requests the API server received, and the daemon's log.
+fn seen(api: &FakeApi, daemon: &Daemon) -> String {
+    let requests: Vec<String> = api
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {:?} {:?}", r.method, r.path, r.query, r.body))
+        .collect();
+    format!(
+        "--- requests to the API server:\n{requests:#?}\n--- homeostat stderr:\n{}",
+        daemon.stderr_tail()
+    )
+}
+
 async fn incidents(store: &SqliteStore) -> Vec<Incident> {
     store
         .incidents(&IncidentQuery {
@@ -243,21 +218,18 @@ async fn a_crash_loop_after_a_rollout_and_an_alert_become_one_incident_that_roll
     let store = SqliteStore::open(&dir.path().join("homeostat.db"), Synchronous::Normal)
         .await
         .expect("open the daemon's store");
-    let alertmanager = Alertmanager::start(&alertmanager_config(&daemon)).await;
+    let alertmanager =
+        Alertmanager::start(&alertmanager_config(&daemon, "[alertname]", "1h")).await;
     let prometheus = Prometheus::start(
-        &prometheus_config(target.port, alertmanager.port),
+        &alerting_config(target.port, alertmanager.port),
         ALERT_RULES,
         &["--rules.alert.resend-delay=1s"],
     )
     .await;
     let context = || {
         format!(
-            "--- requests to the API server:\n{:#?}\n--- homeostat stderr:\n{}\n--- alertmanager stderr:\n{}\n--- prometheus stderr:\n{}",
-            api.requests()
-                .iter()
-                .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
-                .collect::<Vec<_>>(),
-            daemon.stderr_tail(),
+            "{}\n--- alertmanager stderr:\n{}\n--- prometheus stderr:\n{}",
+            seen(&api, &daemon),
             alertmanager.stderr_tail(),
             prometheus.stderr_tail()
         )
@@ -482,16 +454,7 @@ async fn a_dry_run_asks_the_api_server_and_a_failed_run_undoes_what_its_actions_
         + &format!("kubernetes:\n  url: {:?}\n", api.url())
         + MAKE_ROOM;
     let daemon = Daemon::start(dir.path(), "homeostat", &config).await;
-    let context = || {
-        format!(
-            "--- requests:\n{:#?}\n--- homeostat stderr:\n{}",
-            api.requests()
-                .iter()
-                .map(|r| format!("{} {} {:?} {:?}", r.method, r.path, r.query, r.body))
-                .collect::<Vec<_>>(),
-            daemon.stderr_tail()
-        )
-    };
+    let context = || seen(&api, &daemon);
 
     // The dry run: the server is asked (`dryRun=All`) and nothing changes; `exec` never runs.
     let id = start_run(&daemon, true).await;
@@ -617,16 +580,7 @@ async fn after_a_crash_the_watch_resumes_from_the_journaled_resource_version() {
     let store = SqliteStore::open(&dir.path().join("homeostat.db"), Synchronous::Normal)
         .await
         .expect("open the daemon's store");
-    let context = |daemon: &Daemon| {
-        format!(
-            "--- requests:\n{:#?}\n--- homeostat stderr:\n{}",
-            api.requests()
-                .iter()
-                .map(|r| format!("{} {} {:?}", r.method, r.path, r.query))
-                .collect::<Vec<_>>(),
-            daemon.stderr_tail()
-        )
-    };
+    let context = |daemon: &Daemon| seen(&api, daemon);
     wait_for(
         "the watch",
         DEADLINE,

@@ -329,6 +329,41 @@ scrape_configs:
     )
 }
 
+/// [`scrape_config`], plus sending alerts to the Alertmanager on `alertmanager_port`.
+pub fn alerting_config(target_port: u16, alertmanager_port: u16) -> String {
+    scrape_config(target_port)
+        + &format!(
+            r#"alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["127.0.0.1:{alertmanager_port}"]
+"#
+        )
+}
+
+/// An Alertmanager config that sends every alert, and its resolution, to the daemon's
+/// Alertmanager webhook with the test token: grouped by `group_by` (`"[alertname]"`), at once,
+/// and again every `repeat_interval` (`"2s"`) while it fires.
+pub fn alertmanager_config(homeostat: &Daemon, group_by: &str, repeat_interval: &str) -> String {
+    format!(
+        r#"route:
+  receiver: homeostat
+  group_by: {group_by}
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: homeostat
+    webhook_configs:
+      - url: {url:?}
+        send_resolved: true
+        http_config:
+          authorization: {{type: Bearer, credentials: {TOKEN:?}}}
+"#,
+        url = homeostat.url("/api/v1/hooks/alertmanager"),
+    )
+}
+
 /// A real Prometheus on a free loopback port with its own TSDB directory.
 pub struct Prometheus {
     managed: Managed,

@@ -268,8 +268,6 @@ pub struct Machine {
     cancelled: Option<String>,
     rollback: Option<Rollback>,
     end: Option<RunEnd>,
-    /// The output of the action whose step is ending, handed from `outcome` to `end_step_inner`.
-    result: Option<Value>,
 }
 
 impl Machine {
@@ -307,7 +305,6 @@ impl Machine {
             cancelled: None,
             rollback: None,
             end: None,
-            result: None,
         }
     }
 
@@ -1166,10 +1163,14 @@ impl Machine {
         out: &mut Transition,
         work: &mut Vec<usize>,
     ) {
-        self.end_step_inner(frame, index, path, status, outputs, error, true, out, work)
+        self.end_step_inner(
+            frame, index, path, status, outputs, None, error, true, out, work,
+        )
     }
 
-    #[allow(clippy::too_many_arguments)] // As `end_step`, plus whether to record the end.
+    /// As `end_step`, plus the action's own output (`result`, which a declared rollback reads)
+    /// and whether to record the end.
+    #[allow(clippy::too_many_arguments)]
     fn end_step_inner(
         &mut self,
         frame: usize,
@@ -1177,6 +1178,7 @@ impl Machine {
         path: &str,
         status: &str,
         outputs: Value,
+        result: Option<&Value>,
         error: Option<String>,
         record: bool,
         out: &mut Transition,
@@ -1197,9 +1199,11 @@ impl Machine {
             });
         }
         let failed = !matches!(status, "succeeded" | "skipped" | "dry_run");
-        let result = self.result.take().unwrap_or(Value::Null);
         // An action that reports it changed nothing (`changed: false`) has nothing to undo.
-        let changed = result.get("changed").and_then(Value::as_bool) != Some(false);
+        let changed = result
+            .and_then(|result| result.get("changed"))
+            .and_then(Value::as_bool)
+            != Some(false);
         if !failed && has_rollback && status == "succeeded" && changed {
             self.completed.push(Undo {
                 path: path.to_string(),
@@ -1207,7 +1211,7 @@ impl Machine {
                 block: self.frames[frame].block,
                 index,
                 outputs: outputs.clone(),
-                result,
+                result: result.cloned().unwrap_or(Value::Null),
             });
         }
         let state = &mut self.frames[frame];
@@ -1406,9 +1410,17 @@ impl Machine {
                     match self.render_outputs(outputs, &context) {
                         Ok(outputs) => {
                             out.outputs = Some(outputs.clone());
-                            self.result = Some(output.clone());
                             self.end_step_inner(
-                                frame, index, path, status, outputs, None, false, out, &mut work,
+                                frame,
+                                index,
+                                path,
+                                status,
+                                outputs,
+                                Some(output),
+                                None,
+                                false,
+                                out,
+                                &mut work,
                             );
                         }
                         Err(message) => self.end_step(
@@ -1446,6 +1458,7 @@ impl Machine {
                         path,
                         status,
                         json!({}),
+                        None,
                         error,
                         false,
                         out,

@@ -38,19 +38,21 @@ pub async fn run(config: KubernetesEventsSource, client: kube::Client, handle: H
     let mut saved = BTreeMap::new();
     for stream in watch::streams(&settings) {
         let key = stream.key();
-        match handle
+        let restored = match handle
             .store
             .snapshot(&snapshot_name(&config.name, &key))
             .await
         {
-            Ok(Some((_, body))) => match serde_json::from_slice::<Resume>(&body) {
-                Ok(resume) => {
-                    saved.insert(key, resume);
-                }
-                Err(error) => {
-                    tracing::warn!(source = %config.name, stream = %key, %error, "cannot read the stream's resume state; listing afresh")
-                }
-            },
+            Ok(Some((_, body))) => serde_json::from_slice::<Resume>(&body)
+                .map(Some)
+                .map_err(|error| error.to_string()),
+            Ok(None) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        };
+        match restored {
+            Ok(Some(resume)) => {
+                saved.insert(key, resume);
+            }
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(source = %config.name, stream = %key, %error, "cannot read the stream's resume state; listing afresh")
