@@ -40,10 +40,16 @@ pub async fn run(config_path: &Path, listen: Option<String>) -> u8 {
         "homeostat is serving"
     );
     let router = homeostat_api::router(engine.handle.clone());
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    engine.abort();
+    let served = homeostat_api::server::serve(
+        listener,
+        router,
+        homeostat_api::server::Limits::from_config(&compiled.config.server),
+        engine.handle.clock.clone(),
+        engine.handle.metrics.clone(),
+        shutdown_signal(),
+    )
+    .await;
+    engine.shutdown().await;
     match served {
         Ok(()) => {
             tracing::info!("stopped");

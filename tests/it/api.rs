@@ -610,6 +610,39 @@ impl Store for GatedStore {
     ) -> homeostat_store::Result<Option<homeostat_core::incident::silence::Silence>> {
         self.inner.silence(id).await
     }
+    async fn retain(
+        &self,
+        policy: &homeostat_core::config::Retention,
+        now: chrono::DateTime<chrono::Utc>,
+        dry_run: bool,
+    ) -> homeostat_store::Result<homeostat_store::RetentionReport> {
+        self.inner.retain(policy, now, dry_run).await
+    }
+    async fn backup(&self, to: &std::path::Path) -> homeostat_store::Result<u64> {
+        self.inner.backup(to).await
+    }
+    async fn export_events(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        after_seq: i64,
+        limit: usize,
+    ) -> homeostat_store::Result<Vec<homeostat_store::EventRecord>> {
+        self.inner
+            .export_events(since, until, after_seq, limit)
+            .await
+    }
+    async fn export_journal(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        after_seq: i64,
+        limit: usize,
+    ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
+        self.inner
+            .export_journal(since, until, after_seq, limit)
+            .await
+    }
     async fn ping(&self) -> homeostat_store::Result<()> {
         self.inner.ping().await
     }
@@ -726,8 +759,34 @@ async fn a_failed_commit_acknowledges_nothing_and_the_retry_is_decided_afresh() 
     );
     assert_eq!(store.event_count().await.expect("count"), 0);
 
-    // The disk has room again; the sender retries the same alert.
+    // Until the journal is let in again, nothing is taken, and /readyz says why.
+    let readyz = router
+        .clone()
+        .oneshot(get("/readyz", None))
+        .await
+        .expect("answer");
+    assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send().await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // The disk has room again; once the daemon lets work in (/readyz), the sender's retry of the
+    // same alert is taken.
     store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let readyz = router
+            .clone()
+            .oneshot(get("/readyz", None))
+            .await
+            .expect("answer");
+        if readyz.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon never let work in again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(send().await.status(), StatusCode::OK);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

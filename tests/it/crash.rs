@@ -18,14 +18,19 @@ const CLIENTS: u64 = 8;
 const LOAD: Duration = Duration::from_secs(1);
 const MIN_ACKNOWLEDGED: usize = 50;
 
-/// An Alertmanager v4 payload with one alert per id, each with its own `id` label.
-fn payload(ids: &[u64]) -> Value {
+/// An Alertmanager v4 payload with one alert per id, each with its own `id` label; with
+/// `runs_every` N > 0, every N-th alert also has `run="yes"`, for a rule that starts a run on it.
+pub(crate) fn payload(ids: &[u64], runs_every: u64) -> Value {
     let alerts: Vec<Value> = ids
         .iter()
         .map(|id| {
+            let mut labels = json!({"alertname": "CrashLoad", "id": id.to_string()});
+            if runs_every > 0 && id % runs_every == 0 {
+                labels["run"] = json!("yes");
+            }
             json!({
                 "status": "firing",
-                "labels": {"alertname": "CrashLoad", "id": id.to_string()},
+                "labels": labels,
                 "annotations": {},
                 "startsAt": "2026-01-01T00:00:00Z",
                 "endsAt": "0001-01-01T00:00:00Z",
@@ -44,24 +49,37 @@ fn payload(ids: &[u64]) -> Value {
 }
 
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     /// Ids of alerts in requests answered 2xx.
-    acknowledged: Mutex<Vec<u64>>,
-    acknowledged_requests: AtomicUsize,
-    /// Requests answered with anything but 2xx (429 under load is allowed).
-    refused_requests: AtomicUsize,
+    pub(crate) acknowledged: Mutex<Vec<u64>>,
+    pub(crate) acknowledged_requests: AtomicUsize,
+    /// Requests answered with anything but 2xx (429 under load, 503 while the journal cannot commit).
+    pub(crate) refused_requests: AtomicUsize,
     /// Requests that got no answer: the connection failed or broke.
-    unanswered_requests: AtomicUsize,
-    in_flight: AtomicUsize,
+    pub(crate) unanswered_requests: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
 }
 
-async fn client_task(
+impl Tally {
+    pub(crate) fn acknowledged(&self) -> BTreeSet<u64> {
+        self.acknowledged
+            .lock()
+            .expect("the tally lock")
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
+/// Posts batches of 1 and 10 alerts until `stop`, counting what was acknowledged.
+pub(crate) async fn client_task(
     client: reqwest::Client,
     url: String,
     task: u64,
     next_id: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
+    runs_every: u64,
 ) {
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -71,7 +89,11 @@ async fn client_task(
         let first = next_id.fetch_add(size, Ordering::SeqCst);
         let ids: Vec<u64> = (first..first + size).collect();
         tally.in_flight.fetch_add(1, Ordering::SeqCst);
-        let answer = client.post(&url).json(&payload(&ids)).send().await;
+        let answer = client
+            .post(&url)
+            .json(&payload(&ids, runs_every))
+            .send()
+            .await;
         let answer = match answer {
             Ok(response) => {
                 let status = response.status();
@@ -107,7 +129,7 @@ async fn client_task(
 
 /// Every `id` label of the `CrashLoad` alerts in the store, read by `homeostat events` straight from
 /// the SQLite file rather than through the API, whose pages stop at 1000.
-async fn stored_ids(config: &std::path::Path) -> BTreeSet<u64> {
+pub(crate) async fn stored_ids(config: &std::path::Path) -> BTreeSet<u64> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
         .arg("events")
         .arg("--config")
@@ -151,6 +173,7 @@ async fn acknowledged_alerts_survive_kill_9() {
                 next_id.clone(),
                 stop.clone(),
                 tally.clone(),
+                0,
             ))
         })
         .collect();
@@ -178,13 +201,7 @@ async fn acknowledged_alerts_survive_kill_9() {
     let first_stderr = daemon.stderr_tail();
     drop(daemon);
 
-    let acknowledged: BTreeSet<u64> = tally
-        .acknowledged
-        .lock()
-        .expect("the tally lock")
-        .iter()
-        .copied()
-        .collect();
+    let acknowledged = tally.acknowledged();
     assert!(
         in_flight_at_kill > 0,
         "no request was in flight at the kill, so the crash did not interrupt ingest"
@@ -215,7 +232,7 @@ async fn acknowledged_alerts_survive_kill_9() {
     let response = restarted
         .client()
         .post(restarted.url("/api/v1/hooks/alertmanager"))
-        .json(&payload(&[u64::MAX]))
+        .json(&payload(&[u64::MAX], 0))
         .send()
         .await
         .expect("post to the restarted daemon");

@@ -29,6 +29,7 @@ pub enum Code {
     RuleNotFound,
     RuleNotDisabled,
     PayloadTooLarge,
+    RequestTimeout,
     Overloaded,
     Unavailable,
     Internal,
@@ -59,6 +60,7 @@ impl Code {
             Code::RuleNotFound => "rule_not_found",
             Code::RuleNotDisabled => "rule_not_disabled",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::RequestTimeout => "request_timeout",
             Code::Overloaded => "overloaded",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
@@ -88,6 +90,7 @@ impl Code {
             | Code::SilenceExpired
             | Code::RuleNotDisabled => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,7 +114,8 @@ impl Code {
             | Code::SilenceExpired
             | Code::RuleNotFound
             | Code::RuleNotDisabled
-            | Code::PayloadTooLarge => "invalid_request",
+            | Code::PayloadTooLarge
+            | Code::RequestTimeout => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
@@ -145,6 +149,7 @@ impl Code {
         Code::RuleNotFound,
         Code::RuleNotDisabled,
         Code::PayloadTooLarge,
+        Code::RequestTimeout,
         Code::Overloaded,
         Code::Unavailable,
         Code::Internal,
@@ -179,12 +184,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // 5xx bodies say nothing internal; the detail goes to the log.
         let message = match self.code {
-            Code::Internal | Code::Unavailable => {
+            Code::Internal => {
                 tracing::error!(code = self.code.as_str(), detail = %self.message, "request failed");
-                match self.code {
-                    Code::Internal => "internal error; see the server log".to_string(),
-                    _ => "the journal is unavailable; retry later".to_string(),
-                }
+                "internal error; see the server log".to_string()
+            }
+            Code::Unavailable => {
+                // The journal logs once when it stops taking work and once when it starts again;
+                // a line per refused request would flood the log exactly when it matters.
+                tracing::debug!(code = self.code.as_str(), detail = %self.message, "request refused");
+                "the journal cannot take work now; nothing of this request was recorded; retry later"
+                    .to_string()
             }
             _ => self.message,
         };
@@ -195,10 +204,18 @@ impl IntoResponse for ApiError {
             link: format!("docs/api.md#{}", self.code.as_str().replace('_', "-")),
         };
         let mut response = (self.code.status(), axum::Json(body)).into_response();
-        if self.code == Code::Overloaded {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.code {
+            Code::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Code::Unavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         if matches!(
             self.code,

@@ -169,13 +169,32 @@ fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
     ApiError::new(Code::InvalidPayload, error.to_string())
 }
 
-/// Reads the body up to `server.max_body_bytes`; larger bodies get 413 without being read in full.
+/// A request body read in full, holding its admission among the bytes in flight until dropped:
+/// keep it until the request is answered.
+pub struct ReadBody {
+    bytes: bytes::Bytes,
+    _admitted: homeostat_engine::Admitted,
+}
+
+impl std::ops::Deref for ReadBody {
+    type Target = bytes::Bytes;
+
+    fn deref(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+}
+
+/// Reads the body up to `server.max_body_bytes` and within `server.body_timeout_secs`. Before any
+/// of it is read, its declared length (or, undeclared, the largest allowed) must fit among the
+/// bytes in flight (`server.max_inflight_bytes`), else 429: an overload is refused at the cost of a
+/// header, not of a body read and parsed. Larger bodies get 413 without being read in full.
 pub async fn read_body(
     handle: &Handle,
     headers: &HeaderMap,
     body: Body,
-) -> Result<bytes::Bytes, ApiError> {
-    let limit = handle.compiled.config.server.max_body_bytes;
+) -> Result<ReadBody, ApiError> {
+    let server = &handle.compiled.config.server;
+    let limit = server.max_body_bytes;
     let too_large = || {
         ApiError::new(
             Code::PayloadTooLarge,
@@ -189,8 +208,41 @@ pub async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
+    let Some(admitted) = handle.admit(declared.unwrap_or(limit)) else {
+        handle
+            .metrics
+            .http_refused
+            .get_or_create(&vec![("reason", "inflight_bytes".to_string())])
+            .inc();
+        return Err(ApiError::new(
+            Code::Overloaded,
+            format!(
+                "the request bodies in progress already hold `server.max_inflight_bytes` ({} bytes); retry after a second",
+                server.max_inflight_bytes
+            ),
+        ));
+    };
+    let deadline = std::time::Duration::from_secs_f64(server.body_timeout_secs.max(0.001));
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        handle
+            .metrics
+            .http_refused
+            .get_or_create(&vec![("reason", "body_timeout".to_string())])
+            .inc();
+        return Err(ApiError::new(
+            Code::RequestTimeout,
+            format!(
+                "the body did not arrive within `server.body_timeout_secs` ({}s)",
+                server.body_timeout_secs
+            ),
+        ));
+    };
+    match read {
+        Ok(bytes) => Ok(ReadBody {
+            bytes,
+            _admitted: admitted,
+        }),
         Err(error) => {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
             while let Some(current) = source {

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod read;
 pub mod rules;
 pub mod runbooks;
+pub mod server;
 pub mod silences;
 pub mod slos;
 
@@ -86,10 +87,14 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
-/// Ready: recovery is done and the store answers.
+/// Ready: recovery is done, the journal takes work (its last commit succeeded and its disk has
+/// room), and the store answers.
 async fn readyz(State(handle): State<Handle>) -> impl IntoResponse {
-    if !handle.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string());
+    if let Err(reason) = handle.readiness() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        );
     }
     match handle.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),

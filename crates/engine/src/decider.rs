@@ -58,6 +58,10 @@ pub struct DecideStage {
     pending_runs: Vec<(PlannedRun, Event, DateTime<Utc>, DateTime<Utc>)>,
     pending_dry_runs: Vec<(String, String, DateTime<Utc>)>,
     pending_snapshot: bool,
+    /// Run ends turned into commands in the batch being committed; told again if it fails.
+    in_batch_finished: Vec<Finished>,
+    /// Run ends a failed commit did not record, for the next batch.
+    unrecorded_finished: Vec<Finished>,
     /// When the correlator was last swept for work that time made due (monotonic).
     last_sweep: Duration,
     /// Incidents this batch resolves, for the duration metrics once it commits.
@@ -294,6 +298,8 @@ impl DecideStage {
             pending_runs: Vec::new(),
             pending_dry_runs: Vec::new(),
             pending_snapshot: false,
+            in_batch_finished: Vec::new(),
+            unrecorded_finished: Vec::new(),
         }
     }
 
@@ -709,7 +715,13 @@ impl Stage for DecideStage {
         // Commands the engine itself makes (a run that succeeded mitigates its incident; time made an
         // incident due) go into the stream as events of this same commit, after the batch's own.
         let mut commands = Vec::new();
+        // Runs whose end a failed commit did not record come first, then those that ended since.
+        let mut ended = std::mem::take(&mut self.unrecorded_finished);
         while let Ok(finished) = self.finished.try_recv() {
+            ended.push(finished);
+        }
+        self.in_batch_finished = ended.clone();
+        for finished in ended {
             self.guards.finish(&finished.rule, &finished.run_id);
             let Some(incident) = finished.incident else {
                 continue;
@@ -817,7 +829,17 @@ impl Stage for DecideStage {
     ) {
         self.metrics.commit_duration.observe(took.as_secs_f64());
         let snapshot = std::mem::take(&mut self.pending_snapshot);
-        if result.is_err() {
+        if let Err(error) = result {
+            let reason = match error {
+                homeostat_store::Error::Full(_) => "disk_full",
+                _ => "database",
+            };
+            self.metrics
+                .commit_failures
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc();
+            // The ends of runs this batch turned into commands are told again with the next one.
+            self.unrecorded_finished = std::mem::take(&mut self.in_batch_finished);
             // Nothing was recorded, so nothing may run. The guards and the firing set already counted
             // this batch: rebuild both from what the journal holds, so a retry is decided afresh.
             self.pending_runs.clear();
@@ -847,6 +869,7 @@ impl Stage for DecideStage {
             }
             return;
         }
+        self.in_batch_finished.clear();
         self.disabled_rules.publish(self.correlator.disabled());
         for incident in self.resolved.drain(..) {
             self.metrics.incident_resolved(&incident);

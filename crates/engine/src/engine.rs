@@ -10,7 +10,7 @@ use homeostat_core::decide::PlannedRun;
 use homeostat_core::rule::Compiled;
 use homeostat_core::runbook::{coerce_params, Input, Program};
 use homeostat_core::Event;
-use homeostat_store::sqlite::SqliteStore;
+use homeostat_store::sqlite::{Options, SqliteStore};
 use homeostat_store::writer::{Pending, Writer};
 use homeostat_store::{RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
@@ -145,9 +145,43 @@ pub struct Handle {
     /// Every SLO's latest evaluation.
     pub slos: crate::source::slo::SloStatuses,
     ready: Arc<AtomicBool>,
+    /// Bytes of request bodies admitted and not done with, in KiB permits.
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Room for one request's body among the bytes in flight; given back when dropped.
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    kib: u32,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.metrics
+            .http_inflight_bytes
+            .dec_by(i64::from(self.kib) * 1024);
+    }
 }
 
 impl Handle {
+    /// Admits a request body of `bytes` (or, when its length is not declared, of the largest size
+    /// allowed) before any of it is read: `None` when the bytes in flight would pass
+    /// `server.max_inflight_bytes`, for a 429. Holding the result until the request is answered
+    /// is what bounds the memory of bodies, parsed events and queued batches together.
+    pub fn admit(&self, bytes: usize) -> Option<Admitted> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let permit = self.inflight.clone().try_acquire_many_owned(kib).ok()?;
+        self.metrics
+            .http_inflight_bytes
+            .inc_by(i64::from(kib) * 1024);
+        Some(Admitted {
+            _permit: permit,
+            kib,
+            metrics: self.metrics.clone(),
+        })
+    }
+
     /// Queues events for a durable commit without waiting for room; await the result before answering 2xx.
     pub fn ingest(
         &self,
@@ -155,6 +189,10 @@ impl Handle {
         events: Vec<Event>,
     ) -> Result<(Pending, usize), IngestError> {
         let count = events.len();
+        if let Err(reason) = self.writer.health().accepting() {
+            self.metrics.source_error(source, "unavailable");
+            return Err(IngestError::Unavailable(reason));
+        }
         let pending = self
             .writer
             .try_submit(
@@ -203,15 +241,37 @@ impl Handle {
     /// simply runs late.
     pub async fn journal_own(&self, source: &str, events: Vec<Event>, state: Option<Write>) {
         let count = events.len();
-        let writes = events
+        let writes: Vec<Write> = events
             .into_iter()
             .map(|event| Write::Event(event.into()))
             .chain(state)
             .collect();
-        match self.writer.submit(writes).await {
-            Ok(_) if count > 0 => self.accepted(source, count),
-            Ok(_) => {}
-            Err(error) => tracing::error!(source, %error, "cannot journal what the source raised"),
+        // A failed commit is retried until it succeeds: the source waits meanwhile, as it would
+        // for room, and what it raised is neither lost nor told twice.
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut failed = false;
+        loop {
+            match self.writer.submit(writes.clone()).await {
+                Ok(_) => break,
+                Err(homeostat_store::Error::WriterStopped) => {
+                    tracing::error!(
+                        source,
+                        "the journal writer stopped; dropping what the source raised"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    if !failed {
+                        failed = true;
+                        tracing::warn!(source, %error, "cannot journal what the source raised; retrying");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        if count > 0 {
+            self.accepted(source, count);
         }
     }
 
@@ -282,8 +342,12 @@ impl Handle {
         Ok(plan)
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    /// Ready once recovery is done, and while the journal takes new work; otherwise why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("recovering".into());
+        }
+        self.writer.health().accepting()
     }
 }
 
@@ -300,13 +364,21 @@ impl Engine {
             task.abort();
         }
     }
+
+    /// [`Engine::abort`], then lets the store finish its background work (the last checkpoint), for
+    /// a clean stop.
+    pub async fn shutdown(&self) {
+        self.abort();
+        self.handle.store.close().await;
+    }
 }
 
 /// Opens the store and starts everything the config asks for.
 pub async fn start(compiled: Compiled, clock: SharedClock) -> Result<Engine, Error> {
     let config = &compiled.config;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&config.store.path, config.store.synchronous).await?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_with(&config.store.path, Options::from_config(&config.store)).await?,
+    );
     start_with_store(compiled, clock, store).await
 }
 
@@ -419,6 +491,11 @@ pub async fn start_with_store(
         disabled_rules,
         slos: Default::default(),
         ready: Arc::new(AtomicBool::new(false)),
+        inflight: Arc::new(tokio::sync::Semaphore::new(
+            (config.server.max_inflight_bytes / 1024)
+                .max(config.server.max_body_bytes.div_ceil(1024))
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     };
     for source in &compiled.config.sources {
         if let Source::HttpProbe(probe) = source {
@@ -475,6 +552,18 @@ pub async fn start_with_store(
             http.clone(),
         )));
     }
+    tasks.push(tokio::spawn(crate::upkeep::watch_disk(
+        handle.store.clone(),
+        handle.writer.health().clone(),
+        compiled.config.store.clone(),
+        handle.metrics.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::upkeep::retain(
+        handle.store.clone(),
+        compiled.config.store.retention.clone(),
+        handle.clock.clone(),
+        handle.metrics.clone(),
+    )));
     handle.ready.store(true, Ordering::Relaxed);
     Ok(Engine { handle, tasks })
 }

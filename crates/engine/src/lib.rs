@@ -12,5 +12,6 @@ pub mod prometheus;
 pub mod runs;
 pub mod secrets;
 pub mod source;
+mod upkeep;
 
-pub use engine::{start, start_with_store, DisabledRules, Engine, Handle, IngestError};
+pub use engine::{start, start_with_store, Admitted, DisabledRules, Engine, Handle, IngestError};

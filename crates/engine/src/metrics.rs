@@ -35,6 +35,25 @@ pub struct Metrics {
     pub slo_budget_remaining: Family<Labels, FloatGauge>,
     pub slo_burn_rate: Family<Labels, FloatGauge>,
     pub detector_series: Family<Labels, Gauge>,
+    /// Failed commits, by reason: `disk_full` or `database`.
+    pub commit_failures: Family<Labels, Counter>,
+    /// 1 while the journal takes new work, 0 while ingest is refused (a failing commit, a full disk).
+    pub journal_accepting: Gauge,
+    /// The store's disk, by what: `free`, `reserve`, `database`, `wal`.
+    pub store_bytes: Family<Labels, Gauge>,
+    /// Rows retention deleted, by kind.
+    pub retention_deleted: Family<Labels, Counter>,
+    /// Runs whose progress could not be journaled yet, waiting to retry.
+    pub runs_waiting_for_journal: Gauge,
+    /// Open HTTP connections.
+    pub http_connections: Gauge,
+    /// Connections closed to make room or for being too slow, by reason: `evicted`,
+    /// `header_timeout`.
+    pub http_connections_closed: Family<Labels, Counter>,
+    /// Bytes of request bodies admitted and not yet done with.
+    pub http_inflight_bytes: Gauge,
+    /// Requests refused before their body was read, by reason.
+    pub http_refused: Family<Labels, Counter>,
 }
 
 fn incident_histogram() -> Histogram {
@@ -164,8 +183,71 @@ impl Default for Metrics {
             "Series an anomaly detector tracks, by detector",
             detector_series.clone(),
         );
+        let commit_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "journal_commit_failures",
+            "Failed journal commits, by reason (disk_full, database); nothing of a failed batch is acknowledged",
+            commit_failures.clone(),
+        );
+        let journal_accepting = Gauge::default();
+        registry.register(
+            "journal_accepting",
+            "1 while the journal takes new work, 0 while ingest is refused (a failing commit, a full disk)",
+            journal_accepting.clone(),
+        );
+        let store_bytes = Family::<Labels, Gauge>::default();
+        registry.register(
+            "store_bytes",
+            "The store's disk: free space, the reserve held back for run outcomes, the database and WAL files",
+            store_bytes.clone(),
+        );
+        let retention_deleted = Family::<Labels, Counter>::default();
+        registry.register(
+            "retention_deleted",
+            "Rows deleted by the retention policy, by kind",
+            retention_deleted.clone(),
+        );
+        let runs_waiting_for_journal = Gauge::default();
+        registry.register(
+            "runs_waiting_for_journal",
+            "Runs whose progress could not be journaled yet; they wait and retry, running nothing meanwhile",
+            runs_waiting_for_journal.clone(),
+        );
+        let http_connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "Open HTTP connections",
+            http_connections.clone(),
+        );
+        let http_connections_closed = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "Connections closed by the server to stay within its limits, by reason",
+            http_connections_closed.clone(),
+        );
+        let http_inflight_bytes = Gauge::default();
+        registry.register(
+            "http_inflight_bytes",
+            "Bytes of request bodies admitted and not yet done with",
+            http_inflight_bytes.clone(),
+        );
+        let http_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_refused",
+            "Requests refused before their body was read, by reason",
+            http_refused.clone(),
+        );
         Self {
             registry,
+            commit_failures,
+            journal_accepting,
+            store_bytes,
+            retention_deleted,
+            runs_waiting_for_journal,
+            http_connections,
+            http_connections_closed,
+            http_inflight_bytes,
+            http_refused,
             events_received,
             source_errors,
             events_duplicate,

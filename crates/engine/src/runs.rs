@@ -28,7 +28,7 @@ use crate::failpoint;
 use crate::metrics::Metrics;
 
 /// A run that ended, reported back to the decider so it can release the run's guards.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Finished {
     pub rule: String,
     pub run_id: String,
@@ -448,9 +448,34 @@ impl Runs {
         if starts_effects {
             failpoint::hit(failpoint::BEFORE_INTENT_COMMIT);
         }
-        if let Err(error) = self.inner.writer.submit(writes).await {
-            tracing::error!(run = %run_id, %error, "cannot journal run progress; stopping the run");
-            return Err(());
+        // A commit that fails (a full disk) is retried until it succeeds: the transition's effects
+        // start only after it, so the run waits, parked, and does nothing unrecorded meanwhile.
+        let mut delay = Duration::from_millis(100);
+        let mut waiting = false;
+        loop {
+            match self.inner.writer.submit(writes.clone()).await {
+                Ok(_) => break,
+                Err(homeostat_store::Error::WriterStopped) => {
+                    tracing::error!(run = %run_id, "the journal writer stopped; stopping the run");
+                    if waiting {
+                        self.inner.metrics.runs_waiting_for_journal.dec();
+                    }
+                    return Err(());
+                }
+                Err(error) => {
+                    if !waiting {
+                        waiting = true;
+                        self.inner.metrics.runs_waiting_for_journal.inc();
+                        tracing::warn!(run = %run_id, %error, "cannot journal run progress; the run waits and retries");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if waiting {
+            self.inner.metrics.runs_waiting_for_journal.dec();
+            tracing::info!(run = %run_id, "run progress journaled; the run goes on");
         }
         if matches!(input, Input::Outcome { .. }) {
             failpoint::hit(failpoint::AFTER_OUTCOME_COMMIT);

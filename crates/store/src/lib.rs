@@ -25,17 +25,50 @@ pub enum Error {
     Migration { version: usize, message: String },
     #[error("database error: {0}")]
     Database(String),
+    /// The file system holding the store has no room left (SQLite's `SQLITE_FULL`, or `ENOSPC`).
+    #[error("the disk holding the store is full: {0}; free space on it or move `store.path`")]
+    Full(String),
     #[error("stored record `{id}` is corrupt: {message}")]
     Corrupt { id: String, message: String },
     #[error("the journal writer has stopped")]
     WriterStopped,
     #[error("the journal queue is full")]
     Overloaded,
+    #[error("cannot back up the store: {0}")]
+    Backup(String),
 }
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        Error::Database(error.to_string())
+        if is_full(&error) {
+            Error::Full(error.to_string())
+        } else {
+            Error::Database(error.to_string())
+        }
+    }
+}
+
+impl Error {
+    /// Whether the failure is the store's and may pass (a full disk, a database error), so a caller
+    /// should retry later rather than give up.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Full(_) | Error::Database(_) | Error::Overloaded
+        )
+    }
+}
+
+/// `SQLITE_FULL` (13, and its extended codes) or an I/O error for a full device.
+fn is_full(error: &sqlx::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    match error {
+        sqlx::Error::Database(database) => database
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 13),
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
+        _ => false,
     }
 }
 
@@ -299,6 +332,50 @@ pub struct IncidentQuery {
     pub label: Option<(String, String)>,
 }
 
+/// Room on the store's disk, for admission and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Space {
+    /// Free bytes on the file system, not counting the reserve.
+    pub free_bytes: u64,
+    /// The reserve held back for run outcomes; 0 once given back to a full disk.
+    pub reserve_bytes: u64,
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+/// What one application of the retention policy deleted, or with `dry_run` would delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    pub dry_run: bool,
+    /// Events older than `events_max_age_secs`.
+    pub events: u64,
+    /// Event-level journal rows (decisions) as old.
+    pub decisions: u64,
+    /// Journal rows of finished runs older than `details_max_age_secs` (their summary rows stay).
+    pub run_details: u64,
+    /// Timeline rows of resolved incidents as old.
+    pub incident_details: u64,
+    /// Summary rows of finished runs older than `summaries_max_age_secs`.
+    pub runs: u64,
+    /// Summary rows of resolved incidents as old.
+    pub incidents: u64,
+    /// Events and journal rows deleted (or, in a dry run, estimated) to bring the database under
+    /// `max_bytes`, beyond those deleted by age.
+    pub by_size: u64,
+    /// Bytes of the database holding rows, before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// One record of an audit export, in the order of the journal: an event as received, or a journal
+/// entry. JSON lines of these are what `homeostat export` writes and replay reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum ExportRecord {
+    Event(EventRecord),
+    Journal(JournalEntry),
+}
+
 /// The storage backend. Every method is one transaction; `commit` is atomic for the whole batch.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -335,6 +412,39 @@ pub trait Store: Send + Sync + 'static {
     async fn silences(&self, include_expired: bool, now: DateTime<Utc>) -> Result<Vec<Silence>>;
     /// One silence by its id.
     async fn silence(&self, id: &str) -> Result<Option<Silence>>;
+    /// Room on the store's disk; `None` for a backend whose disk is not ours to watch.
+    async fn space(&self) -> Option<Space> {
+        None
+    }
+    /// Applies the retention policy, or with `dry_run` counts what it would delete.
+    async fn retain(
+        &self,
+        policy: &homeostat_core::config::Retention,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<RetentionReport>;
+    /// Writes a consistent, compacted copy of the live store to `to`, which must not exist; returns
+    /// its size in bytes.
+    async fn backup(&self, to: &std::path::Path) -> Result<u64>;
+    /// Events received in `[since, until)` with a sequence number above `after_seq`, oldest first.
+    async fn export_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>>;
+    /// Journal entries made in `[since, until)` with a sequence number above `after_seq`, oldest first.
+    async fn export_journal(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>>;
+    /// Finishes what the store does in the background before the process stops (for SQLite: the
+    /// WAL is checkpointed and truncated).
+    async fn close(&self) {}
 }
 
 /// Folds a run's journal entries into its steps, one record per step attempt, in journal order.

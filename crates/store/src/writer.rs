@@ -5,7 +5,8 @@
 //! decides there), commits everything in one transaction and answers each request. The bound is what
 //! turns overload into `429 Too Many Requests` instead of unbounded memory.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,94 @@ impl Stage for NoStage {
     async fn after_commit(&mut self, _: std::result::Result<&Committed, &Error>, _: Duration) {}
 }
 
+/// Whether the journal can take work: the writer records each commit's outcome here, the engine
+/// adds what it sees of the disk, and ingest and `/readyz` read it. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Health(Arc<HealthState>);
+
+#[derive(Default)]
+struct HealthState {
+    /// The last commit of a non-empty batch failed.
+    failing: AtomicBool,
+    /// ... and it failed because the disk is full.
+    full: AtomicBool,
+    /// The disk has less free space than the configured floor.
+    low_space: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl Health {
+    /// `Ok` when new work may be accepted; otherwise why not, for a 503 and `/readyz`.
+    pub fn accepting(&self) -> std::result::Result<(), String> {
+        let state = &self.0;
+        if state.failing.load(Ordering::Relaxed) || state.low_space.load(Ordering::Relaxed) {
+            let reason = state
+                .reason
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    /// Whether the last commit failed, and whether for a full disk.
+    pub fn failing(&self) -> (bool, bool) {
+        (
+            self.0.failing.load(Ordering::Relaxed),
+            self.0.full.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set_reason(&self, reason: String) {
+        *self
+            .0
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
+    fn committed(&self) {
+        if self.0.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the journal commits again");
+        }
+        self.0.full.store(false, Ordering::Relaxed);
+    }
+
+    fn commit_failed(&self, error: &Error) {
+        self.0
+            .full
+            .store(matches!(error, Error::Full(_)), Ordering::Relaxed);
+        self.set_reason(format!("the journal cannot commit: {error}"));
+        self.0.failing.store(true, Ordering::Relaxed);
+    }
+
+    /// Lets work in again after a failed commit, when whatever failed may have passed (space came
+    /// back, some time went by). The next commit decides: if it fails too, it fails before any
+    /// request is answered 2xx.
+    pub fn retry(&self) {
+        self.0.failing.store(false, Ordering::Relaxed);
+    }
+
+    /// Records whether the disk is below its free-space floor.
+    pub fn set_low_space(&self, low: Option<String>) {
+        match low {
+            Some(reason) => {
+                if !self.0.low_space.load(Ordering::Relaxed) {
+                    tracing::warn!(%reason, "refusing new work until disk space returns");
+                }
+                self.set_reason(reason);
+                self.0.low_space.store(true, Ordering::Relaxed);
+            }
+            None => {
+                if self.0.low_space.swap(false, Ordering::Relaxed) {
+                    tracing::info!("disk space is back above the floor: accepting work again");
+                }
+            }
+        }
+    }
+}
+
 struct Request {
     batch: Vec<Write>,
     reply: oneshot::Sender<Result<Committed>>,
@@ -47,6 +136,7 @@ struct Request {
 #[derive(Clone)]
 pub struct Writer {
     sender: mpsc::Sender<Request>,
+    health: Health,
 }
 
 /// A submitted batch; await it for the commit.
@@ -59,7 +149,7 @@ impl Pending {
 }
 
 /// The writer's queue, until [`Queue::spawn`] starts the task that drains it.
-pub struct Queue(mpsc::Receiver<Request>);
+pub struct Queue(mpsc::Receiver<Request>, Health);
 
 impl Queue {
     /// Starts the writer task. `max_writes` bounds one transaction.
@@ -69,7 +159,7 @@ impl Queue {
         max_writes: usize,
         stage: Box<dyn Stage>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(run(store, self.0, max_writes.max(1), stage))
+        tokio::spawn(run(store, self.0, max_writes.max(1), stage, self.1))
     }
 }
 
@@ -78,7 +168,19 @@ impl Writer {
     /// before the task runs: what they submit waits in the queue.
     pub fn new(capacity: usize) -> (Self, Queue) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Self { sender }, Queue(receiver))
+        let health = Health::default();
+        (
+            Self {
+                sender,
+                health: health.clone(),
+            },
+            Queue(receiver, health),
+        )
+    }
+
+    /// Whether the journal can take work, as of the last commit and the last look at the disk.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// [`Writer::new`] and [`Queue::spawn`] in one step.
@@ -120,6 +222,7 @@ async fn run(
     mut receiver: mpsc::Receiver<Request>,
     max_writes: usize,
     mut stage: Box<dyn Stage>,
+    health: Health,
 ) {
     let mut requests: Vec<Request> = Vec::new();
     while let Some(first) = receiver.recv().await {
@@ -159,7 +262,18 @@ async fn run(
         batch.append(&mut staged);
         // tokio's clock, so tests on paused time see paused durations.
         let began = tokio::time::Instant::now();
-        let result = store.commit(&batch).await;
+        // An empty batch (a tick, with nothing due) has nothing to commit, and its success would say
+        // nothing about whether the journal can take writes.
+        let result = if batch.is_empty() {
+            Ok(Committed::default())
+        } else {
+            let result = store.commit(&batch).await;
+            match &result {
+                Ok(_) => health.committed(),
+                Err(error) => health.commit_failed(error),
+            }
+            result
+        };
         let took = began.elapsed();
         stage.after_commit(result.as_ref(), took).await;
         match result {
@@ -172,10 +286,13 @@ async fn run(
                 }
             }
             Err(error) => {
-                tracing::error!(%error, writes, "journal commit failed");
-                let message = error.to_string();
+                tracing::error!(%error, writes, "journal commit failed; nothing of the batch is acknowledged");
                 for request in requests.drain(..) {
-                    let _ = request.reply.send(Err(Error::Database(message.clone())));
+                    let error = match &error {
+                        Error::Full(message) => Error::Full(message.clone()),
+                        other => Error::Database(other.to_string()),
+                    };
+                    let _ = request.reply.send(Err(error));
                 }
             }
         }

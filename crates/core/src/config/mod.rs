@@ -166,6 +166,23 @@ pub struct Server {
     /// Requests waiting for the journal beyond this are refused with 429 and `Retry-After`.
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
+    /// The request bodies being read, parsed or committed may hold at most this many bytes in all:
+    /// a request that does not fit is refused with 429 before its body is read. With
+    /// `max_connections`, this is what bounds the daemon's memory under load.
+    #[serde(default = "defaults::max_inflight_bytes")]
+    pub max_inflight_bytes: usize,
+    /// Open connections beyond this evict the idlest one (a client that sends nothing, or too slowly).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; a slow client is disconnected.
+    #[serde(default = "defaults::header_timeout_secs")]
+    pub header_timeout_secs: f64,
+    /// A request's body must arrive within this, counted from its headers; else 408.
+    #[serde(default = "defaults::body_timeout_secs")]
+    pub body_timeout_secs: f64,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(default = "defaults::idle_timeout_secs")]
+    pub idle_timeout_secs: f64,
 }
 
 impl Default for Server {
@@ -174,6 +191,11 @@ impl Default for Server {
             listen: defaults::listen(),
             max_body_bytes: defaults::max_body_bytes(),
             queue_capacity: defaults::queue_capacity(),
+            max_inflight_bytes: defaults::max_inflight_bytes(),
+            max_connections: defaults::max_connections(),
+            header_timeout_secs: defaults::header_timeout_secs(),
+            body_timeout_secs: defaults::body_timeout_secs(),
+            idle_timeout_secs: defaults::idle_timeout_secs(),
         }
     }
 }
@@ -187,6 +209,21 @@ pub struct Store {
     /// `full` survives power loss; `normal` survives a process crash and is faster.
     #[serde(default)]
     pub synchronous: Synchronous,
+    /// Ingest is refused (503, not ready) while the store's file system has less free space than
+    /// this, so that runs in progress can still journal their outcomes.
+    #[serde(default = "defaults::min_free_bytes")]
+    pub min_free_bytes: u64,
+    /// A file of this size kept beside the database and given back when the disk fills up anyway
+    /// (another process filled it), so the journal can still record what runs did.
+    #[serde(default = "defaults::reserve_bytes")]
+    pub reserve_bytes: u64,
+    /// The write-ahead log is checkpointed and truncated when it grows past this, when the store
+    /// is idle, and on a clean stop.
+    #[serde(default = "defaults::wal_max_bytes")]
+    pub wal_max_bytes: u64,
+    /// What is kept, for how long.
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 impl Default for Store {
@@ -194,6 +231,46 @@ impl Default for Store {
         Self {
             path: defaults::store_path(),
             synchronous: Synchronous::default(),
+            min_free_bytes: defaults::min_free_bytes(),
+            reserve_bytes: defaults::reserve_bytes(),
+            wal_max_bytes: defaults::wal_max_bytes(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// How long the journal keeps things. Events and their decisions go first; runs and incidents keep
+/// their summary rows (status, times, target, title) longer than their step-by-step records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Events, and the decisions made for them, older than this are deleted.
+    #[serde(default = "defaults::events_max_age_secs")]
+    pub events_max_age_secs: u64,
+    /// The step-by-step journal of finished runs, and the timelines of resolved incidents, older
+    /// than this are deleted; their summary rows stay.
+    #[serde(default = "defaults::details_max_age_secs")]
+    pub details_max_age_secs: u64,
+    /// Summary rows of finished runs and resolved incidents older than this are deleted.
+    #[serde(default = "defaults::summaries_max_age_secs")]
+    pub summaries_max_age_secs: u64,
+    /// When the database holds more than this, the oldest events and journal rows go first, whatever
+    /// their age. `0` sets no limit.
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// How often the daemon applies the policy.
+    #[serde(default = "defaults::retention_interval_secs")]
+    pub interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events_max_age_secs: defaults::events_max_age_secs(),
+            details_max_age_secs: defaults::details_max_age_secs(),
+            summaries_max_age_secs: defaults::summaries_max_age_secs(),
+            max_bytes: 0,
+            interval_secs: defaults::retention_interval_secs(),
         }
     }
 }
@@ -488,6 +565,42 @@ mod defaults {
     }
     pub fn queue_capacity() -> usize {
         4096
+    }
+    pub fn max_inflight_bytes() -> usize {
+        64 << 20
+    }
+    pub fn max_connections() -> usize {
+        512
+    }
+    pub fn header_timeout_secs() -> f64 {
+        10.0
+    }
+    pub fn body_timeout_secs() -> f64 {
+        30.0
+    }
+    pub fn idle_timeout_secs() -> f64 {
+        120.0
+    }
+    pub fn min_free_bytes() -> u64 {
+        64 << 20
+    }
+    pub fn reserve_bytes() -> u64 {
+        16 << 20
+    }
+    pub fn wal_max_bytes() -> u64 {
+        64 << 20
+    }
+    pub fn events_max_age_secs() -> u64 {
+        30 * 86_400
+    }
+    pub fn details_max_age_secs() -> u64 {
+        90 * 86_400
+    }
+    pub fn summaries_max_age_secs() -> u64 {
+        400 * 86_400
+    }
+    pub fn retention_interval_secs() -> u64 {
+        600
     }
     pub fn store_path() -> PathBuf {
         "homeostat.db".into()

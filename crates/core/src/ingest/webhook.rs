@@ -50,9 +50,12 @@ pub fn map(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Event>, Error> {
     let document: serde_json::Value = from_json(body)?;
-    let items: Vec<serde_json::Value> = match &mapping.items {
+    // The document becomes a template value once; each item's context shares it (a reference
+    // count, not a copy), so a body of n items costs O(n), not n copies of the whole body.
+    let body_value = minijinja::Value::from_serialize(&document);
+    let items: &[serde_json::Value] = match &mapping.items {
         Some(pointer) => match document.pointer(pointer) {
-            Some(serde_json::Value::Array(items)) => items.clone(),
+            Some(serde_json::Value::Array(items)) => items,
             Some(_) => {
                 return Err(Error::new(
                     pointer.clone(),
@@ -66,13 +69,16 @@ pub fn map(
                 ))
             }
         },
-        None => vec![document.clone()],
+        None => std::slice::from_ref(&document),
     };
     items
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            let context = serde_json::json!({ "body": &document, "item": item });
+            let context = minijinja::context! {
+                body => body_value.clone(),
+                item => minijinja::Value::from_serialize(item),
+            };
             let field = |name: &str| match &mapping.items {
                 Some(pointer) => format!("{pointer}/{index} ({name})"),
                 None => name.to_string(),

@@ -1,7 +1,7 @@
 //! The SQLite backend: WAL mode, one writer connection, a small pool of readers, embedded migrations.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,26 +19,35 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
+mod maintenance;
+
 use crate::{
-    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RunQuery,
-    RunRecord, RunStatus, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result,
+    RetentionReport, RunQuery, RunRecord, RunStatus, Space, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/sqlite/0002_snapshots.sql"),
-    include_str!("../migrations/sqlite/0003_runbooks.sql"),
-    include_str!("../migrations/sqlite/0004_incidents.sql"),
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_snapshots.sql"),
+    include_str!("../../migrations/sqlite/0003_runbooks.sql"),
+    include_str!("../../migrations/sqlite/0004_incidents.sql"),
 ];
 
 /// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
 const CHUNKS: &[usize] = &[256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 pub struct SqliteStore {
+    path: PathBuf,
     writer: Mutex<WriterState>,
+    /// How the writer connection is opened, to open it again after a failure it may not survive.
+    writer_options: SqliteConnectOptions,
     readers: SqlitePool,
+    /// For retention, backups and the last checkpoint: long work kept off the writer connection.
+    maintenance: Mutex<SqliteConnection>,
     checkpointer: tokio::task::JoinHandle<()>,
+    activity: maintenance::Activity,
+    reserve: maintenance::Reserve,
 }
 
 impl Drop for SqliteStore {
@@ -47,17 +56,59 @@ impl Drop for SqliteStore {
     }
 }
 
-/// How often the background connection copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How a store is opened: durability and the bounds it keeps on disk.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub synchronous: Synchronous,
+    /// Bytes held in a file beside the database, given back when the disk fills (0: none).
+    pub reserve_bytes: u64,
+    /// The WAL is truncated when it grows past this.
+    pub wal_max_bytes: u64,
+}
+
+impl Options {
+    /// The options a config's `store:` section asks for.
+    pub fn from_config(store: &homeostat_core::config::Store) -> Self {
+        Self {
+            synchronous: store.synchronous,
+            reserve_bytes: store.reserve_bytes,
+            wal_max_bytes: store.wal_max_bytes,
+        }
+    }
+}
+
+impl Default for Options {
+    /// No reserve (tests and tools open many stores); the config's WAL limit.
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::default(),
+            reserve_bytes: 0,
+            wal_max_bytes: homeostat_core::config::Store::default().wal_max_bytes,
+        }
+    }
+}
 
 struct WriterState {
-    connection: SqliteConnection,
+    /// `None` after a failure that closed it and could not open it again; the next commit retries.
+    connection: Option<SqliteConnection>,
     next_event_seq: i64,
     next_journal_seq: i64,
 }
 
 impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path` with default bounds.
     pub async fn open(path: &Path, synchronous: Synchronous) -> Result<Self> {
+        Self::open_with(
+            path,
+            Options {
+                synchronous,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn open_with(path: &Path, settings: Options) -> Result<Self> {
         let open_error = |error: sqlx::Error| Error::Open {
             path: path.display().to_string(),
             message: error.to_string(),
@@ -67,7 +118,7 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match synchronous {
+            .synchronous(match settings.synchronous {
                 Synchronous::Full => SqliteSynchronous::Full,
                 Synchronous::Normal => SqliteSynchronous::Normal,
             })
@@ -90,36 +141,68 @@ impl SqliteStore {
             sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal")
                 .fetch_one(&mut connection)
                 .await?;
-        let mut checkpoint_connection = SqliteConnection::connect_with(&options)
+        let checkpoint_connection = SqliteConnection::connect_with(&options)
             .await
             .map_err(open_error)?;
-        let checkpointer = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(CHECKPOINT_EVERY);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&mut checkpoint_connection)
-                    .await
-                {
-                    tracing::warn!(%error, "WAL checkpoint failed; will retry");
-                }
-            }
-        });
+        let activity = maintenance::Activity::default();
+        let checkpointer = tokio::spawn(maintenance::checkpointer(
+            checkpoint_connection,
+            maintenance::wal_path(path),
+            settings.wal_max_bytes,
+            activity.clone(),
+        ));
+        let maintenance_connection = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(open_error)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true).create_if_missing(false))
             .await
             .map_err(open_error)?;
         Ok(Self {
+            path: path.to_path_buf(),
+            writer_options,
             writer: Mutex::new(WriterState {
-                connection,
+                connection: Some(connection),
                 next_event_seq,
                 next_journal_seq,
             }),
             readers,
+            maintenance: Mutex::new(maintenance_connection),
             checkpointer,
+            activity,
+            reserve: maintenance::Reserve::new(path, settings.reserve_bytes),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Leaves the writer with no transaction open after a failed commit, whatever the failure left
+    /// behind: a ROLLBACK, or when even that fails, a closed connection (closing rolls back and
+    /// releases the write lock) that the next commit opens again.
+    async fn abandon_transaction(&self, state: &mut WriterState) {
+        let Some(connection) = state.connection.as_mut() else {
+            return;
+        };
+        match sqlx::query("ROLLBACK").execute(&mut *connection).await {
+            Ok(_) => return,
+            // SQLite rolled the transaction back itself, as it may on a full disk.
+            Err(error) if error.to_string().contains("no transaction is active") => return,
+            Err(error) => {
+                tracing::warn!(%error, "rollback after a failed commit failed; reopening the writer connection")
+            }
+        }
+        if let Some(connection) = state.connection.take() {
+            if let Err(error) = connection.close().await {
+                tracing::warn!(%error, "closing the writer connection failed");
+            }
+        }
+        match SqliteConnection::connect_with(&self.writer_options).await {
+            Ok(fresh) => state.connection = Some(fresh),
+            Err(error) => {
+                tracing::error!(%error, "cannot reopen the writer connection; the next commit tries again")
+            }
+        }
     }
 }
 
@@ -127,6 +210,14 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
     let applied: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *connection)
         .await?;
+    if applied == 0 {
+        // Before the first table: retention can then give deleted pages back to the file system
+        // (`PRAGMA incremental_vacuum`). An existing database keeps its setting; its freed pages
+        // are reused for new rows.
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut *connection)
+            .await?;
+    }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let version = index + 1;
         let failed = |error: sqlx::Error| Error::Migration {
@@ -639,123 +730,148 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let mut transaction = state.connection.begin().await?;
-        insert_rows(
-            &mut transaction,
-            "events",
-            &[
-                "seq",
-                "id",
-                "source",
-                "kind",
-                "status",
-                "fingerprint",
-                "received_at",
-                "body",
-            ],
-            "",
-            events,
-        )
-        .await?;
-        insert_rows(
-            &mut transaction,
-            "journal",
-            &[
-                "seq",
-                "at",
-                "kind",
-                "event_id",
-                "run_id",
-                "incident_id",
-                "body",
-            ],
-            "",
-            journal,
-        )
-        .await?;
-        insert_rows(
-            &mut transaction,
-            "runs",
-            &[
-                "id",
-                "rule",
-                "runbook",
-                "started_by",
-                "target",
-                "event_id",
-                "status",
-                "dry_run",
-                "started_at",
-                "plan",
-                "incident_id",
-            ],
-            "",
-            run_inserts,
-        )
-        .await?;
-        update_runs(&mut transaction, run_updates).await?;
-        // Runs started in an earlier commit: rare, so one statement each.
-        for (run_id, incident) in run_links {
-            sqlx::query("UPDATE runs SET incident_id = ? WHERE id = ?")
-                .bind(incident)
-                .bind(run_id)
-                .execute(&mut *transaction)
-                .await?;
+        // SQLite's own BEGIN and COMMIT, not sqlx's `Transaction`: after a failed COMMIT (a full disk)
+        // SQLite may or may not have rolled back, and sqlx's transaction depth could then fall out of
+        // step with it, turning every later BEGIN into a SAVEPOINT inside a transaction that never
+        // commits. Here a BEGIN that finds a transaction open fails, and every failure ends in a
+        // ROLLBACK (or a fresh connection), so no commit can report success for rows it did not write.
+        if state.connection.is_none() {
+            state.connection = Some(SqliteConnection::connect_with(&self.writer_options).await?);
         }
-        insert_rows(
-            &mut transaction,
-            "incidents",
-            INCIDENT_COLUMNS,
-            INCIDENT_UPSERT,
-            incidents.into_values().map(incident_row).collect(),
-        )
-        .await?;
-        insert_rows(
-            &mut transaction,
-            "incident_members",
-            MEMBER_COLUMNS,
-            MEMBER_UPSERT,
-            members
-                .into_values()
-                .map(|member| member_row(&member))
-                .collect(),
-        )
-        .await?;
-        insert_rows(
-            &mut transaction,
-            "silences",
-            SILENCE_COLUMNS,
-            SILENCE_UPSERT,
-            silences.into_values().map(silence_row).collect(),
-        )
-        .await?;
-        // "The last event of this commit", for writes made before the sequence numbers were known.
-        let last_event_seq = (event_seq > first_event_seq).then_some(event_seq - 1);
-        for (name, seq) in cursors {
-            let Some(seq) = seq.or(last_event_seq) else {
-                continue;
-            };
-            sqlx::query("INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
+        let Some(connection) = state.connection.as_mut() else {
+            return Err(Error::Database("the writer connection is closed".into()));
+        };
+        let written: Result<()> = async {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *connection)
+                .await?;
+            insert_rows(
+                &mut *connection,
+                "events",
+                &[
+                    "seq",
+                    "id",
+                    "source",
+                    "kind",
+                    "status",
+                    "fingerprint",
+                    "received_at",
+                    "body",
+                ],
+                "",
+                events,
+            )
+            .await?;
+            insert_rows(
+                &mut *connection,
+                "journal",
+                &[
+                    "seq",
+                    "at",
+                    "kind",
+                    "event_id",
+                    "run_id",
+                    "incident_id",
+                    "body",
+                ],
+                "",
+                journal,
+            )
+            .await?;
+            insert_rows(
+                &mut *connection,
+                "runs",
+                &[
+                    "id",
+                    "rule",
+                    "runbook",
+                    "started_by",
+                    "target",
+                    "event_id",
+                    "status",
+                    "dry_run",
+                    "started_at",
+                    "plan",
+                    "incident_id",
+                ],
+                "",
+                run_inserts,
+            )
+            .await?;
+            update_runs(&mut *connection, run_updates).await?;
+            // Runs started in an earlier commit: rare, so one statement each.
+            for (run_id, incident) in run_links {
+                sqlx::query("UPDATE runs SET incident_id = ? WHERE id = ?")
+                    .bind(incident)
+                    .bind(run_id)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            insert_rows(
+                &mut *connection,
+                "incidents",
+                INCIDENT_COLUMNS,
+                INCIDENT_UPSERT,
+                incidents.into_values().map(incident_row).collect(),
+            )
+            .await?;
+            insert_rows(
+                &mut *connection,
+                "incident_members",
+                MEMBER_COLUMNS,
+                MEMBER_UPSERT,
+                members
+                    .into_values()
+                    .map(|member| member_row(&member))
+                    .collect(),
+            )
+            .await?;
+            insert_rows(
+                &mut *connection,
+                "silences",
+                SILENCE_COLUMNS,
+                SILENCE_UPSERT,
+                silences.into_values().map(silence_row).collect(),
+            )
+            .await?;
+            // "The last event of this commit", for writes made before the sequence numbers were known.
+            let last_event_seq = (event_seq > first_event_seq).then_some(event_seq - 1);
+            for (name, seq) in cursors {
+                let Some(seq) = seq.or(last_event_seq) else {
+                    continue;
+                };
+                sqlx::query("INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
+                    .bind(name)
+                    .bind(seq)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            for (name, seq, body) in snapshots {
+                let Some(seq) = seq.or(last_event_seq) else {
+                    continue;
+                };
+                sqlx::query(
+                    "INSERT INTO snapshots (name, seq, body) VALUES (?, ?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+                )
                 .bind(name)
                 .bind(seq)
-                .execute(&mut *transaction)
+                .bind(body)
+                .execute(&mut *connection)
                 .await?;
+            }
+            sqlx::query("COMMIT").execute(&mut *connection).await?;
+            Ok(())
         }
-        for (name, seq, body) in snapshots {
-            let Some(seq) = seq.or(last_event_seq) else {
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO snapshots (name, seq, body) VALUES (?, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
-            )
-            .bind(name)
-            .bind(seq)
-            .bind(body)
-            .execute(&mut *transaction)
-            .await?;
+        .await;
+        if let Err(error) = written {
+            self.abandon_transaction(&mut state).await;
+            if matches!(error, Error::Full(_)) {
+                self.reserve.release();
+            }
+            return Err(error);
         }
-        transaction.commit().await?;
+        self.activity.committed();
         // Only a committed batch consumes sequence numbers.
         state.next_event_seq = event_seq;
         state.next_journal_seq = journal_seq;
@@ -888,6 +1004,80 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(&self.readers)
             .await?)
+    }
+
+    async fn space(&self) -> Option<Space> {
+        self.reserve.space(&self.path)
+    }
+
+    async fn retain(
+        &self,
+        policy: &homeostat_core::config::Retention,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<RetentionReport> {
+        let mut connection = self.maintenance.lock().await;
+        maintenance::retain(&mut connection, policy, now, dry_run).await
+    }
+
+    async fn backup(&self, to: &Path) -> Result<u64> {
+        let mut connection = self.maintenance.lock().await;
+        maintenance::backup(&mut connection, to).await
+    }
+
+    async fn export_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after_seq: i64,
+        count: usize,
+    ) -> Result<Vec<EventRecord>> {
+        let mut connection = self.readers.acquire().await?;
+        let (start, end) =
+            maintenance::seq_range(&mut connection, "events", "received_at", since, until).await?;
+        let rows = sqlx::query("SELECT seq, body FROM events WHERE seq >= ? AND seq < ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(start)
+            .bind(end)
+            .bind(after_seq)
+            .bind(i64::try_from(count.max(1)).unwrap_or(i64::MAX))
+            .fetch_all(&mut *connection)
+            .await?;
+        rows.iter().map(event_record).collect()
+    }
+
+    async fn export_journal(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after_seq: i64,
+        count: usize,
+    ) -> Result<Vec<JournalEntry>> {
+        let mut connection = self.readers.acquire().await?;
+        let (start, end) =
+            maintenance::seq_range(&mut connection, "journal", "at", since, until).await?;
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE seq >= ? AND seq < ? AND seq > ? ORDER BY seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(end)
+            .bind(after_seq)
+            .bind(i64::try_from(count.max(1)).unwrap_or(i64::MAX))
+            .fetch_all(&mut *connection)
+            .await?;
+        rows.iter().map(journal_entry).collect()
+    }
+
+    async fn close(&self) {
+        self.checkpointer.abort();
+        let mut connection = self.maintenance.lock().await;
+        match maintenance::checkpoint(&mut connection, "TRUNCATE").await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "the last WAL checkpoint could not finish: a reader was still active"
+            ),
+            Err(error) => tracing::warn!(%error, "the last WAL checkpoint failed"),
+        }
     }
 
     async fn ping(&self) -> Result<()> {
