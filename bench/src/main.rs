@@ -3,6 +3,7 @@
 
 mod incidents;
 mod load;
+mod overload;
 mod payload;
 mod pipeline;
 mod promhist;
@@ -50,6 +51,9 @@ enum Command {
     Runbooks(runbooks::RunbookArgs),
     /// Incident correlation: events per second through the correlator and memory per active alert, beside Alertmanager.
     Incidents(incidents::IncidentArgs),
+    /// Hostile load: large bodies at the peak and at 10x the clients, a slow-client flood, a
+    /// 10,000-item signed webhook; peak RSS against the stated ceiling, /healthz throughout.
+    Overload(overload::OverloadArgs),
 }
 
 #[derive(Args)]
@@ -167,6 +171,7 @@ impl Command {
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
             Command::Pipeline(_) | Command::Runbooks(_) | Command::Incidents(_) => 2,
+            Command::Overload(_) => 2,
         }
     }
 }
@@ -222,6 +227,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Runbooks(args) => runbooks::run(args).await,
         Command::Incidents(args) => incidents::run(args).await,
+        Command::Overload(args) => overload::run(args).await,
     }
 }
 
@@ -334,6 +340,9 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                 synchronous: args.homeostat_options.synchronous.as_config(),
                 with_rule: args.with_rule,
                 ready_timeout,
+                extra: String::new(),
+                server: String::new(),
+                max_open_files: None,
             };
             eprintln!(
                 "batch {batch}: starting homeostat from `{}`",
@@ -502,6 +511,9 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         synchronous: args.homeostat_options.synchronous.as_config(),
         with_rule: true,
         ready_timeout: Duration::from_secs(args.generator.ready_timeout_secs),
+        extra: String::new(),
+        server: String::new(),
+        max_open_files: None,
     };
     eprintln!(
         "starting homeostat from `{}` with rule `bench-dispatch`",

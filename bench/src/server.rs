@@ -16,6 +16,9 @@ use tokio::process::{Child, Command};
 /// The bearer token the bench gives homeostat through `HOMEOSTAT_BENCH_TOKEN` and sends on every request.
 pub const BENCH_TOKEN: &str = "bench-token";
 
+/// The HMAC key of the bench's signed webhook source, through `HOMEOSTAT_BENCH_WEBHOOK_SECRET`.
+pub const BENCH_WEBHOOK_SECRET: &str = "bench-webhook-secret";
+
 /// How homeostat is configured for a run.
 pub struct HomeostatOptions {
     pub queue_capacity: usize,
@@ -24,6 +27,12 @@ pub struct HomeostatOptions {
     /// Adds a rule that matches every bench alert and dispatches a cheap dry-run step.
     pub with_rule: bool,
     pub ready_timeout: Duration,
+    /// More config, appended (sources, `server:` limits are set by [`HomeostatOptions::server`]).
+    pub extra: String,
+    /// More `server:` fields, as YAML lines indented by two spaces.
+    pub server: String,
+    /// Starts the daemon with this `ulimit -n`, as a common default of 1,024 would hold it.
+    pub max_open_files: Option<u64>,
 }
 
 /// A running server under test; killed and its directory removed by [`Server::stop`] or on drop.
@@ -31,7 +40,7 @@ pub struct Server {
     pub name: &'static str,
     pub base_url: String,
     child: Child,
-    pid: u32,
+    pub pid: u32,
     stderr_path: PathBuf,
     // Kept for its `Drop`, which removes the directory after the child is gone.
     _dir: TempDir,
@@ -56,12 +65,24 @@ impl Server {
         std::fs::write(&config_path, homeostat_config(port, dir.path(), options))
             .with_context(|| format!("failed to write `{}`", config_path.display()))?;
         let binary = &resolve(binary)?;
-        let mut command = Command::new(binary);
+        let mut command = match options.max_open_files {
+            // `exec` keeps the pid, so the samples read the daemon's own /proc entry.
+            Some(limit) => {
+                let mut command = Command::new("bash");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .env("HOMEOSTAT_BENCH_TOKEN", BENCH_TOKEN)
+            .env("HOMEOSTAT_BENCH_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
             // Per-request logging would cost the server CPU that the two-core machine cannot spare.
             .env(
                 "RUST_LOG",
@@ -238,11 +259,13 @@ fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String
         "rules: []\n"
     };
     format!(
-        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\nstore:\n  path: {db}\n  synchronous: {sync}\n\
-         api_tokens:\n  - name: bench\n    scopes: [write]\n    token: {{env: HOMEOSTAT_BENCH_TOKEN}}\n{rules}",
+        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\n{server}store:\n  path: {db}\n  synchronous: {sync}\n\
+         api_tokens:\n  - name: bench\n    scopes: [write]\n    token: {{env: HOMEOSTAT_BENCH_TOKEN}}\n{rules}{extra}",
         queue = options.queue_capacity,
         db = dir.join("homeostat.db").display(),
         sync = options.synchronous,
+        server = options.server,
+        extra = options.extra,
     )
 }
 
@@ -321,6 +344,9 @@ mod tests {
             synchronous: "full",
             with_rule: false,
             ready_timeout: Duration::from_secs(30),
+            extra: String::new(),
+            server: String::new(),
+            max_open_files: None,
         };
         let plain = homeostat_config(9000, Path::new("/tmp/x"), &options);
         assert!(plain.contains("rules: []"));

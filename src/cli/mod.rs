@@ -14,6 +14,7 @@ mod serve;
 mod show;
 mod silence;
 mod slo;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -183,6 +184,40 @@ enum Command {
     Slo {
         #[command(subcommand)]
         command: SloCommand,
+    },
+    /// Write a consistent, compacted copy of the live store to FILE (SQLite's `VACUUM INTO`); the
+    /// daemon keeps running.
+    Backup {
+        /// The copy; it must not exist yet.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigPath,
+    },
+    /// Export events and journal entries as JSON lines, in the order they happened: an audit
+    /// record, and what `homeostat replay` reads.
+    Export {
+        /// From this time: RFC 3339, or a duration ago (`24h`, `7d`) [default: the beginning].
+        #[arg(long, value_parser = store::parse_when)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Up to (not including) this time, the same way [default: now].
+        #[arg(long, value_parser = store::parse_when)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigPath,
+    },
+    /// What `store.retention` deletes from the store now (a dry run); `--apply` deletes it.
+    Retention {
+        /// Delete now instead of reporting.
+        #[arg(long)]
+        apply: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigPath,
     },
     /// Score a `timestamp,value` CSV with the anomaly detector, offline; writes
     /// `timestamp,value,anomaly_score`.
@@ -602,6 +637,18 @@ pub async fn run(args: Args) -> ExitCode {
                 json,
             } => slo::status(&config.path, &remote, json).await,
         },
+        Command::Backup { file, config } => store::backup(&config.path, &file).await,
+        Command::Export {
+            since,
+            until,
+            output,
+            config,
+        } => store::export(&config.path, since, until, output.as_deref()).await,
+        Command::Retention {
+            apply,
+            json,
+            config,
+        } => store::retention(&config.path, apply, json).await,
         Command::Detect(args) => detect::run(&args),
         Command::Forecast(args) => forecast::run(&args),
         Command::DemoService { port } => demo::service(port).await,

@@ -9,10 +9,16 @@ use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store
 
 use super::{config, EXIT_ERROR, EXIT_USAGE};
 
-async fn open(config_path: &Path) -> Result<SqliteStore, u8> {
+/// The config's settings, parsed but not compiled: enough to find and treat the store, with no
+/// secret needed.
+pub(super) fn settings(config_path: &Path) -> Result<homeostat_core::config::Config, u8> {
     let files = config::read(config_path).map_err(|error| error.report())?;
-    let parsed = homeostat_core::config::parse(&files)
-        .map_err(|diagnostics| config::LoadError::Invalid(diagnostics).report())?;
+    homeostat_core::config::parse(&files)
+        .map_err(|diagnostics| config::LoadError::Invalid(diagnostics).report())
+}
+
+pub(super) async fn open(config_path: &Path) -> Result<SqliteStore, u8> {
+    let parsed = settings(config_path)?;
     if !parsed.store.path.exists() {
         eprintln!(
             "error: no database at `{}`; has `homeostat serve` run with this config?",

@@ -18,3 +18,4 @@ mod runbook_crash;
 mod runbooks_api;
 mod slo_rules;
 mod support;
+mod upkeep;

@@ -867,6 +867,275 @@ async fn silences_upsert_and_expire(store: &dyn Store, t0: DateTime<Utc>) {
     assert!(store.silence("nope").await.expect("read").is_none());
 }
 
+/// Retention, exports and backups, against a fresh, empty store; `dir` is a directory for the backup.
+pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
+    use homeostat_core::config::Retention;
+    let now = DateTime::UNIX_EPOCH + Duration::days(20_000);
+    let ago = |days: i64| now - Duration::days(days);
+    let ended = |status: &str| RunEnd {
+        status: status.into(),
+        error: None,
+        undone: vec![],
+        outputs: serde_json::Value::Null,
+    };
+    let step = |step: &str| Record::StepStarted {
+        step: step.into(),
+        name: step.into(),
+        attempt: 1,
+        action: "log".into(),
+        inputs: serde_json::Value::Null,
+        resumed: false,
+    };
+    let resolved = |mut incident: Incident, at: DateTime<Utc>| {
+        incident.state = State::Resolved;
+        incident.resolved_at = Some(at);
+        incident.updated_at = at;
+        incident
+    };
+    let decision = |event_id: &str, at: DateTime<Utc>| Write::Decisions {
+        event_id: event_id.into(),
+        at,
+        decisions: vec![],
+    };
+    // In time order, as the writer commits: sequence numbers and times grow together.
+    let batches: Vec<Vec<Write>> = vec![
+        vec![
+            Write::RunStarted {
+                run: run("r-ancient", ""),
+                at: ago(500),
+            },
+            Write::Incident(incident(2, "cart", State::Open, ago(500))),
+            Write::IncidentMember(member(2, "f2", "x", ago(500))),
+            timeline(2, "opened", None, ago(500)),
+        ],
+        vec![
+            Write::RunFinished {
+                run_id: "r-ancient".into(),
+                end: ended("succeeded"),
+                at: ago(450),
+            },
+            Write::Incident(resolved(
+                incident(2, "cart", State::Open, ago(500)),
+                ago(450),
+            )),
+        ],
+        vec![
+            Write::RunStarted {
+                run: run("r-done", ""),
+                at: ago(100),
+            },
+            Write::RunRecord {
+                run_id: "r-done".into(),
+                record: step("s"),
+                at: ago(100),
+            },
+            Write::Incident(incident(1, "checkout", State::Open, ago(100))),
+            timeline(1, "opened", None, ago(100)),
+        ],
+        vec![
+            Write::RunFinished {
+                run_id: "r-done".into(),
+                end: ended("succeeded"),
+                at: ago(95),
+            },
+            Write::Incident(resolved(
+                incident(1, "checkout", State::Open, ago(100)),
+                ago(95),
+            )),
+            timeline(1, "resolved", None, ago(95)),
+        ],
+        vec![
+            Write::Event(event("e-old-a", "fa", Status::Firing, ago(40)).into()),
+            Write::Event(event("e-old-b", "fb", Status::Firing, ago(40)).into()),
+            Write::Event(event("e-old-run", "fc", Status::Firing, ago(40)).into()),
+            decision("e-old-a", ago(40)),
+            decision("e-old-b", ago(40)),
+            Write::RunStarted {
+                run: run("r-running", "e-old-run"),
+                at: ago(40),
+            },
+        ],
+        vec![
+            Write::Event(event("e-new", "fd", Status::Firing, ago(1)).into()),
+            decision("e-new", ago(1)),
+            Write::Incident(incident(3, "search", State::Open, ago(1))),
+            timeline(3, "opened", Some("e-new"), ago(1)),
+        ],
+    ];
+    for batch in &batches {
+        store.commit(batch).await.expect("commit");
+    }
+    let policy = Retention {
+        events_max_age_secs: 30 * 86_400,
+        details_max_age_secs: 90 * 86_400,
+        summaries_max_age_secs: 400 * 86_400,
+        max_bytes: 0,
+        interval_secs: 600,
+    };
+
+    // A consumer that has not read past the first event keeps the others.
+    store
+        .commit(&[Write::Cursor {
+            name: "laggard".into(),
+            seq: 1,
+        }])
+        .await
+        .expect("commit");
+    let report = store.retain(&policy, now, true).await.expect("dry run");
+    assert_eq!(
+        report.events, 1,
+        "only the event the consumer read: {report:?}"
+    );
+    store
+        .commit(&[Write::Cursor {
+            name: "laggard".into(),
+            seq: 4,
+        }])
+        .await
+        .expect("commit");
+
+    let report = store.retain(&policy, now, true).await.expect("dry run");
+    let expected = crate::RetentionReport {
+        dry_run: true,
+        // e-old-a and e-old-b; e-old-run triggered a run still in progress.
+        events: 2,
+        decisions: 2,
+        // r-done's three rows and r-ancient's two.
+        run_details: 5,
+        // incident 1's two timeline rows and incident 2's one.
+        incident_details: 3,
+        runs: 1,
+        incidents: 1,
+        by_size: 0,
+        bytes_before: report.bytes_before,
+        bytes_after: report.bytes_before,
+    };
+    assert_eq!(report, expected, "a dry run counts and keeps everything");
+    assert_eq!(store.event_count().await.expect("count"), 4);
+
+    // Exports read ranges by time, oldest first.
+    let recent = store
+        .export_events(Some(ago(2)), None, 0, 100)
+        .await
+        .expect("export");
+    assert_eq!(
+        recent
+            .iter()
+            .map(|record| record.event.id.as_str())
+            .collect::<Vec<_>>(),
+        ["e-new"]
+    );
+    let old = store
+        .export_events(None, Some(ago(2)), 0, 100)
+        .await
+        .expect("export");
+    assert_eq!(old.len(), 3);
+    let paged = store
+        .export_events(None, None, old[0].seq, 2)
+        .await
+        .expect("export");
+    assert_eq!(
+        paged
+            .iter()
+            .map(|record| record.event.id.as_str())
+            .collect::<Vec<_>>(),
+        ["e-old-b", "e-old-run"]
+    );
+    let journal = store
+        .export_journal(Some(ago(120)), Some(ago(90)), 0, 100)
+        .await
+        .expect("export");
+    assert!(
+        !journal.is_empty()
+            && journal
+                .iter()
+                .all(|entry| entry.at >= ago(120) && entry.at < ago(90)),
+        "{journal:?}"
+    );
+    assert!(journal.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+
+    // A backup is a store of its own with the same rows; it never overwrites a file.
+    let copy = dir.join("backup.db");
+    let bytes = store.backup(&copy).await.expect("backup");
+    assert!(bytes > 0);
+    assert!(matches!(
+        store.backup(&copy).await,
+        Err(crate::Error::Backup(_))
+    ));
+
+    let report = store.retain(&policy, now, false).await.expect("apply");
+    assert_eq!(
+        (
+            report.events,
+            report.decisions,
+            report.run_details,
+            report.incident_details,
+            report.runs,
+            report.incidents
+        ),
+        (2, 2, 5, 3, 1, 1),
+        "{report:?}"
+    );
+    let left: Vec<String> = store
+        .events(&EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|record| record.event.id)
+        .collect();
+    assert_eq!(left, ["e-old-run", "e-new"]);
+    assert!(store.run("r-ancient").await.expect("run").is_none());
+    let done = store
+        .run("r-done")
+        .await
+        .expect("run")
+        .expect("its summary stays");
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert!(store
+        .journal_for_run("r-done")
+        .await
+        .expect("journal")
+        .is_empty());
+    assert!(!store
+        .journal_for_run("r-running")
+        .await
+        .expect("journal")
+        .is_empty());
+    assert!(store.incident(2).await.expect("incident").is_none());
+    assert!(store.incident_members(2).await.expect("members").is_empty());
+    assert!(store.incident(1).await.expect("incident").is_some());
+    assert!(store
+        .incident_timeline(1)
+        .await
+        .expect("timeline")
+        .is_empty());
+    assert_eq!(store.incident_timeline(3).await.expect("timeline").len(), 1);
+    assert_eq!(store.incidents_max_id().await.expect("max"), 3);
+    // Applying again finds nothing more.
+    let again = store.retain(&policy, now, false).await.expect("apply");
+    assert_eq!(
+        again.events
+            + again.decisions
+            + again.run_details
+            + again.incident_details
+            + again.runs
+            + again.incidents,
+        0,
+        "{again:?}"
+    );
+    // New events are numbered after the ones deleted.
+    let committed = store
+        .commit(&[Write::Event(
+            event("e-later", "fe", Status::Firing, now).into(),
+        )])
+        .await
+        .expect("commit");
+    assert_eq!(committed.event_seqs, vec![5]);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -884,6 +1153,58 @@ mod tests {
             .await
             .expect("open");
         super::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_upkeep_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
+            .await
+            .expect("open");
+        super::run_upkeep(&store, dir.path()).await;
+        let copy = SqliteStore::open(&dir.path().join("backup.db"), Synchronous::Normal)
+            .await
+            .expect("the backup opens as a store");
+        assert_eq!(copy.event_count().await.expect("count"), 4);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_truncated_when_the_store_goes_quiet_and_on_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.db");
+        let wal = dir.path().join("h.db-wal");
+        let store = SqliteStore::open(&path, Synchronous::Normal)
+            .await
+            .expect("open");
+        let t0 = chrono::DateTime::UNIX_EPOCH;
+        for index in 0..300 {
+            store
+                .commit(&[super::Write::Event(
+                    super::event(&format!("e{index}"), "f", super::Status::Firing, t0).into(),
+                )])
+                .await
+                .expect("commit");
+        }
+        let size = || std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
+        assert!(size() > 0, "commits went to the WAL");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the WAL was not truncated while the store was idle: {} bytes",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        store
+            .commit(&[super::Write::Event(
+                super::event("last", "f", super::Status::Firing, t0).into(),
+            )])
+            .await
+            .expect("commit");
+        assert!(size() > 0);
+        store.close().await;
+        assert_eq!(size(), 0, "a clean stop leaves an empty WAL");
     }
 
     #[tokio::test]

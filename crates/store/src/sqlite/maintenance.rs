@@ -315,60 +315,93 @@ async fn sweep(
     Ok(total)
 }
 
-/// Deletes (or counts) the journal rows of the runs or incidents `select` pages through (ids after
-/// the second parameter, in id order), and with `delete_self` their summary rows too.
-async fn sweep_owned<Id>(
-    connection: &mut SqliteConnection,
-    select: &str,
+/// The runs or the incidents that retention thins: how to page through those past a cutoff (ids
+/// after the second parameter, in id order), the journal column that links their details, and how
+/// to delete a summary row.
+struct Owners {
+    select: &'static str,
+    column: &'static str,
+    delete: &'static str,
+}
+
+const RUNS: Owners = Owners {
+    select:
+        "SELECT id FROM runs WHERE status <> 'running' AND finished_at < ? AND id > ? ORDER BY id",
+    column: "run_id",
+    delete: "DELETE FROM runs WHERE id = ?",
+};
+
+/// The newest incident stays whatever its age: new incidents are numbered after the highest number
+/// stored.
+const INCIDENTS: Owners = Owners {
+    select: "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? \
+             AND id < (SELECT MAX(id) FROM incidents) ORDER BY id",
+    column: "incident_id",
+    delete: "DELETE FROM incidents WHERE id = ?",
+};
+
+/// One pass over [`Owners`]: their details only, or their summaries too.
+struct Pass {
     cutoff: i64,
-    owner_column: &str,
-    delete_self: Option<&str>,
+    summaries: bool,
     journal_floor: i64,
     dry_run: bool,
+}
+
+/// Deletes (or counts) the details of the owners a pass selects, and in a summaries pass their
+/// summary rows too; returns (summaries, details). A dry run counts details in the details pass
+/// only, where an applied run deletes them.
+async fn sweep_owned<Id>(
+    connection: &mut SqliteConnection,
+    owners: &Owners,
+    pass: &Pass,
 ) -> Result<(u64, u64)>
 where
     Id: Default + Clone + Send + Unpin + 'static,
     Id: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + for<'q> sqlx::Encode<'q, sqlx::Sqlite>,
     Id: sqlx::Type<sqlx::Sqlite>,
 {
-    let mut owners = 0u64;
+    let mut summaries = 0u64;
     let mut details = 0u64;
     let mut after = Id::default();
+    let condition = format!("{} = ? AND seq < {}", owners.column, pass.journal_floor);
     loop {
-        let ids: Vec<Id> = sqlx::query_scalar(&format!("{select} LIMIT 500"))
-            .bind(cutoff)
+        let ids: Vec<Id> = sqlx::query_scalar(&format!("{} LIMIT 500", owners.select))
+            .bind(pass.cutoff)
             .bind(&after)
             .fetch_all(&mut *connection)
             .await?;
         let Some(last) = ids.last() else { break };
         after = last.clone();
         for id in &ids {
-            let condition = format!("{owner_column} = ? AND seq < {journal_floor}");
-            if dry_run {
-                let count: i64 =
-                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM journal WHERE {condition}"))
-                        .bind(id.clone())
-                        .fetch_one(&mut *connection)
-                        .await?;
-                details += count as u64;
+            if pass.dry_run {
+                if !pass.summaries {
+                    let count: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COUNT(*) FROM journal WHERE {condition}"
+                    ))
+                    .bind(id.clone())
+                    .fetch_one(&mut *connection)
+                    .await?;
+                    details += count as u64;
+                }
             } else {
                 details += sqlx::query(&format!("DELETE FROM journal WHERE {condition}"))
                     .bind(id.clone())
                     .execute(&mut *connection)
                     .await?
                     .rows_affected();
-                if let Some(sql) = delete_self {
-                    sqlx::query(sql)
+                if pass.summaries {
+                    sqlx::query(owners.delete)
                         .bind(id.clone())
                         .execute(&mut *connection)
                         .await?;
                 }
             }
-            owners += u64::from(delete_self.is_some());
+            summaries += u64::from(pass.summaries);
         }
         tokio::task::yield_now().await;
     }
-    Ok((owners, details))
+    Ok((summaries, details))
 }
 
 /// How much of the database file holds rows (freed pages are reused, not returned).
@@ -422,56 +455,28 @@ pub(super) async fn retain(
         .min(floors.journal);
     report.decisions = sweep(connection, "journal", loose, &[], journal_end, dry_run).await?;
 
-    // Details of finished runs and resolved incidents; their summary rows stay.
-    let details_cutoff = millis(age(policy.details_max_age_secs));
-    let (_, run_details) = sweep_owned::<String>(
-        connection,
-        "SELECT id FROM runs WHERE status <> 'running' AND finished_at < ? AND id > ? ORDER BY id",
-        details_cutoff,
-        "run_id",
-        None,
-        floors.journal,
+    // Details of finished runs and resolved incidents; their summary rows stay. Then summaries,
+    // with whatever details are left.
+    let details = Pass {
+        cutoff: millis(age(policy.details_max_age_secs)),
+        summaries: false,
+        journal_floor: floors.journal,
         dry_run,
-    )
-    .await?;
-    report.run_details = run_details;
-    let (_, incident_details) = sweep_owned::<i64>(
-        connection,
-        "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? ORDER BY id",
-        details_cutoff,
-        "incident_id",
-        None,
-        floors.journal,
-        dry_run,
-    )
-    .await?;
-    report.incident_details = incident_details;
-
-    // Summaries, with whatever details are left.
-    let summaries_cutoff = millis(age(policy.summaries_max_age_secs));
-    let (runs, more_run_details) = sweep_owned::<String>(
-        connection,
-        "SELECT id FROM runs WHERE status <> 'running' AND finished_at < ? AND id > ? ORDER BY id",
-        summaries_cutoff,
-        "run_id",
-        Some("DELETE FROM runs WHERE id = ?"),
-        floors.journal,
-        dry_run,
-    )
-    .await?;
+    };
+    let summaries = Pass {
+        cutoff: millis(age(policy.summaries_max_age_secs)),
+        summaries: true,
+        ..details
+    };
+    report.run_details = sweep_owned::<String>(connection, &RUNS, &details).await?.1;
+    report.incident_details = sweep_owned::<i64>(connection, &INCIDENTS, &details)
+        .await?
+        .1;
+    let (runs, more_run_details) = sweep_owned::<String>(connection, &RUNS, &summaries).await?;
     report.runs = runs;
     report.run_details += more_run_details;
-    let (incidents, more_incident_details) = sweep_owned::<i64>(
-        connection,
-        "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? \
-         AND id < (SELECT MAX(id) FROM incidents) ORDER BY id",
-        summaries_cutoff,
-        "incident_id",
-        Some("DELETE FROM incidents WHERE id = ?"),
-        floors.journal,
-        dry_run,
-    )
-    .await?;
+    let (incidents, more_incident_details) =
+        sweep_owned::<i64>(connection, &INCIDENTS, &summaries).await?;
     report.incidents = incidents;
     report.incident_details += more_incident_details;
     if !dry_run && incidents > 0 {
