@@ -23,8 +23,10 @@ pub fn authorize(handle: &Handle, headers: &HeaderMap, scope: Scope) -> Result<S
     let presented = value
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        // RFC 7235: the scheme is case-insensitive.
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let Some(presented) = presented else {
         return Err(ApiError::new(
             Code::InvalidToken,

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use homeostat_core::config::{Scope, Source};
-use homeostat_core::ingest::{self, alertmanager, native, webhook};
+use homeostat_core::ingest::{self, alertmanager, cloudevents, native, webhook};
 use homeostat_core::Event;
 use homeostat_engine::{Handle, IngestError};
 
@@ -22,13 +22,31 @@ pub async fn alertmanager_hook(
     respond(alertmanager_events(&handle, "alertmanager", &headers, body, None).await)
 }
 
-/// `POST /api/v1/events`: native events or CloudEvents (structured mode).
+/// `POST /api/v1/events`: native events, or CloudEvents in structured (one or a batch) or binary
+/// mode.
 pub async fn events(State(handle): State<Handle>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let token = authorize(&handle, &headers, Scope::Ingest)?;
         let bytes = read_body(&handle, &headers, body).await?;
-        let events = native::parse(&bytes, "api", handle.clock.now())
-            .map_err(|error| invalid(&handle, "api", error))?;
+        let now = handle.clock.now();
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok());
+        // A `ce-specversion` header makes it a binary-mode CloudEvent: the body is its data.
+        let parsed = if cloudevents::is_binary(headers.keys().map(|name| name.as_str())) {
+            let pairs = headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+            cloudevents::parse_binary(pairs, content_type, &bytes, now).map(|event| vec![event])
+        } else {
+            native::parse_as(
+                native::Body::from_content_type(content_type),
+                &bytes,
+                "api",
+                now,
+            )
+        };
+        let events = parsed.map_err(|error| invalid(&handle, "api", error))?;
         commit(&handle, "api", token, events).await
     }
     .await;
@@ -137,7 +155,7 @@ async fn webhook_events(
 }
 
 /// Stamps who sent the events, for the audit trail, and commits them.
-async fn commit(
+pub(crate) async fn commit(
     handle: &Handle,
     source: &str,
     by: String,
@@ -164,7 +182,7 @@ async fn commit(
     Ok(count)
 }
 
-fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
+pub(crate) fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
     handle.metrics.source_error(source, "invalid_payload");
     ApiError::new(Code::InvalidPayload, error.to_string())
 }

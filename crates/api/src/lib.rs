@@ -1,7 +1,9 @@
 //! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs,
 //! incidents and silences, rules that loop detection disabled, the OpenAPI document, `/metrics`
-//! and health.
+//! and health; and Alertmanager's API v2 (alerts in, silences), so Prometheus, amtool and Grafana
+//! can talk to homeostat as to an Alertmanager.
 
+pub mod alertmanager;
 pub mod auth;
 pub mod error;
 pub mod incidents;
@@ -65,6 +67,22 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/rules/disabled", get(rules::disabled))
         .route("/api/v1/rules/{rule}/enable", post(rules::enable))
         .route("/api/v1/openapi.json", get(openapi::document))
+        // Alertmanager's API v2, for Prometheus, amtool and Grafana.
+        .route(
+            "/api/v2/alerts",
+            post(alertmanager::post_alerts).get(alertmanager::get_alerts),
+        )
+        .route("/api/v2/alerts/groups", get(alertmanager::get_alert_groups))
+        .route(
+            "/api/v2/silences",
+            get(alertmanager::get_silences).post(alertmanager::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager::get_silence).delete(alertmanager::delete_silence),
+        )
+        .route("/api/v2/receivers", get(alertmanager::get_receivers))
+        .route("/api/v2/status", get(alertmanager::get_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

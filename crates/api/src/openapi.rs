@@ -51,6 +51,7 @@ pub fn spec() -> Value {
         *paths = with(paths.take(), incident_paths());
         *paths = with(paths.take(), rule_paths());
         *paths = with(paths.take(), slo_paths());
+        *paths = with(paths.take(), alertmanager_paths());
     }
     if let Some(schemas) = spec.pointer_mut("/components/schemas") {
         *schemas = with(schemas.take(), incident_schemas());
@@ -402,6 +403,85 @@ fn incident_paths() -> Value {
 }
 
 /// The paths of the SLOs the daemon evaluates.
+/// Alertmanager's API v2, as far as homeostat speaks it; the shapes are Alertmanager's
+/// (`api/v2/openapi.yaml`), summarized here.
+fn alertmanager_paths() -> Value {
+    let array = |description: &str| json!({"200": {"description": description, "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}});
+    let filter = json!({"name": "filter", "in": "query", "style": "form", "explode": true,
+        "description": "Matchers in Alertmanager's syntax, one per `filter`; all must match",
+        "schema": {"type": "array", "items": {"type": "string"}}});
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    json!({
+        "/api/v2/alerts": {
+            "post": {
+                "summary": "Alertmanager API v2: alerts as Prometheus posts them (ingest scope); an alert whose endsAt has passed is resolved",
+                "operationId": "postAlertsV2",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "items": {
+                    "type": "object", "required": ["labels"], "properties": {
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
+                        "generatorURL": {"type": "string"}}}}}}},
+                "responses": with(json!({"200": {"description": "Committed to the journal"}}), error_responses(&[400, 401, 403, 413, 429, 503]))
+            },
+            "get": {
+                "summary": "Alertmanager API v2: the active alerts (firing members of open incidents), read scope",
+                "operationId": "getAlertsV2",
+                "parameters": [filter.clone(),
+                    {"name": "active", "in": "query", "schema": {"type": "boolean", "default": true}},
+                    {"name": "silenced", "in": "query", "schema": {"type": "boolean", "default": true}},
+                    {"name": "inhibited", "in": "query", "schema": {"type": "boolean", "default": true}},
+                    {"name": "unprocessed", "in": "query", "schema": {"type": "boolean", "default": true}},
+                    {"name": "receiver", "in": "query", "schema": {"type": "string"}}],
+                "responses": with(array("Gettable alerts"), error_responses(&[400, 401, 403, 503]))
+            }
+        },
+        "/api/v2/alerts/groups": {"get": {
+            "summary": "Alertmanager API v2: the active alerts grouped by incident, read scope",
+            "operationId": "getAlertGroupsV2", "parameters": [filter.clone()],
+            "responses": with(array("Alert groups"), error_responses(&[400, 401, 403, 503]))
+        }},
+        "/api/v2/silences": {
+            "get": {
+                "summary": "Alertmanager API v2: every silence, expired ones too, read scope",
+                "operationId": "getSilencesV2", "parameters": [filter],
+                "responses": with(array("Gettable silences"), error_responses(&[400, 401, 403, 503]))
+            },
+            "post": {
+                "summary": "Alertmanager API v2: create a silence, or replace the one `id` names (write scope)",
+                "operationId": "postSilencesV2",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                    "required": ["matchers", "startsAt", "endsAt", "createdBy", "comment"], "properties": {
+                        "id": {"type": "string"},
+                        "matchers": {"type": "array", "items": {"type": "object", "required": ["name", "value", "isRegex"], "properties": {
+                            "name": {"type": "string"}, "value": {"type": "string"}, "isRegex": {"type": "boolean"}, "isEqual": {"type": "boolean", "default": true}}}},
+                        "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
+                        "createdBy": {"type": "string"}, "comment": {"type": "string"}}}}}},
+                "responses": with(json!({"200": {"description": "The silence's id", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"silenceID": {"type": "string"}}}}}}}), error_responses(&[400, 401, 403, 404, 413, 429, 503]))
+            }
+        },
+        "/api/v2/silence/{id}": {
+            "get": {
+                "summary": "Alertmanager API v2: one silence, read scope", "operationId": "getSilenceV2", "parameters": [id.clone()],
+                "responses": with(json!({"200": {"description": "The silence"}}), error_responses(&[401, 403, 404, 503]))
+            },
+            "delete": {
+                "summary": "Alertmanager API v2: expire the silence now (write scope)", "operationId": "deleteSilenceV2", "parameters": [id],
+                "responses": with(json!({"200": {"description": "Expired"}}), error_responses(&[401, 403, 404, 409, 429, 503]))
+            }
+        },
+        "/api/v2/receivers": {"get": {
+            "summary": "Alertmanager API v2: the one receiver, `homeostat`", "operationId": "getReceiversV2",
+            "responses": with(array("Receivers"), error_responses(&[401, 403]))
+        }},
+        "/api/v2/status": {"get": {
+            "summary": "Alertmanager API v2: cluster (disabled), version and uptime, read scope", "operationId": "getStatusV2",
+            "responses": with(json!({"200": {"description": "Status"}}), error_responses(&[401, 403]))
+        }}
+    })
+}
+
 fn slo_paths() -> Value {
     let ratios = json!({"type": "object", "description": "By window (`5m`, `30m`, `1h`, `2h`, `6h`, `1d`, `3d`, and the period, `30d` or `28d`); null where the query had no value",
         "additionalProperties": {"type": ["number", "null"]}});

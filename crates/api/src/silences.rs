@@ -198,7 +198,7 @@ fn invalid(message: String) -> ApiError {
     ApiError::new(Code::InvalidSilence, message)
 }
 
-async fn load(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
+pub(crate) async fn load(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
     handle
         .store
         .silence(id)
@@ -214,7 +214,7 @@ async fn load(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
 
 /// The silence the command stored: the decide stage writes the row in the command's commit, so it
 /// is there unless the correlator refused it.
-async fn stored(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
+pub(crate) async fn stored(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
     handle
         .store
         .silence(id)

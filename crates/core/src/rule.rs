@@ -393,6 +393,21 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         let mut matchers = Vec::new();
         for (matcher_index, text) in rule.matchers.iter().enumerate() {
             match matcher::parse_list(text) {
+                // Alertmanager reads `{}` (or an empty string) as no matcher at all; in a rule that
+                // would select every event without anyone having asked for it.
+                Ok(parsed) if parsed.is_empty() => {
+                    ok = false;
+                    diagnostics.push(error(
+                        "rules",
+                        index,
+                        &format!("match[{matcher_index}]"),
+                        format!("`{text}` holds no matcher, so it selects every event"),
+                        Some(
+                            "write a matcher such as `alertname=\"ApiDown\"`, or remove the entry"
+                                .into(),
+                        ),
+                    ));
+                }
                 Ok(parsed) => matchers.extend(parsed),
                 Err(matcher_error) => {
                     ok = false;
@@ -1016,6 +1031,32 @@ mod tests {
     fn compile_text(text: &str) -> Result<Compiled, Diagnostics> {
         let config = crate::config::parse(&[(PathBuf::from("c.yaml"), text.to_string())])?;
         compile(&config)
+    }
+
+    #[test]
+    fn a_match_entry_without_a_matcher_is_an_error_not_a_match_all() {
+        for entry in ["'{}'", "''", "'{ }'"] {
+            let text = format!(
+                "rules:\n  - name: r\n    match: ['alertname=\"A\"', {entry}]\n    steps:\n      - {{name: s, action: log, with: {{message: hi}}}}\n"
+            );
+            let errors = compile_text(&text).unwrap_err();
+            let found = errors.0.iter().find(|d| d.path == "rules[0].match[1]");
+            assert!(
+                found.is_some_and(|d| d.message.contains("holds no matcher")),
+                "{entry}: {errors}"
+            );
+        }
+        // `,` is refused by Alertmanager's parsers themselves.
+        let errors = compile_text(
+            "rules:\n  - name: r\n    match: [',']\n    steps:\n      - {name: s, action: log, with: {message: hi}}\n",
+        )
+        .unwrap_err();
+        assert!(
+            errors
+                .to_string()
+                .contains("rules[0].match[0]: matcher `,` is invalid"),
+            "{errors}"
+        );
     }
 
     #[test]

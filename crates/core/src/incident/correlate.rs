@@ -836,6 +836,14 @@ impl Correlator {
             return muted;
         }
         let key = hash_str(&event.fingerprint);
+        // A CloudEvent's fingerprint is its source and id: seen again, it is a re-delivery.
+        if event
+            .annotations
+            .contains_key(crate::ingest::cloudevents::ID_ANNOTATION)
+            && self.alerts.contains_key(&key)
+        {
+            return Verdict::Repeat;
+        }
         let now = at.timestamp_millis();
         let mut alert = self
             .alerts

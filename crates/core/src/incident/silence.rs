@@ -199,7 +199,7 @@ mod tests {
             ),
             (
                 silence(&["service"]),
-                "matchers[0]: matcher `service` has no operator",
+                "matchers[0]: matcher `service` is invalid: end of input: expected an operator such as '=', '!=', '=~' or '!~'; consider `name=\"value\"`",
             ),
             (
                 silence(&[r#"service=~".*""#]),

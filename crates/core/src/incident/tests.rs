@@ -374,3 +374,35 @@ fn an_incident_knows_the_recent_changes_to_its_group() {
         "changes survive a snapshot"
     );
 }
+
+/// CloudEvents are told apart by `source` and `id`: two ids are two events, and a re-delivery of
+/// one is a repeat that nothing acts on again.
+#[test]
+fn cloud_events_are_identified_by_source_and_id() {
+    let settings = Settings::compile(&Incidents::default()).expect("config");
+    let mut correlator = Correlator::new(Arc::new(settings), 0);
+    let event = |id: &str, second: i64| {
+        let body = format!(
+            r#"{{"specversion": "1.0", "id": "{id}", "source": "/ci", "type": "dev.ci.failed",
+                "data": {{"labels": {{"service": "checkout"}}}}}}"#
+        );
+        let at = DateTime::from_timestamp(second, 0).expect("time");
+        let mut events = crate::ingest::native::parse(body.as_bytes(), "api", at).expect("parses");
+        events.remove(0)
+    };
+    let verdict = |correlator: &mut Correlator, event: &Event| {
+        format!("{:?}", correlator.observe(event).verdict.expect("verdict"))
+    };
+    let first = verdict(&mut correlator, &event("a-1", 10));
+    assert!(!first.starts_with("Repeat"), "{first}");
+    let other = verdict(&mut correlator, &event("a-2", 11));
+    assert!(
+        !other.starts_with("Repeat"),
+        "another id is another event: {other}"
+    );
+    let again = verdict(&mut correlator, &event("a-1", 12));
+    assert!(
+        again.starts_with("Repeat"),
+        "a re-delivery repeats: {again}"
+    );
+}

@@ -1,8 +1,15 @@
 //! Parsers that turn source payloads into [`Event`](crate::Event)s. Source-specific shapes stop here.
 
 pub mod alertmanager;
+pub mod cloudevents;
 pub mod native;
 pub mod webhook;
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::event::Labels;
 
 /// A payload that could not be turned into events; `field` names where, so the sender can fix it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,10 +28,12 @@ impl Error {
     }
 }
 
-/// Deserializes JSON, reporting the path of the field that failed.
+/// Deserializes JSON, reporting the path of the field that failed. Strict: text after the JSON
+/// value is an error, and so is a key given twice where the payload type keeps a map
+/// ([`strict_labels`], [`StrictValue`]); struct fields given twice are serde's own error.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let message = inner.to_string();
@@ -39,7 +48,139 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
             path
         };
         Error::new(field, message)
-    })
+    })?;
+    deserializer.end().map_err(|error| {
+        Error::new(
+            "(body)",
+            format!("text after the JSON value ({error}); send one JSON document"),
+        )
+    })?;
+    Ok(value)
+}
+
+/// Labels or annotations as a payload gives them: a map of strings in which every name is
+/// non-empty and given once. A map that names a label twice would otherwise keep the last value
+/// silently.
+pub(crate) fn strict_labels<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Labels, D::Error> {
+    struct LabelsVisitor;
+    impl<'de> Visitor<'de> for LabelsVisitor {
+        type Value = Labels;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of names to string values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+            let mut labels = Labels::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let value: String = map.next_value()?;
+                if name.is_empty() {
+                    return Err(de::Error::custom(
+                        "a name is empty; every label and annotation needs a name",
+                    ));
+                }
+                if labels.contains_key(&name) {
+                    return Err(de::Error::custom(format!(
+                        "`{name}` is given twice; give each name once"
+                    )));
+                }
+                labels.insert(name, value);
+            }
+            Ok(labels)
+        }
+    }
+    deserializer.deserialize_map(LabelsVisitor)
+}
+
+/// A JSON value read strictly: an object that gives a key twice is an error naming the key, where
+/// `serde_json::Value` keeps the last one.
+pub(crate) struct StrictValue(pub serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictValue(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "`{key}` is given twice; give each key once"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
+}
+
+/// Checks the names in a label or annotation map that did not come through [`strict_labels`].
+pub(crate) fn check_names(field: &str, labels: &Labels) -> Result<(), Error> {
+    if labels.contains_key("") {
+        return Err(Error::new(
+            field,
+            "a name is empty; every label and annotation needs a name",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
-//! homeostat's native event JSON, and CloudEvents 1.0 in structured JSON mode, at `POST /api/v1/events`.
+//! homeostat's native event JSON, and CloudEvents 1.0 in structured JSON mode ([`cloudevents`]),
+//! at `POST /api/v1/events`.
 //!
-//! A body is one object or an array of objects. An object with `specversion` is a CloudEvent; anything
-//! else is a native event.
+//! A body is one object or an array of objects; an empty array is an empty batch, accepted with
+//! nothing in it (as the CloudEvents batch format allows). An object with `specversion` is a
+//! CloudEvent; anything else is a native event.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{from_json, Error};
+use super::{cloudevents, from_json, strict_labels, Error, StrictValue};
 use crate::event::{fingerprint, new_id, Event, EventKind, Labels, Status};
 
 /// A native event as a client sends it; everything but `labels` is optional.
@@ -21,8 +23,9 @@ pub struct NativeEvent {
     pub status: Status,
     #[serde(default)]
     pub fingerprint: Option<String>,
+    #[serde(deserialize_with = "strict_labels")]
     pub labels: Labels,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_labels")]
     pub annotations: Labels,
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
@@ -32,27 +35,30 @@ pub struct NativeEvent {
     pub data: Option<serde_json::Value>,
 }
 
-/// A CloudEvent in structured mode. Extension attributes `status`, `kind` and `fingerprint`, when
-/// present, set the event's fields; `data.labels` (a string map) adds labels.
-#[derive(Debug, Deserialize)]
-pub struct CloudEvent {
-    pub specversion: String,
-    pub id: String,
-    pub source: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    #[serde(default)]
-    pub subject: Option<String>,
-    #[serde(default)]
-    pub time: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub status: Option<Status>,
-    #[serde(default)]
-    pub kind: Option<EventKind>,
-    #[serde(default)]
-    pub fingerprint: Option<String>,
-    #[serde(default)]
-    pub data: Option<serde_json::Value>,
+/// What a body may hold, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Body {
+    /// Native events or CloudEvents, one or an array (`application/json`).
+    #[default]
+    Any,
+    /// One structured-mode CloudEvent (`application/cloudevents+json`).
+    CloudEvent,
+    /// An array of CloudEvents (`application/cloudevents-batch+json`).
+    CloudEventBatch,
+}
+
+impl Body {
+    /// The body a `Content-Type` announces.
+    pub fn from_content_type(content_type: Option<&str>) -> Body {
+        let essence = content_type
+            .and_then(|value| value.split(';').next())
+            .map(|value| value.trim().to_ascii_lowercase());
+        match essence.as_deref() {
+            Some("application/cloudevents+json") => Body::CloudEvent,
+            Some("application/cloudevents-batch+json") => Body::CloudEventBatch,
+            _ => Body::Any,
+        }
+    }
 }
 
 /// Parses a body of native events or CloudEvents.
@@ -61,17 +67,34 @@ pub fn parse(
     default_source: &str,
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Event>, Error> {
-    let value: serde_json::Value = from_json(body)?;
-    let (items, is_array) = match value {
-        serde_json::Value::Array(items) => (items, true),
-        other => (vec![other], false),
+    parse_as(Body::Any, body, default_source, received_at)
+}
+
+/// Parses a body whose content type announced `kind`.
+pub fn parse_as(
+    kind: Body,
+    body: &[u8],
+    default_source: &str,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<Event>, Error> {
+    let StrictValue(value) = from_json(body)?;
+    let (items, is_array) = match (kind, value) {
+        (Body::CloudEvent, serde_json::Value::Array(_)) => {
+            return Err(Error::new(
+                "(body)",
+                "an array under `application/cloudevents+json`; send a batch as `application/cloudevents-batch+json`",
+            ))
+        }
+        (Body::CloudEventBatch, serde_json::Value::Array(items)) => (items, true),
+        (Body::CloudEventBatch, _) => {
+            return Err(Error::new(
+                "(body)",
+                "`application/cloudevents-batch+json` is a JSON array of CloudEvents",
+            ))
+        }
+        (Body::Any, serde_json::Value::Array(items)) => (items, true),
+        (_, other) => (vec![other], false),
     };
-    if items.is_empty() {
-        return Err(Error::new(
-            "(body)",
-            "no events in the array; send at least one",
-        ));
-    }
     items
         .into_iter()
         .enumerate()
@@ -81,7 +104,6 @@ pub fn parse(
             } else {
                 String::new()
             };
-            let bytes = serde_json::to_vec(&item).unwrap_or_default();
             let nest = |error: Error| {
                 let field = if error.field == "(body)" {
                     prefix.clone()
@@ -97,12 +119,22 @@ pub fn parse(
                     error.message,
                 )
             };
-            if item.get("specversion").is_some() {
-                let cloud: CloudEvent = from_json(&bytes).map_err(nest)?;
-                from_cloud_event(cloud, received_at).map_err(nest)
-            } else {
-                let native: NativeEvent = from_json(&bytes).map_err(nest)?;
-                from_native(native, default_source, received_at).map_err(nest)
+            let cloud = kind != Body::Any || item.get("specversion").is_some();
+            match item {
+                serde_json::Value::Object(object) if cloud => {
+                    cloudevents::parse_structured(object, received_at).map_err(nest)
+                }
+                _ if cloud => Err(nest(Error::new("(body)", "a CloudEvent is a JSON object"))),
+                item => {
+                    let native: NativeEvent = serde_path_to_error::deserialize(item)
+                        .map_err(|error| {
+                            let path = error.path().to_string();
+                            let field = if path == "." { "(body)".into() } else { path };
+                            Error::new(field, error.into_inner().to_string())
+                        })
+                        .map_err(nest)?;
+                    from_native(native, default_source, received_at).map_err(nest)
+                }
             }
         })
         .collect()
@@ -126,7 +158,12 @@ fn from_native(
     if native.labels.is_empty() {
         return Err(Error::new("labels", "an event needs at least one label"));
     }
-    refuse_command(native.kind)?;
+    if native.kind == EventKind::Command {
+        return Err(Error::new(
+            "kind",
+            "`command` events are made by homeostat itself; use `homeostat incidents ack|resolve` or the incident API, or send `alert`, `change` or `info`",
+        ));
+    }
     let fingerprint = native
         .fingerprint
         .filter(|f| !f.is_empty())
@@ -143,73 +180,6 @@ fn from_native(
         ends_at: native.ends_at,
         received_at,
         data: native.data,
-        ingested_by: None,
-    })
-}
-
-/// Commands change incidents and carry who acted: they come only from homeostat's own endpoints.
-fn refuse_command(kind: EventKind) -> Result<(), Error> {
-    if kind == EventKind::Command {
-        return Err(Error::new(
-            "kind",
-            "`command` events are made by homeostat itself; use `homeostat incidents ack|resolve` or the incident API, or send `alert`, `change` or `info`",
-        ));
-    }
-    Ok(())
-}
-
-fn from_cloud_event(cloud: CloudEvent, received_at: DateTime<Utc>) -> Result<Event, Error> {
-    if cloud.specversion != "1.0" {
-        return Err(Error::new(
-            "specversion",
-            format!(
-                "unsupported CloudEvents version `{}`; homeostat reads `1.0`",
-                cloud.specversion
-            ),
-        ));
-    }
-    if cloud.id.is_empty() {
-        return Err(Error::new("id", "a CloudEvent needs a non-empty `id`"));
-    }
-    refuse_command(cloud.kind.unwrap_or(EventKind::Info))?;
-    let mut labels = Labels::new();
-    if let Some(data_labels) = cloud
-        .data
-        .as_ref()
-        .and_then(|data| data.get("labels"))
-        .and_then(|v| v.as_object())
-    {
-        for (name, value) in data_labels {
-            let Some(text) = value.as_str() else {
-                return Err(Error::new(
-                    format!("data.labels.{name}"),
-                    "label values must be strings",
-                ));
-            };
-            labels.insert(name.clone(), text.to_string());
-        }
-    }
-    labels.insert("ce_type".into(), cloud.event_type.clone());
-    labels.insert("ce_source".into(), cloud.source.clone());
-    if let Some(subject) = &cloud.subject {
-        labels.insert("ce_subject".into(), subject.clone());
-    }
-    let fingerprint = cloud
-        .fingerprint
-        .filter(|f| !f.is_empty())
-        .unwrap_or_else(|| fingerprint(&labels));
-    Ok(Event {
-        id: new_id(received_at),
-        source: format!("cloudevents:{}", cloud.source),
-        kind: cloud.kind.unwrap_or(EventKind::Info),
-        status: cloud.status.unwrap_or_default(),
-        fingerprint,
-        labels,
-        annotations: [("ce_id".to_string(), cloud.id)].into(),
-        starts_at: cloud.time,
-        ends_at: None,
-        received_at,
-        data: cloud.data,
         ingested_by: None,
     })
 }
@@ -251,6 +221,29 @@ mod tests {
     }
 
     #[test]
+    fn strict_json_names_what_is_wrong() {
+        let error = parse(br#"{"labels": {"a": "1"}} {"#, "api", now()).unwrap_err();
+        assert_eq!(error.field, "(body)");
+        assert!(
+            error.message.contains("text after the JSON value"),
+            "{error}"
+        );
+        let error = parse(br#"{"labels": {"a": "1", "a": "2"}}"#, "api", now()).unwrap_err();
+        assert_eq!(error.field, "labels");
+        assert!(error.message.contains("`a` is given twice"), "{error}");
+        let error = parse(
+            br#"{"labels": {"a": "1"}, "labels": {"b": "2"}}"#,
+            "api",
+            now(),
+        )
+        .unwrap_err();
+        assert!(error.message.contains("`labels` is given twice"), "{error}");
+        let error = parse(br#"[{"labels": {"": "1"}}]"#, "api", now()).unwrap_err();
+        assert_eq!(error.field, "[0].labels");
+        assert!(error.message.contains("name is empty"), "{error}");
+    }
+
+    #[test]
     fn names_bad_fields_inside_arrays() {
         let body = br#"[{"labels": {"a": "1"}}, {"labels": {"a": 2}}]"#;
         assert_eq!(parse(body, "api", now()).unwrap_err().field, "[1].labels.a");
@@ -259,6 +252,7 @@ mod tests {
         assert!(error.message.contains("sevrity"), "{error}");
         let body = br#"{"specversion": "0.3", "id": "1", "source": "s", "type": "t"}"#;
         assert_eq!(parse(body, "api", now()).unwrap_err().field, "specversion");
-        assert_eq!(parse(b"[]", "api", now()).unwrap_err().field, "(body)");
+        // An empty batch is a batch of nothing, as the CloudEvents batch format has it.
+        assert!(parse(b"[]", "api", now()).unwrap().is_empty());
     }
 }

@@ -23,8 +23,14 @@ const SLACK_FIELD_CHARS: usize = 2000;
 /// Slack allows this many fields per section and this many blocks per message.
 const SLACK_FIELDS_PER_SECTION: usize = 10;
 const SLACK_MAX_BLOCKS: usize = 50;
+/// Slack cuts a message's `text` at this many characters.
+const SLACK_TEXT_CHARS: usize = 40_000;
 /// PagerDuty refuses a summary longer than this many characters.
 const PAGERDUTY_SUMMARY_CHARS: usize = 1024;
+/// PagerDuty refuses a `dedup_key` longer than this many characters.
+const PAGERDUTY_DEDUP_KEY_CHARS: usize = 255;
+/// PagerDuty refuses an event larger than 512 KB; the details get what the rest leaves.
+const PAGERDUTY_DETAILS_BYTES: usize = 500_000;
 /// Server answers quoted in errors are cut to this many characters to keep the error one line.
 const MAX_ANSWER_CHARS: usize = 200;
 
@@ -188,14 +194,30 @@ fn slack_payload(notify: &Notify, channel: Option<&str>) -> Value {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": cut_chars(summary, SLACK_HEADER_CHARS)}}),
     ];
-    blocks.extend(
-        fields
-            .chunks(SLACK_FIELDS_PER_SECTION)
-            .take(SLACK_MAX_BLOCKS - 1)
-            .map(|chunk| json!({"type": "section", "fields": chunk})),
-    );
+    let sections: Vec<&[Value]> = fields.chunks(SLACK_FIELDS_PER_SECTION).collect();
+    if sections.len() < SLACK_MAX_BLOCKS {
+        blocks.extend(
+            sections
+                .iter()
+                .map(|chunk| json!({"type": "section", "fields": chunk})),
+        );
+    } else {
+        // One block is left for saying what did not fit, rather than Slack refusing the message.
+        let shown = SLACK_MAX_BLOCKS - 2;
+        blocks.extend(
+            sections[..shown]
+                .iter()
+                .map(|chunk| json!({"type": "section", "fields": chunk})),
+        );
+        let hidden: usize = sections[shown..].iter().map(|chunk| chunk.len()).sum();
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("... {hidden} more details not shown")}]}));
+    }
     let mut payload = json!({
-        "text": format!("[{}] {}", notify.severity.to_uppercase(), slack_escape(summary)),
+        "text": cut_chars(
+            &format!("[{}] {}", notify.severity.to_uppercase(), slack_escape(summary)),
+            SLACK_TEXT_CHARS,
+        ),
         "blocks": blocks,
     });
     if let Some(channel) = channel {
@@ -238,10 +260,12 @@ async fn send_pagerduty(
     }
     let routing_key =
         secrets::resolve(&pagerduty.routing_key).map_err(|error| target.failed(error))?;
-    let dedup_key = notify
-        .dedup_key
-        .clone()
-        .unwrap_or_else(|| context.run_id.clone());
+    let dedup_key = pagerduty_dedup_key(
+        notify
+            .dedup_key
+            .as_deref()
+            .unwrap_or(context.run_id.as_str()),
+    );
     let mut event = json!({
         "routing_key": routing_key.expose(),
         "event_action": event_action,
@@ -253,7 +277,7 @@ async fn send_pagerduty(
             "summary": cut_chars(&notify.summary, PAGERDUTY_SUMMARY_CHARS),
             "source": "homeostat",
             "severity": severity(notify),
-            "custom_details": notify.details,
+            "custom_details": pagerduty_details(&notify.details),
         });
     }
     let builder = context.http.post(&pagerduty.url).json(&event);
@@ -277,6 +301,41 @@ async fn send_pagerduty(
         // PagerDuty's answer is authoritative; it echoes ours when it accepted it.
         "dedup_key": answer.dedup_key.unwrap_or(dedup_key),
     }))))
+}
+
+/// A dedup key within PagerDuty's 255 characters. A longer one keeps its start and ends in a
+/// hash of the whole, so the trigger, acknowledge and resolve of one alert still share it and two
+/// keys with the same start stay apart.
+fn pagerduty_dedup_key(key: &str) -> String {
+    if key.chars().count() <= PAGERDUTY_DEDUP_KEY_CHARS {
+        return key.to_string();
+    }
+    let hash = homeostat_core::event::fingerprint(&homeostat_core::Labels::from([(
+        "dedup_key".to_string(),
+        key.to_string(),
+    )]));
+    let keep: String = key
+        .chars()
+        .take(PAGERDUTY_DEDUP_KEY_CHARS - 3 - hash.len())
+        .collect();
+    format!("{keep}...{hash}")
+}
+
+/// The details, each value cut so that the event stays within PagerDuty's size limit.
+fn pagerduty_details(details: &std::collections::BTreeMap<String, String>) -> Value {
+    let total: usize = details
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    if total <= PAGERDUTY_DETAILS_BYTES {
+        return json!(details);
+    }
+    // Characters are at most four bytes each.
+    let each = (PAGERDUTY_DETAILS_BYTES / details.len().max(1) / 4).max(64);
+    json!(details
+        .iter()
+        .map(|(name, value)| (cut_chars(name, each), cut_chars(value, each)))
+        .collect::<std::collections::BTreeMap<_, _>>())
 }
 
 /// The severity PagerDuty accepts. An unknown one is sent as `error` rather than failing, because
@@ -555,6 +614,72 @@ mod tests {
             requests.recv().await.unwrap().json(),
             json!({"routing_key": "R0UTINGKEY0123456789", "event_action": "resolve", "dedup_key": "incident-7"})
         );
+    }
+
+    #[test]
+    fn payloads_stay_within_the_receivers_published_limits() {
+        // PagerDuty: summary 1,024 characters, dedup_key 255, the severity enum, 512 KB.
+        let long_key = "k".repeat(400);
+        let key = pagerduty_dedup_key(&long_key);
+        assert_eq!(key.chars().count(), PAGERDUTY_DEDUP_KEY_CHARS);
+        assert!(key.contains("..."), "{key}");
+        assert_eq!(
+            key,
+            pagerduty_dedup_key(&long_key),
+            "the same alert, the same key"
+        );
+        assert_ne!(
+            key,
+            pagerduty_dedup_key(&format!("{long_key}x")),
+            "another key stays apart"
+        );
+        assert_eq!(pagerduty_dedup_key("short"), "short");
+        let mut big = notify("pd");
+        big.summary = "s".repeat(5000);
+        assert_eq!(
+            cut_chars(&big.summary, PAGERDUTY_SUMMARY_CHARS)
+                .chars()
+                .count(),
+            1024
+        );
+        big.severity = "page".into();
+        assert_eq!(severity(&big), "error");
+        let details: BTreeMap<String, String> = (0..20)
+            .map(|index| (format!("d{index}"), "x".repeat(100_000)))
+            .collect();
+        let cut = pagerduty_details(&details);
+        assert!(
+            cut.to_string().len() < 512 * 1024,
+            "{}",
+            cut.to_string().len()
+        );
+        assert!(cut["d0"]
+            .as_str()
+            .is_some_and(|value| value.ends_with("...")));
+
+        // Slack: header 150, fields 2,000, 10 fields a section, 50 blocks, text 40,000.
+        let mut many = notify("slack");
+        many.summary = "h".repeat(60_000);
+        many.details = (0..600)
+            .map(|index| (format!("d{index:03}"), "v".repeat(3000)))
+            .collect();
+        let payload = slack_payload(&many, None);
+        let blocks = payload["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks.len(), SLACK_MAX_BLOCKS);
+        assert!(payload["text"].as_str().unwrap().chars().count() <= SLACK_TEXT_CHARS);
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= SLACK_HEADER_CHARS);
+        for block in &blocks[1..SLACK_MAX_BLOCKS - 1] {
+            let fields = block["fields"].as_array().expect("fields");
+            assert!(fields.len() <= SLACK_FIELDS_PER_SECTION);
+            assert!(fields
+                .iter()
+                .all(|field| field["text"].as_str().unwrap().chars().count() <= SLACK_FIELD_CHARS));
+        }
+        let last = &blocks[SLACK_MAX_BLOCKS - 1];
+        assert_eq!(last["type"], "context");
+        assert!(last["elements"][0]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("more details not shown")));
     }
 
     #[tokio::test]
