@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
 mod incidents;
+mod disk;
 mod load;
 mod overload;
 mod payload;
@@ -54,6 +55,8 @@ enum Command {
     /// Hostile load: large bodies at the peak and at 10x the clients, a slow-client flood, a
     /// 10,000-item signed webhook; peak RSS against the stated ceiling, /healthz throughout.
     Overload(overload::OverloadArgs),
+    /// The store's size on disk through millions of events with retention on.
+    Disk(disk::DiskArgs),
 }
 
 #[derive(Args)]
@@ -171,7 +174,7 @@ impl Command {
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
             Command::Pipeline(_) | Command::Runbooks(_) | Command::Incidents(_) => 2,
-            Command::Overload(_) => 2,
+            Command::Overload(_) | Command::Disk(_) => 2,
         }
     }
 }
@@ -228,6 +231,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Runbooks(args) => runbooks::run(args).await,
         Command::Incidents(args) => incidents::run(args).await,
         Command::Overload(args) => overload::run(args).await,
+        Command::Disk(args) => disk::run(args).await,
     }
 }
 
@@ -342,6 +346,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                 ready_timeout,
                 extra: String::new(),
                 server: String::new(),
+                store: String::new(),
                 max_open_files: None,
             };
             eprintln!(
@@ -513,6 +518,7 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         ready_timeout: Duration::from_secs(args.generator.ready_timeout_secs),
         extra: String::new(),
         server: String::new(),
+        store: String::new(),
         max_open_files: None,
     };
     eprintln!(

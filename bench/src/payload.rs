@@ -39,12 +39,31 @@ impl Bodies {
 /// `starts_at` is one RFC 3339 instant shared by all alerts: both servers treat a re-sent alert with the same
 /// labels as the same active alert, so repeating a body refreshes it rather than adding one.
 pub fn build(flavor: Flavor, batch: usize, distinct_alerts: usize, starts_at: &str) -> Bodies {
+    build_with_services(flavor, batch, distinct_alerts, starts_at, 0)
+}
+
+/// As [`build`], with a `service` label cycling over `services` values when it is not 0, so the
+/// alerts group into that many incidents.
+pub fn build_with_services(
+    flavor: Flavor,
+    batch: usize,
+    distinct_alerts: usize,
+    starts_at: &str,
+    services: usize,
+) -> Bodies {
     let batch = batch.max(1);
     let body_count = distinct_alerts.max(1).div_ceil(batch);
     let bodies = (0..body_count)
         .map(|body_index| {
             let alerts: Vec<Value> = (0..batch)
-                .map(|offset| alert(flavor, body_index * batch + offset, starts_at))
+                .map(|offset| {
+                    let mut alert = alert(flavor, body_index * batch + offset, starts_at);
+                    if services > 0 {
+                        alert["labels"]["service"] =
+                            json!(format!("svc-{}", (body_index * batch + offset) % services));
+                    }
+                    alert
+                })
                 .collect();
             let body = match flavor {
                 Flavor::Webhook => json!({

@@ -31,6 +31,8 @@ pub struct HomeostatOptions {
     pub extra: String,
     /// More `server:` fields, as YAML lines indented by two spaces.
     pub server: String,
+    /// More `store:` fields, the same way.
+    pub store: String,
     /// Starts the daemon with this `ulimit -n`, as a common default of 1,024 would hold it.
     pub max_open_files: Option<u64>,
 }
@@ -191,6 +193,11 @@ impl Server {
         }
     }
 
+    /// The server's own temporary directory (homeostat's database is there).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Fails with the stderr tail if the server has died, for instance during the load.
     pub fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self
@@ -259,12 +266,13 @@ fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String
         "rules: []\n"
     };
     format!(
-        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\n{server}store:\n  path: {db}\n  synchronous: {sync}\n\
+        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\n{server}store:\n  path: {db}\n  synchronous: {sync}\n{store}\
          api_tokens:\n  - name: bench\n    scopes: [write]\n    token: {{env: HOMEOSTAT_BENCH_TOKEN}}\n{rules}{extra}",
         queue = options.queue_capacity,
         db = dir.join("homeostat.db").display(),
         sync = options.synchronous,
         server = options.server,
+        store = options.store,
         extra = options.extra,
     )
 }
@@ -346,6 +354,7 @@ mod tests {
             ready_timeout: Duration::from_secs(30),
             extra: String::new(),
             server: String::new(),
+            store: String::new(),
             max_open_files: None,
         };
         let plain = homeostat_config(9000, Path::new("/tmp/x"), &options);

@@ -80,57 +80,87 @@ pub(crate) async fn watch_disk(
     }
 }
 
-/// Applies `store.retention` every `interval_secs`, the first time a minute after start.
+/// How often the size limit (`retention.max_bytes`) is checked: a busy store can write hundreds of
+/// megabytes in one `interval_secs`.
+const SIZE_EVERY: Duration = Duration::from_secs(5);
+
+/// Applies `store.retention`: the whole policy every `interval_secs` (the first time a minute
+/// after start), and its size limit, if it has one, every five seconds in between.
 pub(crate) async fn retain(
     store: Arc<dyn Store>,
     policy: config::Retention,
     clock: SharedClock,
     metrics: Arc<Metrics>,
 ) {
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let mut interval = tokio::time::interval(Duration::from_secs(policy.interval_secs.max(1)));
+    let full_every = Duration::from_secs(policy.interval_secs.max(1));
+    // The same policy with no age limits: only the size limit applies.
+    let size_only = config::Retention {
+        events_max_age_secs: u64::MAX,
+        details_max_age_secs: u64::MAX,
+        summaries_max_age_secs: u64::MAX,
+        ..policy.clone()
+    };
+    let mut since_full = full_every.saturating_sub(Duration::from_secs(60));
+    let tick = if policy.max_bytes > 0 {
+        SIZE_EVERY.min(full_every)
+    } else {
+        full_every.min(Duration::from_secs(60))
+    };
+    let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
     loop {
         interval.tick().await;
-        match store.retain(&policy, clock.now(), false).await {
-            Ok(report) => {
-                for (kind, count) in [
-                    ("events", report.events),
-                    ("decisions", report.decisions),
-                    ("run_details", report.run_details),
-                    ("incident_details", report.incident_details),
-                    ("runs", report.runs),
-                    ("incidents", report.incidents),
-                    ("by_size", report.by_size),
-                ] {
-                    metrics
-                        .retention_deleted
-                        .get_or_create(&vec![("kind", kind.to_string())])
-                        .inc_by(count);
-                }
-                let deleted = report.events
-                    + report.decisions
-                    + report.run_details
-                    + report.incident_details
-                    + report.runs
-                    + report.incidents
-                    + report.by_size;
-                if deleted > 0 {
-                    tracing::info!(
-                        events = report.events,
-                        decisions = report.decisions,
-                        run_details = report.run_details,
-                        incident_details = report.incident_details,
-                        runs = report.runs,
-                        incidents = report.incidents,
-                        by_size = report.by_size,
-                        bytes_before = report.bytes_before,
-                        bytes_after = report.bytes_after,
-                        "retention applied"
-                    );
-                }
-            }
+        since_full += tick;
+        let applied = if since_full >= full_every {
+            since_full = Duration::ZERO;
+            &policy
+        } else if policy.max_bytes > 0 {
+            &size_only
+        } else {
+            continue;
+        };
+        match store.retain(applied, clock.now(), false).await {
+            Ok(report) => record(&metrics, &report),
             Err(error) => tracing::warn!(%error, "retention failed; will try again"),
         }
+    }
+}
+
+fn record(metrics: &Metrics, report: &homeostat_store::RetentionReport) {
+    for (kind, count) in [
+        ("events", report.events),
+        ("decisions", report.decisions),
+        ("run_details", report.run_details),
+        ("incident_details", report.incident_details),
+        ("runs", report.runs),
+        ("incidents", report.incidents),
+        ("by_size", report.by_size),
+    ] {
+        metrics
+            .retention_deleted
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc_by(count);
+    }
+    let deleted = report.events
+        + report.decisions
+        + report.run_details
+        + report.incident_details
+        + report.runs
+        + report.incidents
+        + report.by_size;
+    if deleted > 0 {
+        tracing::info!(
+            events = report.events,
+            decisions = report.decisions,
+            run_details = report.run_details,
+            incident_details = report.incident_details,
+            runs = report.runs,
+            incidents = report.incidents,
+            by_size = report.by_size,
+            bytes_before = report.bytes_before,
+            bytes_after = report.bytes_after,
+            "retention applied"
+        );
     }
 }

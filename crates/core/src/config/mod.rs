@@ -567,7 +567,7 @@ mod defaults {
         4096
     }
     pub fn max_inflight_bytes() -> usize {
-        64 << 20
+        32 << 20
     }
     pub fn max_connections() -> usize {
         512

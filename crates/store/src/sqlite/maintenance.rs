@@ -425,7 +425,12 @@ pub(super) async fn retain(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<RetentionReport> {
-    let age = |secs: u64| now - chrono::Duration::seconds(secs.min(i64::MAX as u64 / 1000) as i64);
+    // An age past the calendar's start keeps everything.
+    let age = |secs: u64| {
+        chrono::Duration::try_seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+            .and_then(|age| now.checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
     let mut report = RetentionReport {
         dry_run,
         bytes_before: used_bytes(connection).await?,
