@@ -24,22 +24,9 @@ fn digits(value: f64) -> (String, i32) {
 /// shortest digits, in scientific notation when the exponent is below -4 or at least 6, as
 /// `strconv` decides for the shortest precision (`1e+06`, `1e-05`, `0.0001`).
 pub fn format_g(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "+Inf" } else { "-Inf" }.to_string();
-    }
-    let sign = if value.is_sign_negative() && value != 0.0 {
-        "-"
-    } else {
-        ""
+    let Some((sign, digits, point)) = parts(value) else {
+        return special(value);
     };
-    let value = value.abs();
-    if value == 0.0 {
-        return "0".to_string();
-    }
-    let (digits, point) = digits(value);
     let exponent = point - 1;
     if !(-4..SHORTEST_G_PRECISION).contains(&exponent) {
         let (first, rest) = digits.split_at(1);
@@ -59,20 +46,31 @@ const SHORTEST_G_PRECISION: i32 = 6;
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest digits, never an exponent.
 pub fn format_f(value: f64) -> String {
-    if !value.is_finite() {
-        return format_g(value);
+    match parts(value) {
+        Some((sign, digits, point)) => format!("{sign}{}", fixed(&digits, point)),
+        None => special(value),
     }
-    let sign = if value.is_sign_negative() && value != 0.0 {
-        "-"
+}
+
+/// The sign, digits and decimal point of a finite, non-zero value; `None` for the others.
+fn parts(value: f64) -> Option<(&'static str, String, i32)> {
+    if !value.is_finite() || value == 0.0 {
+        return None;
+    }
+    let sign = if value.is_sign_negative() { "-" } else { "" };
+    let (digits, point) = digits(value.abs());
+    Some((sign, digits, point))
+}
+
+/// Zero, infinities and NaN as Go writes them.
+fn special(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
     } else {
-        ""
-    };
-    let value = value.abs();
-    if value == 0.0 {
-        return "0".to_string();
+        "0".to_string()
     }
-    let (digits, point) = digits(value);
-    format!("{sign}{}", fixed(&digits, point))
 }
 
 /// `0.d1d2... * 10^point` written without an exponent.

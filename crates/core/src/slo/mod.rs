@@ -830,35 +830,25 @@ fn is_label_name(name: &str) -> bool {
 
 /// Label names as Prometheus allows them (not `__name__`), and values that are not empty.
 fn check_labels(field: &str, labels: &Labels) -> Result<(), Error> {
-    for (name, value) in labels {
-        if !is_label_name(name) || name == "__name__" {
-            return Err(Error::new(
-                format!("{field}.{name}"),
-                "is not a valid label name; use letters, digits and `_`, not starting with a digit",
-            ));
-        }
-        if value.is_empty() {
-            return Err(Error::new(
-                format!("{field}.{name}"),
-                "is empty; give the label a value or remove it",
-            ));
-        }
-    }
-    Ok(())
+    check_names(field, labels, "label")
 }
 
 fn check_annotations(field: &str, annotations: &Labels) -> Result<(), Error> {
-    for (name, value) in annotations {
-        if !is_label_name(name) {
+    check_names(field, annotations, "annotation")
+}
+
+fn check_names(field: &str, map: &Labels, what: &str) -> Result<(), Error> {
+    for (name, value) in map {
+        if !is_label_name(name) || name == "__name__" {
             return Err(Error::new(
                 format!("{field}.{name}"),
-                "is not a valid annotation name; use letters, digits and `_`, not starting with a digit",
+                format!("is not a valid {what} name; use letters, digits and `_`, not starting with a digit"),
             ));
         }
         if value.is_empty() {
             return Err(Error::new(
                 format!("{field}.{name}"),
-                "is empty; give the annotation a value or remove it",
+                format!("is empty; give the {what} a value or remove it"),
             ));
         }
     }

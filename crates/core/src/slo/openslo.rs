@@ -410,37 +410,33 @@ fn labels(value: Option<&Value>, at: &str) -> Result<Labels, Error> {
     };
     for (key, value) in map {
         let key = key.as_str().unwrap_or_default().to_string();
-        let value =
-            match value {
-                Value::String(text) => text.clone(),
-                Value::Number(number) => number.to_string(),
-                Value::Bool(flag) => flag.to_string(),
-                Value::Sequence(items) => {
-                    let mut parts = Vec::new();
-                    for item in items {
-                        match item {
-                            Value::String(text) => parts.push(text.clone()),
-                            Value::Number(number) => parts.push(number.to_string()),
-                            Value::Bool(flag) => parts.push(flag.to_string()),
-                            _ => return Err(Error::new(
-                                format!("{at}.{key}"),
-                                "holds something other than text; give a value or a list of values",
-                            )),
-                        }
-                    }
-                    parts.join(",")
-                }
-                _ => {
-                    return Err(Error::new(
-                        format!("{at}.{key}"),
-                        "is not a value or a list of values",
-                    ))
-                }
-            };
+        let value = match value {
+            Value::Sequence(items) => {
+                let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+                parts.map(|parts| parts.join(","))
+            }
+            value => scalar(value),
+        };
+        let Some(value) = value else {
+            return Err(Error::new(
+                format!("{at}.{key}"),
+                "is not a value or a list of values",
+            ));
+        };
         labels.insert(key, value);
     }
     super::check_labels(at, &labels)?;
     Ok(labels)
+}
+
+/// A YAML scalar as label text.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
 }
 
 fn time_window(spec: &Value, at: &dyn Fn(&str) -> String) -> Result<Window, Error> {
