@@ -168,22 +168,27 @@ fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
         let path = base.join(&file);
         let problem = match std::fs::read_to_string(&path) {
             Err(error) => format!("cannot read `{}`: {error}", path.display()),
-            Ok(text) => match homeostat_core::slo::load(&text) {
-                Ok((spec, period)) => {
+            Ok(text) => match homeostat_core::slo::load_one(&text) {
+                Ok((spec, own)) => {
                     config.slos[index].loaded = Some(spec);
-                    match (config.slos[index].loaded_period, period) {
-                        (Some(windows), Some(own)) if windows.window() != own.window() => {
+                    match (config.slos[index].loaded_period, own) {
+                        (Some(windows), Some(own)) if windows.window() != own => {
                             format!(
-                                "`{}` has a {}d time window, `alert_windows` a {}d period",
+                                "`{}` has a {own} time window, `alert_windows` a {} period",
                                 path.display(),
-                                own.days(),
-                                windows.days()
+                                windows.window()
                             )
                         }
-                        (None, own) => {
-                            config.slos[index].loaded_period = own;
-                            continue;
-                        }
+                        (None, Some(own)) => match own.to_string().parse() {
+                            Ok(period) => {
+                                config.slos[index].loaded_period = Some(period);
+                                continue;
+                            }
+                            Err(_) => format!(
+                                "`{}` has a {own} time window, which has no built-in alert windows; give `alert_windows` with a {own} period",
+                                path.display()
+                            ),
+                        },
                         _ => continue,
                     }
                 }

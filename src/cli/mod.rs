@@ -378,8 +378,9 @@ enum RulesCommand {
 #[derive(Subcommand, Debug)]
 enum SloCommand {
     /// Write Prometheus recording rules and multi-window multi-burn-rate alerts (page and ticket)
-    /// for every SLO of a Sloth `prometheus/v1` spec (or OpenSLO `openslo/v1` SLOs with ratio
-    /// indicators), with Sloth's names, labels and thresholds.
+    /// for every SLO of a spec file, equal to Sloth's `generate`: Sloth `prometheus/v1` and
+    /// Kubernetes `PrometheusServiceLevel` specs (several documents per file), OpenSLO `v1alpha`
+    /// as Sloth reads it, and OpenSLO `v1` ratio SLOs.
     Rules {
         /// The spec file.
         spec: PathBuf,
@@ -393,6 +394,15 @@ enum SloCommand {
         /// Custom alert windows and period, from a Sloth `AlertWindows` (`sloth.slok.dev/v1`) file.
         #[arg(long, value_name = "FILE")]
         windows: Option<PathBuf>,
+        /// Write the recording rules only.
+        #[arg(long)]
+        disable_alerts: bool,
+        /// Write the alerts only (the recordings they read come from elsewhere).
+        #[arg(long)]
+        disable_recordings: bool,
+        /// A label for every recording rule, over the spec's (repeatable).
+        #[arg(long = "extra-labels", short = 'l', value_name = "KEY=VALUE", value_parser = slo::parse_label)]
+        extra_labels: Vec<(String, String)>,
     },
     /// The error budget, burn rates and firing alerts of every SLO the daemon evaluates
     /// (`slos:` in the config), as of each one's latest evaluation.
@@ -630,7 +640,18 @@ pub async fn run(args: Args) -> ExitCode {
                 out,
                 period,
                 windows,
-            } => slo::rules(&spec, out.as_deref(), period, windows.as_deref()),
+                disable_alerts,
+                disable_recordings,
+                extra_labels,
+            } => slo::rules(slo::RulesArgs {
+                spec: &spec,
+                out: out.as_deref(),
+                period,
+                windows: windows.as_deref(),
+                disable_alerts,
+                disable_recordings,
+                extra_labels,
+            }),
             SloCommand::Status {
                 config,
                 remote,

@@ -1,4 +1,5 @@
-//! `homeostat slo rules`: Prometheus recording and alerting rules from a Sloth `prometheus/v1` spec;
+//! `homeostat slo rules`: Prometheus recording and alerting rules from Sloth and OpenSLO specs,
+//! equal to Sloth's;
 //! `homeostat slo status`: the daemon's evaluation of its SLOs.
 
 use std::io::IsTerminal;
@@ -11,17 +12,43 @@ use super::remote::{self, Remote};
 use super::show::{emit, print_json, render_table};
 use super::{EXIT_ERROR, EXIT_USAGE};
 
-/// Writes the rules of the spec at `spec_path` to `out`, or to stdout.
-/// `period` is `--period`, `windows` the file of `--windows`; an OpenSLO file gives its own period,
-/// which they must agree with.
-pub fn rules(
-    spec_path: &Path,
-    out: Option<&Path>,
-    period: Option<Period>,
-    windows: Option<&Path>,
-) -> u8 {
-    let period = match windows {
-        None => period,
+/// `--extra-labels KEY=VALUE`: a Prometheus label name and a value that is not empty.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not `KEY=VALUE`"));
+    };
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid || name == "__name__" {
+        return Err(format!(
+            "`{name}` is not a label name; use letters, digits and `_`, not starting with a digit"
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!("`{name}` has no value; write `{name}=VALUE`"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `homeostat slo rules`: what to read and how to generate, as Sloth's `generate` flags.
+pub struct RulesArgs<'a> {
+    pub spec: &'a Path,
+    pub out: Option<&'a Path>,
+    /// `--period`; an OpenSLO file's own time window must agree.
+    pub period: Option<Period>,
+    /// `--windows`: custom alert windows, whose period is the period.
+    pub windows: Option<&'a Path>,
+    pub disable_alerts: bool,
+    pub disable_recordings: bool,
+    pub extra_labels: Vec<(String, String)>,
+}
+
+/// Writes the rules of every spec of a file to `out`, or to stdout: one YAML document per spec
+/// document, as Sloth writes them.
+pub fn rules(args: RulesArgs<'_>) -> u8 {
+    let spec_path = args.spec;
+    let asked = match args.windows {
+        None => args.period,
         Some(path) => match std::fs::read_to_string(path) {
             Err(error) => {
                 eprintln!(
@@ -49,7 +76,7 @@ pub fn rules(
             return EXIT_ERROR;
         }
     };
-    let (spec, own_period) = match slo::load(&text) {
+    let loaded = match slo::load(&text) {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("error: {}: {error}", spec_path.display());
@@ -57,35 +84,89 @@ pub fn rules(
             return EXIT_USAGE;
         }
     };
-    let period = match (period, own_period) {
-        (Some(asked), Some(own)) if asked != own => {
+    for warning in &loaded.warnings {
+        eprintln!("warning: {}: {warning}", spec_path.display());
+    }
+    let mut extra_labels = slo::Labels::new();
+    for (name, value) in args.extra_labels {
+        extra_labels.insert(name, value);
+    }
+    let many = loaded.documents.len() > 1;
+    let mut output = String::new();
+    let mut slos = 0;
+    let mut plain_documents = 0;
+    for (index, document) in loaded.documents.iter().enumerate() {
+        let which = if many {
+            format!("document {} of `{}`", index + 1, spec_path.display())
+        } else {
+            format!("`{}`", spec_path.display())
+        };
+        let period = match (asked, document.period) {
+            (Some(asked), Some(own)) if asked.window() != own => {
+                eprintln!(
+                    "error: the {} period asked differs from the {own} time window of {which}; drop --period or --windows",
+                    asked.window()
+                );
+                return EXIT_USAGE;
+            }
+            (Some(asked), _) => asked,
+            (None, Some(own)) => match own.to_string().parse::<Period>() {
+                Ok(period) => period,
+                Err(_) => {
+                    eprintln!(
+                        "error: {which} has a {own} time window, which has no built-in alert windows; give --windows with a {own} period"
+                    );
+                    return EXIT_USAGE;
+                }
+            },
+            (None, None) => Period::default(),
+        };
+        let options = slo::Options {
+            disable_alerts: args.disable_alerts,
+            disable_recordings: args.disable_recordings,
+            extra_labels: extra_labels.clone(),
+            version: slo::rules::VERSION.to_string(),
+            format: document.format,
+        };
+        let rules = slo::generate_with(&document.spec, period, &options);
+        if rules.groups.is_empty() {
             eprintln!(
-                "error: the {}d period asked differs from the {}d time window of `{}`; drop --period or --windows",
-                asked.days(),
-                own.days(),
-                spec_path.display()
+                "error: {which} gives no rules: its alerts are disabled and --disable-recordings drops the recordings"
             );
             return EXIT_USAGE;
         }
-        (asked, own) => asked.or(own).unwrap_or_default(),
-    };
-    let yaml = slo::generate(&spec, period).to_yaml();
-    let output = format!(
-        "# Generated by `homeostat slo rules` from `{}` for a {}-day period; do not edit.\n{yaml}",
-        spec_path.display(),
-        period.days()
-    );
-    match out {
+        slos += document.spec.slos.len();
+        if many {
+            output.push_str("---\n");
+        }
+        output.push_str(&format!(
+            "# Generated by `homeostat slo rules` from `{}` for a {} period; do not edit.\n",
+            spec_path.display(),
+            period.window()
+        ));
+        match &document.kubernetes {
+            Some(meta) => output.push_str(&rules.to_prometheus_rule(meta)),
+            None => {
+                plain_documents += 1;
+                output.push_str(&rules.to_yaml());
+            }
+        }
+    }
+    if plain_documents > 1 {
+        eprintln!(
+            "warning: the rules are {plain_documents} YAML documents, one per spec document, as Sloth writes them; Prometheus reads only the first document of a rule file, so give each spec its own file"
+        );
+    }
+    match args.out {
         None => {
             print!("{output}");
             0
         }
         Some(out) => match std::fs::write(out, output) {
             Ok(()) => {
-                let rules: usize = spec.slos.len();
                 eprintln!(
-                    "ok: wrote the rules of {rules} SLO{} to `{}`",
-                    if rules == 1 { "" } else { "s" },
+                    "ok: wrote the rules of {slos} SLO{} to `{}`",
+                    if slos == 1 { "" } else { "s" },
                     out.display()
                 );
                 0

@@ -120,7 +120,7 @@ slos:
     from: {from}
 rules:
   - name: page-checkout
-    match: ['alertname="CheckoutAvailability"', 'severity="page"']
+    match: ['alertname="CheckoutAvailability"', 'sloth_severity="page"']
     on_incident: [opened]
     target: "{{{{ labels.service }}}}"
     steps:
@@ -231,24 +231,25 @@ impl Stack {
         .await
     }
 
-    /// Prometheus' own alert from the generated rules, firing.
-    async fn prometheus_pages(&self) -> bool {
+    /// The labels of Prometheus' own page from the generated rules, once it fires.
+    async fn prometheus_page_labels(&self) -> Option<std::collections::BTreeMap<String, String>> {
         let url = self.prometheus.url("/api/v1/query");
         let query = r#"ALERTS{alertname="CheckoutAvailability", sloth_severity="page", alertstate="firing"}"#;
-        let Ok(reply) = self
+        let reply = self
             .daemon
             .client()
             .get(url)
             .query(&[("query", query)])
             .send()
             .await
-        else {
-            return false;
-        };
+            .ok()?;
         let body: Value = reply.json().await.unwrap_or_default();
-        body["data"]["result"]
-            .as_array()
-            .is_some_and(|result| !result.is_empty())
+        let metric = body["data"]["result"].get(0)?.get("metric")?.clone();
+        let mut labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(metric).ok()?;
+        labels.remove("__name__");
+        labels.remove("alertstate");
+        Some(labels)
     }
 }
 
@@ -300,7 +301,13 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
     let detected_in = raised.elapsed();
     let event = &page.event;
     assert_eq!(event.labels["alertname"], "CheckoutAvailability");
-    assert_eq!(event.labels["severity"], "page");
+    // The labels of the generated alert rule: Sloth's `sloth_severity`, no `severity`.
+    assert_eq!(event.labels["sloth_severity"], "page");
+    assert!(
+        !event.labels.contains_key("severity"),
+        "{:#?}",
+        event.labels
+    );
     assert_eq!(event.labels["sloth_id"], SLO_ID);
     assert_eq!(event.labels["team"], "payments");
     assert_eq!(
@@ -369,14 +376,20 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
     assert_eq!(series(&burning)["firing"], serde_json::json!(["page"]));
     assert!(series(&burning)["burn_rate"]["5m"].as_f64().unwrap() > 14.4);
 
-    // Prometheus, with the generated rules, pages on the same burn.
-    wait_for(
+    // Prometheus, with the generated rules, pages on the same burn, with the same labels.
+    let prometheus_labels = wait_for(
         "Prometheus' own page alert from the generated rules",
         Duration::from_secs(20),
-        || async { stack.prometheus_pages().await.then_some(()) },
+        || async { stack.prometheus_page_labels().await },
         || stack.context(),
     )
     .await;
+    let daemon_labels: std::collections::BTreeMap<String, String> = event
+        .labels
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    assert_eq!(prometheus_labels, daemon_labels);
 
     // `homeostat slo status` shows it.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
@@ -458,7 +471,7 @@ async fn reading_the_generated_recordings_pages_the_same() {
     let page = stack
         .wait_event("the page from the recordings", PAGE_WITHIN, Status::Firing)
         .await;
-    assert_eq!(page.event.labels["severity"], "page");
+    assert_eq!(page.event.labels["sloth_severity"], "page");
     assert_eq!(page.event.labels["sloth_id"], SLO_ID);
     let burning = stack.slo().await;
     assert_budget_consistent(&burning);

@@ -120,7 +120,7 @@ mod tests {
 
         let with_prometheus =
             |items: String| format!("prometheus: {{url: http://p}}\nslos:\n{items}");
-        let message = error(&with_prometheus(item("100", "")));
+        let message = error(&with_prometheus(item("100.5", "")));
         assert!(
             message.contains("slos[0].spec.slos[0].objective"),
             "{message}"

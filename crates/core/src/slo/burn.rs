@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::rules::{render_window, sli_error_metric, BurnRate, Period, Window};
+use super::rules::{error_budget, sli_error_metric, sli_expr, BurnRate, Period, Window};
 use super::{Labels, Spec};
 use crate::{Event, Status};
 
@@ -97,21 +97,10 @@ impl Objective {
                 let queries = windows
                     .into_iter()
                     .map(|window| {
-                        let rendered = window.to_string();
-                        let query = match (source, &slo.sli.events, &slo.sli.raw) {
-                            (Source::Recordings, _, _) => {
-                                format!("{}{filter}", sli_error_metric(window))
-                            }
-                            (Source::Queries, Some(events), _) => format!(
-                                "({}) / ({})",
-                                render_window(events.error_query.trim(), &rendered),
-                                render_window(events.total_query.trim(), &rendered)
-                            ),
-                            (Source::Queries, None, Some(raw)) => {
-                                render_window(raw.error_ratio_query.trim(), &rendered)
-                            }
-                            // A validated spec has one or the other.
-                            (Source::Queries, None, None) => String::new(),
+                        // The very expression of the recording rule, so both read the same ratio.
+                        let query = match source {
+                            Source::Recordings => format!("{}{filter}", sli_error_metric(window)),
+                            Source::Queries => sli_expr(slo, window),
                         };
                         (window, query)
                     })
@@ -122,7 +111,6 @@ impl Objective {
                         (!tier.disable).then(|| {
                             let mut tier_labels = Labels::from([
                                 ("alertname".to_string(), alerting.name.clone()),
-                                ("severity".to_string(), severity.as_str().to_string()),
                                 ("sloth_severity".to_string(), severity.as_str().to_string()),
                             ]);
                             tier_labels.extend(alerting.labels.clone());
@@ -161,9 +149,10 @@ impl Objective {
             .collect()
     }
 
-    /// The error budget as a ratio: `0.001` for a 99.9% objective.
+    /// The error budget as a ratio, the very `f64` the generated alerts compare with:
+    /// `0.0009999999999999432` for a 99.9% objective.
     pub fn budget(&self) -> f64 {
-        ((100.0 - self.objective) / 100.0 * 1e12).round() / 1e12
+        error_budget(self.objective)
     }
 
     /// The query of each window, the period last.
@@ -414,7 +403,7 @@ fn burn_event(
             burn(rate.short).map_or("?".into(), |b| format!("{b:.1}")),
             rate.short,
             tier.severity.as_str(),
-            rate.factor,
+            round6(rate.factor),
         ),
         None => format!(
             "{} {} burns its error budget within the {} limits again; {remaining_text}",
@@ -507,15 +496,17 @@ slos:
         let (_, first) = objective.queries().next().unwrap();
         assert_eq!(
             first,
-            r#"(sum(rate(http_requests_total{code=~"5.."}[5m]))) / (sum(rate(http_requests_total[5m])))"#
+            // The recording rule's own expression: both read the same ratio.
+            "(sum(rate(http_requests_total{code=~\"5..\"}[5m])))\n/\n((sum(rate(http_requests_total[5m]))) > 0)\n"
         );
         let spec = super::super::parse(SPEC).unwrap();
         let recorded = Objective::compile(&spec, Period::Days28, Source::Recordings).remove(0);
         let (window, query) = recorded.queries().last().unwrap();
-        assert_eq!(window.to_string(), "28d");
+        // 28 days are 4 weeks, as Prometheus and Sloth write them.
+        assert_eq!(window.to_string(), "4w");
         assert_eq!(
             query,
-            r#"slo:sli_error:ratio_rate28d{sloth_id="checkout-availability", sloth_service="checkout", sloth_slo="availability"}"#
+            r#"slo:sli_error:ratio_rate4w{sloth_id="checkout-availability", sloth_service="checkout", sloth_slo="availability"}"#
         );
     }
 
@@ -544,7 +535,9 @@ slos:
         assert_eq!(page.status, Status::Firing);
         assert_eq!(page.source, "slo");
         assert_eq!(page.labels["alertname"], "CheckoutAvailability");
-        assert_eq!(page.labels["severity"], "page");
+        assert_eq!(page.labels["sloth_severity"], "page");
+        // The labels of the generated alert: no `severity` unless the spec sets one.
+        assert!(!page.labels.contains_key("severity"));
         assert_eq!(page.labels["sloth_id"], "checkout-availability");
         assert_eq!(page.labels["team"], "payments");
         assert_eq!(page.annotations["runbook"], "https://runbooks/checkout");

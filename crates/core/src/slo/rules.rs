@@ -1,5 +1,6 @@
 //! Generation of Prometheus recording and multi-window multi-burn-rate alerting rules from a spec,
-//! with Sloth's rule names, labels and thresholds.
+//! equal to Sloth's: the same groups, record names, expressions, labels, annotations and the same
+//! floating-point thresholds, written the way Go writes them ([`super::gofmt`]).
 //!
 //! Per SLO there are three groups: the SLI error ratio over every window the alerts use and over
 //! the whole period, the metadata dashboards read (objective, budget, burn rates), and the alerts.
@@ -12,7 +13,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::{Labels, Slo, Spec, SPEC_VERSION};
+use super::gofmt::{format_f, format_g};
+use super::{Format, Labels, Slo, Spec};
 
 /// The name of the SLI error ratio recording for a window, as `slo:sli_error:ratio_rate5m`.
 pub fn sli_error_metric(window: Window) -> String {
@@ -20,6 +22,9 @@ pub fn sli_error_metric(window: Window) -> String {
 }
 
 const WINDOW_LABEL: &str = "sloth_window";
+
+/// What `sloth_version` says in the rules homeostat writes.
+pub const VERSION: &str = concat!("homeostat-", env!("CARGO_PKG_VERSION"));
 
 static WINDOW_TEMPLATE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{\{\s*\.window\s*\}\}").expect("a valid regex"));
@@ -36,46 +41,125 @@ pub(crate) fn render_window(query: &str, window: &str) -> String {
         .into_owned()
 }
 
-/// A time window, in minutes, written as Prometheus writes durations (`5m`, `1h`, `3d`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Window(u32);
+/// A duration as Prometheus and Sloth write it (`5m`, `1h30m`, `4w`), kept in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Window(u64);
+
+const SECOND: u64 = 1_000;
+const MINUTE: u64 = 60 * SECOND;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+const WEEK: u64 = 7 * DAY;
+const YEAR: u64 = 365 * DAY;
 
 impl Window {
-    pub const fn minutes(minutes: u32) -> Window {
-        Window(minutes)
+    pub const fn minutes(minutes: u64) -> Window {
+        Window(minutes * MINUTE)
     }
 
-    pub const fn hours(hours: u32) -> Window {
-        Window(hours * 60)
+    pub const fn hours(hours: u64) -> Window {
+        Window(hours * HOUR)
     }
 
-    pub const fn days(days: u32) -> Window {
-        Window(days * 24 * 60)
+    pub const fn days(days: u64) -> Window {
+        Window(days * DAY)
     }
 
+    pub fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1_000.0
+    }
+
+    /// Hours as Go's `time.Duration.Hours` computes them: whole hours plus the rest divided, so
+    /// the factors derived from them are the same `f64` Sloth's are.
     pub fn as_hours(self) -> f64 {
-        f64::from(self.0) / 60.0
+        let whole = self.0 / HOUR;
+        let rest_nanos = (self.0 % HOUR) * 1_000_000;
+        whole as f64 + rest_nanos as f64 / (60.0 * 60.0 * 1e9)
+    }
+
+    /// Reads a Prometheus duration: `5m`, `24h`, `7d`, `1w`, `1h30m`, `500ms`.
+    pub fn parse(text: &str) -> Option<Window> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let mut total: u64 = 0;
+        let mut rest = text;
+        let mut last_unit = u64::MAX;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return None;
+            }
+            let count: u64 = rest[..digits].parse().ok()?;
+            rest = &rest[digits..];
+            let (unit, len) = if rest.starts_with("ms") {
+                (1, 2)
+            } else {
+                let unit = match rest.chars().next()? {
+                    's' => SECOND,
+                    'm' => MINUTE,
+                    'h' => HOUR,
+                    'd' => DAY,
+                    'w' => WEEK,
+                    'y' => YEAR,
+                    _ => return None,
+                };
+                (unit, 1)
+            };
+            // Units must come largest first and once each, as Prometheus requires.
+            if unit >= last_unit {
+                return None;
+            }
+            last_unit = unit;
+            total = total.checked_add(count.checked_mul(unit)?)?;
+            rest = &rest[len..];
+        }
+        (total > 0).then_some(Window(total))
     }
 }
 
 impl fmt::Display for Window {
+    /// Prometheus' `model.Duration.String`: years and weeks only when they divide exactly, then
+    /// days, hours, minutes, seconds and milliseconds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const DAY: u32 = 24 * 60;
-        // Remainders bound apart from the test: `is_multiple_of` is newer than our MSRV.
-        let (days, hours) = (self.0 / DAY, self.0 / 60);
-        let (day_rest, hour_rest) = (self.0 % DAY, self.0 % 60);
-        if day_rest == 0 {
-            write!(f, "{days}d")
-        } else if hour_rest == 0 {
-            write!(f, "{hours}h")
-        } else {
-            write!(f, "{}m", self.0)
+        let mut ms = self.0;
+        if ms == 0 {
+            return write!(f, "0s");
         }
+        for (unit, name, exact) in [
+            (YEAR, "y", true),
+            (WEEK, "w", true),
+            (DAY, "d", false),
+            (HOUR, "h", false),
+            (MINUTE, "m", false),
+            (SECOND, "s", false),
+            (1, "ms", false),
+        ] {
+            // The remainder bound apart from the test: `is_multiple_of` is newer than our MSRV.
+            let rest = ms % unit;
+            if exact && rest != 0 {
+                continue;
+            }
+            let count = ms / unit;
+            if count > 0 {
+                write!(f, "{count}{name}")?;
+                ms -= count * unit;
+            }
+        }
+        Ok(())
     }
 }
 
 /// The SLO period the error budget is spent over, with its alert windows: 28 or 30 days with the
-/// SRE workbook's windows, or custom windows from a Sloth `AlertWindows` file.
+/// SRE workbook's windows (Sloth's built-in `google-28d` and `google-30d`), or custom windows from
+/// a Sloth `AlertWindows` file.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Period {
     Days28,
@@ -86,29 +170,36 @@ pub enum Period {
 
 impl Period {
     pub fn window(self) -> Window {
-        match self {
-            Period::Days28 => Window::days(28),
-            Period::Days30 => Window::days(30),
-            Period::Custom(windows) => windows.period,
-        }
+        self.alert_windows().period
     }
 
-    /// Whole days (custom periods are whole days).
+    /// Whole days, for messages; [`Period::days_text`] is what the rules say.
     pub fn days(self) -> u32 {
-        self.window().0 / (24 * 60)
+        (self.window().0 / DAY) as u32
+    }
+
+    /// The period in days as Sloth writes `slo:time_period:days`: `vector(30)`.
+    pub fn days_text(self) -> String {
+        format_g(self.window().as_hours() / 24.0)
     }
 
     /// The page and ticket conditions for this period.
     pub fn burn_rates(self) -> BurnRates {
+        self.alert_windows().rates
+    }
+
+    /// The period with its windows.
+    pub fn alert_windows(self) -> AlertWindows {
         match self {
-            Period::Custom(windows) => windows.rates,
-            standard => BurnRates::for_period(standard),
+            Period::Days28 => AlertWindows::workbook(Window::days(28)),
+            Period::Days30 => AlertWindows::workbook(Window::days(30)),
+            Period::Custom(windows) => windows,
         }
     }
 }
 
-/// Custom alert windows, as Sloth's `AlertWindows` (`sloth.slok.dev/v1`) declares them: the period,
-/// and for each alert condition the share of the budget it spends and its two windows.
+/// Alert windows, as Sloth's `AlertWindows` (`sloth.slok.dev/v1`) declares them: the period, and
+/// for each alert condition the share of the budget it spends and its two windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlertWindows {
     pub period: Window,
@@ -146,22 +237,22 @@ struct WindowSpec {
     long_window: String,
 }
 
-/// `5m`, `1h`, `3d`, `1w` as a window; seconds are too fine for burn-rate windows.
-fn parse_window(text: &str) -> Option<Window> {
-    let text = text.trim();
-    let unit = text.chars().last()?;
-    let count: u32 = text[..text.len() - unit.len_utf8()].parse().ok()?;
-    let minutes = match unit {
-        'm' => count,
-        'h' => count.checked_mul(60)?,
-        'd' => count.checked_mul(24 * 60)?,
-        'w' => count.checked_mul(7 * 24 * 60)?,
-        _ => return None,
-    };
-    (minutes > 0).then_some(Window(minutes))
-}
-
 impl AlertWindows {
+    /// The SRE workbook's windows for a period, as Sloth ships them for 28 and 30 days: page at 2%
+    /// of the budget in 1h (and 5m), 5% in 6h (and 30m); ticket at 10% in 1d (and 2h) and in 3d
+    /// (and 6h).
+    pub fn workbook(period: Window) -> AlertWindows {
+        AlertWindows {
+            period,
+            rates: BurnRates {
+                page_quick: BurnRate::new(period, Window::minutes(5), Window::hours(1), 2.0),
+                page_slow: BurnRate::new(period, Window::minutes(30), Window::hours(6), 5.0),
+                ticket_quick: BurnRate::new(period, Window::hours(2), Window::days(1), 10.0),
+                ticket_slow: BurnRate::new(period, Window::hours(6), Window::days(3), 10.0),
+            },
+        }
+    }
+
     /// Reads a Sloth `AlertWindows` file.
     pub fn parse(text: &str) -> Result<AlertWindows, super::Error> {
         let file: AlertWindowsFile = serde_yaml_ng::from_str(text)
@@ -176,15 +267,16 @@ impl AlertWindows {
             ));
         }
         let window = |field: &str, text: &str| {
-            parse_window(text).ok_or_else(|| {
+            Window::parse(text).ok_or_else(|| {
                 super::Error::new(
                     field,
-                    format!("`{text}` is not a window; write minutes, hours, days or weeks: `5m`, `1h`, `3d`"),
+                    format!("`{text}` is not a duration; write it as Prometheus does: `5m`, `1h`, `3d`, `1w`"),
                 )
             })
         };
         let period = window("spec.sloPeriod", &file.spec.slo_period)?;
-        if period.0 % (24 * 60) != 0 {
+        let part_of_a_day = period.0 % DAY;
+        if part_of_a_day != 0 {
             return Err(super::Error::new(
                 "spec.sloPeriod",
                 format!("`{}` is not a whole number of days", file.spec.slo_period),
@@ -206,7 +298,7 @@ impl AlertWindows {
                     format!("{percent} is not a percentage above 0"),
                 ));
             }
-            Ok(BurnRate::new(period, short, long, percent / 100.0))
+            Ok(BurnRate::new(period, short, long, percent))
         };
         Ok(AlertWindows {
             period,
@@ -236,10 +328,10 @@ impl FromStr for Period {
     type Err = UnsupportedPeriod;
 
     fn from_str(text: &str) -> Result<Period, UnsupportedPeriod> {
-        match text {
-            "28d" => Ok(Period::Days28),
-            "30d" => Ok(Period::Days30),
-            other => Err(UnsupportedPeriod(other.to_string())),
+        match Window::parse(text) {
+            Some(window) if window == Window::days(28) => Ok(Period::Days28),
+            Some(window) if window == Window::days(30) => Ok(Period::Days30),
+            _ => Err(UnsupportedPeriod(text.to_string())),
         }
     }
 }
@@ -250,21 +342,24 @@ impl FromStr for Period {
 pub struct BurnRate {
     pub short: Window,
     pub long: Window,
-    /// The share of the period's error budget that burning this fast for `long` spends.
-    pub budget_fraction: f64,
+    /// The share of the period's error budget, in percent, that burning this fast for `long`
+    /// spends.
+    pub budget_percent: f64,
     /// How many times faster than the budget allows the errors come.
     pub factor: f64,
 }
 
 impl BurnRate {
-    fn new(period: Window, short: Window, long: Window, budget_fraction: f64) -> BurnRate {
-        // Spending `budget_fraction` of the budget within `long` means burning
-        // `budget_fraction * period / long` times as fast as the period allows.
-        let factor = round(budget_fraction * period.as_hours() / long.as_hours());
+    fn new(period: Window, short: Window, long: Window, budget_percent: f64) -> BurnRate {
+        // Spending `budget_percent` of the budget within `long` means burning
+        // `budget_percent / 100 * period / long` times as fast as the period allows. Computed in
+        // Sloth's order, so the factor is the very `f64` Sloth writes (`5.6000000000000005`).
+        let hours_to_spend = budget_percent * period.as_hours() / 100.0;
+        let factor = hours_to_spend / long.as_hours();
         BurnRate {
             short,
             long,
-            budget_fraction,
+            budget_percent,
             factor,
         }
     }
@@ -283,13 +378,7 @@ pub struct BurnRates {
 impl BurnRates {
     /// The windows and budget shares of the SRE workbook, as Sloth uses them.
     pub fn for_period(period: Period) -> BurnRates {
-        let period = period.window();
-        BurnRates {
-            page_quick: BurnRate::new(period, Window::minutes(5), Window::hours(1), 0.02),
-            page_slow: BurnRate::new(period, Window::minutes(30), Window::hours(6), 0.05),
-            ticket_quick: BurnRate::new(period, Window::hours(2), Window::days(1), 0.10),
-            ticket_slow: BurnRate::new(period, Window::hours(6), Window::days(3), 0.10),
-        }
+        period.burn_rates()
     }
 
     /// Every window the alerts read, shortest first, without repeats.
@@ -364,31 +453,142 @@ impl RuleFile {
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("rule files serialize")
     }
+
+    /// The file wrapped in a Prometheus operator `PrometheusRule`, as Sloth writes the rules of a
+    /// Kubernetes `PrometheusServiceLevel`.
+    pub fn to_prometheus_rule(&self, meta: &super::KubernetesMeta) -> String {
+        let mut labels = Labels::from([
+            ("app.kubernetes.io/component".to_string(), "SLO".to_string()),
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "sloth".to_string(),
+            ),
+        ]);
+        labels.extend(meta.labels.clone());
+        let object = PrometheusRule {
+            api_version: "monitoring.coreos.com/v1",
+            kind: "PrometheusRule",
+            metadata: ObjectMeta {
+                creation_timestamp: None,
+                labels,
+                annotations: meta.annotations.clone(),
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+            },
+            spec: self,
+        };
+        serde_yaml_ng::to_string(&object).expect("rule files serialize")
+    }
+
+    /// Every rule of every group.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.groups.iter().flat_map(|group| group.rules.iter())
+    }
 }
 
-/// Generates the rules of every SLO of a validated spec.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PrometheusRule<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    spec: &'a RuleFile,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectMeta {
+    // Kubernetes' Go types write an unset creation time as `null`; Sloth's files carry it.
+    creation_timestamp: Option<String>,
+    labels: Labels,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: Labels,
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    namespace: String,
+}
+
+/// What to generate, beyond the spec: Sloth's `generate` flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--disable-alerts`: recordings only.
+    pub disable_alerts: bool,
+    /// `--disable-recordings`: alerts only (they read recordings loaded elsewhere).
+    pub disable_recordings: bool,
+    /// `--extra-labels`: over the spec's and the SLO's labels, on every recording.
+    pub extra_labels: Labels,
+    /// `sloth_version` on `sloth_slo_info`.
+    pub version: String,
+    /// `sloth_mode` and `sloth_spec` on `sloth_slo_info`.
+    pub format: Format,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            disable_alerts: false,
+            disable_recordings: false,
+            extra_labels: Labels::new(),
+            version: VERSION.to_string(),
+            format: Format::Sloth,
+        }
+    }
+}
+
+/// Generates the rules of every SLO of a validated Sloth `prometheus/v1` spec.
 pub fn generate(spec: &Spec, period: Period) -> RuleFile {
-    let burn_rates = period.burn_rates();
+    generate_with(spec, period, &Options::default())
+}
+
+/// Generates the rules of every SLO of a validated spec, with Sloth's `generate` options.
+pub fn generate_with(spec: &Spec, period: Period, options: &Options) -> RuleFile {
     let mut groups = Vec::new();
     for slo in &spec.slos {
-        let generator = SloRules::new(spec, slo, period, burn_rates);
-        groups.push(Group {
-            name: format!("sloth-slo-sli-recordings-{}", generator.id),
-            rules: generator.sli_recordings(),
-        });
-        groups.push(Group {
-            name: format!("sloth-slo-meta-recordings-{}", generator.id),
-            rules: generator.meta_recordings(),
-        });
-        let alerts = generator.alerts();
-        if !alerts.is_empty() {
+        let generator = SloRules::new(spec, slo, period, options);
+        if !options.disable_recordings {
             groups.push(Group {
-                name: format!("sloth-slo-alerts-{}", generator.id),
-                rules: alerts,
+                name: format!("sloth-slo-sli-recordings-{}", generator.id),
+                rules: generator.sli_recordings(),
             });
+            groups.push(Group {
+                name: format!("sloth-slo-meta-recordings-{}", generator.id),
+                rules: generator.meta_recordings(),
+            });
+        }
+        if !options.disable_alerts {
+            let alerts = generator.alerts();
+            if !alerts.is_empty() {
+                groups.push(Group {
+                    name: format!("sloth-slo-alerts-{}", generator.id),
+                    rules: alerts,
+                });
+            }
         }
     }
     RuleFile { groups }
+}
+
+/// The expression of an SLO's error ratio over a window, as its recording rule holds it: the raw
+/// query in parentheses, or the error query over the total, where a total of zero gives no value
+/// rather than `NaN` or `+Inf` (which would poison the period's average for the whole period).
+pub fn sli_expr(slo: &Slo, window: Window) -> String {
+    let rendered = window.to_string();
+    match (&slo.sli.events, &slo.sli.raw) {
+        (Some(events), _) => format!(
+            "({})\n/\n(({}) > 0)\n",
+            render_window(&events.error_query, &rendered),
+            render_window(&events.total_query, &rendered)
+        ),
+        (None, Some(raw)) => format!("({})", render_window(&raw.error_ratio_query, &rendered)),
+        // A validated spec has one or the other.
+        (None, None) => String::new(),
+    }
+}
+
+/// The error budget as a ratio, computed as Sloth does: `(100 - objective) / 100`, so a 99.9%
+/// objective's budget is `0.0009999999999999432`, the number the alert thresholds hold.
+pub fn error_budget(objective: f64) -> f64 {
+    (100.0 - objective) / 100.0
 }
 
 /// What the rules of one SLO are made from.
@@ -397,16 +597,17 @@ struct SloRules<'a> {
     id: String,
     period: Period,
     burn_rates: BurnRates,
+    options: &'a Options,
     /// `sloth_id`, `sloth_service` and `sloth_slo`.
     id_labels: Labels,
-    /// The spec's labels with the SLO's over them.
+    /// The spec's labels, the SLO's over them, and the extra labels over both.
     slo_labels: Labels,
     /// `{sloth_id="...", sloth_service="...", sloth_slo="..."}`.
     filter: String,
 }
 
 impl<'a> SloRules<'a> {
-    fn new(spec: &'a Spec, slo: &'a Slo, period: Period, burn_rates: BurnRates) -> SloRules<'a> {
+    fn new(spec: &'a Spec, slo: &'a Slo, period: Period, options: &'a Options) -> SloRules<'a> {
         let id = slo.id(&spec.service);
         let id_labels = Labels::from([
             ("sloth_id".to_string(), id.clone()),
@@ -425,46 +626,30 @@ impl<'a> SloRules<'a> {
             slo,
             id,
             period,
-            burn_rates,
+            burn_rates: period.burn_rates(),
+            options,
             id_labels,
-            slo_labels: merge(&[&spec.labels, &slo.labels]),
+            slo_labels: merge(&[&spec.labels, &slo.labels, &options.extra_labels]),
             filter,
         }
     }
 
-    fn error_budget(&self) -> f64 {
-        round((100.0 - self.slo.objective) / 100.0)
+    fn window_labels(&self, window: Window) -> Labels {
+        let window_label = Labels::from([(WINDOW_LABEL.to_string(), window.to_string())]);
+        merge(&[&self.id_labels, &window_label, &self.slo_labels])
     }
 
     fn sli_recordings(&self) -> Vec<Rule> {
         let mut rules = Vec::new();
         for window in self.burn_rates.windows() {
-            let rendered = window.to_string();
-            let sli = &self.slo.sli;
-            let expr = match (&sli.events, &sli.raw) {
-                (Some(events), _) => format!(
-                    "({})\n/\n({})\n",
-                    render_window(events.error_query.trim(), &rendered),
-                    render_window(events.total_query.trim(), &rendered)
-                ),
-                (None, Some(raw)) => {
-                    format!(
-                        "({})\n",
-                        render_window(raw.error_ratio_query.trim(), &rendered)
-                    )
-                }
-                // A validated spec has one or the other.
-                (None, None) => String::new(),
-            };
-            let window_label = Labels::from([(WINDOW_LABEL.to_string(), rendered)]);
             rules.push(Rule::Recording {
                 record: sli_error_metric(window),
-                expr,
-                labels: merge(&[&self.id_labels, &window_label, &self.slo_labels]),
+                expr: sli_expr(self.slo, window),
+                labels: self.window_labels(window),
             });
         }
-        // The period's ratio averages the shortest window's instead of querying 30 days of raw
-        // series: far cheaper, and a ratio of sums, not an average of ratios.
+        // The period's ratio averages the shortest window's instead of querying the whole period
+        // of raw series: far cheaper, and a ratio of sums, not an average of ratios.
         let period = self.period.window();
         let shortest = sli_error_metric(self.burn_rates.page_quick.short);
         rules.push(Rule::Recording {
@@ -473,20 +658,14 @@ impl<'a> SloRules<'a> {
                 "sum_over_time({shortest}{filter}[{period}])\n/ ignoring ({WINDOW_LABEL})\ncount_over_time({shortest}{filter}[{period}])\n",
                 filter = self.filter
             ),
-            // The other labels come from the recording it reads. Sloth sets only the window; the
-            // SLO's ids (the same values the series carry anyway) keep the rules of two SLOs from
-            // being identical, which `promtool check rules` refuses as duplicates.
-            labels: merge(&[
-                &self.id_labels,
-                &Labels::from([(WINDOW_LABEL.to_string(), period.to_string())]),
-            ]),
+            labels: self.window_labels(period),
         });
         rules
     }
 
     fn meta_recordings(&self) -> Vec<Rule> {
         let labels = merge(&[&self.id_labels, &self.slo_labels]);
-        let objective = round(self.slo.objective / 100.0);
+        let objective = format_g(self.slo.objective / 100.0);
         let burn_rate = |window: Window| {
             format!(
                 "{metric}{filter}\n/ on(sloth_id, sloth_slo, sloth_service) group_left\nslo:error_budget:ratio{filter}\n",
@@ -500,23 +679,23 @@ impl<'a> SloRules<'a> {
             labels: labels.clone(),
         };
         let info_labels = Labels::from([
+            ("sloth_version".to_string(), self.options.version.clone()),
             (
-                "sloth_version".to_string(),
-                format!("homeostat-{}", env!("CARGO_PKG_VERSION")),
+                "sloth_mode".to_string(),
+                self.options.format.mode().to_string(),
             ),
-            ("sloth_mode".to_string(), "cli-gen-prom".to_string()),
-            ("sloth_spec".to_string(), SPEC_VERSION.to_string()),
             (
-                "sloth_objective".to_string(),
-                format!("{}", self.slo.objective),
+                "sloth_spec".to_string(),
+                self.options.format.spec().to_string(),
             ),
+            ("sloth_objective".to_string(), format_f(self.slo.objective)),
         ]);
         vec![
             recording("slo:objective:ratio", format!("vector({objective})")),
             recording("slo:error_budget:ratio", format!("vector(1-{objective})")),
             recording(
                 "slo:time_period:days",
-                format!("vector({})", self.period.days()),
+                format!("vector({})", self.period.days_text()),
             ),
             recording(
                 "slo:current_burn_rate:ratio",
@@ -559,12 +738,7 @@ impl<'a> SloRules<'a> {
             if tier.disable {
                 continue;
             }
-            // `severity` is what Alertmanager routes and inhibits on; the spec's labels may
-            // rename it, as they may `sloth_severity` in Sloth.
-            let own_labels = Labels::from([
-                ("severity".to_string(), severity.to_string()),
-                ("sloth_severity".to_string(), severity.to_string()),
-            ]);
+            let own_labels = Labels::from([("sloth_severity".to_string(), severity.to_string())]);
             let own_annotations = Labels::from([
                 (
                     "title".to_string(),
@@ -585,20 +759,22 @@ impl<'a> SloRules<'a> {
         rules
     }
 
-    /// Both windows of either burn rate over their threshold. `ignoring (sloth_window)` lets the
-    /// recordings of different windows match; the alert keeps the window of the side that fired.
+    /// Both windows of either burn rate over their threshold. `max(...) without (sloth_window)`
+    /// drops the window label, so the alert's labels do not change with the window that fires:
+    /// one incident is one alert, which does not resolve and fire again when the other condition
+    /// takes over.
     fn alert_expr(&self, quick: BurnRate, slow: BurnRate) -> String {
-        let budget = number(self.error_budget());
+        let budget = format_g(error_budget(self.slo.objective));
         let over = |window: Window, factor: f64| {
             format!(
-                "({metric}{filter} > ({factor} * {budget}))",
+                "max({metric}{filter} > ({factor} * {budget})) without ({WINDOW_LABEL})",
                 metric = sli_error_metric(window),
                 filter = self.filter,
-                factor = number(factor),
+                factor = format_g(factor),
             )
         };
         format!(
-            "(\n    {}\n    and ignoring ({WINDOW_LABEL})\n    {}\n)\nor ignoring ({WINDOW_LABEL})\n(\n    {}\n    and ignoring ({WINDOW_LABEL})\n    {}\n)\n",
+            "(\n    {}\n    and\n    {}\n)\nor\n(\n    {}\n    and\n    {}\n)\n",
             over(quick.short, quick.factor),
             over(quick.long, quick.factor),
             over(slow.short, slow.factor),
@@ -616,311 +792,5 @@ fn merge(maps: &[&Labels]) -> Labels {
     merged
 }
 
-/// Drops the noise of binary floating point (`1 - 0.999` is `0.0010000000000000009`), so
-/// thresholds read as written; twelve decimals keep budgets down to a millionth of a percent.
-fn round(value: f64) -> f64 {
-    (value * 1e12).round() / 1e12
-}
-
-fn number(value: f64) -> String {
-    format!("{}", round(value))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SPEC: &str = r#"
-version: "prometheus/v1"
-service: checkout
-labels:
-  team: payments
-slos:
-  - name: requests-availability
-    objective: 99.9
-    labels:
-      tier: "1"
-    sli:
-      events:
-        error_query: sum(rate(http_requests_total{job="checkout",code=~"5.."}[{{.window}}]))
-        total_query: sum(rate(http_requests_total{job="checkout"}[{{ .window }}]))
-    alerting:
-      name: CheckoutAvailabilitySLO
-      labels:
-        category: availability
-      ticket_alert:
-        labels:
-          severity: warning
-  - name: requests-latency
-    objective: 99
-    sli:
-      raw:
-        error_ratio_query: 1 - (sum(rate(http_request_duration_seconds_bucket{le="0.5"}[{{.window}}])) / sum(rate(http_request_duration_seconds_count[{{.window}}])))
-    alerting:
-      name: CheckoutLatencySLO
-      page_alert:
-        disable: true
-"#;
-
-    fn rules(period: Period) -> RuleFile {
-        generate(&super::super::parse(SPEC).expect("valid"), period)
-    }
-
-    fn find<'a>(file: &'a RuleFile, group: &str, name: &str) -> Vec<&'a Rule> {
-        file.groups
-            .iter()
-            .filter(|g| g.name == group)
-            .flat_map(|g| g.rules.iter())
-            .filter(|r| r.name() == name)
-            .collect()
-    }
-
-    fn factors(period: Period) -> [f64; 4] {
-        let rates = BurnRates::for_period(period);
-        [
-            rates.page_quick.factor,
-            rates.page_slow.factor,
-            rates.ticket_quick.factor,
-            rates.ticket_slow.factor,
-        ]
-    }
-
-    #[test]
-    fn the_30_day_factors_are_the_workbooks() {
-        assert_eq!(factors(Period::Days30), [14.4, 6.0, 3.0, 1.0]);
-    }
-
-    #[test]
-    fn the_28_day_factors_scale_with_the_period() {
-        let [page_quick, page_slow, ticket_quick, ticket_slow] = factors(Period::Days28);
-        assert_eq!(page_quick, 13.44);
-        assert_eq!(page_slow, 5.6);
-        assert_eq!(ticket_quick, 2.8);
-        assert!(
-            (ticket_slow - 0.933_333_333_333).abs() < 1e-9,
-            "{ticket_slow}"
-        );
-    }
-
-    #[test]
-    fn periods_other_than_28d_and_30d_are_refused() {
-        assert_eq!("28d".parse(), Ok(Period::Days28));
-        assert_eq!("30d".parse(), Ok(Period::Days30));
-        let error = "7d".parse::<Period>().expect_err("refused");
-        assert_eq!(
-            error.to_string(),
-            "period `7d` is not supported; use `28d` or `30d`"
-        );
-    }
-
-    #[test]
-    fn windows_print_as_prometheus_durations() {
-        let windows: Vec<String> = BurnRates::for_period(Period::Days30)
-            .windows()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(windows, ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]);
-    }
-
-    #[test]
-    fn every_window_and_the_period_have_an_sli_recording() {
-        let file = rules(Period::Days30);
-        let group = &file.groups[0];
-        assert_eq!(
-            group.name,
-            "sloth-slo-sli-recordings-checkout-requests-availability"
-        );
-        let names: Vec<&str> = group.rules.iter().map(Rule::name).collect();
-        assert_eq!(
-            names,
-            [
-                "slo:sli_error:ratio_rate5m",
-                "slo:sli_error:ratio_rate30m",
-                "slo:sli_error:ratio_rate1h",
-                "slo:sli_error:ratio_rate2h",
-                "slo:sli_error:ratio_rate6h",
-                "slo:sli_error:ratio_rate1d",
-                "slo:sli_error:ratio_rate3d",
-                "slo:sli_error:ratio_rate30d",
-            ]
-        );
-        let one_hour = &group.rules[2];
-        assert_eq!(
-            one_hour.expr(),
-            "(sum(rate(http_requests_total{job=\"checkout\",code=~\"5..\"}[1h])))\n/\n(sum(rate(http_requests_total{job=\"checkout\"}[1h])))\n"
-        );
-        let labels: Vec<(&str, &str)> = one_hour
-            .labels()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            labels,
-            [
-                ("sloth_id", "checkout-requests-availability"),
-                ("sloth_service", "checkout"),
-                ("sloth_slo", "requests-availability"),
-                ("sloth_window", "1h"),
-                ("team", "payments"),
-                ("tier", "1"),
-            ]
-        );
-        let filter = r#"{sloth_id="checkout-requests-availability", sloth_service="checkout", sloth_slo="requests-availability"}"#;
-        assert_eq!(
-            group.rules[7].expr(),
-            format!("sum_over_time(slo:sli_error:ratio_rate5m{filter}[30d])\n/ ignoring (sloth_window)\ncount_over_time(slo:sli_error:ratio_rate5m{filter}[30d])\n")
-        );
-    }
-
-    #[test]
-    fn a_raw_sli_is_the_query_with_its_window() {
-        let file = rules(Period::Days28);
-        let recording = find(
-            &file,
-            "sloth-slo-sli-recordings-checkout-requests-latency",
-            "slo:sli_error:ratio_rate6h",
-        );
-        assert_eq!(
-            recording[0].expr(),
-            "(1 - (sum(rate(http_request_duration_seconds_bucket{le=\"0.5\"}[6h])) / sum(rate(http_request_duration_seconds_count[6h]))))\n"
-        );
-        assert_eq!(
-            find(
-                &file,
-                "sloth-slo-sli-recordings-checkout-requests-latency",
-                "slo:sli_error:ratio_rate28d"
-            )
-            .len(),
-            1
-        );
-    }
-
-    #[test]
-    fn metadata_records_objective_budget_and_period() {
-        let file = rules(Period::Days30);
-        let group = "sloth-slo-meta-recordings-checkout-requests-availability";
-        assert_eq!(
-            find(&file, group, "slo:objective:ratio")[0].expr(),
-            "vector(0.999)"
-        );
-        assert_eq!(
-            find(&file, group, "slo:error_budget:ratio")[0].expr(),
-            "vector(1-0.999)"
-        );
-        assert_eq!(
-            find(&file, group, "slo:time_period:days")[0].expr(),
-            "vector(30)"
-        );
-        assert!(find(&file, group, "slo:period_burn_rate:ratio")[0]
-            .expr()
-            .starts_with("slo:sli_error:ratio_rate30d{"));
-        let info = find(&file, group, "sloth_slo_info")[0].labels();
-        assert_eq!(info["sloth_objective"], "99.9");
-        assert_eq!(info["sloth_spec"], "prometheus/v1");
-    }
-
-    #[test]
-    fn the_page_alert_burns_at_14_4_and_6_times_the_budget() {
-        let file = rules(Period::Days30);
-        let alerts = find(
-            &file,
-            "sloth-slo-alerts-checkout-requests-availability",
-            "CheckoutAvailabilitySLO",
-        );
-        assert_eq!(alerts.len(), 2);
-        let page = alerts[0].expr();
-        assert!(page.contains("(slo:sli_error:ratio_rate5m{sloth_id=\"checkout-requests-availability\", sloth_service=\"checkout\", sloth_slo=\"requests-availability\"} > (14.4 * 0.001))"), "{page}");
-        assert!(page.contains("ratio_rate1h{sloth_id=\"checkout-requests-availability\", sloth_service=\"checkout\", sloth_slo=\"requests-availability\"} > (14.4 * 0.001))"), "{page}");
-        assert!(page.contains("ratio_rate30m{sloth_id=\"checkout-requests-availability\", sloth_service=\"checkout\", sloth_slo=\"requests-availability\"} > (6 * 0.001))"), "{page}");
-        assert!(page.contains("ratio_rate6h{sloth_id=\"checkout-requests-availability\", sloth_service=\"checkout\", sloth_slo=\"requests-availability\"} > (6 * 0.001))"), "{page}");
-        assert_eq!(alerts[0].labels()["severity"], "page");
-        assert_eq!(alerts[0].labels()["sloth_severity"], "page");
-        assert_eq!(alerts[0].labels()["category"], "availability");
-
-        let ticket = alerts[1].expr();
-        assert!(
-            ticket.contains("ratio_rate2h{") && ticket.contains("> (3 * 0.001))"),
-            "{ticket}"
-        );
-        assert!(
-            ticket.contains("ratio_rate1d{") && ticket.contains("ratio_rate3d{"),
-            "{ticket}"
-        );
-        assert!(ticket.contains("ratio_rate6h{sloth_id=\"checkout-requests-availability\", sloth_service=\"checkout\", sloth_slo=\"requests-availability\"} > (1 * 0.001))"), "{ticket}");
-        // The spec's ticket labels override the default severity; `sloth_severity` stays.
-        assert_eq!(alerts[1].labels()["severity"], "warning");
-        assert_eq!(alerts[1].labels()["sloth_severity"], "ticket");
-    }
-
-    #[test]
-    fn a_28_day_period_and_a_99_objective_give_their_own_thresholds() {
-        let file = rules(Period::Days28);
-        let alerts = find(
-            &file,
-            "sloth-slo-alerts-checkout-requests-latency",
-            "CheckoutLatencySLO",
-        );
-        // The page is disabled: only the ticket remains.
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].labels()["severity"], "ticket");
-        let ticket = alerts[0].expr();
-        assert!(ticket.contains("> (2.8 * 0.01))"), "{ticket}");
-        assert!(ticket.contains("> (0.933333333333 * 0.01))"), "{ticket}");
-    }
-
-    #[test]
-    fn the_yaml_is_a_rule_file() {
-        let yaml = rules(Period::Days30).to_yaml();
-        assert!(
-            yaml.starts_with(
-                "groups:\n- name: sloth-slo-sli-recordings-checkout-requests-availability\n"
-            ),
-            "{yaml}"
-        );
-        let back: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).expect("yaml");
-        assert_eq!(back["groups"].as_sequence().map(Vec::len), Some(6));
-    }
-
-    /// Sloth's example of custom windows: a 7-day period.
-    const SEVEN_DAYS: &str = r#"
-apiVersion: sloth.slok.dev/v1
-kind: AlertWindows
-spec:
-  sloPeriod: 7d
-  page:
-    quick: {errorBudgetPercent: 8, shortWindow: 5m, longWindow: 1h}
-    slow: {errorBudgetPercent: 12.5, shortWindow: 30m, longWindow: 6h}
-  ticket:
-    quick: {errorBudgetPercent: 20, shortWindow: 2h, longWindow: 1d}
-    slow: {errorBudgetPercent: 42, shortWindow: 6h, longWindow: 3d}
-"#;
-
-    #[test]
-    fn custom_alert_windows_give_their_own_factors_and_period() {
-        let windows = AlertWindows::parse(SEVEN_DAYS).expect("valid windows");
-        let period = Period::Custom(windows);
-        assert_eq!(period.days(), 7);
-        let rates = period.burn_rates();
-        // 8% of 7 days' budget in 1h: 0.08 * 168 / 1 = 13.44; 12.5% in 6h: 3.5; 20% in 1d: 1.4;
-        // 42% in 3d: 0.98.
-        let factors = [
-            rates.page_quick.factor,
-            rates.page_slow.factor,
-            rates.ticket_quick.factor,
-            rates.ticket_slow.factor,
-        ];
-        assert_eq!(factors, [13.44, 3.5, 1.4, 0.98]);
-        let file = generate(&super::super::parse(SPEC).expect("valid"), period).to_yaml();
-        assert!(file.contains("slo:sli_error:ratio_rate7d"), "{file}");
-        assert!(file.contains("vector(7)"), "{file}");
-        assert!(file.contains("(13.44 * 0.001)"), "{file}");
-
-        let bad = SEVEN_DAYS.replace("longWindow: 3d", "longWindow: 8d");
-        let error = AlertWindows::parse(&bad).unwrap_err();
-        assert_eq!(error.field, "spec.ticket.slow");
-        let bad = SEVEN_DAYS.replace("shortWindow: 5m", "shortWindow: 5s");
-        let error = AlertWindows::parse(&bad).unwrap_err();
-        assert_eq!(error.field, "spec.page.quick.shortWindow");
-    }
-}
+mod tests;
