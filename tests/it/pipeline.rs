@@ -67,9 +67,9 @@ async fn decisions_for(store: &dyn Store, event_id: &str) -> Vec<Value> {
         .await
         .expect("journal")
         .into_iter()
-        .filter(|entry| entry.kind == "decision")
+        .filter(|entry| entry.kind() == "decision")
         .flat_map(|entry| {
-            entry.body["decisions"]
+            entry.body()["decisions"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -223,7 +223,10 @@ async fn a_failing_step_fails_the_run_and_stops_it() {
         outcomes.push((
             run.rule.clone(),
             run.status,
-            steps.iter().map(|s| s.status.clone()).collect::<Vec<_>>(),
+            steps
+                .iter()
+                .map(|s| s.status.to_string())
+                .collect::<Vec<_>>(),
             run.error.clone().unwrap_or_default(),
         ));
     }
@@ -357,7 +360,7 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
                     input: Input::Outcome {
                         step: "first".into(),
                         attempt: 1,
-                        status: "succeeded".into(),
+                        status: homeostat_core::journal::OutcomeStatus::Succeeded,
                         output: Value::Null,
                         error: None,
                     },

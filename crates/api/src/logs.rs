@@ -74,7 +74,7 @@ fn event(entry: &JournalEntry) -> Event {
     // Compact JSON has no newlines, so it is one `data:` line.
     let data = serde_json::to_string(entry).unwrap_or_else(|_| "null".into());
     Event::default()
-        .event(entry.kind.as_str())
+        .event(entry.entry.kind())
         .id(entry.seq.to_string())
         .data(data)
 }
@@ -103,7 +103,7 @@ impl Follow {
     async fn next(&mut self) -> Option<JournalEntry> {
         loop {
             if let Some(entry) = self.pending.pop_front() {
-                if entry.kind == "run_finished" {
+                if matches!(entry.entry, homeostat_store::Entry::RunFinished(_)) {
                     self.finished = true;
                     self.pending.clear();
                 }

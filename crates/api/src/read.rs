@@ -99,7 +99,7 @@ pub async fn list_runs(
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(text.parse::<RunStatus>().ok().ok_or_else(|| {
             ApiError::new(
                 Code::InvalidQuery,
                 format!("unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention"),
@@ -141,11 +141,10 @@ pub async fn get_run(
         .map_err(store_error)?;
     let steps = steps_from_journal(&journal);
     // How the run ended, with the steps its rollbacks undid; `null` while it runs.
-    let end = journal
-        .iter()
-        .rev()
-        .find(|entry| entry.kind == "run_finished")
-        .map(|entry| entry.body.clone());
+    let end = journal.iter().rev().find_map(|entry| match &entry.entry {
+        homeostat_store::Entry::RunFinished(_) => Some(entry.body()),
+        _ => None,
+    });
     // The live approvals may be older than the journal read after them: keep only those whose
     // step the journal still shows waiting, so an ended run or an answered step shows none.
     pending_approvals.retain(|approval| {

@@ -13,6 +13,7 @@ pub mod event;
 pub mod guard;
 pub mod incident;
 pub mod ingest;
+pub mod journal;
 pub mod matcher;
 pub mod rule;
 pub mod runbook;

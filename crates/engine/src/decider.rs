@@ -445,7 +445,7 @@ impl DecideStage {
         // is sent once that commit is durable.
         writes.push(Write::Timeline(TimelineEntry {
             incident,
-            kind: "notified".into(),
+            kind: homeostat_core::incident::TimelineKind::Notified,
             at: cause.received_at,
             event_id: Some(cause.id.clone()),
             summary: format!("told `{notifier}`: {summary}"),
@@ -726,8 +726,8 @@ impl Stage for DecideStage {
             let Some(incident) = finished.incident else {
                 continue;
             };
-            match finished.status.as_str() {
-                "succeeded" => {
+            match finished.status {
+                Some(RunStatus::Succeeded) => {
                     let verify = self
                         .rule(&finished.rule)
                         .and_then(|rule| rule.verify.clone());
@@ -752,11 +752,11 @@ impl Stage for DecideStage {
                         finished_at: Some(finished.at),
                     });
                 }
-                "failed" | "rolled_back" | "needs_attention" => commands.push(Command::Escalate {
+                Some(status) if status.is_failure() => commands.push(Command::Escalate {
                     incident,
                     reason: format!(
-                        "run {} of rule `{}` ended `{}`",
-                        finished.run_id, finished.rule, finished.status
+                        "run {} of rule `{}` ended `{status}`",
+                        finished.run_id, finished.rule
                     ),
                     run_id: Some(finished.run_id),
                 }),

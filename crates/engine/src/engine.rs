@@ -12,7 +12,7 @@ use homeostat_core::runbook::{coerce_params, Input, Program};
 use homeostat_core::Event;
 use homeostat_store::sqlite::{Options, SqliteStore};
 use homeostat_store::writer::{Pending, Writer};
-use homeostat_store::{RunQuery, RunStatus, Store, Write};
+use homeostat_store::{Entry, RunQuery, RunStatus, Store, Write};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -583,18 +583,15 @@ async fn recover(store: &dyn Store, compiled: &Compiled) -> Result<Vec<Start>, E
     let mut resume = Vec::with_capacity(unfinished.len());
     for run in unfinished {
         let journal = store.journal_for_run(&run.id).await?;
-        let replay = journal
+        let replay: Vec<(Input, _)> = journal
             .iter()
-            .filter(|entry| matches!(entry.kind.as_str(), "step_finished" | "run_input"))
-            .map(|entry| {
-                serde_json::from_value::<Input>(entry.body.clone())
-                    .map(|input| (input, entry.at))
-                    .map_err(|error| homeostat_store::Error::Corrupt {
-                        id: format!("journal entry {}", entry.seq),
-                        message: error.to_string(),
-                    })
+            .filter_map(|entry| match &entry.entry {
+                Entry::StepFinished { input, .. } | Entry::RunInput(input) => {
+                    Some((input.clone(), entry.at))
+                }
+                _ => None,
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
         let program = program_for(compiled, &run.plan)?;
         let event = match run.event_id.as_str() {
             "" => None,
@@ -602,7 +599,9 @@ async fn recover(store: &dyn Store, compiled: &Compiled) -> Result<Vec<Start>, E
         };
         // Anything journaled besides the plan means the first transition committed, so its effects
         // may have started: the run must recover, even with no input to replay.
-        let resumed = journal.iter().any(|entry| entry.kind != "run_started");
+        let resumed = journal
+            .iter()
+            .any(|entry| !matches!(entry.entry, Entry::RunStarted(_)));
         resume.push(Start {
             started_at: run.started_at,
             plan: run.plan,

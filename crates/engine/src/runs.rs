@@ -16,6 +16,7 @@ use homeostat_core::action::{Action, Notify};
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Notifier, Prometheus};
 use homeostat_core::decide::PlannedRun;
+use homeostat_core::journal::RunStatus;
 use homeostat_core::runbook::machine::PendingApproval;
 use homeostat_core::runbook::{Effect, Input, Machine, Program, Record, Transition};
 use homeostat_core::Event;
@@ -32,10 +33,11 @@ use crate::metrics::Metrics;
 pub struct Finished {
     pub rule: String,
     pub run_id: String,
-    /// The incident the run was started for, and how the run ended (`succeeded`, `failed`, ...): a
-    /// success marks the incident mitigated.
+    /// The incident the run was started for, and how the run ended: a success marks the incident
+    /// mitigated. No status: the run stopped without an end (the engine stopping) and resumes on
+    /// the next start.
     pub incident: Option<i64>,
-    pub status: String,
+    pub status: Option<RunStatus>,
     /// When its last transition happened.
     pub at: DateTime<Utc>,
 }
@@ -281,7 +283,8 @@ impl Runs {
             target,
             incident,
         } = run;
-        let mut status = String::from("interrupted");
+        // `None` if the run stops without an end (the engine stopping): it resumes on restart.
+        let mut status = None;
         let mut ended_at = inner.clock.now();
         inner.metrics.runs_active.inc();
         // A min-heap on (when, order of arming): few timers per run, and a heap is one small
@@ -393,11 +396,11 @@ impl Runs {
                 }
             }
             if let Some(end) = machine.end() {
-                status = end.status.clone();
+                status = Some(end.status);
                 ended_at = at;
                 tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
-                if matches!(end.status.as_str(), "needs_attention")
-                    || (end.status == "failed" && !end.undone.is_empty())
+                if end.status == RunStatus::NeedsAttention
+                    || (end.status == RunStatus::Failed && !end.undone.is_empty())
                 {
                     if let Some(notifier) = inner.attention_notifier.clone() {
                         let summary = format!(
@@ -696,7 +699,7 @@ fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
     Input::Outcome {
         step,
         attempt,
-        status: outcome.status.as_str().to_string(),
+        status: outcome.status,
         output: outcome.output,
         error: outcome.error,
     }

@@ -10,6 +10,9 @@ use homeostat_core::Event;
 
 use homeostat_core::runbook::{Input, Record, RunEnd};
 
+use homeostat_core::incident::TimelineKind;
+use homeostat_core::journal::{Entry, OutcomeStatus, StepStatus};
+
 use crate::{
     steps_from_journal, EventQuery, IncidentQuery, JournalEntry, RunQuery, RunStatus, Store, Write,
 };
@@ -101,10 +104,15 @@ fn member(incident: IncidentId, fingerprint: &str, event_id: &str, at: DateTime<
     }
 }
 
-fn timeline(incident: IncidentId, kind: &str, event_id: Option<&str>, at: DateTime<Utc>) -> Write {
+fn timeline(
+    incident: IncidentId,
+    kind: TimelineKind,
+    event_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> Write {
     Write::Timeline(TimelineEntry {
         incident,
-        kind: kind.into(),
+        kind,
         at,
         event_id: event_id.map(str::to_string),
         summary: format!("{kind} {incident}"),
@@ -293,7 +301,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     let running = store.run("run1").await.expect("read").expect("exists");
     assert_eq!(running.status, RunStatus::Running);
     let unfinished = steps_from_journal(&store.journal_for_run("run1").await.expect("read"));
-    assert_eq!(unfinished[0].status, "running");
+    assert_eq!(unfinished[0].status, StepStatus::Running);
     store
         .commit(&[
             Write::RunInput {
@@ -301,7 +309,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
                 input: Input::Outcome {
                     step: "s".into(),
                     attempt: 1,
-                    status: "succeeded".into(),
+                    status: OutcomeStatus::Succeeded,
                     output: serde_json::json!({"exit_code": 0}),
                     error: None,
                 },
@@ -311,7 +319,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
             Write::RunFinished {
                 run_id: "run1".into(),
                 end: RunEnd {
-                    status: "succeeded".into(),
+                    status: RunStatus::Succeeded,
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
@@ -328,7 +336,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     );
     let steps = steps_from_journal(&store.journal_for_run("run1").await.expect("read"));
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].status, "succeeded");
+    assert_eq!(steps[0].status, StepStatus::Succeeded);
     assert_eq!(steps[0].output, Some(serde_json::json!({"exit_code": 0})));
     assert_eq!(steps[0].outputs, Some(serde_json::json!({"code": "0"})));
     assert_eq!(
@@ -336,17 +344,19 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
         Some(serde_json::json!({"command": ["true"]}))
     );
     let inputs = store.journal_for_run("run1").await.expect("read");
-    let replayed: Vec<Input> = inputs
+    let replayed: Vec<&Input> = inputs
         .iter()
-        .filter(|entry| entry.kind == "step_finished")
-        .map(|entry| serde_json::from_value(entry.body.clone()).expect("an input"))
+        .filter_map(|entry| match &entry.entry {
+            Entry::StepFinished { input, .. } => Some(input),
+            _ => None,
+        })
         .collect();
     assert!(matches!(&replayed[..], [Input::Outcome { attempt: 1, .. }]));
     let for_event = store.journal_for_event("e1").await.expect("read");
     assert_eq!(
         for_event
             .iter()
-            .map(|entry| entry.kind.as_str())
+            .map(|entry| entry.entry.kind())
             .collect::<Vec<_>>(),
         vec!["decision", "run_started"]
     );
@@ -659,12 +669,12 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             decisions("t-first", 0),
             Write::Incident(incident(10, "checkout", State::Open, at(0))),
             Write::IncidentMember(joined.clone()),
-            timeline(10, "opened", Some("t-first"), at(0)),
+            timeline(10, TimelineKind::Opened, Some("t-first"), at(0)),
             // Another incident's entries, interleaved.
             Write::Event(event("t-other", "t-other", Status::Firing, at(0)).into()),
             decisions("t-other", 0),
             Write::IncidentMember(member(11, "t-other", "t-other", at(0))),
-            timeline(11, "opened", Some("t-other"), at(0)),
+            timeline(11, TimelineKind::Opened, Some("t-other"), at(0)),
         ])
         .await
         .expect("commit");
@@ -723,7 +733,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             Write::RunFinished {
                 run_id: "t-run".into(),
                 end: RunEnd {
-                    status: "succeeded".into(),
+                    status: RunStatus::Succeeded,
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
@@ -732,7 +742,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             },
             Write::Timeline(TimelineEntry {
                 incident: 10,
-                kind: "mitigated".into(),
+                kind: TimelineKind::Mitigated,
                 at: at(3),
                 event_id: None,
                 summary: "run t-run succeeded".into(),
@@ -747,7 +757,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             .iter()
             .map(|entry| {
                 let about = entry.event_id.as_deref().or(entry.run_id.as_deref());
-                format!("{} {}", entry.kind, about.unwrap_or("-"))
+                format!("{} {}", entry.entry.kind(), about.unwrap_or("-"))
             })
             .collect::<Vec<_>>()
     };
@@ -769,12 +779,12 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
     );
     assert_eq!(entries[1].incident_id, Some(10));
     assert_eq!(
-        entries[1].body,
+        entries[1].entry.body(),
         serde_json::json!({"summary": "opened 10"}),
         "a null detail is left out"
     );
     assert_eq!(
-        entries[6].body,
+        entries[6].entry.body(),
         serde_json::json!({"summary": "run t-run succeeded", "detail": {"run_id": "t-run"}})
     );
     assert_eq!(entries[3].incident_id, None);
@@ -872,8 +882,8 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
     use homeostat_core::config::Retention;
     let now = DateTime::UNIX_EPOCH + Duration::days(20_000);
     let ago = |days: i64| now - Duration::days(days);
-    let ended = |status: &str| RunEnd {
-        status: status.into(),
+    let ended = |status: RunStatus| RunEnd {
+        status,
         error: None,
         undone: vec![],
         outputs: serde_json::Value::Null,
@@ -906,12 +916,12 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
             },
             Write::Incident(incident(2, "cart", State::Open, ago(500))),
             Write::IncidentMember(member(2, "f2", "x", ago(500))),
-            timeline(2, "opened", None, ago(500)),
+            timeline(2, TimelineKind::Opened, None, ago(500)),
         ],
         vec![
             Write::RunFinished {
                 run_id: "r-ancient".into(),
-                end: ended("succeeded"),
+                end: ended(RunStatus::Succeeded),
                 at: ago(450),
             },
             Write::Incident(resolved(
@@ -930,19 +940,19 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
                 at: ago(100),
             },
             Write::Incident(incident(1, "checkout", State::Open, ago(100))),
-            timeline(1, "opened", None, ago(100)),
+            timeline(1, TimelineKind::Opened, None, ago(100)),
         ],
         vec![
             Write::RunFinished {
                 run_id: "r-done".into(),
-                end: ended("succeeded"),
+                end: ended(RunStatus::Succeeded),
                 at: ago(95),
             },
             Write::Incident(resolved(
                 incident(1, "checkout", State::Open, ago(100)),
                 ago(95),
             )),
-            timeline(1, "resolved", None, ago(95)),
+            timeline(1, TimelineKind::Resolved, None, ago(95)),
         ],
         vec![
             Write::Event(event("e-old-a", "fa", Status::Firing, ago(40)).into()),
@@ -959,7 +969,7 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
             Write::Event(event("e-new", "fd", Status::Firing, ago(1)).into()),
             decision("e-new", ago(1)),
             Write::Incident(incident(3, "search", State::Open, ago(1))),
-            timeline(3, "opened", Some("e-new"), ago(1)),
+            timeline(3, TimelineKind::Opened, Some("e-new"), ago(1)),
         ],
     ];
     for batch in &batches {

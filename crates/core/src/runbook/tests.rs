@@ -86,7 +86,7 @@ fn ended(step: &str, status: &str, outputs: Value, error: Option<&str>) -> Recor
     Record::StepEnded {
         step: step.into(),
         name: step.rsplit('.').next().unwrap().into(),
-        status: status.into(),
+        status: status.parse().unwrap(),
         outputs,
         error: error.map(str::to_string),
     }
@@ -94,7 +94,7 @@ fn ended(step: &str, status: &str, outputs: Value, error: Option<&str>) -> Recor
 
 fn run_ended(status: &str, error: Option<&str>, undone: &[&str], outputs: Value) -> Record {
     Record::RunEnded(RunEnd {
-        status: status.into(),
+        status: status.parse().unwrap(),
         error: error.map(str::to_string),
         undone: undone.iter().map(|step| step.to_string()).collect(),
         outputs,
@@ -198,7 +198,7 @@ impl Run {
         self.apply(Input::Outcome {
             step: step.into(),
             attempt,
-            status: status.into(),
+            status: status.parse().unwrap(),
             output,
             error,
         })
