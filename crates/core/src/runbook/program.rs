@@ -273,9 +273,26 @@ impl Compiler<'_> {
             .collect()
     }
 
+    fn url_template(&mut self, text: &str, field: &str) -> Result<Template, Error> {
+        self.builder.add_url(text).map_err(|error| Error::Step {
+            step: field.to_string(),
+            message: error.to_string(),
+        })
+    }
+
     fn inputs(&mut self, with: &serde_json::Value, path: &str) -> Result<Inputs, Error> {
+        self.action_inputs(with, path, &[])
+    }
+
+    /// An action's inputs; the strings at `urls` (such as `with.url`) are URL templates.
+    fn action_inputs(
+        &mut self,
+        with: &serde_json::Value,
+        path: &str,
+        urls: &[&str],
+    ) -> Result<Inputs, Error> {
         self.builder
-            .add_inputs(with, "with")
+            .add_inputs_with_urls(with, "with", urls)
             .map_err(|(field, error)| Error::Step {
                 step: path.to_string(),
                 message: format!("{field}: {error}"),
@@ -292,10 +309,10 @@ impl Compiler<'_> {
             prometheus_url: check
                 .prometheus_url
                 .as_deref()
-                .map(|text| self.template(text, path))
+                .map(|text| self.url_template(text, path))
                 .transpose()?,
             http: match &check.http {
-                Some(http) => Some((self.template(&http.url, path)?, http.clone())),
+                Some(http) => Some((self.url_template(&http.url, path)?, http.clone())),
                 None => None,
             },
         })
@@ -309,7 +326,7 @@ impl Compiler<'_> {
         let kind = if let Some(action) = &step.action {
             Kind::Action {
                 action: action.clone(),
-                inputs: self.inputs(&step.with, path)?,
+                inputs: self.action_inputs(&step.with, path, crate::action::url_inputs(action))?,
             }
         } else if let Some(branches) = &step.parallel {
             let mut compiled = Vec::with_capacity(branches.len());
