@@ -432,7 +432,11 @@ impl Compiler<'_> {
             outputs,
             on_failure: step.on_failure,
             rollback,
-            idempotent: step.idempotent,
+            idempotent: step.idempotent
+                || step
+                    .action
+                    .as_deref()
+                    .is_some_and(crate::action::idempotent_by_nature),
         })
     }
 }
