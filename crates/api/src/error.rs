@@ -13,6 +13,7 @@ pub enum Code {
     MissingToken,
     InvalidToken,
     InvalidSignature,
+    StaleDelivery,
     ForbiddenScope,
     NotAnApprover,
     NoTokensConfigured,
@@ -28,6 +29,7 @@ pub enum Code {
     SilenceExpired,
     RuleNotFound,
     RuleNotDisabled,
+    ReplayedDelivery,
     PayloadTooLarge,
     Overloaded,
     Unavailable,
@@ -43,6 +45,8 @@ impl Code {
             Code::MissingToken => "missing_token",
             Code::InvalidToken => "invalid_token",
             Code::InvalidSignature => "invalid_signature",
+            Code::StaleDelivery => "stale_delivery",
+            Code::ReplayedDelivery => "replayed_delivery",
             Code::ForbiddenScope => "forbidden_scope",
             Code::NotAnApprover => "not_an_approver",
             Code::NoTokensConfigured => "no_tokens_configured",
@@ -74,6 +78,7 @@ impl Code {
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
+            | Code::StaleDelivery
             | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
             Code::ForbiddenScope | Code::NotAnApprover => StatusCode::FORBIDDEN,
             Code::NotFound
@@ -86,6 +91,7 @@ impl Code {
             | Code::IncidentResolved
             | Code::AlreadyAcknowledged
             | Code::SilenceExpired
+            | Code::ReplayedDelivery
             | Code::RuleNotDisabled => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -111,10 +117,12 @@ impl Code {
             | Code::SilenceExpired
             | Code::RuleNotFound
             | Code::RuleNotDisabled
+            | Code::ReplayedDelivery
             | Code::PayloadTooLarge => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
+            | Code::StaleDelivery
             | Code::ForbiddenScope
             | Code::NotAnApprover
             | Code::NoTokensConfigured => "auth",
@@ -129,6 +137,8 @@ impl Code {
         Code::MissingToken,
         Code::InvalidToken,
         Code::InvalidSignature,
+        Code::StaleDelivery,
+        Code::ReplayedDelivery,
         Code::ForbiddenScope,
         Code::NotAnApprover,
         Code::NoTokensConfigured,
