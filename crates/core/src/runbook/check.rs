@@ -1032,11 +1032,11 @@ impl<'a> Checker<'a> {
 
     /// A CEL expression's syntax and the variables it reads.
     fn expression(&mut self, scope: &Scope<'a>, field: &str, text: &str) {
-        match cel::Program::compile(text) {
+        match crate::runbook::program::compile_cel(text) {
             Err(error) => self.error(
                 scope.site,
                 field,
-                format!("invalid CEL `{text}`: {}", first_line(&error.to_string())),
+                format!("invalid CEL `{text}`: {}", first_line(&error)),
                 "write a CEL expression, such as `steps.check.outputs.count > 0`",
             ),
             Ok(program) => {

@@ -46,10 +46,16 @@ impl std::fmt::Debug for Expr {
     }
 }
 
+/// Compiles CEL, turning a panic of the `cel` crate into an error.
+pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
+    std::panic::catch_unwind(|| cel::Program::compile(source_text))
+        .map_err(|_| "the CEL parser failed on this expression".to_string())?
+        .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())
+}
+
 impl Expr {
     pub fn compile(source_text: &str) -> Result<Self, String> {
-        let program = cel::Program::compile(source_text)
-            .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())?;
+        let program = compile_cel(source_text)?;
         Ok(Self {
             source_text: source_text.to_string(),
             program: Arc::new(program),
@@ -57,9 +63,15 @@ impl Expr {
     }
 
     /// Runs the program in a context the caller built.
+    ///
+    /// The `cel` crate (0.11) panics on some expressions that parse, such as a macro called on a
+    /// number (`[1] - 4.map(x, x)` reaches a `todo!`); a condition evaluates inside the decide
+    /// stage, so such a panic becomes this expression's error instead of taking the daemon down.
     pub fn execute(&self, context: &cel::Context) -> Result<cel::Value, String> {
-        self.program
-            .execute(context)
+        let program = std::panic::AssertUnwindSafe(&self.program);
+        let context = std::panic::AssertUnwindSafe(context);
+        std::panic::catch_unwind(|| program.execute(*context))
+            .map_err(|_| "the CEL interpreter failed on this expression (a bug of the `cel` crate); rewrite the expression".to_string())?
             .map_err(|error| error.to_string())
     }
 
