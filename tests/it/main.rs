@@ -11,6 +11,7 @@ mod e2e_incidents;
 mod e2e_kubernetes;
 mod e2e_slo;
 mod examples;
+mod hardening;
 mod incidents_api;
 mod pipeline;
 mod runbook_crash;
