@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use homeostat_core::clock::SystemClock;
-use homeostat_core::ingest::webhook::sign;
+use homeostat_core::ingest::webhook::{sign, sign_delivery};
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{Committed, Store};
 use http_body_util::BodyExt;
@@ -311,19 +311,40 @@ async fn oversized_bodies_are_refused_with_413() {
 async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
     let api = Api::start("").await;
     let body = r#"{"deploy_id": "d-42", "service": "checkout", "version": "v1.4.2"}"#;
+    // Replay protection is on by default: the signature covers a delivery id and the time.
+    let timestamp = api.handle.clock.now().timestamp().to_string();
     let signed = |signature: Option<String>| {
-        let mut builder = Request::post("/api/v1/hooks/ci");
+        let mut builder = Request::post("/api/v1/hooks/ci")
+            .header("X-Homeostat-Delivery", "d-42")
+            .header("X-Homeostat-Timestamp", &timestamp);
         if let Some(signature) = signature {
             builder = builder.header("X-Homeostat-Signature", signature);
         }
         builder.body(Body::from(body)).expect("request")
     };
     let (status, _, answer) = api
-        .call(signed(Some(sign(HMAC_KEY.as_bytes(), body.as_bytes()))))
+        .call(signed(Some(sign_delivery(
+            HMAC_KEY.as_bytes(),
+            "d-42",
+            &timestamp,
+            body.as_bytes(),
+        ))))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, _, answer) = api
-        .call(signed(Some(sign(b"wrong key", body.as_bytes()))))
+        .call(signed(Some(sign(HMAC_KEY.as_bytes(), body.as_bytes()))))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
+    );
+    let (status, _, answer) = api
+        .call(signed(Some(sign_delivery(
+            b"wrong key",
+            "d-42",
+            &timestamp,
+            body.as_bytes(),
+        ))))
         .await;
     assert_eq!(
         (status, answer["code"].as_str()),

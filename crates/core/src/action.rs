@@ -71,6 +71,23 @@ pub fn is_kubernetes(name: &str) -> bool {
     name.starts_with("kubernetes.")
 }
 
+/// Actions that are safe to run again whatever an interrupted attempt did, because they change
+/// nothing outside homeostat (`log`) or only read (`kubernetes.wait_rollout`). After a crash, a step
+/// running one starts again on its own, as if it said `idempotent: true`, instead of stopping its run
+/// in `needs_attention`.
+pub fn idempotent_by_nature(action: &str) -> bool {
+    matches!(action, "log" | "kubernetes.wait_rollout")
+}
+
+/// The inputs of an action that are URLs, whose templates encode the values they interpolate
+/// (`crate::template::url`).
+pub fn url_inputs(action: &str) -> &'static [&'static str] {
+    match action {
+        "http_request" => &["with.url"],
+        _ => &[],
+    }
+}
+
 /// The names `action:` accepts, for error hints.
 pub const NAMES: &[&str] = &[
     "exec",

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod incident;
 pub mod ingest;

@@ -190,6 +190,24 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
         }
         match source {
             Source::Webhook(webhook) => {
+                match &webhook.replay {
+                    None => diagnostics.push(config.diagnostic(
+                        Severity::Warning,
+                        "sources",
+                        Some(index),
+                        "replay",
+                        "without replay protection, a captured delivery can be sent again and act again (a `firing` after its `resolved`)",
+                        Some("remove `replay: null` and have the sender sign `<delivery>.<timestamp>.<body>` with `X-Homeostat-Delivery` and `X-Homeostat-Timestamp`".into()),
+                    )),
+                    Some(replay) if replay.window_secs == 0 => diagnostics.push(error(
+                        "sources",
+                        index,
+                        "replay.window_secs",
+                        "the replay window must be at least 1 second".into(),
+                        Some("300 (five minutes) allows for clock skew and retries".into()),
+                    )),
+                    Some(_) => {}
+                }
                 let mut add =
                     |field: &str, text: &str, diagnostics: &mut Vec<Diagnostic>| match builder
                         .add(text)

@@ -743,6 +743,24 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        if action == "exec" && step.with.get("shell") == Some(&Value::Bool(true)) {
+            let templated = step
+                .with
+                .get("command")
+                .is_some_and(|command| match command {
+                    Value::String(text) => is_template(text),
+                    Value::Array(items) => items.iter().any(|item| !is_literal(item)),
+                    _ => false,
+                });
+            if templated {
+                self.warning(
+                    site,
+                    &format!("{base}.with.command"),
+                    "`shell: true` runs this templated command through `/bin/sh`: a value with `;`, `$(...)` or a quote in it (an event's label, say) runs commands of its own",
+                    "drop `shell` and list the program and its arguments, one value an argument: `[systemctl, restart, \"{{ labels.job }}\"]`; or pass the value in `env` (`env: {UNIT: \"{{ labels.job }}\"}`) and quote it in the script: `systemctl restart \"$UNIT\"`",
+                );
+            }
+        }
         self.templates_in(scope, &format!("{base}.with"), &step.with);
     }
 
@@ -1014,11 +1032,11 @@ impl<'a> Checker<'a> {
 
     /// A CEL expression's syntax and the variables it reads.
     fn expression(&mut self, scope: &Scope<'a>, field: &str, text: &str) {
-        match cel::Program::compile(text) {
+        match crate::runbook::program::compile_cel(text) {
             Err(error) => self.error(
                 scope.site,
                 field,
-                format!("invalid CEL `{text}`: {}", first_line(&error.to_string())),
+                format!("invalid CEL `{text}`: {}", first_line(&error)),
                 "write a CEL expression, such as `steps.check.outputs.count > 0`",
             ),
             Ok(program) => {
@@ -2111,6 +2129,28 @@ runbooks:
             "at least one step",
         );
         count(&diagnostics, 5);
+    }
+
+    #[test]
+    fn a_shell_command_with_templated_values_is_a_warning() {
+        let diagnostics = check_yaml(
+            r#"
+runbooks:
+  - name: r
+    steps:
+      - {name: a, action: exec, on_failure: abort, with: {shell: true, command: ["systemctl restart {{ labels.job }}"]}}
+      - {name: b, action: exec, on_failure: abort, with: {shell: true, command: ["systemctl restart \"$UNIT\""], env: {UNIT: "{{ labels.job }}"}}}
+      - {name: c, action: exec, on_failure: abort, with: {command: [systemctl, restart, "{{ labels.job }}"]}}
+"#,
+        );
+        let shell = warning(
+            &diagnostics,
+            "runbooks[0].steps[0].with.command",
+            "`shell: true` runs this templated command through `/bin/sh`",
+        );
+        hint_contains(&shell, "pass the value in `env`");
+        // Event data in `env`, or in an argument list without a shell, is not interpreted.
+        count(&diagnostics, 1);
     }
 
     #[test]
