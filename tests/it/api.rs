@@ -149,7 +149,7 @@ async fn alertmanager_hook_commits_before_answering() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 2);
     // The answer came after the commit, so the events are readable at once.
-    assert_eq!(api.handle.store.event_count().await.expect("count"), 2);
+    assert_eq!(api.handle.store().event_count().await.expect("count"), 2);
     let (status, _, body) = api.call(get("/api/v1/events?limit=10", Some(READ))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
@@ -202,7 +202,7 @@ async fn every_auth_failure_has_its_code() {
     let (status, _, _) = api.call(get("/api/v1/runs", Some(READ))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        api.handle.store.event_count().await.expect("count"),
+        api.handle.store().event_count().await.expect("count"),
         0,
         "nothing unauthenticated was stored"
     );
@@ -279,7 +279,7 @@ async fn malformed_payloads_name_the_field() {
         );
     }
     assert_eq!(
-        api.handle.store.event_count().await.expect("count"),
+        api.handle.store().event_count().await.expect("count"),
         0,
         "a bad batch stores nothing"
     );
@@ -312,7 +312,7 @@ async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
     let api = Api::start("").await;
     let body = r#"{"deploy_id": "d-42", "service": "checkout", "version": "v1.4.2"}"#;
     // Replay protection is on by default: the signature covers a delivery id and the time.
-    let timestamp = api.handle.clock.now().timestamp().to_string();
+    let timestamp = api.handle.clock().now().timestamp().to_string();
     let signed = |signature: Option<String>| {
         let mut builder = Request::post("/api/v1/hooks/ci")
             .header("X-Homeostat-Delivery", "d-42")
@@ -357,7 +357,7 @@ async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
     );
     let events = api
         .handle
-        .store
+        .store()
         .events(&homeostat_store::EventQuery {
             limit: 100,
             ..Default::default()
@@ -844,7 +844,7 @@ async fn a_failed_commit_acknowledges_nothing_and_the_retry_is_decided_afresh() 
     );
     assert!(engine
         .handle
-        .metrics
+        .metrics()
         .render()
         .contains("homeostat_events_duplicate_total 0"));
     engine.abort();

@@ -364,7 +364,7 @@ async fn concurrent_copies_of_a_delivery_commit_once() {
     );
     let events = api
         .handle
-        .store
+        .store()
         .events(&homeostat_store::EventQuery {
             limit: 100,
             ..Default::default()

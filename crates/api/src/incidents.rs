@@ -15,6 +15,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use homeostat_core::config::Scope;
 use homeostat_core::event::EventKind;
+use homeostat_core::incident::correlate::Verdict as Correlation;
 use homeostat_core::incident::{postmortem, Command, Incident, IncidentId, Member};
 use homeostat_engine::{Handle, IngestError};
 use homeostat_store::{EventQuery, IncidentQuery, JournalEntry, RunQuery, RunRecord};
@@ -73,7 +74,7 @@ pub async fn list(
         },
     };
     let incidents = handle
-        .store
+        .store()
         .incidents(&IncidentQuery {
             limit: check_limit(query.limit)?,
             open_only: query.open,
@@ -143,7 +144,7 @@ pub async fn postmortem(
         &items,
         &actions,
         &record.context.for_postmortem(),
-        handle.clock.now(),
+        handle.clock().now(),
     );
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
@@ -239,7 +240,7 @@ pub async fn note(
 
 /// Submits `command` and answers the incident as it is after it. The store was checked before, but
 /// the correlator has the last word (another person may have acted in between, or a resolved
-/// incident may be too old to change): a command it refused left no timeline entry.
+/// incident may be too old to change), and the writer says what it made of the command.
 async fn apply(
     handle: &Handle,
     id: IncidentId,
@@ -247,29 +248,26 @@ async fn apply(
     by: &str,
 ) -> Result<Json<Value>, ApiError> {
     let acknowledging = matches!(command, Command::Acknowledge { .. });
-    let event_id = handle.command(command, by).await.map_err(command_error)?;
-    let timeline = handle
-        .store
-        .incident_timeline(id)
-        .await
-        .map_err(store_error)?;
+    let applied = handle.command(command, by).await.map_err(command_error)?;
     let incident = load(handle, id).await?;
-    let applied = timeline.iter().any(|entry| {
-        entry.incident_id == Some(id) && entry.event_id.as_deref() == Some(event_id.as_str())
-    });
-    if applied {
-        return Ok(Json(json!({ "incident": incident })));
-    }
-    Err(if incident.is_resolved() {
-        resolved(&incident, "changed")
-    } else if acknowledging && incident.acknowledged_at.is_some() {
-        already_acknowledged(&incident)
-    } else {
-        ApiError::new(
+    match applied.verdict {
+        Correlation::Command { incident: applied } if applied == id => {
+            Ok(Json(json!({ "incident": incident })))
+        }
+        _ if incident.is_resolved() => Err(resolved(&incident, "changed")),
+        _ if acknowledging && incident.acknowledged_at.is_some() => {
+            Err(already_acknowledged(&incident))
+        }
+        Correlation::Rejected { message } => Err(ApiError::new(Code::IncidentResolved, message)),
+        other => Err(ApiError::new(
             Code::Internal,
-            format!("the correlator refused command event `{event_id}` for incident {id}"),
-        )
-    })
+            format!(
+                "the correlator made `{}` of command event `{}` for incident {id}",
+                other.label(),
+                applied.event_id
+            ),
+        )),
+    }
 }
 
 /// Maps a failure to put a command into the stream.
@@ -334,7 +332,7 @@ fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
 
 async fn load(handle: &Handle, id: IncidentId) -> Result<Incident, ApiError> {
     handle
-        .store
+        .store()
         .incident(id)
         .await
         .map_err(store_error)?
@@ -359,7 +357,7 @@ struct Record {
 impl Record {
     async fn read(handle: &Handle, id: IncidentId) -> Result<Self, ApiError> {
         let incident = load(handle, id).await?;
-        let store = &handle.store;
+        let store = &handle.store();
         let members = store.incident_members(id).await.map_err(store_error)?;
         let entries = store.incident_timeline(id).await.map_err(store_error)?;
         let runs = store
@@ -540,7 +538,7 @@ async fn recent_changes(
             labels.insert(("service".to_string(), service.clone()));
         }
     }
-    let lookback = handle.compiled.config.incidents.change_lookback_secs;
+    let lookback = handle.compiled().config.incidents.change_lookback_secs;
     let since = i64::try_from(lookback)
         .ok()
         .and_then(chrono::Duration::try_seconds)
@@ -549,7 +547,7 @@ async fn recent_changes(
     let mut changes: Vec<Change> = Vec::new();
     for label in labels {
         let events = handle
-            .store
+            .store()
             .events(&EventQuery {
                 limit: MAX_CHANGES,
                 newest_first: true,
@@ -602,7 +600,7 @@ fn change_words(event: &homeostat_core::Event) -> String {
 /// Other incidents of the same group, most recent first.
 async fn related(handle: &Handle, incident: &Incident) -> Result<Vec<Related>, ApiError> {
     let incidents = handle
-        .store
+        .store()
         .incidents(&IncidentQuery {
             limit: MAX_RELATED + 1,
             group_key: Some(incident.group_key.clone()),

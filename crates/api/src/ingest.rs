@@ -28,7 +28,7 @@ pub async fn events(State(handle): State<Handle>, headers: HeaderMap, body: Body
     let result = async {
         let token = authorize(&handle, &headers, Scope::Ingest)?;
         let bytes = read_body(&handle, &headers, body).await?;
-        let now = handle.clock.now();
+        let now = handle.clock().now();
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok());
@@ -61,7 +61,7 @@ pub async fn source_hook(
     body: Body,
 ) -> Response {
     let source = handle
-        .compiled
+        .compiled()
         .config
         .sources
         .iter()
@@ -89,7 +89,7 @@ async fn alertmanager_events(
 ) -> Result<usize, ApiError> {
     let token = authorize(handle, headers, Scope::Ingest)?;
     let bytes = read_body(handle, headers, body).await?;
-    let mut events = alertmanager::parse(&bytes, source, handle.clock.now())
+    let mut events = alertmanager::parse(&bytes, source, handle.clock().now())
         .map_err(|error| invalid(handle, source, error))?;
     if let Some(extra) = extra_labels {
         for event in &mut events {
@@ -111,7 +111,7 @@ async fn webhook_events(
     body: Body,
 ) -> Result<usize, ApiError> {
     let compiled = handle
-        .compiled
+        .compiled()
         .webhooks
         .get(name)
         .ok_or_else(|| ApiError::new(Code::Internal, "webhook not compiled"))?;
@@ -121,11 +121,10 @@ async fn webhook_events(
         headers.get(name).and_then(|value| value.to_str().ok())
     }
     let secret = handle
-        .webhook_secrets
-        .get(name)
+        .webhook_secret(name)
         .ok_or_else(|| ApiError::new(Code::Internal, "webhook secret missing"))?;
     let refuse = |code: Code, message: String| {
-        handle.metrics.source_error(name, "unauthenticated");
+        handle.metrics().source_error(name, "unauthenticated");
         ApiError::new(code, message)
     };
     // With replay protection the signature covers `<delivery>.<timestamp>.<body>`.
@@ -188,11 +187,11 @@ async fn webhook_events(
     // Only a verified delivery is checked for freshness, so nobody learns the window unsigned.
     let mut in_flight = None;
     if let Some((replay, delivery, timestamp)) = &delivery {
-        let now = handle.clock.now().timestamp();
+        let now = handle.clock().now().timestamp();
         let signed_at = timestamp.parse::<i64>().unwrap_or(i64::MAX);
         let window = i64::try_from(replay.window_secs).unwrap_or(i64::MAX);
         if signed_at.saturating_sub(now).saturating_abs() > window {
-            handle.metrics.source_error(name, "replayed");
+            handle.metrics().source_error(name, "replayed");
             return Err(ApiError::new(
                 Code::StaleDelivery,
                 format!(
@@ -206,7 +205,7 @@ async fn webhook_events(
         let seen = match InFlight::claim(handle, &first) {
             Some(claim) => {
                 in_flight = Some(claim);
-                handle.store.event(&first).await.map_err(|error| {
+                handle.store().event(&first).await.map_err(|error| {
                     ApiError::new(
                         Code::Unavailable,
                         format!("cannot read the journal: {error}"),
@@ -216,7 +215,7 @@ async fn webhook_events(
             None => None,
         };
         if in_flight.is_none() || seen.is_some() {
-            handle.metrics.source_error(name, "replayed");
+            handle.metrics().source_error(name, "replayed");
             return Err(ApiError::new(
                 Code::ReplayedDelivery,
                 format!(
@@ -227,10 +226,10 @@ async fn webhook_events(
     }
     let mut events = webhook::map(
         &compiled.mapping,
-        &handle.compiled.templates,
+        &handle.compiled().templates,
         &bytes,
         name,
-        handle.clock.now(),
+        handle.clock().now(),
     )
     .map_err(|error| invalid(handle, name, error))?;
     if let Some((_, delivery, _)) = &delivery {
@@ -257,7 +256,7 @@ impl InFlight {
     /// Claims an event id, or `None` when a request holds it already.
     fn claim(handle: &Handle, id: &str) -> Option<InFlight> {
         let key = (
-            std::sync::Arc::as_ptr(&handle.store).cast::<()>() as usize,
+            std::sync::Arc::as_ptr(handle.store()).cast::<()>() as usize,
             id.to_string(),
         );
         let mut set = IN_FLIGHT
@@ -298,7 +297,7 @@ pub(crate) async fn commit(
         IngestError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
     })?;
     pending.committed().await.map_err(|error| {
-        handle.metrics.source_error(source, "journal");
+        handle.metrics().source_error(source, "journal");
         ApiError::new(Code::Unavailable, error.to_string())
     })?;
     handle.accepted(source, count);
@@ -306,7 +305,7 @@ pub(crate) async fn commit(
 }
 
 pub(crate) fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
-    handle.metrics.source_error(source, "invalid_payload");
+    handle.metrics().source_error(source, "invalid_payload");
     ApiError::new(Code::InvalidPayload, error.to_string())
 }
 
@@ -334,7 +333,7 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ReadBody, ApiError> {
-    let server = &handle.compiled.config.server;
+    let server = &handle.compiled().config.server;
     let limit = server.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -351,7 +350,7 @@ pub async fn read_body(
     }
     let Some(admitted) = handle.admit(declared.unwrap_or(limit)) else {
         handle
-            .metrics
+            .metrics()
             .http_refused
             .get_or_create(&vec![("reason", "inflight_bytes".to_string())])
             .inc();
@@ -367,7 +366,7 @@ pub async fn read_body(
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
     let Ok(read) = read else {
         handle
-            .metrics
+            .metrics()
             .http_refused
             .get_or_create(&vec![("reason", "body_timeout".to_string())])
             .inc();

@@ -32,9 +32,9 @@ pub async fn logs(
     authorize(&handle, &headers, Scope::Read)?;
     // Subscribe before the first read: an entry committed between the two is then announced to us
     // instead of waiting for the next poll.
-    let changes = handle.runs.subscribe();
+    let changes = handle.runs().subscribe();
     let run = handle
-        .store
+        .store()
         .run(&id)
         .await
         .map_err(|error| ApiError::new(Code::Unavailable, error.to_string()))?;
@@ -116,7 +116,7 @@ impl Follow {
                 self.wait().await;
             }
             self.read_now = false;
-            match self.handle.store.journal_for_run(&self.run_id).await {
+            match self.handle.store().journal_for_run(&self.run_id).await {
                 Ok(entries) => {
                     for entry in entries {
                         if entry.seq > self.last_seq {

@@ -17,6 +17,7 @@ pub mod incident;
 pub mod ingest;
 pub mod journal;
 pub mod matcher;
+pub mod pipeline;
 pub mod rule;
 pub mod runbook;
 pub mod slo;

@@ -17,30 +17,18 @@ use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Notifier, Prometheus};
 use homeostat_core::decide::PlannedRun;
 use homeostat_core::journal::RunStatus;
+use homeostat_core::pipeline::RunEnded;
 use homeostat_core::runbook::machine::PendingApproval;
-use homeostat_core::runbook::{Effect, Input, Machine, Program, Record, Transition};
+use homeostat_core::runbook::{Effect, Input, Machine, Program, Transition};
 use homeostat_core::Event;
-use homeostat_store::writer::Writer;
 use homeostat_store::Write;
 use tokio::sync::{broadcast, mpsc};
+
+use crate::writer::Writer;
 
 use crate::action::{self, Outcome, Status};
 use crate::failpoint;
 use crate::metrics::Metrics;
-
-/// A run that ended, reported back to the decider so it can release the run's guards.
-#[derive(Clone, Debug)]
-pub struct Finished {
-    pub rule: String,
-    pub run_id: String,
-    /// The incident the run was started for, and how the run ended: a success marks the incident
-    /// mitigated. No status: the run stopped without an end (the engine stopping) and resumes on
-    /// the next start.
-    pub incident: Option<i64>,
-    pub status: Option<RunStatus>,
-    /// When its last transition happened.
-    pub at: DateTime<Utc>,
-}
 
 /// Why an input could not be given to a run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,7 +60,6 @@ struct Inner {
     attention_notifier: Option<String>,
     http: reqwest::Client,
     cluster: crate::kubernetes::Cluster,
-    finished: mpsc::UnboundedSender<Finished>,
     live: Mutex<HashMap<String, Live>>,
     /// Tells readers (the API's log streams) that a run's journal grew.
     changed: broadcast::Sender<String>,
@@ -110,7 +97,6 @@ pub struct Config {
     pub http: reqwest::Client,
     /// The Kubernetes client of the `kubernetes.*` actions.
     pub cluster: crate::kubernetes::Cluster,
-    pub finished: mpsc::UnboundedSender<Finished>,
 }
 
 impl Runs {
@@ -126,7 +112,6 @@ impl Runs {
                 attention_notifier: config.attention_notifier,
                 http: config.http,
                 cluster: config.cluster,
-                finished: config.finished,
                 live: Mutex::new(HashMap::new()),
                 changed,
             }),
@@ -415,13 +400,16 @@ impl Runs {
         }
         self.live().remove(&run_id);
         inner.metrics.runs_active.dec();
-        let _ = inner.finished.send(Finished {
-            rule,
-            run_id,
-            incident,
-            status,
-            at: ended_at,
-        });
+        inner
+            .writer
+            .run_ended(RunEnded {
+                rule,
+                run_id,
+                incident,
+                status,
+                at: ended_at,
+            })
+            .await;
     }
 
     /// Journals one transition: its input and its records, in one commit.
@@ -446,7 +434,11 @@ impl Runs {
             });
         }
         for record in &transition.records {
-            writes.push(record_write(run_id, record.clone(), at));
+            writes.push(homeostat_core::pipeline::record_write(
+                run_id,
+                record.clone(),
+                at,
+            ));
         }
         if starts_effects {
             failpoint::hit(failpoint::BEFORE_INTENT_COMMIT);
@@ -679,22 +671,6 @@ impl Ord for Armed {
     }
 }
 
-/// How a machine's record is journaled: a run's end also updates the run's row.
-fn record_write(run_id: &str, record: Record, at: DateTime<Utc>) -> Write {
-    match record {
-        Record::RunEnded(end) => Write::RunFinished {
-            run_id: run_id.to_string(),
-            end,
-            at,
-        },
-        record => Write::RunRecord {
-            run_id: run_id.to_string(),
-            record,
-            at,
-        },
-    }
-}
-
 fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
     Input::Outcome {
         step,
@@ -703,25 +679,4 @@ fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
         output: outcome.output,
         error: outcome.error,
     }
-}
-
-/// A dry run executes nothing, so it completes inside one transition: its start, every step's
-/// rendered inputs and its end are journaled together.
-pub fn dry_run_writes(
-    plan: &PlannedRun,
-    program: Arc<Program>,
-    event: Option<&Event>,
-    at: DateTime<Utc>,
-) -> Vec<Write> {
-    let mut machine = Machine::new(program, plan.params.clone(), plan.globals(event), true);
-    let transition = machine.apply(&Input::Start, at);
-    let mut writes = Vec::with_capacity(transition.records.len() + 1);
-    writes.push(Write::RunStarted {
-        run: plan.clone(),
-        at,
-    });
-    for record in transition.records {
-        writes.push(record_write(&plan.id, record, at));
-    }
-    writes
 }

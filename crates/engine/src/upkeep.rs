@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::writer::Health;
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config;
-use homeostat_store::writer::Health;
 use homeostat_store::Store;
 
 use crate::metrics::Metrics;

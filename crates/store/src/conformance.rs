@@ -1148,12 +1148,10 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use homeostat_core::config::Synchronous;
 
     use crate::sqlite::SqliteStore;
-    use crate::writer::Writer;
     use crate::Store;
 
     #[tokio::test]
@@ -1242,103 +1240,5 @@ mod tests {
             )])
             .await;
         assert_eq!(committed.expect("commit").event_seqs, vec![2]);
-    }
-
-    #[tokio::test]
-    async fn writer_groups_concurrent_commits_and_stages_writes_into_them() {
-        /// Records the events it is shown and moves a cursor with them.
-        struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-        #[async_trait::async_trait]
-        impl crate::writer::Stage for Recorder {
-            fn before_commit(
-                &mut self,
-                events: &[&homeostat_core::Event],
-                writes: &mut Vec<super::Write>,
-            ) {
-                self.0
-                    .lock()
-                    .expect("lock")
-                    .extend(events.iter().map(|event| event.id.clone()));
-                writes.push(super::Write::CursorAtLastEvent {
-                    name: "recorder".into(),
-                });
-            }
-            async fn after_commit(
-                &mut self,
-                _: std::result::Result<&crate::Committed, &crate::Error>,
-                _: std::time::Duration,
-            ) {
-            }
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
-                .await
-                .expect("open"),
-        );
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (writer, _task) =
-            Writer::spawn(store.clone(), 1024, 4096, Box::new(Recorder(seen.clone())));
-        let t0 = chrono::DateTime::UNIX_EPOCH;
-        let mut pending = Vec::new();
-        for index in 0..200 {
-            let event = super::event(&format!("e{index}"), "f", super::Status::Firing, t0);
-            pending.push(
-                writer
-                    .try_submit(vec![super::Write::Event(event.into())])
-                    .expect("queue has room"),
-            );
-        }
-        let mut seqs = Vec::new();
-        for one in pending {
-            seqs.extend(one.committed().await.expect("committed").event_seqs);
-        }
-        assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
-        let expected: Vec<String> = (0..200).map(|index| format!("e{index}")).collect();
-        assert_eq!(
-            *seen.lock().expect("lock"),
-            expected,
-            "the stage sees every event once, in commit order"
-        );
-        assert_eq!(
-            store.cursor("recorder").await.expect("cursor"),
-            200,
-            "staged writes commit with the events"
-        );
-        // A commit without events leaves a last-event cursor where it was.
-        writer
-            .submit(vec![super::Write::Cursor {
-                name: "other".into(),
-                seq: 5,
-            }])
-            .await
-            .expect("commit");
-        assert_eq!(store.cursor("recorder").await.expect("cursor"), 200);
-    }
-
-    #[tokio::test]
-    async fn writer_refuses_when_full() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
-                .await
-                .expect("open"),
-        );
-        // A current-thread runtime does not run the writer task until this test yields, so the queue fills.
-        let (writer, _task) = Writer::spawn(store, 2, 10, Box::new(crate::writer::NoStage));
-        let t0 = chrono::DateTime::UNIX_EPOCH;
-        let make = |id: &str| {
-            vec![super::Write::Event(
-                super::event(id, "f", super::Status::Firing, t0).into(),
-            )]
-        };
-        let first = writer.try_submit(make("a")).expect("room");
-        let second = writer.try_submit(make("b")).expect("room");
-        assert!(matches!(
-            writer.try_submit(make("c")),
-            Err(crate::Error::Overloaded)
-        ));
-        first.committed().await.expect("commit");
-        second.committed().await.expect("commit");
     }
 }

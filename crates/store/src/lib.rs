@@ -6,7 +6,6 @@
 
 pub mod conformance;
 pub mod sqlite;
-pub mod writer;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
