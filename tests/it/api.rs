@@ -637,13 +637,12 @@ impl Store for GatedStore {
     ) -> homeostat_store::Result<Option<homeostat_core::incident::silence::Silence>> {
         self.inner.silence(id).await
     }
-    async fn retain(
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: chrono::DateTime<chrono::Utc>,
-        dry_run: bool,
-    ) -> homeostat_store::Result<homeostat_store::RetentionReport> {
-        self.inner.retain(policy, now, dry_run).await
+    ) -> homeostat_store::Result<homeostat_store::RetentionPlan> {
+        self.inner.plan_retention(policy, now).await
     }
     async fn backup(&self, to: &std::path::Path) -> homeostat_store::Result<u64> {
         self.inner.backup(to).await

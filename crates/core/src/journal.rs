@@ -308,6 +308,26 @@ pub enum Write {
         run_id: String,
         incident: IncidentId,
     },
+    /// Deletes rows retention decided may go; a chunk small enough for one commit.
+    Prune(Prune),
+}
+
+/// Rows retention deletes, in the writer's transaction like any other write. Whatever the plan
+/// said, what must stay stays: the newest event and journal row, the triggers of runs in
+/// progress, runs still running, the newest incident.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prune {
+    /// Events with sequence numbers in `[from, below)`.
+    Events { from: i64, below: i64 },
+    /// Event-level journal rows (decisions) with sequence numbers in `[from, below)`.
+    Decisions { from: i64, below: i64 },
+    /// The journal rows of these finished runs, and with `summaries` their rows in `runs` too.
+    Runs { ids: Vec<String>, summaries: bool },
+    /// The timelines of these resolved incidents, and with `summaries` their rows and members.
+    Incidents {
+        ids: Vec<IncidentId>,
+        summaries: bool,
+    },
 }
 
 /// A journal row as a store writes it: the keys beside the kind and the JSON body.
@@ -403,7 +423,8 @@ impl Write {
             | Write::Incident(_)
             | Write::IncidentMember(_)
             | Write::Silence(_)
-            | Write::RunIncident { .. } => return None,
+            | Write::RunIncident { .. }
+            | Write::Prune(_) => return None,
         })
     }
 }

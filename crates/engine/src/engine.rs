@@ -171,6 +171,7 @@ pub async fn start_with_store(
     )));
     tasks.push(tokio::spawn(crate::upkeep::retain(
         handle.store().clone(),
+        handle.writer().clone(),
         compiled.config.store.retention.clone(),
         handle.clock().clone(),
         handle.metrics().clone(),

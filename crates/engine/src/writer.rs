@@ -32,6 +32,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Committed {
     pub event_seqs: Vec<i64>,
     pub verdicts: Vec<Correlation>,
+    /// Rows deleted by the batch's prunes, told to the requests that carried one (retention sends
+    /// one at a time).
+    pub pruned: u64,
 }
 
 /// Whether the journal can take work: the writer records each commit's outcome here, the engine
@@ -232,6 +235,7 @@ struct Waiting {
     reply: oneshot::Sender<Result<Committed>>,
     /// How many of the batch's events are this request's, in order.
     events: usize,
+    prunes: bool,
 }
 
 async fn run(mut queue: Queue, mut stage: Stage) {
@@ -265,8 +269,13 @@ async fn run(mut queue: Queue, mut stage: Stage) {
                         .iter()
                         .filter(|write| matches!(write, Write::Event(_)))
                         .count();
+                    let prunes = more.iter().any(|write| matches!(write, Write::Prune(_)));
                     writes.append(&mut more);
-                    waiting.push(Waiting { reply, events });
+                    waiting.push(Waiting {
+                        reply,
+                        events,
+                        prunes,
+                    });
                 }
                 Input::RunEnded(run) => ended.push(run),
             };
@@ -311,14 +320,15 @@ async fn run(mut queue: Queue, mut stage: Stage) {
             .commit_duration
             .observe(began.elapsed().as_secs_f64());
         match result {
-            Ok(committed) => {
+            Ok(mut committed) => {
                 stage.committed(&step).await;
-                let mut seqs = committed.event_seqs.into_iter();
+                let mut seqs = std::mem::take(&mut committed.event_seqs).into_iter();
                 let mut verdicts = step.verdicts.into_iter();
                 for request in waiting.drain(..) {
                     let reply = Committed {
                         event_seqs: seqs.by_ref().take(request.events).collect(),
                         verdicts: verdicts.by_ref().take(request.events).collect(),
+                        pruned: if request.prunes { committed.pruned } else { 0 },
                     };
                     let _ = request.reply.send(Ok(reply));
                 }

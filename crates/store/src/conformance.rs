@@ -991,7 +991,11 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         }])
         .await
         .expect("commit");
-    let report = store.retain(&policy, now, true).await.expect("dry run");
+    let report = store
+        .plan_retention(&policy, now)
+        .await
+        .expect("plan")
+        .report;
     assert_eq!(
         report.events, 1,
         "only the event the consumer read: {report:?}"
@@ -1004,7 +1008,8 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         .await
         .expect("commit");
 
-    let report = store.retain(&policy, now, true).await.expect("dry run");
+    let plan = store.plan_retention(&policy, now).await.expect("plan");
+    let report = plan.report.clone();
     let expected = crate::RetentionReport {
         dry_run: true,
         // e-old-a and e-old-b; e-old-run triggered a run still in progress.
@@ -1073,19 +1078,17 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         Err(crate::Error::Backup(_))
     ));
 
-    let report = store.retain(&policy, now, false).await.expect("apply");
-    assert_eq!(
-        (
-            report.events,
-            report.decisions,
-            report.run_details,
-            report.incident_details,
-            report.runs,
-            report.incidents
-        ),
-        (2, 2, 5, 3, 1, 1),
-        "{report:?}"
-    );
+    // Applied, a prune at a time, as the writer does.
+    let mut pruned = 0;
+    for prune in plan.prunes {
+        pruned += store
+            .commit(&[Write::Prune(prune)])
+            .await
+            .expect("prune")
+            .pruned;
+    }
+    // 2 events, 2 decisions, 5 run rows, 3 timeline rows, 1 run, 1 incident and its 1 member.
+    assert_eq!(pruned, 15);
     let left: Vec<String> = store
         .events(&EventQuery {
             limit: 100,
@@ -1124,18 +1127,9 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         .is_empty());
     assert_eq!(store.incident_timeline(3).await.expect("timeline").len(), 1);
     assert_eq!(store.incidents_max_id().await.expect("max"), 3);
-    // Applying again finds nothing more.
-    let again = store.retain(&policy, now, false).await.expect("apply");
-    assert_eq!(
-        again.events
-            + again.decisions
-            + again.run_details
-            + again.incident_details
-            + again.runs
-            + again.incidents,
-        0,
-        "{again:?}"
-    );
+    // Planning again finds nothing more.
+    let again = store.plan_retention(&policy, now).await.expect("plan");
+    assert!(again.prunes.is_empty(), "{again:?}");
     // New events are numbered after the ones deleted.
     let committed = store
         .commit(&[Write::Event(

@@ -16,7 +16,7 @@ use homeostat_core::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
 pub use homeostat_core::journal::{
-    steps as steps_from_journal, EncodedEvent, Entry, JournalEntry, RunStatus, StepRecord,
+    steps as steps_from_journal, EncodedEvent, Entry, JournalEntry, Prune, RunStatus, StepRecord,
     StepStatus, Write,
 };
 
@@ -77,10 +77,12 @@ fn is_full(error: &sqlx::Error) -> bool {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What a committed batch was assigned: the sequence number of each `Write::Event`, in order.
+/// What a committed batch was assigned: the sequence number of each `Write::Event`, in order;
+/// and how many rows its prunes deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Committed {
     pub event_seqs: Vec<i64>,
+    pub pruned: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +191,14 @@ pub struct RetentionReport {
     pub bytes_after: u64,
 }
 
+/// What the retention policy deletes now: the counts, and the prunes that delete it, each to
+/// commit on its own (through the writer, so the deletes take turns with ingest).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetentionPlan {
+    pub report: RetentionReport,
+    pub prunes: Vec<Prune>,
+}
+
 /// One record of an audit export, in the order of the journal: an event as received, or a journal
 /// entry. JSON lines of these are what `homeostat export` writes and replay reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -238,13 +248,12 @@ pub trait Store: Send + Sync + 'static {
     async fn space(&self) -> Option<Space> {
         None
     }
-    /// Applies the retention policy, or with `dry_run` counts what it would delete.
-    async fn retain(
+    /// What the retention policy deletes now: counts, and the prunes to commit for it. Only reads.
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<RetentionReport>;
+    ) -> Result<RetentionPlan>;
     /// Writes a consistent, compacted copy of the live store to `to`, which must not exist; returns
     /// its size in bytes.
     async fn backup(&self, to: &std::path::Path) -> Result<u64>;

@@ -22,8 +22,8 @@ use tokio::sync::Mutex;
 mod maintenance;
 
 use crate::{
-    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result,
-    RetentionReport, RunQuery, RunRecord, RunStatus, Space, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RetentionPlan,
+    RunQuery, RunRecord, RunStatus, Space, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -576,6 +576,7 @@ impl Store for SqliteStore {
         let mut incidents = Latest::default();
         let mut members: Latest<(IncidentId, &str), Member> = Latest::default();
         let mut silences = Latest::default();
+        let mut prunes = Vec::new();
         for write in batch {
             // Every journal row comes from the one mapping in core; the rest are projections.
             if let Some(row) = write.row() {
@@ -642,6 +643,7 @@ impl Store for SqliteStore {
                     members.put(key, merged);
                 }
                 Write::Silence(silence) => silences.put(silence.id.as_str(), silence),
+                Write::Prune(prune) => prunes.push(prune),
                 Write::RunIncident { run_id, incident } => {
                     let row = run_rows
                         .get(run_id.as_str())
@@ -672,7 +674,7 @@ impl Store for SqliteStore {
         let Some(connection) = state.connection.as_mut() else {
             return Err(Error::Database("the writer connection is closed".into()));
         };
-        let written: Result<()> = async {
+        let written: Result<u64> = async {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *connection)
                 .await?;
@@ -791,17 +793,28 @@ impl Store for SqliteStore {
                 .execute(&mut *connection)
                 .await?;
             }
+            let mut pruned = 0;
+            for prune in &prunes {
+                pruned += maintenance::prune(connection, prune).await?;
+            }
+            if !prunes.is_empty() {
+                maintenance::vacuum(connection).await?;
+            }
             sqlx::query("COMMIT").execute(&mut *connection).await?;
-            Ok(())
+            Ok(pruned)
         }
         .await;
-        if let Err(error) = written {
-            self.abandon_transaction(&mut state).await;
-            if matches!(error, Error::Full(_)) {
-                self.reserve.release();
+        let pruned = match written {
+            Ok(pruned) => pruned,
+            Err(error) => {
+                self.abandon_transaction(&mut state).await;
+                if matches!(error, Error::Full(_)) {
+                    self.reserve.release();
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
+        };
+        committed.pruned = pruned;
         self.activity.committed();
         // Only a committed batch consumes sequence numbers.
         state.next_event_seq = event_seq;
@@ -941,14 +954,13 @@ impl Store for SqliteStore {
         self.reserve.space(&self.path)
     }
 
-    async fn retain(
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<RetentionReport> {
-        let mut connection = self.maintenance.lock().await;
-        maintenance::retain(&mut connection, policy, now, dry_run).await
+    ) -> Result<RetentionPlan> {
+        let mut connection = self.readers.acquire().await?;
+        maintenance::plan(&mut connection, policy, now).await
     }
 
     async fn backup(&self, to: &Path) -> Result<u64> {
