@@ -1,8 +1,8 @@
 //! homeostat's storage: the append-only journal and its projections, behind one [`Store`] trait.
 //!
 //! SQLite is the default backend ([`sqlite::SqliteStore`]); PostgreSQL will implement the same trait
-//! and pass the same conformance suite ([`conformance`]). Writes go through [`writer::Writer`], which
-//! batches concurrent commits into one transaction (group commit).
+//! and pass the same conformance suite ([`conformance`]). The engine's writer task is the only
+//! caller of [`Store::commit`]: it batches concurrent requests into one transaction (group commit).
 
 pub mod conformance;
 pub mod sqlite;

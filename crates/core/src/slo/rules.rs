@@ -1,6 +1,6 @@
 //! Generation of Prometheus recording and multi-window multi-burn-rate alerting rules from a spec,
 //! equal to Sloth's: the same groups, record names, expressions, labels, annotations and the same
-//! floating-point thresholds, written the way Go writes them ([`super::gofmt`]).
+//! floating-point thresholds, written the way Go writes them (the `gofmt` module).
 //!
 //! Per SLO there are three groups: the SLI error ratio over every window the alerts use and over
 //! the whole period, the metadata dashboards read (objective, budget, burn rates), and the alerts.
