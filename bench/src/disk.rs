@@ -87,7 +87,13 @@ pub async fn run(args: DiskArgs) -> Result<()> {
         }
     });
     let starts_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let bodies = payload::build_with_services(Flavor::Webhook, args.batch, args.distinct_alerts, &starts_at, 100);
+    let bodies = payload::build_with_services(
+        Flavor::Webhook,
+        args.batch,
+        args.distinct_alerts,
+        &starts_at,
+        100,
+    );
     let target = Arc::new(Target {
         client: crate::load::client(16, Duration::from_secs(30))?,
         url: format!("{}/api/v1/hooks/alertmanager", server.base_url),

@@ -1,8 +1,8 @@
 //! `homeostat-bench`: homeostat's ingest throughput and receipt-to-dispatch latency, measured beside a real Alertmanager.
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
-mod incidents;
 mod disk;
+mod incidents;
 mod load;
 mod overload;
 mod payload;
