@@ -1,7 +1,7 @@
 //! The Kubernetes client the `kubernetes.*` actions and the `kubernetes_events` source share.
 //! Behind the `kubernetes` feature; without it, a config that needs a cluster is refused at start.
 
-use homeostat_core::action::Action;
+use homeostat_core::action::KubeAction;
 use homeostat_core::config::Config;
 
 use crate::action::{Context, Outcome};
@@ -49,7 +49,7 @@ pub fn needed(config: &Config) -> Option<String> {
         match value {
             serde_json::Value::Object(map) => {
                 if let Some(serde_json::Value::String(action)) = map.get("action") {
-                    if homeostat_core::action::is_kubernetes(action) {
+                    if homeostat_core::action::KubeKind::from_name(action).is_some() {
                         return Some(format!("action `{action}`"));
                     }
                 }
@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// Runs a `kubernetes.*` action; with `context.dry_run`, as a server-side dry run.
-    pub async fn execute(&self, action: &Action, context: &Context) -> Outcome {
+    pub async fn execute(&self, action: &KubeAction, context: &Context) -> Outcome {
         #[cfg(feature = "kubernetes")]
         {
             let Some(client) = &self.client else {

@@ -98,6 +98,6 @@ pub async fn execute(action: &Action, context: &Context) -> Outcome {
             tracing::info!(run = %context.run_id, message = %log.message, "runbook log");
             Outcome::succeeded(serde_json::json!({ "message": log.message }))
         }
-        kubernetes => context.cluster.execute(kubernetes, context).await,
+        Action::Kubernetes(action) => context.cluster.execute(action, context).await,
     }
 }
