@@ -6,12 +6,14 @@ pub mod check;
 pub mod decider;
 pub mod engine;
 pub mod failpoint;
-pub mod kubernetes;
 pub mod metrics;
 pub mod prometheus;
 pub mod runs;
 pub mod secrets;
 pub mod source;
 mod upkeep;
+
+/// The cluster client lives with the actions that use it; sources and start-up reach it here too.
+pub use action::kubernetes;
 
 pub use engine::{start, start_with_store, Admitted, DisabledRules, Engine, Handle, IngestError};

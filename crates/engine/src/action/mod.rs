@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod http;
+pub mod kubernetes;
 pub mod notify;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ pub struct Context {
     pub dry_run: bool,
     /// When the step started, for actions that stamp a time (a rollout restart).
     pub now: chrono::DateTime<chrono::Utc>,
-    pub cluster: crate::kubernetes::Cluster,
+    pub cluster: kubernetes::Cluster,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
