@@ -2,7 +2,7 @@
 //!
 //! This table is the one source of truth for the deployment: `deploy/kubernetes/rbac.yaml` and
 //! the Helm chart's `templates/_permissions.tpl` write the same grants by hand (with a comment per
-//! action), and `tests/deploy.rs` checks that both equal [`rules`] exactly, so a new API call in
+//! action), and `tests/it/deploy.rs` checks that both equal [`rules`] exactly, so a new API call in
 //! an action fails CI until the manifests grant it, and a grant no action uses fails it too.
 //!
 //! Each entry is what the kube-rs requests of the action or source send: a `get` before every
