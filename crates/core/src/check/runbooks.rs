@@ -1,5 +1,6 @@
-//! Static checks of runbooks and of rules' steps for `homeostat check`: every problem at once, each at
-//! the field it is about, with a hint that says the fix.
+//! `runbooks:`, and the steps of rules: static checks of steps, params, calls and the variables
+//! templates and CEL expressions read; every problem at once, each at the field it is about, with a
+//! hint that says the fix.
 //!
 //! They run before any [`crate::runbook::Program`] is compiled, so compilation may assume that step
 //! kinds, names, calls and references are sound. Nothing here does IO: a notifier or token is checked
@@ -8,10 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::rc::Rc;
 
-use cel::common::ast::{Expr, IdedExpr};
-use cel::common::value::CelVal;
 use serde_json::Value;
 
+use super::cel::cel_paths;
+use super::valid_name;
+use super::words::{and_list, article, list, names, or_list, show};
 use crate::config::{
     Check, Config, Diagnostic, OnFailure, Param, ParamType, Runbook, Severity, Step,
 };
@@ -1476,93 +1478,6 @@ fn places(steps: &[Step]) -> BTreeMap<&str, Place<'_>> {
     out
 }
 
-/// The variable paths a CEL expression reads, such as `["steps", "check", "status"]`; names bound by
-/// macros (`exists(x, ...)`) are left out.
-fn cel_paths(expression: &IdedExpr, bound: &mut Vec<String>, paths: &mut Vec<Vec<String>>) {
-    if let Some(path) = member_path(expression) {
-        if !path[0].starts_with('@') && !bound.contains(&path[0]) {
-            paths.push(path);
-        }
-        return;
-    }
-    match &expression.expr {
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                cel_paths(target, bound, paths);
-            }
-            for argument in &call.args {
-                cel_paths(argument, bound, paths);
-            }
-        }
-        Expr::Comprehension(comprehension) => {
-            cel_paths(&comprehension.iter_range, bound, paths);
-            let depth = bound.len();
-            bound.push(comprehension.iter_var.clone());
-            bound.extend(comprehension.iter_var2.clone());
-            bound.push(comprehension.accu_var.clone());
-            for part in [
-                &comprehension.accu_init,
-                &comprehension.loop_cond,
-                &comprehension.loop_step,
-                &comprehension.result,
-            ] {
-                cel_paths(part, bound, paths);
-            }
-            bound.truncate(depth);
-        }
-        Expr::List(list) => {
-            for element in &list.elements {
-                cel_paths(element, bound, paths);
-            }
-        }
-        Expr::Map(map) => map_entries(&map.entries, bound, paths),
-        Expr::Struct(object) => map_entries(&object.entries, bound, paths),
-        Expr::Select(select) => cel_paths(&select.operand, bound, paths),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-    }
-}
-
-fn map_entries(
-    entries: &[cel::common::ast::IdedEntryExpr],
-    bound: &mut Vec<String>,
-    paths: &mut Vec<Vec<String>>,
-) {
-    use cel::common::ast::EntryExpr;
-    for entry in entries {
-        match &entry.expr {
-            EntryExpr::StructField(field) => cel_paths(&field.value, bound, paths),
-            EntryExpr::MapEntry(pair) => {
-                cel_paths(&pair.key, bound, paths);
-                cel_paths(&pair.value, bound, paths);
-            }
-        }
-    }
-}
-
-/// `a.b.c` or `a['b'].c` down to a variable, as its names.
-fn member_path(expression: &IdedExpr) -> Option<Vec<String>> {
-    match &expression.expr {
-        Expr::Ident(name) => Some(vec![name.clone()]),
-        Expr::Select(select) => {
-            let mut path = member_path(&select.operand)?;
-            path.push(select.field.clone());
-            Some(path)
-        }
-        Expr::Call(call) if call.func_name == "_[_]" && call.target.is_none() => {
-            let [operand, index] = call.args.as_slice() else {
-                return None;
-            };
-            let Expr::Literal(CelVal::String(key)) = &index.expr else {
-                return None;
-            };
-            let mut path = member_path(operand)?;
-            path.push(key.clone());
-            Some(path)
-        }
-        _ => None,
-    }
-}
-
 /// Whether a step changes things outside homeostat, and so should say how to undo it.
 fn mutates(step: &Step) -> bool {
     match step.action.as_deref() {
@@ -1578,13 +1493,6 @@ fn mutates(step: &Step) -> bool {
         }
         _ => false,
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn is_template(text: &str) -> bool {
@@ -1618,48 +1526,6 @@ fn contains(allowed: &[Value], value: &Value) -> bool {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
     })
-}
-
-fn article(kind: ParamType) -> String {
-    match kind {
-        ParamType::Integer => "an integer".to_string(),
-        other => format!("a {}", other.as_str()),
-    }
-}
-
-/// A value as written: text without JSON quotes.
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn list(values: &[Value]) -> String {
-    values.iter().map(show).collect::<Vec<_>>().join(", ")
-}
-
-fn names<'n>(names: impl IntoIterator<Item = &'n str>) -> String {
-    names.into_iter().collect::<Vec<_>>().join(", ")
-}
-
-/// "`a`, `b` or `c`".
-fn or_list(items: &[&str]) -> String {
-    join_last(items, "or")
-}
-
-/// "`a` and `b`".
-fn and_list(items: &[&str]) -> String {
-    join_last(items, "and")
-}
-
-fn join_last(items: &[&str], word: &str) -> String {
-    let quoted: Vec<String> = items.iter().map(|item| format!("`{item}`")).collect();
-    match quoted.split_last() {
-        None => String::new(),
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} {word} {last}", rest.join(", ")),
-    }
 }
 
 fn declare_hint(step: &str, declared: &BTreeSet<&str>) -> String {
