@@ -100,7 +100,7 @@ pub async fn run(args: PipelineArgs) -> Result<()> {
         let seconds = (clock.monotonic() - began).as_secs_f64();
         // Let the last dispatches land before reading the histograms.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let metrics = handle.metrics.render();
+        let metrics = handle.metrics().render();
         let value = |name: &str| {
             metrics
                 .lines()

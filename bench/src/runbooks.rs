@@ -85,11 +85,11 @@ fn rss_bytes() -> Result<u64> {
 
 async fn wait_idle(handle: &homeostat_engine::Handle, limit: Duration) -> Result<()> {
     let began = tokio::time::Instant::now();
-    while handle.runs.live_count() > 0 {
+    while handle.runs().live_count() > 0 {
         if began.elapsed() > limit {
             return Err(anyhow!(
                 "{} runs still in progress after {limit:?}",
-                handle.runs.live_count()
+                handle.runs().live_count()
             ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -175,11 +175,11 @@ async fn throughput_once(
         let elapsed = began.elapsed().as_secs_f64();
         // Spot-check that the runs really ran to the end, with every step journaled.
         let last = handle
-            .store
+            .store()
             .run(&ids[ids.len() - 1])
             .await?
             .context("the last run")?;
-        let journal = handle.store.journal_for_run(&last.id).await?;
+        let journal = handle.store().journal_for_run(&last.id).await?;
         if last.status != homeostat_store::RunStatus::Succeeded {
             return Err(anyhow!("run {} ended {:?}", last.id, last.status));
         }
@@ -229,7 +229,7 @@ async fn parked(args: &RunbookArgs) -> Result<()> {
     let began = tokio::time::Instant::now();
     while ids.iter().rev().take(50).any(|id| {
         handle
-            .runs
+            .runs()
             .pending_approvals(id)
             .is_none_or(|p| p.is_empty())
     }) {
@@ -240,7 +240,7 @@ async fn parked(args: &RunbookArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_bytes()?;
-    let live = handle.runs.live_count();
+    let live = handle.runs().live_count();
     println!();
     println!("parked runs  live  RSS before MB  RSS after MB  bytes per parked run");
     println!(

@@ -305,7 +305,7 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     // Let the probe see the healthy service a few times first.
     tokio::time::sleep(Duration::from_millis(600)).await;
 

@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use homeostat_core::journal::{Entry, JournalEntry, RunStatus};
+use homeostat_core::runbook::{Input, Record};
 use serde_json::Value;
 
 use super::remote::{Failure, Remote};
@@ -152,32 +153,29 @@ impl Printer {
 
     /// Prints one entry; the exit code once the run finished.
     fn event(&mut self, event: &Event) -> Option<u8> {
-        let Ok(entry) = serde_json::from_str::<Value>(&event.data) else {
+        // An entry this version cannot read is skipped, not fatal: the run goes on either way.
+        let Ok(entry) = serde_json::from_str::<JournalEntry>(&event.data) else {
             return None;
         };
-        let body = &entry["body"];
-        let at = entry["at"]
-            .as_str()
-            .and_then(|at| at.parse::<DateTime<Utc>>().ok())
-            .map(|at| at.format("%H:%M:%S%.3f").to_string())
-            .unwrap_or_default();
-        let text = |key: &str| body[key].as_str().unwrap_or("").to_string();
-        let step = text("step");
-        match event.event.as_str() {
-            "run_started" => {
-                let mut detail = format!("runbook `{}` on `{}`", text("runbook"), text("target"));
-                if let Some(by) = body["started_by"].as_str() {
+        let at = entry.at.format("%H:%M:%S%.3f").to_string();
+        match &entry.entry {
+            Entry::RunStarted(plan) => {
+                let mut detail = format!("runbook `{}` on `{}`", plan.runbook, plan.target);
+                if let Some(by) = &plan.started_by {
                     detail.push_str(&format!(" by `{by}`"));
                 }
                 self.line(&at, "run", "started", &detail);
             }
-            "step_started" => {
-                let action = text("action");
-                let attempt = body["attempt"].as_u64().unwrap_or(1);
+            Entry::Step(Record::StepStarted {
+                step,
+                attempt,
+                action,
+                inputs,
+                ..
+            }) => {
                 self.actions.insert(step.clone(), action.clone());
                 if action == "approval" {
                     self.approvals.insert(step.clone());
-                    let inputs = &body["inputs"];
                     let mut detail = String::from("approval");
                     if let Some(message) = inputs["message"].as_str() {
                         detail.push_str(&format!(": {message}"));
@@ -188,7 +186,7 @@ impl Printer {
                             detail.push_str(&format!(" (approvers: {})", names.join(", ")));
                         }
                     }
-                    self.line(&at, &step, "waiting", &detail);
+                    self.line(&at, step, "waiting", &detail);
                     let step_flag = if self.approvals.len() > 1 {
                         format!(" --step {step}")
                     } else {
@@ -200,72 +198,104 @@ impl Printer {
                     ));
                 } else if !self.terminal {
                     self.running.insert(step.clone());
-                    let detail = if attempt > 1 {
+                    let detail = if *attempt > 1 {
                         format!("{action}, attempt {attempt}")
                     } else {
-                        action
+                        action.clone()
                     };
-                    self.line(&at, &step, "started", &detail);
+                    self.line(&at, step, "started", &detail);
                 } else {
                     self.running.insert(step.clone());
                     self.redraw();
                 }
             }
-            "step_finished" | "step_ended" => {
-                self.running.remove(&step);
-                self.approvals.remove(&step);
-                let status = text("status");
-                let mut detail = Vec::new();
-                if let Some(attempt) = body["attempt"].as_u64().filter(|a| *a > 1) {
-                    detail.push(format!("attempt {attempt}"));
-                }
-                // A parallel or for_each step's outputs are its children's, already printed.
-                let composite = matches!(
-                    self.actions.get(&step).map(String::as_str),
-                    Some("parallel" | "for_each")
+            Entry::StepFinished {
+                input:
+                    Input::Outcome {
+                        step,
+                        attempt,
+                        status,
+                        error,
+                        ..
+                    },
+                outputs,
+            } => {
+                let attempt = (*attempt > 1).then_some(*attempt);
+                self.step_ended(
+                    &at,
+                    step,
+                    status.as_str(),
+                    attempt,
+                    error.as_deref(),
+                    outputs,
                 );
-                if let Some(error) = body["error"].as_str() {
-                    detail.push(error.to_string());
-                } else if let Some(outputs) = summary(&body["outputs"]).filter(|_| !composite) {
-                    detail.push(outputs);
-                }
-                self.line(&at, &step, &status, &detail.join(": "));
             }
-            "step_skipped" => self.line(&at, &step, "skipped", &text("reason")),
-            "rollback_started" => {
-                let steps: Vec<&str> = body["steps"]
-                    .as_array()
-                    .map(|steps| steps.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                self.line(&at, "rollback", "started", &steps.join(", "));
+            Entry::Step(Record::StepEnded {
+                step,
+                status,
+                error,
+                outputs,
+                ..
+            }) => self.step_ended(&at, step, status.as_str(), None, error.as_deref(), outputs),
+            Entry::Step(Record::StepSkipped { step, reason, .. }) => {
+                self.line(&at, step, "skipped", reason)
             }
-            "run_input" => match body["input"].as_str() {
-                Some("cancel") => {
-                    self.line(&at, "run", "cancel", &format!("asked by `{}`", text("by")))
-                }
-                Some("recover") => self.line(&at, "run", "resumed", "after a daemon restart"),
-                _ => {}
-            },
-            "run_finished" => {
+            Entry::Step(Record::RollbackStarted { steps }) => {
+                self.line(&at, "rollback", "started", &steps.join(", "))
+            }
+            Entry::RunInput(Input::Cancel { by }) => {
+                self.line(&at, "run", "cancel", &format!("asked by `{by}`"))
+            }
+            Entry::RunInput(Input::Recover) => {
+                self.line(&at, "run", "resumed", "after a daemon restart")
+            }
+            Entry::RunFinished(end) | Entry::Step(Record::RunEnded(end)) => {
                 self.running.clear();
-                let status = text("status");
                 let mut detail = Vec::new();
-                if let Some(error) = body["error"].as_str() {
-                    detail.push(error.to_string());
+                if let Some(error) = &end.error {
+                    detail.push(error.clone());
                 }
-                if let Some(undone) = body["undone"].as_array().filter(|u| !u.is_empty()) {
-                    let steps: Vec<&str> = undone.iter().filter_map(Value::as_str).collect();
-                    detail.push(format!("undone: {}", steps.join(", ")));
+                if !end.undone.is_empty() {
+                    detail.push(format!("undone: {}", end.undone.join(", ")));
                 }
-                self.line(&at, "run", &status, &detail.join("; "));
-                return Some(match status.as_str() {
-                    "succeeded" | "dry_run" => 0,
+                self.line(&at, "run", end.status.as_str(), &detail.join("; "));
+                return Some(match end.status {
+                    RunStatus::Succeeded | RunStatus::DryRun => 0,
                     _ => EXIT_FAILED,
                 });
             }
             _ => {}
         }
         None
+    }
+
+    /// A step's end, from its outcome or its own record.
+    fn step_ended(
+        &mut self,
+        at: &str,
+        step: &str,
+        status: &str,
+        attempt: Option<u32>,
+        error: Option<&str>,
+        outputs: &Value,
+    ) {
+        self.running.remove(step);
+        self.approvals.remove(step);
+        let mut detail = Vec::new();
+        if let Some(attempt) = attempt {
+            detail.push(format!("attempt {attempt}"));
+        }
+        // A parallel or for_each step's outputs are its children's, already printed.
+        let composite = matches!(
+            self.actions.get(step).map(String::as_str),
+            Some("parallel" | "for_each")
+        );
+        if let Some(error) = error {
+            detail.push(error.to_string());
+        } else if let Some(outputs) = summary(outputs).filter(|_| !composite) {
+            detail.push(outputs);
+        }
+        self.line(at, step, status, &detail.join(": "));
     }
 
     /// A permanent line on stdout: time, step path, status, detail.
@@ -374,7 +404,7 @@ mod tests {
             id: Some("9".into()),
             data:
                 serde_json::json!({"seq": 9, "at": "2026-01-01T00:00:00Z", "kind": "run_finished",
-                "body": {"status": status}})
+                "run_id": "r1", "body": {"status": status}})
                 .to_string(),
         };
         assert_eq!(printer.event(&finished("succeeded")), Some(0));

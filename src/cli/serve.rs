@@ -30,7 +30,7 @@ pub async fn run(config_path: &Path, listen: Option<String>) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let compiled = &engine.handle.compiled;
+    let compiled = &engine.handle.compiled();
     tracing::info!(
         %listen,
         rules = compiled.rules.len(),
@@ -44,8 +44,8 @@ pub async fn run(config_path: &Path, listen: Option<String>) -> u8 {
         listener,
         router,
         homeostat_api::server::Limits::from_config(&compiled.config.server),
-        engine.handle.clock.clone(),
-        engine.handle.metrics.clone(),
+        engine.handle.clock().clone(),
+        engine.handle.metrics().clone(),
         shutdown_signal(),
     )
     .await;

@@ -150,7 +150,10 @@ pub async fn events(config_path: &Path, limit: usize, source: Option<String>, js
 }
 
 pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json: bool) -> u8 {
-    let status = match status.as_deref().map(|text| (text, RunStatus::parse(text))) {
+    let status = match status
+        .as_deref()
+        .map(|text| (text, text.parse::<RunStatus>().ok()))
+    {
         None => None,
         Some((_, Some(status))) => Some(status),
         Some((text, None)) => {
@@ -239,11 +242,10 @@ pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
         print_json(&serde_json::json!({ "run": run, "steps": steps, "journal": journal }));
         return 0;
     }
-    let end = journal
-        .iter()
-        .rev()
-        .find(|entry| entry.kind == "run_finished")
-        .map(|entry| &entry.body);
+    let end = journal.iter().rev().find_map(|entry| match &entry.entry {
+        homeostat_store::Entry::RunFinished(end) => Some(end),
+        _ => None,
+    });
     let field = |name: &str, value: &str| println!("{name:<11}{value}");
     field("run", &run.id);
     field("runbook", &run.runbook);
@@ -290,15 +292,11 @@ pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
         field("params", &params);
     }
     if let Some(end) = end {
-        let undone: Vec<&str> = end["undone"]
-            .as_array()
-            .map(|steps| steps.iter().filter_map(|step| step.as_str()).collect())
-            .unwrap_or_default();
-        if !undone.is_empty() {
-            field("undone", &undone.join(", "));
+        if !end.undone.is_empty() {
+            field("undone", &end.undone.join(", "));
         }
-        if let Some(outputs) = end.get("outputs").filter(|v| !is_empty(v)) {
-            field("outputs", &outputs.to_string());
+        if !is_empty(&end.outputs) {
+            field("outputs", &end.outputs.to_string());
         }
     }
     println!();
@@ -315,7 +313,7 @@ pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
                 step.step.clone(),
                 step.action.clone(),
                 step.attempt.to_string(),
-                step.status.clone(),
+                step.status.to_string(),
                 step.started_at.format("%H:%M:%S%.3f").to_string(),
                 took,
                 step.error.clone().unwrap_or_default(),

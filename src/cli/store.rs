@@ -146,16 +146,31 @@ pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let report = match store
-        .retain(&policy, SystemClock::default().now(), !apply)
+    let plan = match store
+        .plan_retention(&policy, SystemClock::default().now())
         .await
     {
-        Ok(report) => report,
+        Ok(plan) => plan,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_ERROR;
         }
     };
+    let mut report = plan.report;
+    if apply {
+        // A daemon beside us is a second writer: SQLite takes turns, and each prune is small.
+        for prune in plan.prunes {
+            if let Err(error) = store.commit(&[homeostat_store::Write::Prune(prune)]).await {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
+        }
+        report.dry_run = false;
+        report.bytes_after = store
+            .space()
+            .await
+            .map_or(report.bytes_before, |space| space.database_bytes);
+    }
     if json {
         show::print_json(&report);
         return 0;

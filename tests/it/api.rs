@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use homeostat_core::clock::SystemClock;
-use homeostat_core::ingest::webhook::sign;
+use homeostat_core::ingest::webhook::{sign, sign_delivery};
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{Committed, Store};
 use http_body_util::BodyExt;
@@ -149,7 +149,7 @@ async fn alertmanager_hook_commits_before_answering() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 2);
     // The answer came after the commit, so the events are readable at once.
-    assert_eq!(api.handle.store.event_count().await.expect("count"), 2);
+    assert_eq!(api.handle.store().event_count().await.expect("count"), 2);
     let (status, _, body) = api.call(get("/api/v1/events?limit=10", Some(READ))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
@@ -202,7 +202,7 @@ async fn every_auth_failure_has_its_code() {
     let (status, _, _) = api.call(get("/api/v1/runs", Some(READ))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        api.handle.store.event_count().await.expect("count"),
+        api.handle.store().event_count().await.expect("count"),
         0,
         "nothing unauthenticated was stored"
     );
@@ -279,7 +279,7 @@ async fn malformed_payloads_name_the_field() {
         );
     }
     assert_eq!(
-        api.handle.store.event_count().await.expect("count"),
+        api.handle.store().event_count().await.expect("count"),
         0,
         "a bad batch stores nothing"
     );
@@ -311,19 +311,40 @@ async fn oversized_bodies_are_refused_with_413() {
 async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
     let api = Api::start("").await;
     let body = r#"{"deploy_id": "d-42", "service": "checkout", "version": "v1.4.2"}"#;
+    // Replay protection is on by default: the signature covers a delivery id and the time.
+    let timestamp = api.handle.clock().now().timestamp().to_string();
     let signed = |signature: Option<String>| {
-        let mut builder = Request::post("/api/v1/hooks/ci");
+        let mut builder = Request::post("/api/v1/hooks/ci")
+            .header("X-Homeostat-Delivery", "d-42")
+            .header("X-Homeostat-Timestamp", &timestamp);
         if let Some(signature) = signature {
             builder = builder.header("X-Homeostat-Signature", signature);
         }
         builder.body(Body::from(body)).expect("request")
     };
     let (status, _, answer) = api
-        .call(signed(Some(sign(HMAC_KEY.as_bytes(), body.as_bytes()))))
+        .call(signed(Some(sign_delivery(
+            HMAC_KEY.as_bytes(),
+            "d-42",
+            &timestamp,
+            body.as_bytes(),
+        ))))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, _, answer) = api
-        .call(signed(Some(sign(b"wrong key", body.as_bytes()))))
+        .call(signed(Some(sign(HMAC_KEY.as_bytes(), body.as_bytes()))))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_signature"))
+    );
+    let (status, _, answer) = api
+        .call(signed(Some(sign_delivery(
+            b"wrong key",
+            "d-42",
+            &timestamp,
+            body.as_bytes(),
+        ))))
         .await;
     assert_eq!(
         (status, answer["code"].as_str()),
@@ -336,7 +357,7 @@ async fn signed_webhooks_map_to_events_and_bad_signatures_are_refused() {
     );
     let events = api
         .handle
-        .store
+        .store()
         .events(&homeostat_store::EventQuery {
             limit: 100,
             ..Default::default()
@@ -616,13 +637,12 @@ impl Store for GatedStore {
     ) -> homeostat_store::Result<Option<homeostat_core::incident::silence::Silence>> {
         self.inner.silence(id).await
     }
-    async fn retain(
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: chrono::DateTime<chrono::Utc>,
-        dry_run: bool,
-    ) -> homeostat_store::Result<homeostat_store::RetentionReport> {
-        self.inner.retain(policy, now, dry_run).await
+    ) -> homeostat_store::Result<homeostat_store::RetentionPlan> {
+        self.inner.plan_retention(policy, now).await
     }
     async fn backup(&self, to: &std::path::Path) -> homeostat_store::Result<u64> {
         self.inner.backup(to).await
@@ -823,7 +843,7 @@ async fn a_failed_commit_acknowledges_nothing_and_the_retry_is_decided_afresh() 
     );
     assert!(engine
         .handle
-        .metrics
+        .metrics()
         .render()
         .contains("homeostat_events_duplicate_total 0"));
     engine.abort();

@@ -273,9 +273,9 @@ impl Stack {
             .await
             .expect("read the event's journal")
             .into_iter()
-            .filter(|entry| entry.kind == "decision")
+            .filter(|entry| entry.kind() == "decision")
             .flat_map(|entry| {
-                entry.body["decisions"]
+                entry.body()["decisions"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()
@@ -308,11 +308,14 @@ impl Stack {
 }
 
 fn kinds(timeline: &[JournalEntry]) -> Vec<&str> {
-    timeline.iter().map(|entry| entry.kind.as_str()).collect()
+    timeline.iter().map(|entry| entry.kind()).collect()
 }
 
-fn summary(entry: &JournalEntry) -> &str {
-    entry.body["summary"].as_str().unwrap_or_default()
+fn summary(entry: &JournalEntry) -> String {
+    entry.body()["summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The timeline as a person reads it, each entry's time from the first: printed by a passing test.
@@ -325,7 +328,7 @@ fn render(timeline: &[JournalEntry]) -> String {
             format!(
                 "  +{:>6.3}s {:<16} {}",
                 offset as f64 / 1000.0,
-                entry.kind,
+                entry.kind(),
                 summary(entry)
             )
         })
@@ -584,7 +587,7 @@ async fn a_fix_that_does_not_help_escalates_and_disables_the_rule_for_the_target
             let timeline = stack.timeline(incident.id).await;
             timeline
                 .iter()
-                .any(|entry| entry.kind == "escalated" && summary(entry).contains("disabled"))
+                .any(|entry| entry.kind() == "escalated" && summary(entry).contains("disabled"))
                 .then_some(incident)
         },
         context,
@@ -654,12 +657,12 @@ async fn a_fix_that_does_not_help_escalates_and_disables_the_rule_for_the_target
     );
     let escalations: Vec<&JournalEntry> = timeline
         .iter()
-        .filter(|entry| entry.kind == "escalated")
+        .filter(|entry| entry.kind() == "escalated")
         .collect();
     // Each escalation records, on the timeline, who was told.
     let notified: Vec<&JournalEntry> = timeline
         .iter()
-        .filter(|entry| entry.kind == "notified")
+        .filter(|entry| entry.kind() == "notified")
         .collect();
     assert_eq!(notified.len(), escalations.len(), "{timeline:#?}");
     assert!(

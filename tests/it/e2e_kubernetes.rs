@@ -374,9 +374,10 @@ async fn a_crash_loop_after_a_rollout_and_an_alert_become_one_incident_that_roll
         .expect("the run's journal");
     let finished = journal
         .iter()
-        .find(|entry| entry.kind == "step_finished")
+        .find(|entry| entry.kind() == "step_finished")
         .expect("a step_finished entry");
-    let output = &finished.body["output"];
+    let body = finished.body();
+    let output = &body["output"];
     assert_eq!(output["from_revision"], json!(2), "{output:#}");
     assert_eq!(output["to_revision"], json!(1), "{output:#}");
     assert_eq!(

@@ -145,8 +145,8 @@ async fn effects(store_dir: &Path, effects: &Path) -> Effects {
             .await
             .expect("read a run's journal")
         {
-            if entry.kind == "step_started" {
-                let step = entry.body["step"].as_str().unwrap_or("").to_string();
+            if entry.kind() == "step_started" {
+                let step = entry.body()["step"].as_str().unwrap_or("").to_string();
                 intents.insert((tag.clone(), step));
             }
         }

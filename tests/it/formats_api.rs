@@ -102,7 +102,7 @@ async fn lenient_json_is_refused_with_the_field_named() {
             "{body}: {message}"
         );
     }
-    assert_eq!(api.handle.store.event_count().await.expect("count"), 0);
+    assert_eq!(api.handle.store().event_count().await.expect("count"), 0);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod e2e_slo;
 mod examples;
 mod faults;
 mod formats_api;
+mod hardening;
 mod incidents_api;
 mod pipeline;
 mod runbook_crash;

@@ -67,9 +67,9 @@ async fn decisions_for(store: &dyn Store, event_id: &str) -> Vec<Value> {
         .await
         .expect("journal")
         .into_iter()
-        .filter(|entry| entry.kind == "decision")
+        .filter(|entry| entry.kind() == "decision")
         .flat_map(|entry| {
-            entry.body["decisions"]
+            entry.body()["decisions"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -95,7 +95,7 @@ async fn guards_verdicts_and_resolves_are_journaled() {
         log = log.display()
     );
     let api = Api::start(&rules).await;
-    let store = api.handle.store.clone();
+    let store = api.handle.store().clone();
     let send = |alerts: Vec<Value>| {
         let api = &api;
         async move {
@@ -172,7 +172,7 @@ async fn guards_verdicts_and_resolves_are_journaled() {
         vec!["a", "b"],
         "each target was acted on once"
     );
-    let metrics = api.handle.metrics.render();
+    let metrics = api.handle.metrics().render();
     assert!(
         metrics.contains(
             "homeostat_guard_verdicts_total{rule=\"restart\",verdict=\"skipped_cooldown\"} 1"
@@ -207,7 +207,7 @@ async fn a_failing_step_fails_the_run_and_stops_it() {
       - {name: call, action: http_request, with: {url: "http://127.0.0.1:9/nothing"}, timeout_secs: 2}
 "#;
     let api = Api::start(rules).await;
-    let store = api.handle.store.clone();
+    let store = api.handle.store().clone();
     for name in ["X", "Y", "Z"] {
         api.call(post(
             "/api/v1/hooks/alertmanager",
@@ -223,7 +223,10 @@ async fn a_failing_step_fails_the_run_and_stops_it() {
         outcomes.push((
             run.rule.clone(),
             run.status,
-            steps.iter().map(|s| s.status.clone()).collect::<Vec<_>>(),
+            steps
+                .iter()
+                .map(|s| s.status.to_string())
+                .collect::<Vec<_>>(),
             run.error.clone().unwrap_or_default(),
         ));
     }
@@ -263,7 +266,7 @@ async fn global_dry_run_records_rendered_steps_and_executes_nothing() {
         path = touched.display().to_string()
     );
     let api = Api::start(&rules).await;
-    let store = api.handle.store.clone();
+    let store = api.handle.store().clone();
     api.call(post(
         "/api/v1/hooks/alertmanager",
         Some(INGEST),
@@ -357,7 +360,7 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
                     input: Input::Outcome {
                         step: "first".into(),
                         attempt: 1,
-                        status: "succeeded".into(),
+                        status: homeostat_core::journal::OutcomeStatus::Succeeded,
                         output: Value::Null,
                         error: None,
                     },
@@ -374,7 +377,7 @@ async fn restart_resumes_idempotent_steps_and_stops_unknown_ones() {
     let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
         .await
         .expect("starts");
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     let runs = finished_runs(&store, 2).await;
     let status = |id: &str| runs.iter().find(|run| run.id == id).map(|run| run.status);
     assert_eq!(status("safe"), Some(RunStatus::Succeeded));
@@ -438,7 +441,7 @@ async fn events_committed_but_not_decided_are_decided_after_a_restart() {
     let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
         .await
         .expect("starts");
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     eventually("the backlog to be decided", || async {
         (store.cursor("decide").await.ok()? == 3).then_some(())
     })
@@ -460,7 +463,7 @@ async fn start_and_send(
     let events = homeostat_core::ingest::alertmanager::parse(
         body.as_bytes(),
         "alertmanager",
-        engine.handle.clock.now(),
+        engine.handle.clock().now(),
     )
     .expect("parse");
     let (pending, _) = engine
@@ -474,7 +477,7 @@ async fn start_and_send(
         .event_seqs
         .last()
         .expect("one event");
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     eventually("the event to be decided", || async {
         (store.cursor("decide").await.ok()? >= seq).then_some(())
     })
@@ -499,10 +502,10 @@ async fn repeats_are_recognized_across_restarts_from_replay_and_from_snapshots()
     let engine = start_and_send(dir.path(), rules, firing("a")).await;
     assert!(engine
         .handle
-        .metrics
+        .metrics()
         .render()
         .contains("homeostat_events_duplicate_total 1"));
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     // Now a snapshot says `b` is firing and nothing is left to replay after it.
     let b = homeostat_core::ingest::alertmanager::parse(
         firing("b").as_bytes(),
@@ -532,13 +535,13 @@ async fn repeats_are_recognized_across_restarts_from_replay_and_from_snapshots()
     assert!(
         engine
             .handle
-            .metrics
+            .metrics()
             .render()
             .contains("homeostat_events_duplicate_total 1"),
         "b is known from the snapshot"
     );
     assert_eq!(
-        runs(&*engine.handle.store).await.len(),
+        runs(&**engine.handle.store()).await.len(),
         1,
         "only the first `a` ran"
     );
@@ -597,7 +600,7 @@ async fn a_probe_firing_before_a_restart_resolves_after_it() {
     let engine = homeostat_engine::start(compile(&config), Arc::new(SystemClock::default()))
         .await
         .expect("starts");
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     eventually("the probe to fire", || {
         let store = store.clone();
         async move { (statuses(store).await == vec![homeostat_core::Status::Firing]).then_some(()) }
@@ -610,7 +613,7 @@ async fn a_probe_firing_before_a_restart_resolves_after_it() {
     let engine = homeostat_engine::start(compile(&config), Arc::new(SystemClock::default()))
         .await
         .expect("starts");
-    let store = engine.handle.store.clone();
+    let store = engine.handle.store().clone();
     eventually("the probe to resolve after the restart", || {
         let store = store.clone();
         async move {

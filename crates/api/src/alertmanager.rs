@@ -44,7 +44,7 @@ pub async fn post_alerts(
 ) -> Result<Response, ApiError> {
     let token = authorize(&handle, &headers, Scope::Ingest)?;
     let bytes = read_body(&handle, &headers, body).await?;
-    let events = alertmanager::parse_postable(&bytes, SOURCE, handle.clock.now())
+    let events = alertmanager::parse_postable(&bytes, SOURCE, handle.clock().now())
         .map_err(|error| invalid(&handle, SOURCE, error))?;
     commit(&handle, SOURCE, token, events).await?;
     Ok(StatusCode::OK.into_response())
@@ -102,7 +102,7 @@ fn flag(flags: &[(String, String)], name: &str, default: bool) -> Result<bool, A
 /// Firing members of open incidents: the alerts homeostat holds as active.
 async fn active_alerts(handle: &Handle) -> Result<Vec<(Member, Value)>, ApiError> {
     let incidents = handle
-        .store
+        .store()
         .incidents(&IncidentQuery {
             limit: 1000,
             open_only: true,
@@ -114,7 +114,7 @@ async fn active_alerts(handle: &Handle) -> Result<Vec<(Member, Value)>, ApiError
     for incident in incidents {
         let group = serde_json::to_value(&incident.labels).unwrap_or_default();
         for member in handle
-            .store
+            .store()
             .incident_members(incident.id)
             .await
             .map_err(store_error)?
@@ -236,7 +236,7 @@ pub async fn get_status(
             "goVersion": "none (homeostat is written in Rust)",
         },
         "config": {"original": "# homeostat speaks Alertmanager's API v2; its config is homeostat's own\n"},
-        "uptime": rfc3339(handle.clock.now()),
+        "uptime": rfc3339(handle.clock().now()),
     })))
 }
 
@@ -310,9 +310,9 @@ pub async fn get_silences(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
     let (matchers, _) = filters(query.as_deref())?;
-    let now = handle.clock.now();
+    let now = handle.clock().now();
     let silences = handle
-        .store
+        .store()
         .silences(true, now)
         .await
         .map_err(store_error)?;
@@ -341,7 +341,7 @@ pub async fn get_silence(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
     let silence = load(&handle, &id).await?;
-    Ok(Json(gettable_silence(&silence, handle.clock.now())))
+    Ok(Json(gettable_silence(&silence, handle.clock().now())))
 }
 
 /// `POST /api/v2/silences`: creates a silence, or replaces the one `id` names; answers its id.
@@ -355,7 +355,7 @@ pub async fn post_silence(
     let body: PostableSilence = serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(Code::InvalidSilence, format!("invalid silence: {error}"))
     })?;
-    let now = handle.clock.now();
+    let now = handle.clock().now();
     let mut texts = Vec::with_capacity(body.matchers.len());
     for (index, given) in body.matchers.iter().enumerate() {
         let op = Op::from_flags(given.is_regex, given.is_equal);

@@ -8,7 +8,7 @@ use crate::error::{ApiError, Code};
 
 /// Checks the request's bearer token for `scope`; answers the name of the token on success.
 pub fn authorize(handle: &Handle, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
-    if handle.tokens.is_empty() {
+    if !handle.has_tokens() {
         return Err(ApiError::new(
             Code::NoTokensConfigured,
             "no api tokens are configured, so the API refuses this call; add `api_tokens` to the config",
@@ -33,7 +33,7 @@ pub fn authorize(handle: &Handle, headers: &HeaderMap, scope: Scope) -> Result<S
             "the `Authorization` header must be `Bearer <token>`",
         ));
     };
-    let Some(token) = handle.tokens.iter().find(|token| token.matches(presented)) else {
+    let Some(token) = handle.authenticate(presented) else {
         return Err(ApiError::new(Code::InvalidToken, "unknown token"));
     };
     if !token.allows(scope) {

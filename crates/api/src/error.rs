@@ -13,6 +13,7 @@ pub enum Code {
     MissingToken,
     InvalidToken,
     InvalidSignature,
+    StaleDelivery,
     ForbiddenScope,
     NotAnApprover,
     NoTokensConfigured,
@@ -28,6 +29,7 @@ pub enum Code {
     SilenceExpired,
     RuleNotFound,
     RuleNotDisabled,
+    ReplayedDelivery,
     PayloadTooLarge,
     RequestTimeout,
     Overloaded,
@@ -44,6 +46,8 @@ impl Code {
             Code::MissingToken => "missing_token",
             Code::InvalidToken => "invalid_token",
             Code::InvalidSignature => "invalid_signature",
+            Code::StaleDelivery => "stale_delivery",
+            Code::ReplayedDelivery => "replayed_delivery",
             Code::ForbiddenScope => "forbidden_scope",
             Code::NotAnApprover => "not_an_approver",
             Code::NoTokensConfigured => "no_tokens_configured",
@@ -76,6 +80,7 @@ impl Code {
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
+            | Code::StaleDelivery
             | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
             Code::ForbiddenScope | Code::NotAnApprover => StatusCode::FORBIDDEN,
             Code::NotFound
@@ -88,6 +93,7 @@ impl Code {
             | Code::IncidentResolved
             | Code::AlreadyAcknowledged
             | Code::SilenceExpired
+            | Code::ReplayedDelivery
             | Code::RuleNotDisabled => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -114,11 +120,13 @@ impl Code {
             | Code::SilenceExpired
             | Code::RuleNotFound
             | Code::RuleNotDisabled
+            | Code::ReplayedDelivery
             | Code::PayloadTooLarge
             | Code::RequestTimeout => "invalid_request",
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
+            | Code::StaleDelivery
             | Code::ForbiddenScope
             | Code::NotAnApprover
             | Code::NoTokensConfigured => "auth",
@@ -133,6 +141,8 @@ impl Code {
         Code::MissingToken,
         Code::InvalidToken,
         Code::InvalidSignature,
+        Code::StaleDelivery,
+        Code::ReplayedDelivery,
         Code::ForbiddenScope,
         Code::NotAnApprover,
         Code::NoTokensConfigured,

@@ -15,6 +15,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use homeostat_core::config::Scope;
 use homeostat_core::event::EventKind;
+use homeostat_core::incident::correlate::Verdict as Correlation;
 use homeostat_core::incident::{postmortem, Command, Incident, IncidentId, Member};
 use homeostat_engine::{Handle, IngestError};
 use homeostat_store::{EventQuery, IncidentQuery, JournalEntry, RunQuery, RunRecord};
@@ -73,7 +74,7 @@ pub async fn list(
         },
     };
     let incidents = handle
-        .store
+        .store()
         .incidents(&IncidentQuery {
             limit: check_limit(query.limit)?,
             open_only: query.open,
@@ -143,7 +144,7 @@ pub async fn postmortem(
         &items,
         &actions,
         &record.context.for_postmortem(),
-        handle.clock.now(),
+        handle.clock().now(),
     );
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
@@ -239,7 +240,7 @@ pub async fn note(
 
 /// Submits `command` and answers the incident as it is after it. The store was checked before, but
 /// the correlator has the last word (another person may have acted in between, or a resolved
-/// incident may be too old to change): a command it refused left no timeline entry.
+/// incident may be too old to change), and the writer says what it made of the command.
 async fn apply(
     handle: &Handle,
     id: IncidentId,
@@ -247,29 +248,26 @@ async fn apply(
     by: &str,
 ) -> Result<Json<Value>, ApiError> {
     let acknowledging = matches!(command, Command::Acknowledge { .. });
-    let event_id = handle.command(command, by).await.map_err(command_error)?;
-    let timeline = handle
-        .store
-        .incident_timeline(id)
-        .await
-        .map_err(store_error)?;
+    let applied = handle.command(command, by).await.map_err(command_error)?;
     let incident = load(handle, id).await?;
-    let applied = timeline.iter().any(|entry| {
-        entry.incident_id == Some(id) && entry.event_id.as_deref() == Some(event_id.as_str())
-    });
-    if applied {
-        return Ok(Json(json!({ "incident": incident })));
-    }
-    Err(if incident.is_resolved() {
-        resolved(&incident, "changed")
-    } else if acknowledging && incident.acknowledged_at.is_some() {
-        already_acknowledged(&incident)
-    } else {
-        ApiError::new(
+    match applied.verdict {
+        Correlation::Command { incident: applied } if applied == id => {
+            Ok(Json(json!({ "incident": incident })))
+        }
+        _ if incident.is_resolved() => Err(resolved(&incident, "changed")),
+        _ if acknowledging && incident.acknowledged_at.is_some() => {
+            Err(already_acknowledged(&incident))
+        }
+        Correlation::Rejected { message } => Err(ApiError::new(Code::IncidentResolved, message)),
+        other => Err(ApiError::new(
             Code::Internal,
-            format!("the correlator refused command event `{event_id}` for incident {id}"),
-        )
-    })
+            format!(
+                "the correlator made `{}` of command event `{}` for incident {id}",
+                other.label(),
+                applied.event_id
+            ),
+        )),
+    }
 }
 
 /// Maps a failure to put a command into the stream.
@@ -334,7 +332,7 @@ fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
 
 async fn load(handle: &Handle, id: IncidentId) -> Result<Incident, ApiError> {
     handle
-        .store
+        .store()
         .incident(id)
         .await
         .map_err(store_error)?
@@ -359,7 +357,7 @@ struct Record {
 impl Record {
     async fn read(handle: &Handle, id: IncidentId) -> Result<Self, ApiError> {
         let incident = load(handle, id).await?;
-        let store = &handle.store;
+        let store = &handle.store();
         let members = store.incident_members(id).await.map_err(store_error)?;
         let entries = store.incident_timeline(id).await.map_err(store_error)?;
         let runs = store
@@ -399,176 +397,11 @@ impl TimelineItem {
         Self {
             seq: entry.seq,
             at: entry.at,
-            kind: entry.kind.clone(),
-            summary: summarize(entry),
+            kind: entry.entry.kind().to_string(),
+            summary: entry.words(),
             event_id: entry.event_id.clone(),
             run_id: entry.run_id.clone(),
         }
-    }
-}
-
-/// One line for a journal entry. The incident's own entries carry their summary; run and decision
-/// entries are put in words from their bodies.
-pub fn summarize(entry: &JournalEntry) -> String {
-    let body = &entry.body;
-    let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
-    let run = entry
-        .run_id
-        .as_deref()
-        .or_else(|| body.get("id").and_then(Value::as_str))
-        .unwrap_or("?");
-    let step = text("step");
-    match entry.kind.as_str() {
-        "decision" => {
-            let decisions: Vec<String> = body
-                .get("decisions")
-                .and_then(Value::as_array)
-                .map(|decisions| decisions.iter().map(decision_words).collect())
-                .unwrap_or_default();
-            if decisions.is_empty() {
-                "no rule acted".to_string()
-            } else {
-                decisions.join("; ")
-            }
-        }
-        "run_started" => {
-            let by = match (text("rule"), body.get("started_by").and_then(Value::as_str)) {
-                ("", Some(person)) => format!("started by `{person}`"),
-                ("", None) => "started by hand".to_string(),
-                (rule, _) => format!("started by rule `{rule}`"),
-            };
-            let dry = if body.get("dry_run").and_then(Value::as_bool) == Some(true) {
-                "dry run"
-            } else {
-                "run"
-            };
-            // A rule's inline steps are compiled as the runbook `rule:<name>`.
-            let runbook = text("runbook");
-            let what = match runbook.strip_prefix("rule:") {
-                Some(rule) if rule == text("rule") => "of the rule's own steps".to_string(),
-                _ => format!("of runbook `{runbook}`"),
-            };
-            format!("{dry} {run} {what} {by} on target `{}`", text("target"))
-        }
-        "step_started" => {
-            let action = text("action");
-            let mut words = match action {
-                "approval" => {
-                    let message = body
-                        .pointer("/inputs/message")
-                        .and_then(Value::as_str)
-                        .map(|message| format!(": {message}"))
-                        .unwrap_or_default();
-                    format!("step `{step}` waits for an approval{message}")
-                }
-                "wait" => format!("step `{step}` waits"),
-                _ => format!("step `{step}` started ({action})"),
-            };
-            if let Some(attempt) = attempt(body) {
-                words.push_str(&format!(", attempt {attempt}"));
-            }
-            if body.get("resumed").and_then(Value::as_bool) == Some(true) {
-                words.push_str(", resumed after a restart");
-            }
-            words
-        }
-        "step_finished" | "step_ended" => {
-            let mut words = format!("step `{step}` {}", text("status"));
-            if let Some(attempt) = attempt(body) {
-                words.push_str(&format!(" on attempt {attempt}"));
-            }
-            if let Some(error) = body.get("error").and_then(Value::as_str) {
-                words.push_str(&format!(": {error}"));
-            }
-            words
-        }
-        "step_skipped" => format!("step `{step}` skipped: {}", text("reason")),
-        "rollback_started" => {
-            let steps = quoted_list(body.get("steps"));
-            format!("rollback of run {run} started: undoing {steps}")
-        }
-        "run_input" => match text("input") {
-            "cancel" => format!("run {run}: cancel asked by `{}`", text("by")),
-            "recover" => format!("run {run} resumed after a daemon restart"),
-            "approval" => {
-                let verdict = if body.get("approved").and_then(Value::as_bool) == Some(true) {
-                    "approved"
-                } else {
-                    "rejected"
-                };
-                let comment = body
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .map(|comment| format!(": {comment}"))
-                    .unwrap_or_default();
-                format!("step `{step}` {verdict} by `{}`{comment}", text("by"))
-            }
-            "timer" => match text("timer") {
-                "retry" => format!("step `{step}` retries"),
-                "sleep" => format!("step `{step}`: the wait is over"),
-                "poll" => format!("step `{step}` checks again"),
-                "deadline" => format!("step `{step}` ran out of time"),
-                other => format!("step `{step}`: timer `{other}`"),
-            },
-            other => format!("run {run}: input `{other}`"),
-        },
-        "run_finished" | "run_ended" => {
-            let mut words = format!("run {run} {}", text("status"));
-            if let Some(error) = body.get("error").and_then(Value::as_str) {
-                words.push_str(&format!(": {error}"));
-            }
-            if body
-                .get("undone")
-                .and_then(Value::as_array)
-                .is_some_and(|undone| !undone.is_empty())
-            {
-                words.push_str(&format!("; undone: {}", quoted_list(body.get("undone"))));
-            }
-            words
-        }
-        kind => match body.get("summary").and_then(Value::as_str) {
-            Some(summary) => summary.to_string(),
-            None => kind.replace('_', " "),
-        },
-    }
-}
-
-/// An attempt number worth saying: after the first.
-fn attempt(body: &Value) -> Option<u64> {
-    body.get("attempt")
-        .and_then(Value::as_u64)
-        .filter(|attempt| *attempt > 1)
-}
-
-fn quoted_list(value: Option<&Value>) -> String {
-    value
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|item| format!("`{item}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
-}
-
-/// One rule's decision, as `decide::DecisionRecord` journals it.
-fn decision_words(decision: &Value) -> String {
-    let text = |key: &str| decision.get(key).and_then(Value::as_str).unwrap_or("");
-    let rule = text("rule");
-    let on = match text("target") {
-        "" => String::new(),
-        target => format!(" on `{target}`"),
-    };
-    match text("verdict") {
-        "run" => format!("rule `{rule}` started run {}{on}", text("run_id")),
-        "dry_run" => format!("rule `{rule}` planned dry run {}{on}", text("run_id")),
-        "skipped" => format!("rule `{rule}` held back{on}: {}", text("message")),
-        "ignored_status" => format!("rule `{rule}` does not act on `{}` alerts", text("status")),
-        "error" => format!("rule `{rule}` failed: {}", text("message")),
-        other => format!("rule `{rule}`: {other}"),
     }
 }
 
@@ -705,7 +538,7 @@ async fn recent_changes(
             labels.insert(("service".to_string(), service.clone()));
         }
     }
-    let lookback = handle.compiled.config.incidents.change_lookback_secs;
+    let lookback = handle.compiled().config.incidents.change_lookback_secs;
     let since = i64::try_from(lookback)
         .ok()
         .and_then(chrono::Duration::try_seconds)
@@ -714,7 +547,7 @@ async fn recent_changes(
     let mut changes: Vec<Change> = Vec::new();
     for label in labels {
         let events = handle
-            .store
+            .store()
             .events(&EventQuery {
                 limit: MAX_CHANGES,
                 newest_first: true,
@@ -767,7 +600,7 @@ fn change_words(event: &homeostat_core::Event) -> String {
 /// Other incidents of the same group, most recent first.
 async fn related(handle: &Handle, incident: &Incident) -> Result<Vec<Related>, ApiError> {
     let incidents = handle
-        .store
+        .store()
         .incidents(&IncidentQuery {
             limit: MAX_RELATED + 1,
             group_key: Some(incident.group_key.clone()),
@@ -861,122 +694,6 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(kind: &str, run_id: Option<&str>, body: Value) -> JournalEntry {
-        JournalEntry {
-            seq: 1,
-            at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            kind: kind.into(),
-            event_id: None,
-            run_id: run_id.map(str::to_string),
-            incident_id: None,
-            body,
-        }
-    }
-
-    #[test]
-    fn run_and_decision_entries_are_put_in_words() {
-        let cases = [
-            (
-                entry(
-                    "run_started",
-                    Some("r1"),
-                    json!({"id": "r1", "rule": "x", "runbook": "restart", "target": "t", "dry_run": false}),
-                ),
-                "run r1 of runbook `restart` started by rule `x` on target `t`",
-            ),
-            (
-                entry(
-                    "run_started",
-                    Some("r1"),
-                    json!({"id": "r1", "rule": "x", "runbook": "rule:x", "target": "t", "dry_run": false}),
-                ),
-                "run r1 of the rule's own steps started by rule `x` on target `t`",
-            ),
-            (
-                entry(
-                    "run_started",
-                    Some("r2"),
-                    json!({"id": "r2", "rule": "", "runbook": "restart", "target": "t", "started_by": "alice", "dry_run": true}),
-                ),
-                "dry run r2 of runbook `restart` started by `alice` on target `t`",
-            ),
-            (
-                entry(
-                    "step_started",
-                    Some("r1"),
-                    json!({"kind": "step_started", "step": "restart", "name": "restart", "attempt": 1, "action": "exec", "inputs": {}}),
-                ),
-                "step `restart` started (exec)",
-            ),
-            (
-                entry(
-                    "step_started",
-                    Some("r1"),
-                    json!({"kind": "step_started", "step": "ok", "attempt": 1, "action": "approval", "inputs": {"message": "go?"}}),
-                ),
-                "step `ok` waits for an approval: go?",
-            ),
-            (
-                entry(
-                    "step_finished",
-                    Some("r1"),
-                    json!({"input": "outcome", "step": "restart", "attempt": 1, "status": "succeeded"}),
-                ),
-                "step `restart` succeeded",
-            ),
-            (
-                entry(
-                    "step_finished",
-                    Some("r1"),
-                    json!({"input": "outcome", "step": "restart", "attempt": 2, "status": "failed", "error": "exit 1"}),
-                ),
-                "step `restart` failed on attempt 2: exit 1",
-            ),
-            (
-                entry(
-                    "run_input",
-                    Some("r1"),
-                    json!({"input": "approval", "step": "ok", "by": "w", "approved": true, "comment": "lgtm"}),
-                ),
-                "step `ok` approved by `w`: lgtm",
-            ),
-            (
-                entry(
-                    "run_finished",
-                    Some("r1"),
-                    json!({"status": "rolled_back", "error": "step `b` failed", "undone": ["a"]}),
-                ),
-                "run r1 rolled_back: step `b` failed; undone: `a`",
-            ),
-            (
-                entry("run_finished", Some("r1"), json!({"status": "succeeded"})),
-                "run r1 succeeded",
-            ),
-            (
-                entry(
-                    "decision",
-                    None,
-                    json!({"decisions": [
-                        {"rule": "x", "target": "t", "verdict": "run", "run_id": "r1"},
-                        {"rule": "y", "target": "t", "verdict": "skipped", "skip": {"guard": "cooldown"}, "message": "cooldown until 10:00"}
-                    ]}),
-                ),
-                "rule `x` started run r1 on `t`; rule `y` held back on `t`: cooldown until 10:00",
-            ),
-            (
-                entry(
-                    "member_added",
-                    None,
-                    json!({"summary": "`HighLatency` joined"}),
-                ),
-                "`HighLatency` joined",
-            ),
-        ];
-        for (entry, expected) in cases {
-            assert_eq!(summarize(&entry), expected, "{entry:?}");
-        }
-    }
 
     #[test]
     fn expressions_come_from_the_generator_url() {

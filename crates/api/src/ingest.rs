@@ -28,7 +28,7 @@ pub async fn events(State(handle): State<Handle>, headers: HeaderMap, body: Body
     let result = async {
         let token = authorize(&handle, &headers, Scope::Ingest)?;
         let bytes = read_body(&handle, &headers, body).await?;
-        let now = handle.clock.now();
+        let now = handle.clock().now();
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok());
@@ -61,7 +61,7 @@ pub async fn source_hook(
     body: Body,
 ) -> Response {
     let source = handle
-        .compiled
+        .compiled()
         .config
         .sources
         .iter()
@@ -89,7 +89,7 @@ async fn alertmanager_events(
 ) -> Result<usize, ApiError> {
     let token = authorize(handle, headers, Scope::Ingest)?;
     let bytes = read_body(handle, headers, body).await?;
-    let mut events = alertmanager::parse(&bytes, source, handle.clock.now())
+    let mut events = alertmanager::parse(&bytes, source, handle.clock().now())
         .map_err(|error| invalid(handle, source, error))?;
     if let Some(extra) = extra_labels {
         for event in &mut events {
@@ -111,47 +111,169 @@ async fn webhook_events(
     body: Body,
 ) -> Result<usize, ApiError> {
     let compiled = handle
-        .compiled
+        .compiled()
         .webhooks
         .get(name)
         .ok_or_else(|| ApiError::new(Code::Internal, "webhook not compiled"))?;
     let bytes = read_body(handle, headers, body).await?;
     let header_name = &compiled.source.signature_header;
-    let signature = headers
-        .get(header_name.as_str())
-        .and_then(|value| value.to_str().ok());
+    fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+        headers.get(name).and_then(|value| value.to_str().ok())
+    }
     let secret = handle
-        .webhook_secrets
-        .get(name)
+        .webhook_secret(name)
         .ok_or_else(|| ApiError::new(Code::Internal, "webhook secret missing"))?;
-    match signature {
+    let refuse = |code: Code, message: String| {
+        handle.metrics().source_error(name, "unauthenticated");
+        ApiError::new(code, message)
+    };
+    // With replay protection the signature covers `<delivery>.<timestamp>.<body>`.
+    let delivery = match &compiled.source.replay {
+        None => None,
+        Some(replay) => {
+            let how = "sign `<delivery>.<timestamp>.<body>` with HMAC-SHA256; see docs/config.md#replay-protection";
+            let delivery = header(headers, &replay.delivery_header)
+                .filter(|delivery| webhook::valid_delivery_id(delivery))
+                .ok_or_else(|| {
+                    refuse(
+                        Code::InvalidSignature,
+                        format!(
+                            "missing or invalid `{}` header: give each delivery a unique id of up to {} letters, digits, `-`, `_` or `:`, and {how}",
+                            replay.delivery_header,
+                            webhook::MAX_DELIVERY_ID_CHARS
+                        ),
+                    )
+                })?;
+            let timestamp = header(headers, &replay.timestamp_header)
+                .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    refuse(
+                        Code::InvalidSignature,
+                        format!(
+                            "missing or invalid `{}` header: give the Unix time in seconds when the delivery was signed, and {how}",
+                            replay.timestamp_header
+                        ),
+                    )
+                })?;
+            Some((replay, delivery, timestamp))
+        }
+    };
+    let content = match &delivery {
+        Some((_, delivery, timestamp)) => webhook::signed_content(delivery, timestamp, &bytes),
+        None => bytes.to_vec(),
+    };
+    match header(headers, header_name) {
         None => {
-            handle.metrics.source_error(name, "unauthenticated");
-            return Err(ApiError::new(
+            return Err(refuse(
                 Code::InvalidSignature,
                 format!("missing `{header_name}` header; sign the body with HMAC-SHA256 as `sha256=<hex>`"),
             ));
         }
         Some(signature)
-            if !webhook::verify_signature(secret.expose().as_bytes(), &bytes, signature) =>
+            if !webhook::verify_signature(secret.expose().as_bytes(), &content, signature) =>
         {
-            handle.metrics.source_error(name, "unauthenticated");
-            return Err(ApiError::new(
+            let what = if delivery.is_some() {
+                "`<delivery>.<timestamp>.<body>`"
+            } else {
+                "the body"
+            };
+            return Err(refuse(
                 Code::InvalidSignature,
-                format!("the `{header_name}` signature does not match the body"),
+                format!("the `{header_name}` signature does not match {what}"),
             ));
         }
         Some(_) => {}
     }
-    let events = webhook::map(
+    // Only a verified delivery is checked for freshness, so nobody learns the window unsigned.
+    let mut in_flight = None;
+    if let Some((replay, delivery, timestamp)) = &delivery {
+        let now = handle.clock().now().timestamp();
+        let signed_at = timestamp.parse::<i64>().unwrap_or(i64::MAX);
+        let window = i64::try_from(replay.window_secs).unwrap_or(i64::MAX);
+        if signed_at.saturating_sub(now).saturating_abs() > window {
+            handle.metrics().source_error(name, "replayed");
+            return Err(ApiError::new(
+                Code::StaleDelivery,
+                format!(
+                    "delivery `{delivery}` was signed at {signed_at}, more than {window} seconds from now ({now}); a replay is refused: sign it again with the current time, and check the sender's clock"
+                ),
+            ));
+        }
+        // The journal remembers deliveries through their events' ids, across restarts; the
+        // in-flight set covers copies that arrive before the first one commits.
+        let first = webhook::delivery_event_id(name, delivery, 0);
+        let seen = match InFlight::claim(handle, &first) {
+            Some(claim) => {
+                in_flight = Some(claim);
+                handle.store().event(&first).await.map_err(|error| {
+                    ApiError::new(
+                        Code::Unavailable,
+                        format!("cannot read the journal: {error}"),
+                    )
+                })?
+            }
+            None => None,
+        };
+        if in_flight.is_none() || seen.is_some() {
+            handle.metrics().source_error(name, "replayed");
+            return Err(ApiError::new(
+                Code::ReplayedDelivery,
+                format!(
+                    "delivery `{delivery}` of source `{name}` was accepted already; a copy is refused (a sender retrying after a lost answer can take this as success)"
+                ),
+            ));
+        }
+    }
+    let mut events = webhook::map(
         &compiled.mapping,
-        &handle.compiled.templates,
+        &handle.compiled().templates,
         &bytes,
         name,
-        handle.clock.now(),
+        handle.clock().now(),
     )
     .map_err(|error| invalid(handle, name, error))?;
-    commit(handle, name, format!("hmac:{name}"), events).await
+    if let Some((_, delivery, _)) = &delivery {
+        for (index, event) in events.iter_mut().enumerate() {
+            event.id = webhook::delivery_event_id(name, delivery, index);
+        }
+    }
+    let accepted = commit(handle, name, format!("hmac:{name}"), events).await;
+    drop(in_flight);
+    accepted
+}
+
+/// Webhook deliveries being committed, per daemon (keyed by its store), so that a copy sent
+/// while the first is still on its way to the journal is refused too.
+struct InFlight {
+    key: (usize, String),
+}
+
+static IN_FLIGHT: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashSet<(usize, String)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+impl InFlight {
+    /// Claims an event id, or `None` when a request holds it already.
+    fn claim(handle: &Handle, id: &str) -> Option<InFlight> {
+        let key = (
+            std::sync::Arc::as_ptr(handle.store()).cast::<()>() as usize,
+            id.to_string(),
+        );
+        let mut set = IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Lazily: a claim made and dropped here would lock the set again while it is held.
+        set.insert(key.clone()).then(|| InFlight { key })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut set = IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        set.remove(&self.key);
+    }
 }
 
 /// Stamps who sent the events, for the audit trail, and commits them.
@@ -175,7 +297,7 @@ pub(crate) async fn commit(
         IngestError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
     })?;
     pending.committed().await.map_err(|error| {
-        handle.metrics.source_error(source, "journal");
+        handle.metrics().source_error(source, "journal");
         ApiError::new(Code::Unavailable, error.to_string())
     })?;
     handle.accepted(source, count);
@@ -183,7 +305,7 @@ pub(crate) async fn commit(
 }
 
 pub(crate) fn invalid(handle: &Handle, source: &str, error: ingest::Error) -> ApiError {
-    handle.metrics.source_error(source, "invalid_payload");
+    handle.metrics().source_error(source, "invalid_payload");
     ApiError::new(Code::InvalidPayload, error.to_string())
 }
 
@@ -211,7 +333,7 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ReadBody, ApiError> {
-    let server = &handle.compiled.config.server;
+    let server = &handle.compiled().config.server;
     let limit = server.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -228,7 +350,7 @@ pub async fn read_body(
     }
     let Some(admitted) = handle.admit(declared.unwrap_or(limit)) else {
         handle
-            .metrics
+            .metrics()
             .http_refused
             .get_or_create(&vec![("reason", "inflight_bytes".to_string())])
             .inc();
@@ -244,7 +366,7 @@ pub async fn read_body(
     let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
     let Ok(read) = read else {
         handle
-            .metrics
+            .metrics()
             .http_refused
             .get_or_create(&vec![("reason", "body_timeout".to_string())])
             .inc();

@@ -96,7 +96,7 @@ async fn metrics(State(handle): State<Handle>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        handle.metrics.render(),
+        handle.metrics().render(),
     )
 }
 
@@ -114,7 +114,7 @@ async fn readyz(State(handle): State<Handle>) -> impl IntoResponse {
             format!("not ready: {reason}\n"),
         );
     }
-    match handle.store.ping().await {
+    match handle.store().ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

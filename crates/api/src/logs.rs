@@ -32,9 +32,9 @@ pub async fn logs(
     authorize(&handle, &headers, Scope::Read)?;
     // Subscribe before the first read: an entry committed between the two is then announced to us
     // instead of waiting for the next poll.
-    let changes = handle.runs.subscribe();
+    let changes = handle.runs().subscribe();
     let run = handle
-        .store
+        .store()
         .run(&id)
         .await
         .map_err(|error| ApiError::new(Code::Unavailable, error.to_string()))?;
@@ -74,7 +74,7 @@ fn event(entry: &JournalEntry) -> Event {
     // Compact JSON has no newlines, so it is one `data:` line.
     let data = serde_json::to_string(entry).unwrap_or_else(|_| "null".into());
     Event::default()
-        .event(entry.kind.as_str())
+        .event(entry.entry.kind())
         .id(entry.seq.to_string())
         .data(data)
 }
@@ -103,7 +103,7 @@ impl Follow {
     async fn next(&mut self) -> Option<JournalEntry> {
         loop {
             if let Some(entry) = self.pending.pop_front() {
-                if entry.kind == "run_finished" {
+                if matches!(entry.entry, homeostat_store::Entry::RunFinished(_)) {
                     self.finished = true;
                     self.pending.clear();
                 }
@@ -116,7 +116,7 @@ impl Follow {
                 self.wait().await;
             }
             self.read_now = false;
-            match self.handle.store.journal_for_run(&self.run_id).await {
+            match self.handle.store().journal_for_run(&self.run_id).await {
                 Ok(entries) => {
                     for entry in entries {
                         if entry.seq > self.last_seq {

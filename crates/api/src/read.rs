@@ -47,7 +47,7 @@ pub async fn list_events(
     let Query(query) =
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
     let events = handle
-        .store
+        .store()
         .events(&EventQuery {
             limit: check_limit(query.limit)?,
             source: query.source,
@@ -65,7 +65,7 @@ pub async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    let event = handle.store.event(&id).await.map_err(store_error)?;
+    let event = handle.store().event(&id).await.map_err(store_error)?;
     let Some(event) = event else {
         return Err(ApiError::new(
             Code::NotFound,
@@ -73,7 +73,7 @@ pub async fn get_event(
         ));
     };
     let journal = handle
-        .store
+        .store()
         .journal_for_event(&id)
         .await
         .map_err(store_error)?;
@@ -99,7 +99,7 @@ pub async fn list_runs(
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(text.parse::<RunStatus>().ok().ok_or_else(|| {
             ApiError::new(
                 Code::InvalidQuery,
                 format!("unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention"),
@@ -107,7 +107,7 @@ pub async fn list_runs(
         })?),
     };
     let runs = handle
-        .store
+        .store()
         .runs(&RunQuery {
             limit: check_limit(query.limit)?,
             status,
@@ -127,25 +127,24 @@ pub async fn get_run(
     authorize(&handle, &headers, Scope::Read)?;
     // Read the live approvals before the journal: an approval becomes pending only after its step
     // was journaled, so read in this order every approval shown has its step in `steps`.
-    let mut pending_approvals = handle.runs.pending_approvals(&id).unwrap_or_default();
-    let Some(run) = handle.store.run(&id).await.map_err(store_error)? else {
+    let mut pending_approvals = handle.runs().pending_approvals(&id).unwrap_or_default();
+    let Some(run) = handle.store().run(&id).await.map_err(store_error)? else {
         return Err(ApiError::new(
             Code::NotFound,
             format!("no run has the id `{id}`"),
         ));
     };
     let journal = handle
-        .store
+        .store()
         .journal_for_run(&id)
         .await
         .map_err(store_error)?;
     let steps = steps_from_journal(&journal);
     // How the run ended, with the steps its rollbacks undid; `null` while it runs.
-    let end = journal
-        .iter()
-        .rev()
-        .find(|entry| entry.kind == "run_finished")
-        .map(|entry| entry.body.clone());
+    let end = journal.iter().rev().find_map(|entry| match &entry.entry {
+        homeostat_store::Entry::RunFinished(_) => Some(entry.body()),
+        _ => None,
+    });
     // The live approvals may be older than the journal read after them: keep only those whose
     // step the journal still shows waiting, so an ended run or an answered step shows none.
     pending_approvals.retain(|approval| {

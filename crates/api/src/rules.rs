@@ -36,7 +36,7 @@ pub async fn disabled(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
     let disabled: Vec<Value> = handle
-        .disabled_rules
+        .disabled_rules()
         .list()
         .into_iter()
         .map(|(rule, target)| json!({ "rule": rule, "target": target }))
@@ -62,8 +62,13 @@ pub async fn enable(
     }
     // A pair disabled before the rule left the config can still be enabled, so it does not stay
     // listed for ever.
-    if !handle.disabled_rules.contains(&rule, &target) {
-        if !handle.compiled.rules.iter().any(|known| known.name == rule) {
+    if !handle.disabled_rules().contains(&rule, &target) {
+        if !handle
+            .compiled()
+            .rules
+            .iter()
+            .any(|known| known.name == rule)
+        {
             return Err(ApiError::new(
                 Code::RuleNotFound,
                 format!("no rule is named `{rule}`; the config's `rules:` names them"),

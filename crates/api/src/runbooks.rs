@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use homeostat_core::config::{Runbook, Scope};
-use homeostat_engine::engine::StartError;
+use homeostat_engine::StartError;
 use homeostat_engine::{runs, Handle};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
     let runbooks: Vec<Value> = handle
-        .compiled
+        .compiled()
         .runbooks
         .values()
         .map(|program| summary(&program.spec))
@@ -73,7 +73,7 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
     let program = handle
-        .compiled
+        .compiled()
         .runbooks
         .get(&name)
         .ok_or_else(|| unknown_runbook(&handle, &name))?;
@@ -82,7 +82,7 @@ pub async fn show(
 
 fn unknown_runbook(handle: &Handle, name: &str) -> ApiError {
     let known: Vec<String> = handle
-        .compiled
+        .compiled()
         .runbooks
         .keys()
         .map(|name| format!("`{name}`"))
@@ -138,7 +138,7 @@ pub async fn start(
     // (`kubernetes.*`): then it runs like a real one.
     let complete = plan.dry_run
         && !handle
-            .compiled
+            .compiled()
             .runbooks
             .get(&name)
             .is_some_and(|program| program.asks_server_dry_run());
@@ -180,7 +180,7 @@ pub async fn approval(
     let bytes = read_body(&handle, &headers, body).await?;
     let body: ApprovalBody = parse_json(&bytes)?;
     match handle
-        .runs
+        .runs()
         .approve(&id, body.step.as_deref(), &by, body.approve, body.comment)
     {
         Ok(step) => Ok(Json(
@@ -188,7 +188,7 @@ pub async fn approval(
         )),
         Err(runs::Error::NoApproval { .. }) => {
             let waiting: Vec<String> = handle
-                .runs
+                .runs()
                 .pending_approvals(&id)
                 .unwrap_or_default()
                 .into_iter()
@@ -215,7 +215,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
-    match handle.runs.cancel(&id, &by) {
+    match handle.runs().cancel(&id, &by) {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({ "run_id": id, "status": "cancelling", "by": by })),
@@ -228,7 +228,7 @@ pub async fn cancel(
 /// Maps a refused input: a run that is not live is 404 when unknown, else 409 with how it ended.
 async fn run_error(handle: &Handle, id: &str, error: runs::Error) -> ApiError {
     match error {
-        runs::Error::NotRunning { .. } => match handle.store.run(id).await {
+        runs::Error::NotRunning { .. } => match handle.store().run(id).await {
             Ok(None) => ApiError::new(Code::NotFound, format!("no run has the id `{id}`")),
             Ok(Some(run)) => ApiError::new(
                 Code::RunNotRunning,

@@ -41,9 +41,9 @@ pub async fn list(
     authorize(&handle, &headers, Scope::Read)?;
     let Query(query) =
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
-    let now = handle.clock.now();
+    let now = handle.clock().now();
     let silences = handle
-        .store
+        .store()
         .silences(query.expired, now)
         .await
         .map_err(store_error)?;
@@ -60,7 +60,7 @@ pub async fn show(
     authorize(&handle, &headers, Scope::Read)?;
     let silence = load(&handle, &id).await?;
     Ok(Json(
-        json!({ "silence": shown(&silence, handle.clock.now()) }),
+        json!({ "silence": shown(&silence, handle.clock().now()) }),
     ))
 }
 
@@ -89,7 +89,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
     let body: CreateBody = parse_json(&read_body(&handle, &headers, body).await?)?;
-    let now = handle.clock.now();
+    let now = handle.clock().now();
     // As Alertmanager: a start in the past is now.
     let starts_at = body.starts_at.map_or(now, |start| start.max(now));
     let ends_at =
@@ -134,7 +134,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/v1/silences/{id}"))],
-        Json(json!({ "silence": shown(&stored, handle.clock.now()) })),
+        Json(json!({ "silence": shown(&stored, handle.clock().now()) })),
     )
         .into_response())
 }
@@ -147,7 +147,7 @@ pub async fn expire(
 ) -> Result<Json<Value>, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
     let silence = load(&handle, &id).await?;
-    let now = handle.clock.now();
+    let now = handle.clock().now();
     if silence.state(now) == SilenceState::Expired {
         let by = silence
             .expired_by
@@ -181,7 +181,7 @@ pub async fn expire(
         .map_err(command_error)?;
     let stored = stored(&handle, &id).await?;
     Ok(Json(
-        json!({ "silence": shown(&stored, handle.clock.now()) }),
+        json!({ "silence": shown(&stored, handle.clock().now()) }),
     ))
 }
 
@@ -200,7 +200,7 @@ fn invalid(message: String) -> ApiError {
 
 pub(crate) async fn load(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
     handle
-        .store
+        .store()
         .silence(id)
         .await
         .map_err(store_error)?
@@ -216,7 +216,7 @@ pub(crate) async fn load(handle: &Handle, id: &str) -> Result<Silence, ApiError>
 /// is there unless the correlator refused it.
 pub(crate) async fn stored(handle: &Handle, id: &str) -> Result<Silence, ApiError> {
     handle
-        .store
+        .store()
         .silence(id)
         .await
         .map_err(store_error)?

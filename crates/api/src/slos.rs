@@ -17,7 +17,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    Ok(Json(json!({ "slos": handle.slos.all() })))
+    Ok(Json(json!({ "slos": handle.slos().all() })))
 }
 
 /// `GET /api/v1/slos/{id}`: one SLO by its id, `<service>-<name>`.
@@ -27,7 +27,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    match handle.slos.get(&id) {
+    match handle.slos().get(&id) {
         Some(slo) => Ok(Json(json!(slo))),
         None => Err(ApiError::new(
             Code::NotFound,

@@ -75,6 +75,27 @@ impl Kind {
     pub const fn server_dry_run(self) -> bool {
         matches!(self, Kind::Kubernetes(_))
     }
+
+    /// Whether it is safe to run again whatever an interrupted attempt did, because it changes
+    /// nothing outside homeostat (`log`) or only reads (`kubernetes.wait_rollout`). After a crash,
+    /// a step running one starts again on its own, as if it said `idempotent: true`, instead of
+    /// stopping its run in `needs_attention`.
+    pub const fn idempotent_by_nature(self) -> bool {
+        match self {
+            Kind::Log => true,
+            Kind::Exec | Kind::HttpRequest | Kind::Notify => false,
+            Kind::Kubernetes(kind) => kind.only_reads(),
+        }
+    }
+
+    /// The inputs that are URLs, whose templates encode the values they interpolate
+    /// (`crate::template::url`).
+    pub const fn url_inputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::HttpRequest => &["with.url"],
+            Kind::Exec | Kind::Notify | Kind::Log | Kind::Kubernetes(_) => &[],
+        }
+    }
 }
 
 impl Action {
@@ -107,6 +128,16 @@ impl Action {
             Kind::Kubernetes(kind) => Action::Kubernetes(KubeAction::from_inputs(kind, with)?),
         })
     }
+}
+
+/// [`Kind::idempotent_by_nature`], for a step's `action:`.
+pub fn idempotent_by_nature(action: &str) -> bool {
+    Kind::from_name(action).is_some_and(Kind::idempotent_by_nature)
+}
+
+/// [`Kind::url_inputs`], for a step's `action:`.
+pub fn url_inputs(action: &str) -> &'static [&'static str] {
+    Kind::from_name(action).map_or(&[], Kind::url_inputs)
 }
 
 /// The names `action:` accepts, for error hints.

@@ -1,4 +1,5 @@
-//! Guard state: cooldowns, rate windows, concurrency limits and per-target locks, as plain data.
+//! Guard state: cooldowns, rate windows, concurrency limits, per-target locks and loop counts, as
+//! plain data.
 //!
 //! The engine owns one [`GuardState`]; [`crate::decide::decide`] reads and updates it. Nothing here
 //! reads the clock: `now` is passed in, so every guard is tested on hand-made time.
@@ -8,7 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Guards;
+use crate::config::{Guards, LoopLimit};
+use crate::incident::IncidentId;
 
 /// Why a guard held a run back. Journaled as the decision's verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +244,98 @@ impl GuardState {
         self.rules.retain(|_, state| {
             !(state.running.is_empty() && state.last_start.is_empty() && state.starts.is_empty())
         });
+    }
+}
+
+/// Loop detection: per (rule, target), the runs started for incidents that have not resolved
+/// since, with when. A run that would be a rule's `loop.runs + 1`-th on one target for one
+/// incident within the window is a loop: it is stopped, the rule is disabled for the target and
+/// the incident escalates.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LoopCounts(HashMap<(String, String), Vec<Attempt>>);
+
+/// A run started for an incident: when, and for which.
+type Attempt = (DateTime<Utc>, IncidentId);
+
+impl LoopCounts {
+    /// Counts rebuilt from recent runs (rule, target, start, incident) of incidents not resolved.
+    pub fn from_runs(
+        runs: impl IntoIterator<Item = (String, String, DateTime<Utc>, IncidentId)>,
+    ) -> Self {
+        let mut counts = Self::default();
+        for (rule, target, at, incident) in runs {
+            counts
+                .0
+                .entry((rule, target))
+                .or_default()
+                .push((at, incident));
+        }
+        for list in counts.0.values_mut() {
+            list.sort();
+        }
+        counts
+    }
+
+    /// Counts a run about to start for `incident`; `Err` with the runs already made when it would
+    /// pass the limit, in which case it is not counted.
+    pub fn admit(
+        &mut self,
+        rule: &str,
+        target: &str,
+        incident: IncidentId,
+        limit: &LoopLimit,
+        now: DateTime<Utc>,
+    ) -> Result<(), u32> {
+        let window = Duration::seconds(i64::try_from(limit.window_secs).unwrap_or(i64::MAX));
+        let attempts = self
+            .0
+            .entry((rule.to_string(), target.to_string()))
+            .or_default();
+        attempts.retain(|(at, _)| *at > now - window);
+        let count = attempts
+            .iter()
+            .filter(|(_, attempt)| *attempt == incident)
+            .count() as u32;
+        if count >= limit.runs {
+            return Err(count);
+        }
+        attempts.push((now, incident));
+        Ok(())
+    }
+
+    /// An incident resolved: the remediations so far worked, so they stop counting.
+    pub fn resolved(&mut self, incident: IncidentId) {
+        for attempts in self.0.values_mut() {
+            attempts.retain(|(_, attempt)| *attempt != incident);
+        }
+        self.0.retain(|_, attempts| !attempts.is_empty());
+    }
+
+    /// A person turned a rule back on for a target: its count starts afresh.
+    pub fn forget(&mut self, rule: &str, target: &str) {
+        self.0.remove(&(rule.to_string(), target.to_string()));
+    }
+
+    /// What was tried for an incident, in words, sorted: "rule `r` on `t` (2 runs)".
+    pub fn tried(&self, incident: IncidentId) -> Vec<String> {
+        let mut tried: Vec<String> = self
+            .0
+            .iter()
+            .filter_map(|((rule, target), attempts)| {
+                let runs = attempts
+                    .iter()
+                    .filter(|(_, attempt)| *attempt == incident)
+                    .count();
+                (runs > 0).then(|| {
+                    format!(
+                        "rule `{rule}` on `{target}` ({runs} run{})",
+                        if runs == 1 { "" } else { "s" }
+                    )
+                })
+            })
+            .collect();
+        tried.sort();
+        tried
     }
 }
 

@@ -11,10 +11,14 @@ pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod incident;
 pub mod ingest;
+pub mod journal;
 pub mod matcher;
+pub mod pipeline;
 pub mod rule;
 pub mod runbook;
 pub mod slo;

@@ -3,17 +3,20 @@
 
 pub mod action;
 pub mod check;
-pub mod decider;
 pub mod engine;
 pub mod failpoint;
+pub mod handle;
 pub mod metrics;
 pub mod prometheus;
+pub mod recover;
 pub mod runs;
 pub mod secrets;
 pub mod source;
 mod upkeep;
+pub mod writer;
 
 /// The cluster client lives with the actions that use it; sources and start-up reach it here too.
 pub use action::kubernetes;
 
-pub use engine::{start, start_with_store, Admitted, DisabledRules, Engine, Handle, IngestError};
+pub use engine::{start, start_with_store, Engine};
+pub use handle::{Admitted, Applied, DisabledRules, Handle, IngestError, StartError, Token};

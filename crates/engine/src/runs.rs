@@ -16,29 +16,19 @@ use homeostat_core::action::{Action, Notify};
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::{Notifier, Prometheus};
 use homeostat_core::decide::PlannedRun;
+use homeostat_core::journal::RunStatus;
+use homeostat_core::pipeline::RunEnded;
 use homeostat_core::runbook::machine::PendingApproval;
-use homeostat_core::runbook::{Effect, Input, Machine, Program, Record, Transition};
+use homeostat_core::runbook::{Effect, Input, Machine, Program, Transition};
 use homeostat_core::Event;
-use homeostat_store::writer::Writer;
 use homeostat_store::Write;
 use tokio::sync::{broadcast, mpsc};
+
+use crate::writer::Writer;
 
 use crate::action::{self, Outcome, Status};
 use crate::failpoint;
 use crate::metrics::Metrics;
-
-/// A run that ended, reported back to the decider so it can release the run's guards.
-#[derive(Clone, Debug)]
-pub struct Finished {
-    pub rule: String,
-    pub run_id: String,
-    /// The incident the run was started for, and how the run ended (`succeeded`, `failed`, ...): a
-    /// success marks the incident mitigated.
-    pub incident: Option<i64>,
-    pub status: String,
-    /// When its last transition happened.
-    pub at: DateTime<Utc>,
-}
 
 /// Why an input could not be given to a run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,7 +60,6 @@ struct Inner {
     attention_notifier: Option<String>,
     http: reqwest::Client,
     cluster: crate::kubernetes::Cluster,
-    finished: mpsc::UnboundedSender<Finished>,
     live: Mutex<HashMap<String, Live>>,
     /// Tells readers (the API's log streams) that a run's journal grew.
     changed: broadcast::Sender<String>,
@@ -108,7 +97,6 @@ pub struct Config {
     pub http: reqwest::Client,
     /// The Kubernetes client of the `kubernetes.*` actions.
     pub cluster: crate::kubernetes::Cluster,
-    pub finished: mpsc::UnboundedSender<Finished>,
 }
 
 impl Runs {
@@ -124,7 +112,6 @@ impl Runs {
                 attention_notifier: config.attention_notifier,
                 http: config.http,
                 cluster: config.cluster,
-                finished: config.finished,
                 live: Mutex::new(HashMap::new()),
                 changed,
             }),
@@ -281,7 +268,8 @@ impl Runs {
             target,
             incident,
         } = run;
-        let mut status = String::from("interrupted");
+        // `None` if the run stops without an end (the engine stopping): it resumes on restart.
+        let mut status = None;
         let mut ended_at = inner.clock.now();
         inner.metrics.runs_active.inc();
         // A min-heap on (when, order of arming): few timers per run, and a heap is one small
@@ -393,11 +381,11 @@ impl Runs {
                 }
             }
             if let Some(end) = machine.end() {
-                status = end.status.clone();
+                status = Some(end.status);
                 ended_at = at;
                 tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
-                if matches!(end.status.as_str(), "needs_attention")
-                    || (end.status == "failed" && !end.undone.is_empty())
+                if end.status == RunStatus::NeedsAttention
+                    || (end.status == RunStatus::Failed && !end.undone.is_empty())
                 {
                     if let Some(notifier) = inner.attention_notifier.clone() {
                         let summary = format!(
@@ -412,13 +400,16 @@ impl Runs {
         }
         self.live().remove(&run_id);
         inner.metrics.runs_active.dec();
-        let _ = inner.finished.send(Finished {
-            rule,
-            run_id,
-            incident,
-            status,
-            at: ended_at,
-        });
+        inner
+            .writer
+            .run_ended(RunEnded {
+                rule,
+                run_id,
+                incident,
+                status,
+                at: ended_at,
+            })
+            .await;
     }
 
     /// Journals one transition: its input and its records, in one commit.
@@ -443,7 +434,11 @@ impl Runs {
             });
         }
         for record in &transition.records {
-            writes.push(record_write(run_id, record.clone(), at));
+            writes.push(homeostat_core::pipeline::record_write(
+                run_id,
+                record.clone(),
+                at,
+            ));
         }
         if starts_effects {
             failpoint::hit(failpoint::BEFORE_INTENT_COMMIT);
@@ -676,49 +671,12 @@ impl Ord for Armed {
     }
 }
 
-/// How a machine's record is journaled: a run's end also updates the run's row.
-fn record_write(run_id: &str, record: Record, at: DateTime<Utc>) -> Write {
-    match record {
-        Record::RunEnded(end) => Write::RunFinished {
-            run_id: run_id.to_string(),
-            end,
-            at,
-        },
-        record => Write::RunRecord {
-            run_id: run_id.to_string(),
-            record,
-            at,
-        },
-    }
-}
-
 fn outcome_input(step: String, attempt: u32, outcome: Outcome) -> Input {
     Input::Outcome {
         step,
         attempt,
-        status: outcome.status.as_str().to_string(),
+        status: outcome.status,
         output: outcome.output,
         error: outcome.error,
     }
-}
-
-/// A dry run executes nothing, so it completes inside one transition: its start, every step's
-/// rendered inputs and its end are journaled together.
-pub fn dry_run_writes(
-    plan: &PlannedRun,
-    program: Arc<Program>,
-    event: Option<&Event>,
-    at: DateTime<Utc>,
-) -> Vec<Write> {
-    let mut machine = Machine::new(program, plan.params.clone(), plan.globals(event), true);
-    let transition = machine.apply(&Input::Start, at);
-    let mut writes = Vec::with_capacity(transition.records.len() + 1);
-    writes.push(Write::RunStarted {
-        run: plan.clone(),
-        at,
-    });
-    for record in transition.records {
-        writes.push(record_write(&plan.id, record, at));
-    }
-    writes
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::writer::{Health, Writer};
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config;
-use homeostat_store::writer::Health;
+use homeostat_core::journal::Write;
 use homeostat_store::Store;
 
 use crate::metrics::Metrics;
@@ -85,9 +86,12 @@ pub(crate) async fn watch_disk(
 const SIZE_EVERY: Duration = Duration::from_secs(5);
 
 /// Applies `store.retention`: the whole policy every `interval_secs` (the first time a minute
-/// after start), and its size limit, if it has one, every five seconds in between.
+/// after start), and its size limit, if it has one, every five seconds in between. The store plans
+/// (reads only); the deletes go through the writer a chunk at a time, taking turns with ingest,
+/// since SQLite has one writer and a second connection would wait on it, or make it wait.
 pub(crate) async fn retain(
     store: Arc<dyn Store>,
+    writer: Writer,
     policy: config::Retention,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -120,14 +124,28 @@ pub(crate) async fn retain(
         } else {
             continue;
         };
-        match store.retain(applied, clock.now(), false).await {
-            Ok(report) => record(&metrics, &report),
-            Err(error) => tracing::warn!(%error, "retention failed; will try again"),
+        let plan = match store.plan_retention(applied, clock.now()).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                tracing::warn!(%error, "cannot plan retention; will try again");
+                continue;
+            }
+        };
+        let mut deleted = 0u64;
+        for prune in plan.prunes {
+            match writer.submit(vec![Write::Prune(prune)]).await {
+                Ok(committed) => deleted += committed.pruned,
+                Err(error) => {
+                    tracing::warn!(%error, "retention could not delete; will try again");
+                    break;
+                }
+            }
         }
+        record(&metrics, &plan.report, deleted);
     }
 }
 
-fn record(metrics: &Metrics, report: &homeostat_store::RetentionReport) {
+fn record(metrics: &Metrics, report: &homeostat_store::RetentionReport, deleted: u64) {
     for (kind, count) in [
         ("events", report.events),
         ("decisions", report.decisions),
@@ -142,15 +160,9 @@ fn record(metrics: &Metrics, report: &homeostat_store::RetentionReport) {
             .get_or_create(&vec![("kind", kind.to_string())])
             .inc_by(count);
     }
-    let deleted = report.events
-        + report.decisions
-        + report.run_details
-        + report.incident_details
-        + report.runs
-        + report.incidents
-        + report.by_size;
     if deleted > 0 {
         tracing::info!(
+            deleted,
             events = report.events,
             decisions = report.decisions,
             run_details = report.run_details,
@@ -159,7 +171,6 @@ fn record(metrics: &Metrics, report: &homeostat_store::RetentionReport) {
             incidents = report.incidents,
             by_size = report.by_size,
             bytes_before = report.bytes_before,
-            bytes_after = report.bytes_after,
             "retention applied"
         );
     }

@@ -10,6 +10,9 @@ use homeostat_core::Event;
 
 use homeostat_core::runbook::{Input, Record, RunEnd};
 
+use homeostat_core::incident::TimelineKind;
+use homeostat_core::journal::{Entry, OutcomeStatus, StepStatus};
+
 use crate::{
     steps_from_journal, EventQuery, IncidentQuery, JournalEntry, RunQuery, RunStatus, Store, Write,
 };
@@ -101,10 +104,15 @@ fn member(incident: IncidentId, fingerprint: &str, event_id: &str, at: DateTime<
     }
 }
 
-fn timeline(incident: IncidentId, kind: &str, event_id: Option<&str>, at: DateTime<Utc>) -> Write {
+fn timeline(
+    incident: IncidentId,
+    kind: TimelineKind,
+    event_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> Write {
     Write::Timeline(TimelineEntry {
         incident,
-        kind: kind.into(),
+        kind,
         at,
         event_id: event_id.map(str::to_string),
         summary: format!("{kind} {incident}"),
@@ -293,7 +301,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     let running = store.run("run1").await.expect("read").expect("exists");
     assert_eq!(running.status, RunStatus::Running);
     let unfinished = steps_from_journal(&store.journal_for_run("run1").await.expect("read"));
-    assert_eq!(unfinished[0].status, "running");
+    assert_eq!(unfinished[0].status, StepStatus::Running);
     store
         .commit(&[
             Write::RunInput {
@@ -301,7 +309,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
                 input: Input::Outcome {
                     step: "s".into(),
                     attempt: 1,
-                    status: "succeeded".into(),
+                    status: OutcomeStatus::Succeeded,
                     output: serde_json::json!({"exit_code": 0}),
                     error: None,
                 },
@@ -311,7 +319,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
             Write::RunFinished {
                 run_id: "run1".into(),
                 end: RunEnd {
-                    status: "succeeded".into(),
+                    status: RunStatus::Succeeded,
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
@@ -328,7 +336,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
     );
     let steps = steps_from_journal(&store.journal_for_run("run1").await.expect("read"));
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].status, "succeeded");
+    assert_eq!(steps[0].status, StepStatus::Succeeded);
     assert_eq!(steps[0].output, Some(serde_json::json!({"exit_code": 0})));
     assert_eq!(steps[0].outputs, Some(serde_json::json!({"code": "0"})));
     assert_eq!(
@@ -336,17 +344,19 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
         Some(serde_json::json!({"command": ["true"]}))
     );
     let inputs = store.journal_for_run("run1").await.expect("read");
-    let replayed: Vec<Input> = inputs
+    let replayed: Vec<&Input> = inputs
         .iter()
-        .filter(|entry| entry.kind == "step_finished")
-        .map(|entry| serde_json::from_value(entry.body.clone()).expect("an input"))
+        .filter_map(|entry| match &entry.entry {
+            Entry::StepFinished { input, .. } => Some(input),
+            _ => None,
+        })
         .collect();
     assert!(matches!(&replayed[..], [Input::Outcome { attempt: 1, .. }]));
     let for_event = store.journal_for_event("e1").await.expect("read");
     assert_eq!(
         for_event
             .iter()
-            .map(|entry| entry.kind.as_str())
+            .map(|entry| entry.entry.kind())
             .collect::<Vec<_>>(),
         vec!["decision", "run_started"]
     );
@@ -659,12 +669,12 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             decisions("t-first", 0),
             Write::Incident(incident(10, "checkout", State::Open, at(0))),
             Write::IncidentMember(joined.clone()),
-            timeline(10, "opened", Some("t-first"), at(0)),
+            timeline(10, TimelineKind::Opened, Some("t-first"), at(0)),
             // Another incident's entries, interleaved.
             Write::Event(event("t-other", "t-other", Status::Firing, at(0)).into()),
             decisions("t-other", 0),
             Write::IncidentMember(member(11, "t-other", "t-other", at(0))),
-            timeline(11, "opened", Some("t-other"), at(0)),
+            timeline(11, TimelineKind::Opened, Some("t-other"), at(0)),
         ])
         .await
         .expect("commit");
@@ -723,7 +733,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             Write::RunFinished {
                 run_id: "t-run".into(),
                 end: RunEnd {
-                    status: "succeeded".into(),
+                    status: RunStatus::Succeeded,
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
@@ -732,7 +742,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             },
             Write::Timeline(TimelineEntry {
                 incident: 10,
-                kind: "mitigated".into(),
+                kind: TimelineKind::Mitigated,
                 at: at(3),
                 event_id: None,
                 summary: "run t-run succeeded".into(),
@@ -747,7 +757,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
             .iter()
             .map(|entry| {
                 let about = entry.event_id.as_deref().or(entry.run_id.as_deref());
-                format!("{} {}", entry.kind, about.unwrap_or("-"))
+                format!("{} {}", entry.entry.kind(), about.unwrap_or("-"))
             })
             .collect::<Vec<_>>()
     };
@@ -769,12 +779,12 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
     );
     assert_eq!(entries[1].incident_id, Some(10));
     assert_eq!(
-        entries[1].body,
+        entries[1].entry.body(),
         serde_json::json!({"summary": "opened 10"}),
         "a null detail is left out"
     );
     assert_eq!(
-        entries[6].body,
+        entries[6].entry.body(),
         serde_json::json!({"summary": "run t-run succeeded", "detail": {"run_id": "t-run"}})
     );
     assert_eq!(entries[3].incident_id, None);
@@ -872,8 +882,8 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
     use homeostat_core::config::Retention;
     let now = DateTime::UNIX_EPOCH + Duration::days(20_000);
     let ago = |days: i64| now - Duration::days(days);
-    let ended = |status: &str| RunEnd {
-        status: status.into(),
+    let ended = |status: RunStatus| RunEnd {
+        status,
         error: None,
         undone: vec![],
         outputs: serde_json::Value::Null,
@@ -906,12 +916,12 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
             },
             Write::Incident(incident(2, "cart", State::Open, ago(500))),
             Write::IncidentMember(member(2, "f2", "x", ago(500))),
-            timeline(2, "opened", None, ago(500)),
+            timeline(2, TimelineKind::Opened, None, ago(500)),
         ],
         vec![
             Write::RunFinished {
                 run_id: "r-ancient".into(),
-                end: ended("succeeded"),
+                end: ended(RunStatus::Succeeded),
                 at: ago(450),
             },
             Write::Incident(resolved(
@@ -930,19 +940,19 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
                 at: ago(100),
             },
             Write::Incident(incident(1, "checkout", State::Open, ago(100))),
-            timeline(1, "opened", None, ago(100)),
+            timeline(1, TimelineKind::Opened, None, ago(100)),
         ],
         vec![
             Write::RunFinished {
                 run_id: "r-done".into(),
-                end: ended("succeeded"),
+                end: ended(RunStatus::Succeeded),
                 at: ago(95),
             },
             Write::Incident(resolved(
                 incident(1, "checkout", State::Open, ago(100)),
                 ago(95),
             )),
-            timeline(1, "resolved", None, ago(95)),
+            timeline(1, TimelineKind::Resolved, None, ago(95)),
         ],
         vec![
             Write::Event(event("e-old-a", "fa", Status::Firing, ago(40)).into()),
@@ -959,7 +969,7 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
             Write::Event(event("e-new", "fd", Status::Firing, ago(1)).into()),
             decision("e-new", ago(1)),
             Write::Incident(incident(3, "search", State::Open, ago(1))),
-            timeline(3, "opened", Some("e-new"), ago(1)),
+            timeline(3, TimelineKind::Opened, Some("e-new"), ago(1)),
         ],
     ];
     for batch in &batches {
@@ -981,7 +991,11 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         }])
         .await
         .expect("commit");
-    let report = store.retain(&policy, now, true).await.expect("dry run");
+    let report = store
+        .plan_retention(&policy, now)
+        .await
+        .expect("plan")
+        .report;
     assert_eq!(
         report.events, 1,
         "only the event the consumer read: {report:?}"
@@ -994,7 +1008,8 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         .await
         .expect("commit");
 
-    let report = store.retain(&policy, now, true).await.expect("dry run");
+    let plan = store.plan_retention(&policy, now).await.expect("plan");
+    let report = plan.report.clone();
     let expected = crate::RetentionReport {
         dry_run: true,
         // e-old-a and e-old-b; e-old-run triggered a run still in progress.
@@ -1063,19 +1078,17 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         Err(crate::Error::Backup(_))
     ));
 
-    let report = store.retain(&policy, now, false).await.expect("apply");
-    assert_eq!(
-        (
-            report.events,
-            report.decisions,
-            report.run_details,
-            report.incident_details,
-            report.runs,
-            report.incidents
-        ),
-        (2, 2, 5, 3, 1, 1),
-        "{report:?}"
-    );
+    // Applied, a prune at a time, as the writer does.
+    let mut pruned = 0;
+    for prune in plan.prunes {
+        pruned += store
+            .commit(&[Write::Prune(prune)])
+            .await
+            .expect("prune")
+            .pruned;
+    }
+    // 2 events, 2 decisions, 5 run rows, 3 timeline rows, 1 run, 1 incident and its 1 member.
+    assert_eq!(pruned, 15);
     let left: Vec<String> = store
         .events(&EventQuery {
             limit: 100,
@@ -1114,18 +1127,9 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         .is_empty());
     assert_eq!(store.incident_timeline(3).await.expect("timeline").len(), 1);
     assert_eq!(store.incidents_max_id().await.expect("max"), 3);
-    // Applying again finds nothing more.
-    let again = store.retain(&policy, now, false).await.expect("apply");
-    assert_eq!(
-        again.events
-            + again.decisions
-            + again.run_details
-            + again.incident_details
-            + again.runs
-            + again.incidents,
-        0,
-        "{again:?}"
-    );
+    // Planning again finds nothing more.
+    let again = store.plan_retention(&policy, now).await.expect("plan");
+    assert!(again.prunes.is_empty(), "{again:?}");
     // New events are numbered after the ones deleted.
     let committed = store
         .commit(&[Write::Event(
@@ -1138,12 +1142,10 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use homeostat_core::config::Synchronous;
 
     use crate::sqlite::SqliteStore;
-    use crate::writer::Writer;
     use crate::Store;
 
     #[tokio::test]
@@ -1232,103 +1234,5 @@ mod tests {
             )])
             .await;
         assert_eq!(committed.expect("commit").event_seqs, vec![2]);
-    }
-
-    #[tokio::test]
-    async fn writer_groups_concurrent_commits_and_stages_writes_into_them() {
-        /// Records the events it is shown and moves a cursor with them.
-        struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-        #[async_trait::async_trait]
-        impl crate::writer::Stage for Recorder {
-            fn before_commit(
-                &mut self,
-                events: &[&homeostat_core::Event],
-                writes: &mut Vec<super::Write>,
-            ) {
-                self.0
-                    .lock()
-                    .expect("lock")
-                    .extend(events.iter().map(|event| event.id.clone()));
-                writes.push(super::Write::CursorAtLastEvent {
-                    name: "recorder".into(),
-                });
-            }
-            async fn after_commit(
-                &mut self,
-                _: std::result::Result<&crate::Committed, &crate::Error>,
-                _: std::time::Duration,
-            ) {
-            }
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
-                .await
-                .expect("open"),
-        );
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (writer, _task) =
-            Writer::spawn(store.clone(), 1024, 4096, Box::new(Recorder(seen.clone())));
-        let t0 = chrono::DateTime::UNIX_EPOCH;
-        let mut pending = Vec::new();
-        for index in 0..200 {
-            let event = super::event(&format!("e{index}"), "f", super::Status::Firing, t0);
-            pending.push(
-                writer
-                    .try_submit(vec![super::Write::Event(event.into())])
-                    .expect("queue has room"),
-            );
-        }
-        let mut seqs = Vec::new();
-        for one in pending {
-            seqs.extend(one.committed().await.expect("committed").event_seqs);
-        }
-        assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
-        let expected: Vec<String> = (0..200).map(|index| format!("e{index}")).collect();
-        assert_eq!(
-            *seen.lock().expect("lock"),
-            expected,
-            "the stage sees every event once, in commit order"
-        );
-        assert_eq!(
-            store.cursor("recorder").await.expect("cursor"),
-            200,
-            "staged writes commit with the events"
-        );
-        // A commit without events leaves a last-event cursor where it was.
-        writer
-            .submit(vec![super::Write::Cursor {
-                name: "other".into(),
-                seq: 5,
-            }])
-            .await
-            .expect("commit");
-        assert_eq!(store.cursor("recorder").await.expect("cursor"), 200);
-    }
-
-    #[tokio::test]
-    async fn writer_refuses_when_full() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
-                .await
-                .expect("open"),
-        );
-        // A current-thread runtime does not run the writer task until this test yields, so the queue fills.
-        let (writer, _task) = Writer::spawn(store, 2, 10, Box::new(crate::writer::NoStage));
-        let t0 = chrono::DateTime::UNIX_EPOCH;
-        let make = |id: &str| {
-            vec![super::Write::Event(
-                super::event(id, "f", super::Status::Firing, t0).into(),
-            )]
-        };
-        let first = writer.try_submit(make("a")).expect("room");
-        let second = writer.try_submit(make("b")).expect("room");
-        assert!(matches!(
-            writer.try_submit(make("c")),
-            Err(crate::Error::Overloaded)
-        ));
-        first.committed().await.expect("commit");
-        second.committed().await.expect("commit");
     }
 }

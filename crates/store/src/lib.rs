@@ -6,16 +6,19 @@
 
 pub mod conformance;
 pub mod sqlite;
-pub mod writer;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use homeostat_core::decide::{Decision, PlannedRun};
+use homeostat_core::decide::PlannedRun;
 use homeostat_core::incident::silence::Silence;
-use homeostat_core::incident::{Incident, IncidentId, Member, TimelineEntry};
-use homeostat_core::runbook::{Input, Record, RunEnd};
+use homeostat_core::incident::{Incident, IncidentId, Member};
 use homeostat_core::{Event, EventKind};
 use serde::{Deserialize, Serialize};
+
+pub use homeostat_core::journal::{
+    steps as steps_from_journal, EncodedEvent, Entry, JournalEntry, Prune, RunStatus, StepRecord,
+    StepStatus, Write,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,152 +77,12 @@ fn is_full(error: &sqlx::Error) -> bool {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The state of a run, as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    /// A dry run: every step was rendered and recorded, nothing executed.
-    DryRun,
-    /// A crash left a non-idempotent step's outcome unknown; a person must look.
-    NeedsAttention,
-    /// A step failed and the rollbacks of the steps already done all succeeded.
-    RolledBack,
-    Cancelled,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::DryRun => "dry_run",
-            RunStatus::NeedsAttention => "needs_attention",
-            RunStatus::RolledBack => "rolled_back",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Running,
-            Self::Succeeded,
-            Self::Failed,
-            Self::DryRun,
-            Self::NeedsAttention,
-            Self::RolledBack,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
-    }
-}
-
-/// An event with its JSON encoding, made by whoever builds the write: serializing on the request's
-/// own task keeps that work off the single writer, which is the pipeline's one serial stage.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EncodedEvent {
-    event: Event,
-    json: String,
-}
-
-impl EncodedEvent {
-    pub fn new(event: Event) -> Self {
-        let json = serde_json::to_string(&event).unwrap_or_else(|_| "null".into());
-        Self { event, json }
-    }
-
-    pub fn event(&self) -> &Event {
-        &self.event
-    }
-
-    pub fn json(&self) -> &str {
-        &self.json
-    }
-
-    pub fn into_event(self) -> Event {
-        self.event
-    }
-}
-
-impl From<Event> for EncodedEvent {
-    fn from(event: Event) -> Self {
-        Self::new(event)
-    }
-}
-
-/// One write to the journal. A slice of them passed to [`Store::commit`] commits atomically.
-#[derive(Clone, Debug)]
-pub enum Write {
-    /// An event as received; the writer assigns its sequence number.
-    Event(EncodedEvent),
-    /// What the rules decided for an event (only written when at least one rule matched).
-    Decisions {
-        event_id: String,
-        at: DateTime<Utc>,
-        decisions: Vec<Decision>,
-    },
-    /// A run's full plan, recorded before any step executes.
-    RunStarted { run: PlannedRun, at: DateTime<Utc> },
-    /// What a run's transition records besides its input: a step's intent (committed before its
-    /// effect starts), a skipped step, a step that ended, a rollback beginning.
-    RunRecord {
-        run_id: String,
-        record: Record,
-        at: DateTime<Utc>,
-    },
-    /// An input to a run's state machine, journaled so a restart can replay it. An action's outcome
-    /// is stored as `step_finished` with the outputs the machine derived from it; `output` must hold
-    /// no secret.
-    RunInput {
-        run_id: String,
-        input: Input,
-        outputs: Option<serde_json::Value>,
-        at: DateTime<Utc>,
-    },
-    RunFinished {
-        run_id: String,
-        end: RunEnd,
-        at: DateTime<Utc>,
-    },
-    /// Advances a named consumer's position in the event stream.
-    Cursor { name: String, seq: i64 },
-    /// Advances a consumer's position to the last event of this same commit (or leaves it, if the
-    /// commit has no events): for a consumer that commits its output together with its input.
-    CursorAtLastEvent { name: String },
-    /// Replaces a consumer's state snapshot, taken at event sequence number `seq`.
-    Snapshot {
-        name: String,
-        seq: i64,
-        body: Vec<u8>,
-    },
-    /// An incident's row as it is now, replacing the stored one (the correlator numbers incidents,
-    /// so the id is the key).
-    Incident(Incident),
-    /// A member alert of an incident, keyed by incident and fingerprint. A later write replaces it
-    /// but keeps the first write's `first_event_id`, `first_seen` and `starts_at` (unless that had
-    /// no `starts_at`), so the member remembers how it joined.
-    IncidentMember(Member),
-    /// A line of an incident's timeline, appended to the journal with the incident's number: kind
-    /// `entry.kind`, body `{"summary": ..., "detail": ...}` (no `detail` when it is null).
-    Timeline(TimelineEntry),
-    /// A silence as it is now (created, or expired early), replacing the stored one with its id.
-    Silence(Silence),
-    /// Links a run to the incident it acts on. Written after the run's `RunStarted`, in the same
-    /// commit or a later one.
-    RunIncident {
-        run_id: String,
-        incident: IncidentId,
-    },
-}
-
-/// What a committed batch was assigned: the sequence number of each `Write::Event`, in order.
+/// What a committed batch was assigned: the sequence number of each `Write::Event`, in order;
+/// and how many rows its prunes deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Committed {
     pub event_seqs: Vec<i64>,
+    pub pruned: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,21 +90,6 @@ pub struct EventRecord {
     pub seq: i64,
     #[serde(flatten)]
     pub event: Event,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
-    /// The incident a timeline entry belongs to; none for every other kind of entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident_id: Option<IncidentId>,
-    pub body: serde_json::Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -261,30 +109,6 @@ pub struct RunRecord {
     /// The incident the run acts on ([`Write::RunIncident`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<IncidentId>,
-}
-
-/// A step attempt's record, folded from its journal entries.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// The step's path: `name`, `parallel.branch.name`, `each[2].name`, `call.name`, `name.rollback`.
-    pub step: String,
-    pub name: String,
-    pub attempt: u32,
-    /// The action or step kind.
-    pub action: String,
-    /// `running` until an outcome is recorded; `waiting` for waits and approvals.
-    pub status: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub inputs: Option<serde_json::Value>,
-    /// What the action returned (for `exec`: exit code, stdout, stderr).
-    pub output: Option<serde_json::Value>,
-    /// The step's declared outputs, as later steps see them.
-    pub outputs: Option<serde_json::Value>,
-    pub error: Option<String>,
-    /// Started again after a restart.
-    #[serde(default)]
-    pub resumed: bool,
 }
 
 /// Which events to read. Unset filters match everything; `limit` 0 reads one.
@@ -367,6 +191,14 @@ pub struct RetentionReport {
     pub bytes_after: u64,
 }
 
+/// What the retention policy deletes now: the counts, and the prunes that delete it, each to
+/// commit on its own (through the writer, so the deletes take turns with ingest).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetentionPlan {
+    pub report: RetentionReport,
+    pub prunes: Vec<Prune>,
+}
+
 /// One record of an audit export, in the order of the journal: an event as received, or a journal
 /// entry. JSON lines of these are what `homeostat export` writes and replay reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -416,13 +248,12 @@ pub trait Store: Send + Sync + 'static {
     async fn space(&self) -> Option<Space> {
         None
     }
-    /// Applies the retention policy, or with `dry_run` counts what it would delete.
-    async fn retain(
+    /// What the retention policy deletes now: counts, and the prunes to commit for it. Only reads.
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<RetentionReport>;
+    ) -> Result<RetentionPlan>;
     /// Writes a consistent, compacted copy of the live store to `to`, which must not exist; returns
     /// its size in bytes.
     async fn backup(&self, to: &std::path::Path) -> Result<u64>;
@@ -445,104 +276,4 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes what the store does in the background before the process stops (for SQLite: the
     /// WAL is checkpointed and truncated).
     async fn close(&self) {}
-}
-
-/// Folds a run's journal entries into its steps, one record per step attempt, in journal order.
-pub fn steps_from_journal(entries: &[JournalEntry]) -> Vec<StepRecord> {
-    let text = |body: &serde_json::Value, key: &str| {
-        body.get(key)
-            .and_then(|value| value.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut steps: Vec<StepRecord> = Vec::new();
-    for entry in entries {
-        let body = &entry.body;
-        let step = text(body, "step");
-        let attempt = body.get("attempt").and_then(|v| v.as_u64()).unwrap_or(1) as u32;
-        let find = |steps: &[StepRecord], attempt: Option<u32>| -> Option<usize> {
-            steps.iter().rposition(|record| {
-                record.step == step && attempt.is_none_or(|attempt| record.attempt == attempt)
-            })
-        };
-        match entry.kind.as_str() {
-            "step_started" => {
-                let action = text(body, "action");
-                let waits = matches!(action.as_str(), "wait" | "approval");
-                steps.push(StepRecord {
-                    step: step.clone(),
-                    name: text(body, "name"),
-                    attempt,
-                    status: if waits { "waiting" } else { "running" }.into(),
-                    action,
-                    started_at: entry.at,
-                    finished_at: None,
-                    inputs: body.get("inputs").cloned(),
-                    output: None,
-                    outputs: None,
-                    error: None,
-                    resumed: body
-                        .get("resumed")
-                        .and_then(|v| v.as_bool())
-                        .unwrap_or(false),
-                })
-            }
-            "step_skipped" => steps.push(StepRecord {
-                step: step.clone(),
-                name: text(body, "name"),
-                attempt: 0,
-                action: String::new(),
-                status: "skipped".into(),
-                started_at: entry.at,
-                finished_at: Some(entry.at),
-                inputs: None,
-                output: None,
-                outputs: None,
-                error: body
-                    .get("reason")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string),
-                resumed: false,
-            }),
-            "step_finished" | "step_ended" => {
-                let attempt = (entry.kind == "step_finished").then_some(attempt);
-                let index = match find(&steps, attempt) {
-                    Some(index) => index,
-                    None => {
-                        // A step that failed before it could start (a template or condition error).
-                        steps.push(StepRecord {
-                            step: step.clone(),
-                            name: text(body, "name"),
-                            attempt: 1,
-                            action: String::new(),
-                            status: String::new(),
-                            started_at: entry.at,
-                            finished_at: None,
-                            inputs: None,
-                            output: None,
-                            outputs: None,
-                            error: None,
-                            resumed: false,
-                        });
-                        steps.len() - 1
-                    }
-                };
-                let record = &mut steps[index];
-                record.status = text(body, "status");
-                record.finished_at = Some(entry.at);
-                if let Some(output) = body.get("output").filter(|v| !v.is_null()) {
-                    record.output = Some(output.clone());
-                }
-                if let Some(outputs) = body.get("outputs").filter(|v| !v.is_null()) {
-                    record.outputs = Some(outputs.clone());
-                }
-                record.error = body
-                    .get("error")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string);
-            }
-            _ => {}
-        }
-    }
-    steps
 }

@@ -71,6 +71,21 @@ impl KubeKind {
         }
     }
 
+    /// Whether it only reads from the cluster, and so is safe to run again after a crash.
+    pub const fn only_reads(self) -> bool {
+        match self {
+            KubeKind::WaitRollout => true,
+            KubeKind::RolloutRestart
+            | KubeKind::Scale
+            | KubeKind::RolloutUndo
+            | KubeKind::DeletePod
+            | KubeKind::Cordon
+            | KubeKind::Uncordon
+            | KubeKind::Drain
+            | KubeKind::Patch => false,
+        }
+    }
+
     /// The Kubernetes action `action:` names, if it names one.
     pub fn from_name(name: &str) -> Option<KubeKind> {
         KubeKind::ALL.into_iter().find(|kind| kind.name() == name)

@@ -745,6 +745,24 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        if action == "exec" && step.with.get("shell") == Some(&Value::Bool(true)) {
+            let templated = step
+                .with
+                .get("command")
+                .is_some_and(|command| match command {
+                    Value::String(text) => is_template(text),
+                    Value::Array(items) => items.iter().any(|item| !is_literal(item)),
+                    _ => false,
+                });
+            if templated {
+                self.warning(
+                    site,
+                    &format!("{base}.with.command"),
+                    "`shell: true` runs this templated command through `/bin/sh`: a value with `;`, `$(...)` or a quote in it (an event's label, say) runs commands of its own",
+                    "drop `shell` and list the program and its arguments, one value an argument: `[systemctl, restart, \"{{ labels.job }}\"]`; or pass the value in `env` (`env: {UNIT: \"{{ labels.job }}\"}`) and quote it in the script: `systemctl restart \"$UNIT\"`",
+                );
+            }
+        }
         self.templates_in(scope, &format!("{base}.with"), &step.with);
     }
 
@@ -1016,11 +1034,11 @@ impl<'a> Checker<'a> {
 
     /// A CEL expression's syntax and the variables it reads.
     fn expression(&mut self, scope: &Scope<'a>, field: &str, text: &str) {
-        match cel::Program::compile(text) {
+        match crate::runbook::program::compile_cel(text) {
             Err(error) => self.error(
                 scope.site,
                 field,
-                format!("invalid CEL `{text}`: {}", first_line(&error.to_string())),
+                format!("invalid CEL `{text}`: {}", first_line(&error)),
                 "write a CEL expression, such as `steps.check.outputs.count > 0`",
             ),
             Ok(program) => {

@@ -1,5 +1,5 @@
-//! `sources:`: names, webhook mappings (compiled here, as their templates are the check), HTTP
-//! probes and Kubernetes watches. Their names are unique ([`super::names`]).
+//! `sources:`: names, webhooks' replay protection and mappings (compiled here, as their templates
+//! are the check), HTTP probes and Kubernetes watches. Their names are unique ([`super::names`]).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,22 @@ pub(crate) fn check(
         }
         match source {
             Source::Webhook(webhook) => {
+                match &webhook.replay {
+                    None => report.warning(
+                        "sources",
+                        Some(index),
+                        "replay",
+                        "without replay protection, a captured delivery can be sent again and act again (a `firing` after its `resolved`)",
+                        Some("remove `replay: null` and have the sender sign `<delivery>.<timestamp>.<body>` with `X-Homeostat-Delivery` and `X-Homeostat-Timestamp`".into()),
+                    ),
+                    Some(replay) if replay.window_secs == 0 => error(
+                        report,
+                        "replay.window_secs",
+                        "the replay window must be at least 1 second".into(),
+                        Some("300 (five minutes) allows for clock skew and retries"),
+                    ),
+                    Some(_) => {}
+                }
                 let mut add = |report: &mut Report, field: &str, text: &str| {
                     template(report, templates, index, field, text)
                 };

@@ -342,6 +342,10 @@ pub struct WebhookSource {
     pub secret: SecretRef,
     #[serde(default = "defaults::signature_header")]
     pub signature_header: String,
+    /// Replay protection: the signature covers a delivery id and a timestamp, deliveries outside
+    /// the window or seen before are refused. On by default; `replay: null` signs the body only.
+    #[serde(default = "defaults::replay")]
+    pub replay: Option<Replay>,
     /// A JSON pointer to an array in the body whose elements each become an event.
     #[serde(default)]
     pub items: Option<String>,
@@ -355,6 +359,21 @@ pub struct WebhookSource {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// `sources[].replay` of a webhook: how a signed delivery proves it is fresh and new.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// A delivery whose timestamp is further than this from now, either way, is refused.
+    #[serde(default = "defaults::replay_window_secs")]
+    pub window_secs: u64,
+    /// Holds the Unix time in seconds when the delivery was signed.
+    #[serde(default = "defaults::timestamp_header")]
+    pub timestamp_header: String,
+    /// Holds the delivery's unique id, the same on the sender's retries.
+    #[serde(default = "defaults::delivery_header")]
+    pub delivery_header: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -605,6 +624,24 @@ mod defaults {
     }
     pub fn store_path() -> PathBuf {
         "homeostat.db".into()
+    }
+    /// On by default; `replay: null` turns it off.
+    pub fn replay() -> Option<Replay> {
+        Some(Replay {
+            window_secs: replay_window_secs(),
+            timestamp_header: timestamp_header(),
+            delivery_header: delivery_header(),
+        })
+    }
+    /// Five minutes, as Slack and Standard Webhooks allow.
+    pub fn replay_window_secs() -> u64 {
+        300
+    }
+    pub fn timestamp_header() -> String {
+        "X-Homeostat-Timestamp".into()
+    }
+    pub fn delivery_header() -> String {
+        "X-Homeostat-Delivery".into()
     }
     pub fn signature_header() -> String {
         "X-Homeostat-Signature".into()

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::silence::{CompiledSilence, Silence};
-use super::{Change, Command, Incident, IncidentId, Member, State, TimelineEntry};
+use super::{Change, Command, Incident, IncidentId, Member, State, TimelineEntry, TimelineKind};
 use crate::config::incidents::Incidents;
 use crate::event::{Event, EventKind, Labels, Status};
 use crate::matcher::{self, Matcher};
@@ -346,7 +346,7 @@ fn start_flapping(
         .unwrap_or_default();
     out.changes.push(Change::Timeline(TimelineEntry {
         incident: tracked.incident.id,
-        kind: "flapping".into(),
+        kind: TimelineKind::Flapping,
         at: event.received_at,
         event_id: Some(event.id.clone()),
         summary: format!(
@@ -699,7 +699,7 @@ impl Correlator {
                 out.transitions.push((id, Transition::Reopened));
                 out.changes.push(Change::Timeline(TimelineEntry {
                     incident: id,
-                    kind: "reopened".into(),
+                    kind: TimelineKind::Reopened,
                     at,
                     event_id: Some(event.id.clone()),
                     summary: format!(
@@ -750,7 +750,7 @@ impl Correlator {
                 out.transitions.push((id, Transition::Opened));
                 out.changes.push(Change::Timeline(TimelineEntry {
                     incident: id,
-                    kind: "opened".into(),
+                    kind: TimelineKind::Opened,
                     at,
                     event_id: Some(event.id.clone()),
                     summary: format!("opened by {} (group {group_key})", alert_name(event)),
@@ -816,11 +816,10 @@ impl Correlator {
         out.changes.push(Change::Timeline(TimelineEntry {
             incident: id,
             kind: if new_member {
-                "member_added"
+                TimelineKind::MemberAdded
             } else {
-                "member_fired_again"
-            }
-            .into(),
+                TimelineKind::MemberFiredAgain
+            },
             at,
             event_id: Some(event.id.clone()),
             summary,
@@ -899,7 +898,7 @@ impl Correlator {
         }
         out.changes.push(Change::Timeline(TimelineEntry {
             incident: id,
-            kind: "member_resolved".into(),
+            kind: TimelineKind::MemberResolved,
             at,
             event_id: Some(event.id.clone()),
             summary: format!("{} resolved", alert_name(event)),
@@ -948,7 +947,7 @@ impl Correlator {
             changed = true;
             out.changes.push(Change::Timeline(TimelineEntry {
                 incident: id,
-                kind: "flapping_cleared".into(),
+                kind: TimelineKind::FlappingCleared,
                 at,
                 event_id: event_id.map(str::to_string),
                 summary: format!(
@@ -970,7 +969,7 @@ impl Correlator {
             out.transitions.push((id, Transition::Resolved));
             out.changes.push(Change::Timeline(TimelineEntry {
                 incident: id,
-                kind: "resolved".into(),
+                kind: TimelineKind::Resolved,
                 at,
                 event_id: event_id.map(str::to_string),
                 summary: "resolved: every member alert resolved".into(),
@@ -1038,7 +1037,7 @@ impl Correlator {
                     incident.state = State::Acknowledged;
                 }
                 (
-                    "acknowledged",
+                    TimelineKind::Acknowledged,
                     with_comment(format!("acknowledged by {by}"), comment),
                     Some(Transition::Acknowledged),
                 )
@@ -1053,7 +1052,7 @@ impl Correlator {
                 incident.resolved_at = Some(at);
                 incident.resolved_by = Some(by.clone());
                 (
-                    "resolved",
+                    TimelineKind::Resolved,
                     with_comment(format!("resolved by {by}"), comment),
                     Some(Transition::Resolved),
                 )
@@ -1081,7 +1080,7 @@ impl Correlator {
                     incident.updated_at = at;
                     out.changes.push(Change::Timeline(TimelineEntry {
                         incident: id,
-                        kind: "mitigated".into(),
+                        kind: TimelineKind::Mitigated,
                         at: finished,
                         event_id: Some(event.id.clone()),
                         summary: format!("mitigated: run {run_id} of rule `{rule}` succeeded; the alerts resolved right after"),
@@ -1102,7 +1101,7 @@ impl Correlator {
                     )
                 });
                 (
-                    "mitigated",
+                    TimelineKind::Mitigated,
                     format!("mitigated: run {run_id} of rule `{rule}` succeeded; waiting for the alerts to resolve"),
                     Some(Transition::Mitigated),
                 )
@@ -1112,7 +1111,7 @@ impl Correlator {
                 incident.escalated_at = Some(at);
                 tracked.verify = None;
                 (
-                    "escalated",
+                    TimelineKind::Escalated,
                     format!("escalated: {reason}"),
                     Some(Transition::Escalated),
                 )
@@ -1128,12 +1127,12 @@ impl Correlator {
                 incident.escalated_at = Some(at);
                 tracked.verify = None;
                 (
-                    "escalated",
+                    TimelineKind::Escalated,
                     format!("escalated: {reason}; rule `{rule}` is disabled for `{target}` until `homeostat rules enable {rule} --target {target}`"),
                     Some(Transition::Escalated),
                 )
             }
-            Command::Note { by, text, .. } => ("note", format!("{by}: {text}"), None),
+            Command::Note { by, text, .. } => (TimelineKind::Note, format!("{by}: {text}"), None),
             Command::Verified { run_id, check, .. } => {
                 if tracked
                     .verify
@@ -1148,7 +1147,7 @@ impl Correlator {
                 }
                 tracked.verify = None;
                 (
-                    "verified",
+                    TimelineKind::Verified,
                     format!("verified: after run {run_id}, {check} holds"),
                     None,
                 )
@@ -1162,7 +1161,7 @@ impl Correlator {
         incident.updated_at = at;
         out.changes.push(Change::Timeline(TimelineEntry {
             incident: id,
-            kind: kind.into(),
+            kind,
             at,
             event_id: Some(event.id.clone()),
             summary,

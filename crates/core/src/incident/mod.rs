@@ -149,14 +149,80 @@ pub struct Member {
     pub generator_url: Option<String>,
 }
 
+/// What a line of an incident's timeline says happened; stored as the journal row's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    Opened,
+    MemberAdded,
+    MemberFiredAgain,
+    MemberResolved,
+    Acknowledged,
+    Mitigated,
+    Verified,
+    Resolved,
+    Reopened,
+    Flapping,
+    FlappingCleared,
+    Escalated,
+    /// Who was told of an escalation, and what.
+    Notified,
+    Note,
+}
+
+impl TimelineKind {
+    pub const ALL: [TimelineKind; 14] = [
+        TimelineKind::Opened,
+        TimelineKind::MemberAdded,
+        TimelineKind::MemberFiredAgain,
+        TimelineKind::MemberResolved,
+        TimelineKind::Acknowledged,
+        TimelineKind::Mitigated,
+        TimelineKind::Verified,
+        TimelineKind::Resolved,
+        TimelineKind::Reopened,
+        TimelineKind::Flapping,
+        TimelineKind::FlappingCleared,
+        TimelineKind::Escalated,
+        TimelineKind::Notified,
+        TimelineKind::Note,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimelineKind::Opened => "opened",
+            TimelineKind::MemberAdded => "member_added",
+            TimelineKind::MemberFiredAgain => "member_fired_again",
+            TimelineKind::MemberResolved => "member_resolved",
+            TimelineKind::Acknowledged => "acknowledged",
+            TimelineKind::Mitigated => "mitigated",
+            TimelineKind::Verified => "verified",
+            TimelineKind::Resolved => "resolved",
+            TimelineKind::Reopened => "reopened",
+            TimelineKind::Flapping => "flapping",
+            TimelineKind::FlappingCleared => "flapping_cleared",
+            TimelineKind::Escalated => "escalated",
+            TimelineKind::Notified => "notified",
+            TimelineKind::Note => "note",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for TimelineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of an incident's timeline, journaled with the incident's number.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub incident: IncidentId,
-    /// `opened`, `member_added`, `member_fired_again`, `member_resolved`, `acknowledged`,
-    /// `mitigated`, `verified`, `resolved`, `reopened`, `flapping`, `flapping_cleared`, `escalated`,
-    /// `notified` (who was told of an escalation), `note`.
-    pub kind: String,
+    pub kind: TimelineKind,
     pub at: DateTime<Utc>,
     /// The event that caused it, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,55 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The longest delivery id accepted; ids are journaled in every event's id derivation.
+pub const MAX_DELIVERY_ID_CHARS: usize = 128;
+
+/// What a sender signs when the source has replay protection: `<delivery>.<timestamp>.<body>`, the
+/// layout of Standard Webhooks, so that neither the delivery id nor the time can be changed without
+/// the key. Neither may contain a `.` ([`valid_delivery_id`], a timestamp is digits), so the parts
+/// cannot be shifted against each other.
+pub fn signed_content(delivery: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(delivery.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(delivery.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// The signature header value for one delivery with replay protection; for senders and tests.
+pub fn sign_delivery(secret: &[u8], delivery: &str, timestamp: &str, body: &[u8]) -> String {
+    sign(secret, &signed_content(delivery, timestamp, body))
+}
+
+/// Whether a delivery id is usable: 1 to [`MAX_DELIVERY_ID_CHARS`] letters, digits, `-`, `_` or
+/// `:` (GUIDs, ULIDs, `msg_...` ids).
+pub fn valid_delivery_id(delivery: &str) -> bool {
+    !delivery.is_empty()
+        && delivery.len() <= MAX_DELIVERY_ID_CHARS
+        && delivery
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b':'))
+}
+
+/// The id of the `index`th event of a delivery: the same for every copy of the delivery, so the
+/// journal itself remembers which deliveries it holds, across restarts (a UUIDv8 from SHA-256).
+pub fn delivery_event_id(source: &str, delivery: &str, index: usize) -> String {
+    use sha2::Digest;
+    let mut hash = Sha256::new();
+    for part in ["homeostat-delivery", source, delivery, &index.to_string()] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
 /// A compiled mapping from a JSON body to events. Templates see `body` (the whole document) and
 /// `item` (the current element when `items` selects an array, else the body).
 #[derive(Clone, Debug)]
@@ -160,6 +209,35 @@ mod tests {
         assert!(!verify_signature(b"other", body, &signature));
         assert!(!verify_signature(b"s3cret", br#"{"a":2}"#, &signature));
         assert!(!verify_signature(b"s3cret", body, "sha256=zz"));
+    }
+
+    #[test]
+    fn deliveries_sign_their_id_and_time_and_name_their_events() {
+        let body = br#"{"a":1}"#;
+        let signature = sign_delivery(b"s3cret", "d-1", "1700000000", body);
+        let content = signed_content("d-1", "1700000000", body);
+        assert!(verify_signature(b"s3cret", &content, &signature));
+        // Another id or time does not verify with the same signature.
+        for (delivery, timestamp) in [("d-2", "1700000000"), ("d-1", "1700000001")] {
+            let content = signed_content(delivery, timestamp, body);
+            assert!(!verify_signature(b"s3cret", &content, &signature));
+        }
+        assert!(!verify_signature(b"s3cret", body, &signature));
+        assert!(valid_delivery_id("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+        for bad in [
+            "",
+            "a.b",
+            "a b",
+            "é",
+            &"x".repeat(MAX_DELIVERY_ID_CHARS + 1),
+        ] {
+            assert!(!valid_delivery_id(bad), "{bad:?}");
+        }
+        let id = delivery_event_id("ci", "d-1", 0);
+        assert_eq!(id, delivery_event_id("ci", "d-1", 0));
+        assert_ne!(id, delivery_event_id("ci", "d-1", 1));
+        assert_ne!(id, delivery_event_id("cd", "d-1", 0));
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 8);
     }
 
     #[test]

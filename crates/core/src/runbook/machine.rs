@@ -16,17 +16,18 @@ use serde_json::{json, Map, Value};
 use super::program::{coerce_params, Block, Kind, Node, Program};
 use crate::action::{self, Action};
 use crate::config::{Check, OnFailure};
+use crate::journal::{OutcomeStatus, RunStatus, StepStatus};
 
 /// Something that happened to a run. Every input that changes a run is journaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
 pub enum Input {
     Start,
-    /// An action's or a check's outcome. `status` is `succeeded`, `failed` or `timed_out`.
+    /// An action's or a check's outcome.
     Outcome {
         step: String,
         attempt: u32,
-        status: String,
+        status: OutcomeStatus,
         #[serde(default)]
         output: Value,
         #[serde(default)]
@@ -116,7 +117,7 @@ pub enum Record {
     StepEnded {
         step: String,
         name: String,
-        status: String,
+        status: StepStatus,
         #[serde(default)]
         outputs: Value,
         #[serde(default)]
@@ -131,8 +132,7 @@ pub enum Record {
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunEnd {
-    /// `succeeded`, `failed`, `rolled_back`, `cancelled`, `needs_attention` or `dry_run`.
-    pub status: String,
+    pub status: RunStatus,
     #[serde(default)]
     pub error: Option<String>,
     /// The steps whose rollbacks ran and succeeded, in the order they were undone.
@@ -365,7 +365,15 @@ impl Machine {
                 status,
                 output,
                 error,
-            } => self.outcome(step, *attempt, status, output, error.clone(), now, &mut out),
+            } => self.outcome(
+                step,
+                *attempt,
+                *status,
+                output,
+                error.clone(),
+                now,
+                &mut out,
+            ),
             Input::Timer {
                 step,
                 attempt,
@@ -556,7 +564,16 @@ impl Machine {
                         name: name.clone(),
                         reason: format!("`{}` is false", when.source_text),
                     });
-                    self.end_step(frame, index, &path, "skipped", json!({}), None, out, work);
+                    self.end_step(
+                        frame,
+                        index,
+                        &path,
+                        StepStatus::Skipped,
+                        json!({}),
+                        None,
+                        out,
+                        work,
+                    );
                     return;
                 }
                 Err(message) if self.dry_run => {
@@ -620,7 +637,16 @@ impl Machine {
                     with_note(inputs, condition_note),
                 ));
                 if self.dry_run {
-                    self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
+                    self.end_step(
+                        frame,
+                        index,
+                        &path,
+                        StepStatus::DryRun,
+                        json!({}),
+                        None,
+                        out,
+                        work,
+                    );
                     return;
                 }
                 match duration_secs {
@@ -698,7 +724,16 @@ impl Machine {
                     ),
                 ));
                 if self.dry_run {
-                    self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
+                    self.end_step(
+                        frame,
+                        index,
+                        &path,
+                        StepStatus::DryRun,
+                        json!({}),
+                        None,
+                        out,
+                        work,
+                    );
                     return;
                 }
                 if let Some(notifier) = notify {
@@ -778,7 +813,16 @@ impl Machine {
                             "for_each",
                             json!({ "unrendered": message }),
                         ));
-                        self.end_step(frame, index, &path, "dry_run", json!({}), None, out, work);
+                        self.end_step(
+                            frame,
+                            index,
+                            &path,
+                            StepStatus::DryRun,
+                            json!({}),
+                            None,
+                            out,
+                            work,
+                        );
                         return;
                     }
                     Err(message) => {
@@ -827,7 +871,7 @@ impl Machine {
                         frame,
                         index,
                         &path,
-                        "succeeded",
+                        StepStatus::Succeeded,
                         json!({ "items": [] }),
                         None,
                         out,
@@ -1030,7 +1074,16 @@ impl Machine {
                     inputs: with_note(json!({ "unrendered": message }), note),
                     resumed,
                 });
-                self.end_step(frame, index, path, "dry_run", json!({}), None, out, work);
+                self.end_step(
+                    frame,
+                    index,
+                    path,
+                    StepStatus::DryRun,
+                    json!({}),
+                    None,
+                    out,
+                    work,
+                );
                 return;
             }
             Err(message) => {
@@ -1049,7 +1102,16 @@ impl Machine {
         // A dry run executes nothing, except actions whose API can say what it would do without
         // doing it (Kubernetes' `dryRun=All`): those run, and their outcome comes back as `dry_run`.
         if self.dry_run && !parsed.as_ref().is_some_and(Action::server_dry_run) {
-            self.end_step(frame, index, path, "dry_run", json!({}), None, out, work);
+            self.end_step(
+                frame,
+                index,
+                path,
+                StepStatus::DryRun,
+                json!({}),
+                None,
+                out,
+                work,
+            );
             return;
         }
         let is_check = check.is_some();
@@ -1142,7 +1204,7 @@ impl Machine {
             frame,
             index,
             path,
-            "failed",
+            StepStatus::Failed,
             json!({}),
             Some(message),
             out,
@@ -1157,7 +1219,7 @@ impl Machine {
         frame: usize,
         index: usize,
         path: &str,
-        status: &str,
+        status: StepStatus,
         outputs: Value,
         error: Option<String>,
         out: &mut Transition,
@@ -1176,7 +1238,7 @@ impl Machine {
         frame: usize,
         index: usize,
         path: &str,
-        status: &str,
+        status: StepStatus,
         outputs: Value,
         result: Option<&Value>,
         error: Option<String>,
@@ -1189,22 +1251,25 @@ impl Machine {
         let name = node.name.clone();
         let on_failure = node.on_failure;
         let has_rollback = node.rollback.is_some();
-        if record && status != "skipped" {
+        if record && status != StepStatus::Skipped {
             out.records.push(Record::StepEnded {
                 step: path.to_string(),
                 name: name.clone(),
-                status: status.to_string(),
+                status,
                 outputs: outputs.clone(),
                 error: error.clone(),
             });
         }
-        let failed = !matches!(status, "succeeded" | "skipped" | "dry_run");
+        let failed = !matches!(
+            status,
+            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::DryRun
+        );
         // An action that reports it changed nothing (`changed: false`) has nothing to undo.
         let changed = result
             .and_then(|result| result.get("changed"))
             .and_then(Value::as_bool)
             != Some(false);
-        if !failed && has_rollback && status == "succeeded" && changed {
+        if !failed && has_rollback && status == StepStatus::Succeeded && changed {
             self.completed.push(Undo {
                 path: path.to_string(),
                 frame,
@@ -1220,7 +1285,7 @@ impl Machine {
             .insert(name, json!({ "status": status, "outputs": outputs }));
         state.current = None;
         state.next = index + 1;
-        if failed && on_failure != OnFailure::Continue && status != "cancelled" {
+        if failed && on_failure != OnFailure::Continue && status != StepStatus::Cancelled {
             state.failed = true;
             if state.failure.is_none() {
                 let message = format!("step `{path}` {status}: {}", error.unwrap_or_default());
@@ -1306,7 +1371,7 @@ impl Machine {
                             owner_frame,
                             owner_index,
                             &owner,
-                            "failed",
+                            StepStatus::Failed,
                             json!({}),
                             Some(message),
                             out,
@@ -1327,7 +1392,7 @@ impl Machine {
                         owner_frame,
                         owner_index,
                         &owner,
-                        "failed",
+                        StepStatus::Failed,
                         json!({}),
                         Some(message),
                         out,
@@ -1349,15 +1414,18 @@ impl Machine {
             }
         }
         let (status, error) = if self.cancelled.is_some() && any_failed {
-            ("cancelled", None)
+            (StepStatus::Cancelled, None)
         } else if any_failed {
-            ("failed", child_failure.map(|(message, _)| message))
+            (
+                StepStatus::Failed,
+                child_failure.map(|(message, _)| message),
+            )
         } else if self.cancelled.is_some() {
-            ("cancelled", None)
+            (StepStatus::Cancelled, None)
         } else if self.dry_run {
-            ("dry_run", None)
+            (StepStatus::DryRun, None)
         } else {
-            ("succeeded", None)
+            (StepStatus::Succeeded, None)
         };
         self.end_step(
             owner_frame,
@@ -1378,14 +1446,14 @@ impl Machine {
         &mut self,
         path: &str,
         attempt: u32,
-        status: &str,
+        status: OutcomeStatus,
         output: &Value,
         error: Option<String>,
         now: DateTime<Utc>,
         out: &mut Transition,
     ) {
         if self.rollback.is_some() {
-            self.rollback_outcome(path, attempt, status, error, now, out);
+            self.rollback_outcome(path, attempt, status.step(), error, now, out);
             return;
         }
         let Some(active) = self.active.get(path) else {
@@ -1399,7 +1467,9 @@ impl Machine {
                 attempt: current, ..
             } if current == attempt => {
                 let node = self.node(frame, index);
-                if status == "succeeded" || (self.dry_run && status == "dry_run") {
+                if status == OutcomeStatus::Succeeded
+                    || (self.dry_run && status == OutcomeStatus::DryRun)
+                {
                     let outputs = &self.node(frame, index).outputs;
                     // A step without outputs renders nothing, so it needs no context.
                     let context = if outputs.is_empty() {
@@ -1414,7 +1484,7 @@ impl Machine {
                                 frame,
                                 index,
                                 path,
-                                status,
+                                status.step(),
                                 outputs,
                                 Some(output),
                                 None,
@@ -1427,7 +1497,7 @@ impl Machine {
                             frame,
                             index,
                             path,
-                            "failed",
+                            StepStatus::Failed,
                             json!({}),
                             Some(message),
                             out,
@@ -1448,9 +1518,9 @@ impl Machine {
                         .push(timer(path, attempt + 1, TimerKind::Retry, at));
                 } else {
                     let status = if self.cancelled.is_some() {
-                        "cancelled"
+                        StepStatus::Cancelled
                     } else {
-                        status
+                        status.step()
                     };
                     self.end_step_inner(
                         frame,
@@ -1472,12 +1542,12 @@ impl Machine {
                 deadline,
                 ..
             } if current == attempt => {
-                if status == "succeeded" {
+                if status == OutcomeStatus::Succeeded {
                     self.end_step(
                         frame,
                         index,
                         path,
-                        "succeeded",
+                        StepStatus::Succeeded,
                         json!({ "polls": attempt }),
                         None,
                         out,
@@ -1488,7 +1558,7 @@ impl Machine {
                         frame,
                         index,
                         path,
-                        "cancelled",
+                        StepStatus::Cancelled,
                         json!({}),
                         None,
                         out,
@@ -1561,7 +1631,7 @@ impl Machine {
                     frame,
                     index,
                     path,
-                    "succeeded",
+                    StepStatus::Succeeded,
                     json!({}),
                     None,
                     out,
@@ -1584,7 +1654,7 @@ impl Machine {
                     frame,
                     index,
                     path,
-                    "timed_out",
+                    StepStatus::TimedOut,
                     json!({}),
                     Some(format!("the check did not hold within {timeout} s")),
                     out,
@@ -1597,7 +1667,7 @@ impl Machine {
                     frame,
                     index,
                     path,
-                    "timed_out",
+                    StepStatus::TimedOut,
                     json!({}),
                     Some(format!("no one approved within {timeout} s")),
                     out,
@@ -1643,7 +1713,7 @@ impl Machine {
                 frame,
                 index,
                 path,
-                "succeeded",
+                StepStatus::Succeeded,
                 outputs,
                 None,
                 out,
@@ -1657,7 +1727,7 @@ impl Machine {
                 frame,
                 index,
                 path,
-                "rejected",
+                StepStatus::Rejected,
                 outputs,
                 Some(format!("rejected by `{by}`{reason}")),
                 out,
@@ -1711,7 +1781,7 @@ impl Machine {
                 frame,
                 index,
                 &path,
-                "cancelled",
+                StepStatus::Cancelled,
                 json!({}),
                 Some(format!("cancelled by `{by}`")),
                 out,
@@ -1789,7 +1859,7 @@ impl Machine {
         if !unknown.is_empty() {
             out.effects.clear();
             let end = RunEnd {
-                status: "needs_attention".into(),
+                status: RunStatus::NeedsAttention,
                 error: Some(format!(
                     "the daemon stopped while {} ran; whether it took effect is unknown and it is not marked `idempotent: true`, so homeostat will not run it again: check its target, then start a new run if needed",
                     unknown.join(", ")
@@ -1833,21 +1903,21 @@ impl Machine {
                 .unwrap_or_default();
             let end = if self.cancelled.is_some() {
                 RunEnd {
-                    status: "cancelled".into(),
+                    status: RunStatus::Cancelled,
                     error: Some(format!("{failure}; rollback cancelled")),
                     undone: rollback.undone,
                     outputs: Value::Null,
                 }
             } else if rollback.failed.is_empty() {
                 RunEnd {
-                    status: "rolled_back".into(),
+                    status: RunStatus::RolledBack,
                     error: Some(failure),
                     undone: rollback.undone,
                     outputs: Value::Null,
                 }
             } else {
                 RunEnd {
-                    status: "failed".into(),
+                    status: RunStatus::Failed,
                     error: Some(format!(
                         "{failure}; the rollback of {} failed too",
                         rollback
@@ -1869,7 +1939,7 @@ impl Machine {
         }
         if let Some(by) = &self.cancelled {
             let end = RunEnd {
-                status: "cancelled".into(),
+                status: RunStatus::Cancelled,
                 error: Some(format!("cancelled by `{by}`")),
                 undone: Vec::new(),
                 outputs: Value::Null,
@@ -1894,7 +1964,7 @@ impl Machine {
                     return;
                 }
                 let end = RunEnd {
-                    status: "failed".into(),
+                    status: RunStatus::Failed,
                     error: Some(message),
                     undone: Vec::new(),
                     outputs: Value::Null,
@@ -1911,7 +1981,7 @@ impl Machine {
                 Ok(outputs) => outputs,
                 Err(message) => {
                     let end = RunEnd {
-                        status: "failed".into(),
+                        status: RunStatus::Failed,
                         error: Some(message),
                         undone: Vec::new(),
                         outputs: Value::Null,
@@ -1921,10 +1991,14 @@ impl Machine {
                 }
             }
         };
-        let status = if self.dry_run { "dry_run" } else { "succeeded" };
+        let status = if self.dry_run {
+            RunStatus::DryRun
+        } else {
+            RunStatus::Succeeded
+        };
         self.finish(
             RunEnd {
-                status: status.into(),
+                status,
                 error: None,
                 undone: Vec::new(),
                 outputs,
@@ -1986,7 +2060,7 @@ impl Machine {
             self.rollback_outcome(
                 &path,
                 attempt,
-                "failed",
+                StepStatus::Failed,
                 Some("a rollback must be an action".into()),
                 now,
                 out,
@@ -2023,11 +2097,11 @@ impl Machine {
                 out.records.push(Record::StepEnded {
                     step: path.clone(),
                     name: node.name.clone(),
-                    status: "failed".into(),
+                    status: StepStatus::Failed,
                     outputs: json!({}),
                     error: Some(message.clone()),
                 });
-                self.rollback_outcome(&path, attempt, "failed", Some(message), now, out);
+                self.rollback_outcome(&path, attempt, StepStatus::Failed, Some(message), now, out);
             }
         }
     }
@@ -2036,7 +2110,7 @@ impl Machine {
         &mut self,
         path: &str,
         attempt: u32,
-        status: &str,
+        status: StepStatus,
         _error: Option<String>,
         now: DateTime<Utc>,
         out: &mut Transition,
@@ -2056,7 +2130,7 @@ impl Machine {
             out.ignored = true;
             return;
         }
-        if status == "succeeded" {
+        if status == StepStatus::Succeeded {
             rollback.undone.push(undo.path.clone());
             self.next_rollback(now, out);
             return;

@@ -46,10 +46,16 @@ impl std::fmt::Debug for Expr {
     }
 }
 
+/// Compiles CEL, turning a panic of the `cel` crate into an error.
+pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
+    std::panic::catch_unwind(|| cel::Program::compile(source_text))
+        .map_err(|_| "the CEL parser failed on this expression".to_string())?
+        .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())
+}
+
 impl Expr {
     pub fn compile(source_text: &str) -> Result<Self, String> {
-        let program = cel::Program::compile(source_text)
-            .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())?;
+        let program = compile_cel(source_text)?;
         Ok(Self {
             source_text: source_text.to_string(),
             program: Arc::new(program),
@@ -57,9 +63,15 @@ impl Expr {
     }
 
     /// Runs the program in a context the caller built.
+    ///
+    /// The `cel` crate (0.11) panics on some expressions that parse, such as a macro called on a
+    /// number (`[1] - 4.map(x, x)` reaches a `todo!`); a condition evaluates inside the decide
+    /// stage, so such a panic becomes this expression's error instead of taking the daemon down.
     pub fn execute(&self, context: &cel::Context) -> Result<cel::Value, String> {
-        self.program
-            .execute(context)
+        let program = std::panic::AssertUnwindSafe(&self.program);
+        let context = std::panic::AssertUnwindSafe(context);
+        std::panic::catch_unwind(|| program.execute(*context))
+            .map_err(|_| "the CEL interpreter failed on this expression (a bug of the `cel` crate); rewrite the expression".to_string())?
             .map_err(|error| error.to_string())
     }
 
@@ -275,9 +287,26 @@ impl Compiler<'_> {
             .collect()
     }
 
+    fn url_template(&mut self, text: &str, field: &str) -> Result<Template, Error> {
+        self.builder.add_url(text).map_err(|error| Error::Step {
+            step: field.to_string(),
+            message: error.to_string(),
+        })
+    }
+
     fn inputs(&mut self, with: &serde_json::Value, path: &str) -> Result<Inputs, Error> {
+        self.action_inputs(with, path, &[])
+    }
+
+    /// An action's inputs; the strings at `urls` (such as `with.url`) are URL templates.
+    fn action_inputs(
+        &mut self,
+        with: &serde_json::Value,
+        path: &str,
+        urls: &[&str],
+    ) -> Result<Inputs, Error> {
         self.builder
-            .add_inputs(with, "with")
+            .add_inputs_with_urls(with, "with", urls)
             .map_err(|(field, error)| Error::Step {
                 step: path.to_string(),
                 message: format!("{field}: {error}"),
@@ -294,10 +323,10 @@ impl Compiler<'_> {
             prometheus_url: check
                 .prometheus_url
                 .as_deref()
-                .map(|text| self.template(text, path))
+                .map(|text| self.url_template(text, path))
                 .transpose()?,
             http: match &check.http {
-                Some(http) => Some((self.template(&http.url, path)?, http.clone())),
+                Some(http) => Some((self.url_template(&http.url, path)?, http.clone())),
                 None => None,
             },
         })
@@ -311,7 +340,7 @@ impl Compiler<'_> {
         let kind = if let Some(action) = &step.action {
             Kind::Action {
                 action: action.clone(),
-                inputs: self.inputs(&step.with, path)?,
+                inputs: self.action_inputs(&step.with, path, crate::action::url_inputs(action))?,
             }
         } else if let Some(branches) = &step.parallel {
             let mut compiled = Vec::with_capacity(branches.len());
@@ -417,7 +446,11 @@ impl Compiler<'_> {
             outputs,
             on_failure: step.on_failure,
             rollback,
-            idempotent: step.idempotent,
+            idempotent: step.idempotent
+                || step
+                    .action
+                    .as_deref()
+                    .is_some_and(crate::action::idempotent_by_nature),
         })
     }
 }

@@ -86,7 +86,7 @@ fn ended(step: &str, status: &str, outputs: Value, error: Option<&str>) -> Recor
     Record::StepEnded {
         step: step.into(),
         name: step.rsplit('.').next().unwrap().into(),
-        status: status.into(),
+        status: status.parse().unwrap(),
         outputs,
         error: error.map(str::to_string),
     }
@@ -94,7 +94,7 @@ fn ended(step: &str, status: &str, outputs: Value, error: Option<&str>) -> Recor
 
 fn run_ended(status: &str, error: Option<&str>, undone: &[&str], outputs: Value) -> Record {
     Record::RunEnded(RunEnd {
-        status: status.into(),
+        status: status.parse().unwrap(),
         error: error.map(str::to_string),
         undone: undone.iter().map(|step| step.to_string()).collect(),
         outputs,
@@ -198,7 +198,7 @@ impl Run {
         self.apply(Input::Outcome {
             step: step.into(),
             attempt,
-            status: status.into(),
+            status: status.parse().unwrap(),
             output,
             error,
         })
@@ -1753,6 +1753,51 @@ fn recovery_stops_a_run_whose_non_idempotent_step_was_in_flight() {
 }
 
 #[test]
+fn recovery_reruns_a_log_step_though_it_does_not_say_idempotent() {
+    // `log` touches nothing outside homeostat: running it again cannot do anything twice.
+    let yaml = r#"
+runbooks:
+  - name: rb
+    params: { unit: { type: string } }
+    steps:
+      - { name: note, action: log, with: { message: "restarting {{ params.unit }}" } }
+      - { name: wait-rollout, action: kubernetes.wait_rollout, with: { name: api } }
+      - { name: once, action: exec, with: { command: [once] } }
+"#;
+    let mut run = Run::new(yaml, "rb", json!({"unit": "api"}));
+    run.start();
+    let (mut replayed, recover) = crash(&run, run.journal.len());
+    assert_eq!(
+        recover.records,
+        [Record::StepStarted {
+            step: "note".into(),
+            name: "note".into(),
+            attempt: 1,
+            action: "log".into(),
+            inputs: json!({ "message": "restarting api" }),
+            resumed: true,
+        }]
+    );
+    assert_eq!(recover.effects, [execute("note", 1, log("restarting api"))]);
+    // A read-only Kubernetes wait is as safe to repeat.
+    let note = replayed.succeed("note", Value::Null);
+    assert!(matches!(
+        &note.effects[..],
+        [Effect::Execute { step, .. }] if step == "wait-rollout"
+    ));
+    let (mut again, recover) = crash(&replayed, replayed.journal.len());
+    assert!(matches!(
+        &recover.effects[..],
+        [Effect::Execute { step, attempt: 1, .. }] if step == "wait-rollout"
+    ));
+    again.succeed("wait-rollout", Value::Null);
+    // What is not idempotent by nature still stops the run.
+    let (stopped, recover) = crash(&again, again.journal.len());
+    assert!(recover.effects.is_empty());
+    assert_eq!(stopped.end().status, "needs_attention");
+}
+
+#[test]
 fn recovery_rearms_retry_timers_and_approval_deadlines_at_their_original_times() {
     let mut run = Run::new(RECOVERY, "rb", json!({}));
     run.start();
@@ -1820,7 +1865,7 @@ runbooks:
       - name: b
         action: log
         with: { message: b }
-        rollback: { name: undo-b, action: log, with: { message: "undo b" } }
+        rollback: { name: undo-b, action: exec, with: { command: [undo-b] } }
       - name: c
         action: log
         with: { message: c }

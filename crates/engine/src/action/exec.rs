@@ -6,6 +6,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use homeostat_core::action::Exec;
+use homeostat_core::config::MaybeSecret;
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -13,12 +14,25 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Context, Outcome};
-use crate::secrets;
+use crate::secrets::{self, Secret};
 
 /// How long to wait, after killing a timed-out group, for its last output and its exit status.
 /// The group is dead by then, so this only matters when a process left the group (`setsid`) and
 /// still holds a pipe; the action must end anyway.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// The daemon's environment variables an `exec` child gets: where programs are, who runs them,
+/// the locale, the time zone and the temporary directory. Nothing here carries a secret; anything
+/// else a step needs it names in `env`.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+];
+
+/// `PATH` for a child when the daemon has none, as a login shell would set it.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A secret shorter than this is not scrubbed from output: it would blank out ordinary text.
+const MIN_SCRUBBED_SECRET_CHARS: usize = 4;
 
 /// The last line of stderr quoted in an error is cut to this many characters to keep it one short line.
 const MAX_ERROR_LINE_CHARS: usize = 200;
@@ -37,10 +51,26 @@ pub async fn run(exec: &Exec, context: &Context) -> Outcome {
 
     let mut command = tokio::process::Command::new(program);
     command.args(args);
+    // The daemon's environment holds its secrets (`{env: NAME}` references for tokens, webhook
+    // keys, notifier URLs); a child starts from the few variables programs expect instead, and
+    // gets a secret only when its step names it.
+    command.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        command.env("PATH", DEFAULT_PATH);
+    }
+    let mut revealed = Vec::new();
     for (name, value) in &exec.env {
         match secrets::resolve_maybe(value) {
             Ok(secret) => {
                 command.env(name, secret.expose());
+                if matches!(value, MaybeSecret::Secret(_)) {
+                    revealed.push(secret);
+                }
             }
             // The secrets error names the reference, never the value.
             Err(error) => {
@@ -136,7 +166,7 @@ pub async fn run(exec: &Exec, context: &Context) -> Outcome {
             }
             _ => None,
         };
-        return Outcome::timed_out(output(status, &stdout, &stderr), context.timeout);
+        return Outcome::timed_out(output(status, &stdout, &stderr, &revealed), context.timeout);
     }
 
     let status = match exit {
@@ -146,23 +176,23 @@ pub async fn run(exec: &Exec, context: &Context) -> Outcome {
         }
         Some(Err(error)) => {
             return Outcome::failed(
-                output(None, &stdout, &stderr),
+                output(None, &stdout, &stderr, &revealed),
                 format!("cannot wait for `{program}`: {}", io_cause(&error)),
             )
         }
         // `collect` only finishes once the wait has finished.
         None => {
             return Outcome::failed(
-                output(None, &stdout, &stderr),
+                output(None, &stdout, &stderr, &revealed),
                 format!("lost track of `{program}`"),
             )
         }
     };
-    let result = output(Some(status), &stdout, &stderr);
+    let result = output(Some(status), &stdout, &stderr, &revealed);
     if status.success() {
         Outcome::succeeded(result)
     } else {
-        Outcome::failed(result, exit_error(status, &stderr))
+        Outcome::failed(result, scrub(exit_error(status, &stderr), &revealed))
     }
 }
 
@@ -265,15 +295,33 @@ pub(crate) fn lossy_prefix(bytes: &[u8], truncated: bool) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn output(status: Option<ExitStatus>, stdout: &Captured, stderr: &Captured) -> serde_json::Value {
+/// What the action returns, journaled; the secrets the step was given are blanked out of it.
+fn output(
+    status: Option<ExitStatus>,
+    stdout: &Captured,
+    stderr: &Captured,
+    secrets: &[Secret],
+) -> serde_json::Value {
     json!({
         "exit_code": status.and_then(|status| status.code()),
         "signal": status.and_then(|status| status.signal()),
-        "stdout": stdout.text(),
-        "stderr": stderr.text(),
+        "stdout": scrub(stdout.text(), secrets),
+        "stderr": scrub(stderr.text(), secrets),
         "stdout_truncated": stdout.truncated,
         "stderr_truncated": stderr.truncated,
     })
+}
+
+/// Replaces every occurrence of a secret in `text` with `<redacted>`, as CI systems mask theirs in
+/// logs: a program that prints its environment or echoes a token must not put it in the journal.
+fn scrub(mut text: String, secrets: &[Secret]) -> String {
+    for secret in secrets {
+        let value = secret.expose();
+        if value.chars().count() >= MIN_SCRUBBED_SECRET_CHARS && text.contains(value) {
+            text = text.replace(value, "<redacted>");
+        }
+    }
+    text
 }
 
 fn exit_error(status: ExitStatus, stderr: &Captured) -> String {
@@ -532,7 +580,62 @@ mod tests {
         );
         let outcome = run(&action, &context(Duration::from_secs(10))).await;
         assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
-        assert_eq!(outcome.output["stdout"], "s3cr3t-token");
+        // The program got the value; the journaled output only a mask.
+        assert_eq!(outcome.output["stdout"], "<redacted>");
+        action.command = vec![
+            "sh".into(),
+            "-c".into(),
+            "test \"$API_TOKEN\" = s3cr3t-token && echo given; echo \"$API_TOKEN\" >&2; exit 3"
+                .into(),
+        ];
+        let outcome = run(&action, &context(Duration::from_secs(10))).await;
+        assert_eq!(outcome.output["stdout"], "given\n");
+        assert_eq!(outcome.output["stderr"], "<redacted>\n");
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("exited with status 3: <redacted>")
+        );
+    }
+
+    /// Finding 7 of issue 11: every secret the daemon read from its environment was readable by
+    /// every runbook command, and an `env` step journaled them all.
+    #[tokio::test]
+    async fn children_get_a_minimal_environment_and_only_the_secrets_they_name() {
+        let name = format!("HOMEOSTAT_TEST_DAEMON_SECRET_{}", std::process::id());
+        std::env::set_var(&name, "daemon-only-secret-value");
+        let outcome = run(&exec(&["env"]), &context(Duration::from_secs(10))).await;
+        assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+        let stdout = outcome.output["stdout"].as_str().unwrap().to_string();
+        assert!(!stdout.contains("daemon-only-secret-value"), "{stdout}");
+        let names: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        assert!(names.contains(&"PATH"), "{stdout}");
+        assert!(
+            names.iter().all(|name| INHERITED_ENV.contains(name)),
+            "{names:?}"
+        );
+
+        let mut asks = exec(&["env"]);
+        asks.env.insert(
+            "API_KEY".into(),
+            MaybeSecret::Secret(SecretRef::Env(name.clone())),
+        );
+        asks.env
+            .insert("UNIT".into(), MaybeSecret::Plain("api.service".into()));
+        let outcome = run(&asks, &context(Duration::from_secs(10))).await;
+        std::env::remove_var(&name);
+        let stdout = outcome.output["stdout"].as_str().unwrap();
+        assert!(
+            stdout.lines().any(|line| line == "API_KEY=<redacted>"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.lines().any(|line| line == "UNIT=api.service"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("daemon-only-secret-value"), "{stdout}");
     }
 
     #[tokio::test]

@@ -31,26 +31,8 @@ pub struct Context {
     pub cluster: kubernetes::Cluster,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Succeeded,
-    Failed,
-    TimedOut,
-    /// A dry run's action: its API said what it would do, and it did nothing.
-    DryRun,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::DryRun => "dry_run",
-        }
-    }
-}
+/// How an action ended: the status its outcome is journaled with.
+pub use homeostat_core::journal::OutcomeStatus as Status;
 
 /// What an action did. `output` is journaled, so it must never contain a secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

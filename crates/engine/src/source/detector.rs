@@ -17,7 +17,7 @@ use homeostat_core::{Event, Status};
 use homeostat_store::Write;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Handle;
+use crate::Handle;
 
 /// The source name of anomaly events.
 pub const SOURCE: &str = "detector";
@@ -308,7 +308,7 @@ fn snapshot_name(config: &Config) -> String {
 pub async fn run(config: Config, prometheus_url: String, handle: Handle, client: reqwest::Client) {
     let name = snapshot_name(&config);
     let timeout = Duration::from_secs_f64(config.interval_secs.clamp(1.0, 30.0));
-    let mut watch: Watch = match handle.store.snapshot(&name).await {
+    let mut watch: Watch = match handle.store().snapshot(&name).await {
         Ok(Some((_, body))) => serde_json::from_slice(&body).unwrap_or_else(|error| {
             tracing::warn!(detector = %config.name, %error, "cannot read the detector's snapshot; learning afresh");
             Watch::default()
@@ -319,7 +319,7 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
         tracing::info!(detector = %config.name, series = watch.len(), "detector state restored from its snapshot");
     }
     // Learn what happened while the daemon was down, or the history on a first start.
-    let now = handle.clock.now().timestamp() as f64;
+    let now = handle.clock().now().timestamp() as f64;
     let start = match watch.oldest_last_at() {
         Some(last) => last as f64 + config.interval_secs,
         None => now - config.backfill_secs,
@@ -361,16 +361,16 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
                 Ok(samples) => samples,
                 Err(error) => {
                     tracing::warn!(detector = %config.name, %error, "cannot query");
-                    handle.metrics.source_error(SOURCE, "query_failed");
+                    handle.metrics().source_error(SOURCE, "query_failed");
                     continue;
                 }
             };
-        let observed = watch.observe(&config, samples, handle.clock.now());
+        let observed = watch.observe(&config, samples, handle.clock().now());
         if observed.ignored > 0 {
-            handle.metrics.source_error(SOURCE, "too_many_series");
+            handle.metrics().source_error(SOURCE, "too_many_series");
         }
         handle
-            .metrics
+            .metrics()
             .detector_series
             .get_or_create(&series_gauge)
             .set(watch.len() as i64);

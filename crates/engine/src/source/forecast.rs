@@ -13,7 +13,7 @@ use homeostat_core::event::Labels;
 use homeostat_core::{Event, Status};
 use homeostat_forecast::{first_crossing, Bound, Crossing, Forecast, Series, Settings};
 
-use crate::engine::Handle;
+use crate::Handle;
 
 /// The source name of forecast events.
 pub const SOURCE: &str = "forecast";
@@ -157,7 +157,7 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let end = handle.clock.now().timestamp() as f64;
+        let end = handle.clock().now().timestamp() as f64;
         let range = (end - config.history_secs, end, config.step_secs);
         let history = match crate::prometheus::range(
             &client,
@@ -171,7 +171,7 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
             Ok(history) => history,
             Err(error) => {
                 tracing::warn!(forecast = %config.name, %error, "cannot read history");
-                handle.metrics.source_error(SOURCE, "query_failed");
+                handle.metrics().source_error(SOURCE, "query_failed");
                 continue;
             }
         };
@@ -190,7 +190,7 @@ pub async fn run(config: Config, prometheus_url: String, handle: Handle, client:
         })
         .await
         .unwrap_or_default();
-        let now = handle.clock.now();
+        let now = handle.clock().now();
         let mut events = Vec::new();
         for (labels, outlook) in outlooks {
             let outlook = match outlook {

@@ -10,7 +10,7 @@ use homeostat_core::config::HttpProbeSource;
 use homeostat_core::event::{fingerprint, Labels};
 use homeostat_core::{Event, Status};
 
-use crate::engine::Handle;
+use crate::Handle;
 
 /// One probe's verdict.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,7 +123,7 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
     let fingerprint = fingerprint(&labels);
     let mut state = State::default();
     // A probe that was firing before a restart must still be able to resolve.
-    if let Ok(Some(last)) = handle.store.last_event(&config.name).await {
+    if let Ok(Some(last)) = handle.store().last_event(&config.name).await {
         if last.event.status == Status::Firing && last.event.fingerprint == fingerprint {
             state.firing = true;
             state.since = last.event.starts_at;
@@ -133,17 +133,17 @@ pub async fn run(config: HttpProbeSource, handle: Handle, client: reqwest::Clien
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let verdict = check(&config, &client, &*handle.clock).await;
+        let verdict = check(&config, &client, &**handle.clock()).await;
         let healthy = matches!(verdict, Verdict::Healthy { .. });
         if !healthy {
-            handle.metrics.source_error(&config.name, "probe_failed");
+            handle.metrics().source_error(&config.name, "probe_failed");
         }
         let Some(status) =
             state.observe(healthy, config.failure_threshold, config.success_threshold)
         else {
             continue;
         };
-        let now = handle.clock.now();
+        let now = handle.clock().now();
         if status == Status::Firing {
             state.since = Some(now);
         }

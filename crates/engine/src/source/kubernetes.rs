@@ -12,7 +12,7 @@ use homeostat_kubernetes::watch::{self, Batch, Resume, Watcher};
 use homeostat_store::Write;
 use tokio::sync::mpsc;
 
-use crate::engine::Handle;
+use crate::Handle;
 
 fn snapshot_name(source: &str, key: &str) -> String {
     format!("kubernetes:{source}:{key}")
@@ -39,7 +39,7 @@ pub async fn run(config: KubernetesEventsSource, client: kube::Client, handle: H
     for stream in watch::streams(&settings) {
         let key = stream.key();
         let restored = match handle
-            .store
+            .store()
             .snapshot(&snapshot_name(&config.name, &key))
             .await
         {
@@ -64,7 +64,7 @@ pub async fn run(config: KubernetesEventsSource, client: kube::Client, handle: H
     }
     // Small: a watch waits for its batch to be journaled before it reads on.
     let (sender, mut receiver) = mpsc::channel::<Batch>(16);
-    let watcher = Watcher::spawn(client, settings, saved, sender, handle.clock.clone());
+    let watcher = Watcher::spawn(client, settings, saved, sender, handle.clock().clone());
     let stats = watcher.stats();
     let mut counted = (0, 0);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -123,7 +123,7 @@ fn count_errors(handle: &Handle, source: &str, stats: &watch::Stats, counted: &m
     ] {
         if total > before {
             handle
-                .metrics
+                .metrics()
                 .source_errors
                 .get_or_create(&vec![
                     ("source", source.to_string()),

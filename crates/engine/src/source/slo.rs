@@ -15,7 +15,7 @@ use homeostat_core::Status;
 use homeostat_store::EventQuery;
 use serde::Serialize;
 
-use crate::engine::Handle;
+use crate::Handle;
 
 /// Every SLO's latest status, by SLO id.
 #[derive(Clone, Default)]
@@ -93,9 +93,9 @@ pub async fn run(
             Ok(samples) => samples,
             Err(error) => {
                 tracing::warn!(slo = %objective.id, %error, "cannot evaluate SLO");
-                handle.metrics.source_error(SOURCE, "query_failed");
+                handle.metrics().source_error(SOURCE, "query_failed");
                 handle
-                    .metrics
+                    .metrics()
                     .slo_evaluations
                     .get_or_create(&[slo.clone(), vec![("result", "error".into())]].concat())
                     .inc();
@@ -103,10 +103,10 @@ pub async fn run(
                 continue;
             }
         };
-        let now = handle.clock.now();
+        let now = handle.clock().now();
         let (status, events) = tracker.observe(objective, &samples, now);
         handle
-            .metrics
+            .metrics()
             .slo_evaluations
             .get_or_create(&[slo.clone(), vec![("result", "ok".into())]].concat())
             .inc();
@@ -114,7 +114,7 @@ pub async fn run(
         if let Some(series) = status.series.first() {
             if let Some(remaining) = series.budget_remaining_percent {
                 handle
-                    .metrics
+                    .metrics()
                     .slo_budget_remaining
                     .get_or_create(&slo)
                     .set(remaining / 100.0);
@@ -122,7 +122,7 @@ pub async fn run(
             for (window, rate) in &series.burn_rate {
                 if let Some(rate) = rate {
                     handle
-                        .metrics
+                        .metrics()
                         .slo_burn_rate
                         .get_or_create(&[slo.clone(), vec![("window", window.clone())]].concat())
                         .set(*rate);
@@ -148,7 +148,7 @@ pub async fn run(
 async fn restore(handle: &Handle, target: &SloTarget) -> Tracker {
     let objective = &target.objective;
     let events = handle
-        .store
+        .store()
         .events(&EventQuery {
             limit: 1_000,
             source: Some(SOURCE.to_string()),

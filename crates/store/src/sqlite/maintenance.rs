@@ -11,14 +11,14 @@ use homeostat_core::config::Retention;
 use sqlx::{Row, SqliteConnection};
 
 use super::{from_millis, millis};
-use crate::{Error, Result, RetentionReport, Space};
+use crate::{Error, Prune, Result, RetentionPlan, RetentionReport, Space};
 
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
-/// Rows deleted per transaction: small enough that the writer, which waits for the lock, stalls
-/// for milliseconds, not seconds.
-const DELETE_CHUNK: i64 = 5_000;
+/// Rows deleted per prune: a chunk the writer's commit takes in milliseconds, so retention never
+/// holds ingest back for long.
+const DELETE_CHUNK: i64 = 2_000;
 
 /// Counts commits, so the checkpointer can tell an idle store from a busy one.
 #[derive(Clone, Default)]
@@ -47,8 +47,9 @@ fn file_len(path: &Path) -> u64 {
 
 /// Copies the WAL into the database in the background. A passive checkpoint never blocks the
 /// writer, but under sustained load it never gets to the end of the log either, so the file only
-/// grows; past `wal_max_bytes`, and whenever the store has gone quiet, a TRUNCATE checkpoint waits
-/// for the writer's current transaction, copies everything and cuts the file back to zero.
+/// grows; past half of `wal_max_bytes`, and whenever the store has gone quiet, a TRUNCATE
+/// checkpoint waits for the writer's current transaction, copies everything and cuts the file back
+/// to zero.
 pub(super) async fn checkpointer(
     mut connection: SqliteConnection,
     wal: PathBuf,
@@ -64,7 +65,8 @@ pub(super) async fn checkpointer(
         let idle = now == seen;
         seen = now;
         let size = file_len(&wal);
-        let mode = if size > wal_max_bytes || (idle && size > 0) {
+        // At half the limit: the log keeps growing while the checkpoint waits for the writer.
+        let mode = if size > wal_max_bytes / 2 || (idle && size > 0) {
             "TRUNCATE"
         } else if idle {
             continue;
@@ -242,8 +244,9 @@ pub(super) async fn seq_range(
 }
 
 /// What retention must never take: events a consumer has not read past (its snapshot or cursor),
-/// the newest event and journal row (the next sequence numbers are counted from them), and
-/// anything of a run still in progress.
+/// the newest event and journal row (the next sequence numbers are counted from them). Runs in
+/// progress keep their triggering events, and the newest incident stays; both are checked where
+/// the rows are deleted ([`prune`]).
 struct Floors {
     /// Events at or after this stay.
     events: i64,
@@ -275,133 +278,106 @@ async fn floors(connection: &mut SqliteConnection) -> Result<Floors> {
     })
 }
 
-/// Deletes (or, in a dry run, counts) rows of `table` matching `condition`, in chunks by sequence
-/// number below `below`, each chunk its own transaction.
-async fn sweep(
+/// Sequence-number ranges `[from, below)` of `table`, in chunks of [`DELETE_CHUNK`], with the rows
+/// of each that `condition` selects; empty chunks are left out.
+async fn chunks(
     connection: &mut SqliteConnection,
     table: &str,
     condition: &str,
-    binds: &[i64],
     below: i64,
-    dry_run: bool,
-) -> Result<u64> {
+) -> Result<Vec<(i64, i64, u64)>> {
     let low: Option<i64> = sqlx::query_scalar(&format!("SELECT MIN(seq) FROM {table}"))
         .fetch_one(&mut *connection)
         .await?;
-    let Some(mut low) = low else { return Ok(0) };
-    let mut total = 0u64;
+    let Some(mut low) = low else {
+        return Ok(Vec::new());
+    };
+    let mut chunks = Vec::new();
     while low < below {
         let high = (low + DELETE_CHUNK).min(below);
-        let verb = if dry_run {
-            format!("SELECT COUNT(*) FROM {table}")
-        } else {
-            format!("DELETE FROM {table}")
-        };
-        let sql = format!("{verb} WHERE seq >= ? AND seq < ? AND ({condition})");
-        let mut query = sqlx::query(&sql).bind(low).bind(high);
-        for value in binds {
-            query = query.bind(*value);
-        }
-        if dry_run {
-            let count: i64 = query.fetch_one(&mut *connection).await?.try_get(0)?;
-            total += count as u64;
-        } else {
-            total += query.execute(&mut *connection).await?.rows_affected();
-            // Let the writer in between chunks.
-            tokio::task::yield_now().await;
+        let count: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE seq >= ? AND seq < ? AND ({condition})"
+        ))
+        .bind(low)
+        .bind(high)
+        .fetch_one(&mut *connection)
+        .await?;
+        if count > 0 {
+            chunks.push((low, high, count as u64));
         }
         low = high;
+        tokio::task::yield_now().await;
     }
-    Ok(total)
+    Ok(chunks)
 }
 
-/// The runs or the incidents that retention thins: how to page through those past a cutoff (ids
-/// after the second parameter, in id order), the journal column that links their details, and how
-/// to delete a summary row.
+/// Runs in progress keep the events that triggered them: recovery reads them.
+const EVENTS_THAT_MAY_GO: &str = "id NOT IN (SELECT event_id FROM runs WHERE status = 'running')";
+/// Event-level journal rows (decisions); a run's and an incident's rows go with them.
+const LOOSE_ROWS: &str = "run_id IS NULL AND incident_id IS NULL";
+
+/// The runs or the incidents retention thins: those past a cutoff (bound first), still holding
+/// journal rows when only their details go, paged by id (bound second).
 struct Owners {
-    select: &'static str,
+    details: &'static str,
+    summaries: &'static str,
+    /// The journal column that links their details.
     column: &'static str,
-    delete: &'static str,
 }
 
 const RUNS: Owners = Owners {
-    select:
+    details: "SELECT id FROM runs WHERE status <> 'running' AND finished_at < ? AND id > ? \
+              AND EXISTS (SELECT 1 FROM journal WHERE journal.run_id = runs.id) ORDER BY id",
+    summaries:
         "SELECT id FROM runs WHERE status <> 'running' AND finished_at < ? AND id > ? ORDER BY id",
     column: "run_id",
-    delete: "DELETE FROM runs WHERE id = ?",
 };
 
-/// The newest incident stays whatever its age: new incidents are numbered after the highest number
-/// stored.
 const INCIDENTS: Owners = Owners {
-    select: "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? \
-             AND id < (SELECT MAX(id) FROM incidents) ORDER BY id",
+    details: "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? \
+              AND EXISTS (SELECT 1 FROM journal WHERE journal.incident_id = incidents.id) ORDER BY id",
+    // The newest incident stays whatever its age: new incidents are numbered after the highest
+    // number stored.
+    summaries: "SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ? AND id > ? \
+                AND id < (SELECT MAX(id) FROM incidents) ORDER BY id",
     column: "incident_id",
-    delete: "DELETE FROM incidents WHERE id = ?",
 };
 
-/// One pass over [`Owners`]: their details only, or their summaries too.
-struct Pass {
-    cutoff: i64,
-    summaries: bool,
-    journal_floor: i64,
-    dry_run: bool,
-}
-
-/// Deletes (or counts) the details of the owners a pass selects, and in a summaries pass their
-/// summary rows too; returns (summaries, details). A dry run counts details in the details pass
-/// only, where an applied run deletes them.
-async fn sweep_owned<Id>(
+/// The ids `select` pages through, in pages of 500, with the journal rows each holds.
+async fn owned<Id>(
     connection: &mut SqliteConnection,
-    owners: &Owners,
-    pass: &Pass,
-) -> Result<(u64, u64)>
+    select: &str,
+    column: &str,
+    cutoff: i64,
+) -> Result<Vec<(Vec<Id>, u64)>>
 where
     Id: Default + Clone + Send + Unpin + 'static,
     Id: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + for<'q> sqlx::Encode<'q, sqlx::Sqlite>,
     Id: sqlx::Type<sqlx::Sqlite>,
 {
-    let mut summaries = 0u64;
-    let mut details = 0u64;
+    let mut pages = Vec::new();
     let mut after = Id::default();
-    let condition = format!("{} = ? AND seq < {}", owners.column, pass.journal_floor);
     loop {
-        let ids: Vec<Id> = sqlx::query_scalar(&format!("{} LIMIT 500", owners.select))
-            .bind(pass.cutoff)
+        let ids: Vec<Id> = sqlx::query_scalar(&format!("{select} LIMIT 500"))
+            .bind(cutoff)
             .bind(&after)
             .fetch_all(&mut *connection)
             .await?;
         let Some(last) = ids.last() else { break };
         after = last.clone();
+        let mut rows = 0u64;
         for id in &ids {
-            if pass.dry_run {
-                if !pass.summaries {
-                    let count: i64 = sqlx::query_scalar(&format!(
-                        "SELECT COUNT(*) FROM journal WHERE {condition}"
-                    ))
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM journal WHERE {column} = ?"))
                     .bind(id.clone())
                     .fetch_one(&mut *connection)
                     .await?;
-                    details += count as u64;
-                }
-            } else {
-                details += sqlx::query(&format!("DELETE FROM journal WHERE {condition}"))
-                    .bind(id.clone())
-                    .execute(&mut *connection)
-                    .await?
-                    .rows_affected();
-                if pass.summaries {
-                    sqlx::query(owners.delete)
-                        .bind(id.clone())
-                        .execute(&mut *connection)
-                        .await?;
-                }
-            }
-            summaries += u64::from(pass.summaries);
+            rows += count as u64;
         }
+        pages.push((ids, rows));
         tokio::task::yield_now().await;
     }
-    Ok((summaries, details))
+    Ok(pages)
 }
 
 /// How much of the database file holds rows (freed pages are reused, not returned).
@@ -418,139 +394,243 @@ async fn used_bytes(connection: &mut SqliteConnection) -> Result<u64> {
     Ok(((pages - free).max(0) * size) as u64)
 }
 
-/// Applies the retention policy (or, with `dry_run`, reports what it would delete).
-pub(super) async fn retain(
+/// What the retention policy deletes now, as prunes to commit through the writer (each a chunk a
+/// commit takes in milliseconds), with the counts a dry run reports. Planning only reads.
+pub(super) async fn plan(
     connection: &mut SqliteConnection,
     policy: &Retention,
     now: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<RetentionReport> {
+) -> Result<RetentionPlan> {
     // An age past the calendar's start keeps everything.
     let age = |secs: u64| {
         chrono::Duration::try_seconds(i64::try_from(secs).unwrap_or(i64::MAX))
             .and_then(|age| now.checked_sub_signed(age))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     };
-    let mut report = RetentionReport {
-        dry_run,
-        bytes_before: used_bytes(connection).await?,
-        ..RetentionReport::default()
+    let mut plan = RetentionPlan {
+        report: RetentionReport {
+            dry_run: true,
+            bytes_before: used_bytes(connection).await?,
+            ..RetentionReport::default()
+        },
+        prunes: Vec::new(),
     };
     let floors = floors(connection).await?;
-    // Running runs keep their triggering events, which recovery reads.
-    let events_condition = "id NOT IN (SELECT event_id FROM runs WHERE status = 'running')";
-    // Event-level journal rows: decisions (a run's and an incident's rows go with them).
-    let loose = "run_id IS NULL AND incident_id IS NULL";
 
+    // Events, and the decisions made for them, by age.
     let events_cutoff = age(policy.events_max_age_secs);
     let event_end = first_seq_at(connection, "events", "received_at", events_cutoff)
         .await?
         .min(floors.events);
-    report.events = sweep(
-        connection,
-        "events",
-        events_condition,
-        &[],
-        event_end,
-        dry_run,
-    )
-    .await?;
+    for (from, below, rows) in chunks(connection, "events", EVENTS_THAT_MAY_GO, event_end).await? {
+        plan.report.events += rows;
+        plan.prunes.push(Prune::Events { from, below });
+    }
     let journal_end = first_seq_at(connection, "journal", "at", events_cutoff)
         .await?
         .min(floors.journal);
-    report.decisions = sweep(connection, "journal", loose, &[], journal_end, dry_run).await?;
+    for (from, below, rows) in chunks(connection, "journal", LOOSE_ROWS, journal_end).await? {
+        plan.report.decisions += rows;
+        plan.prunes.push(Prune::Decisions { from, below });
+    }
 
     // Details of finished runs and resolved incidents; their summary rows stay. Then summaries,
     // with whatever details are left.
-    let details = Pass {
-        cutoff: millis(age(policy.details_max_age_secs)),
-        summaries: false,
-        journal_floor: floors.journal,
-        dry_run,
-    };
-    let summaries = Pass {
-        cutoff: millis(age(policy.summaries_max_age_secs)),
-        summaries: true,
-        ..details
-    };
-    report.run_details = sweep_owned::<String>(connection, &RUNS, &details).await?.1;
-    report.incident_details = sweep_owned::<i64>(connection, &INCIDENTS, &details)
-        .await?
-        .1;
-    let (runs, more_run_details) = sweep_owned::<String>(connection, &RUNS, &summaries).await?;
-    report.runs = runs;
-    report.run_details += more_run_details;
-    let (incidents, more_incident_details) =
-        sweep_owned::<i64>(connection, &INCIDENTS, &summaries).await?;
-    report.incidents = incidents;
-    report.incident_details += more_incident_details;
-    if !dry_run && incidents > 0 {
-        sqlx::query(
-            "DELETE FROM incident_members WHERE incident_id NOT IN (SELECT id FROM incidents)",
-        )
-        .execute(&mut *connection)
-        .await?;
+    let details_cutoff = millis(age(policy.details_max_age_secs));
+    for (ids, rows) in
+        owned::<String>(connection, RUNS.details, RUNS.column, details_cutoff).await?
+    {
+        plan.report.run_details += rows;
+        plan.prunes.push(Prune::Runs {
+            ids,
+            summaries: false,
+        });
+    }
+    for (ids, rows) in owned::<i64>(
+        connection,
+        INCIDENTS.details,
+        INCIDENTS.column,
+        details_cutoff,
+    )
+    .await?
+    {
+        plan.report.incident_details += rows;
+        plan.prunes.push(Prune::Incidents {
+            ids,
+            summaries: false,
+        });
+    }
+    let summaries_cutoff = millis(age(policy.summaries_max_age_secs));
+    // Details of these were counted above already when both cutoffs have passed them.
+    let counted = summaries_cutoff <= details_cutoff;
+    for (ids, rows) in
+        owned::<String>(connection, RUNS.summaries, RUNS.column, summaries_cutoff).await?
+    {
+        plan.report.runs += ids.len() as u64;
+        if !counted {
+            plan.report.run_details += rows;
+        }
+        plan.prunes.push(Prune::Runs {
+            ids,
+            summaries: true,
+        });
+    }
+    for (ids, rows) in owned::<i64>(
+        connection,
+        INCIDENTS.summaries,
+        INCIDENTS.column,
+        summaries_cutoff,
+    )
+    .await?
+    {
+        plan.report.incidents += ids.len() as u64;
+        if !counted {
+            plan.report.incident_details += rows;
+        }
+        plan.prunes.push(Prune::Incidents {
+            ids,
+            summaries: true,
+        });
     }
 
-    // By size: the oldest events and event-level journal rows go, a chunk at a time, until the
-    // database holds less than 90% of the limit. A dry run estimates from the average row size.
-    if policy.max_bytes > 0 {
+    // By size: the oldest share of events and event-level journal rows that brings the database
+    // under 90% of the limit, estimated from the average row (rows are about alike in size).
+    if policy.max_bytes > 0 && plan.report.bytes_before > policy.max_bytes {
         let goal = policy.max_bytes / 10 * 9;
-        if dry_run {
-            let used = report.bytes_before;
-            if used > policy.max_bytes {
-                let rows: i64 = sqlx::query_scalar(
-                    "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM journal)",
-                )
+        let share = (plan.report.bytes_before - goal) as f64 / plan.report.bytes_before as f64;
+        let (low, high): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events")
                 .fetch_one(&mut *connection)
                 .await?;
-                let per_row = used / (rows.max(1) as u64);
-                report.by_size = (used - goal) / per_row.max(1);
-            }
-        } else {
-            while used_bytes(connection).await? > goal {
-                let oldest: Option<(i64, i64)> =
-                    sqlx::query_as("SELECT seq, received_at FROM events ORDER BY seq LIMIT 1")
-                        .fetch_optional(&mut *connection)
-                        .await?;
-                let Some((oldest, _)) = oldest else { break };
-                let end = (oldest + DELETE_CHUNK).min(floors.events);
-                if end <= oldest {
-                    break;
+        if let (Some(low), Some(high)) = (low, high) {
+            let end = (low + ((high - low + 1) as f64 * share).ceil() as i64)
+                .min(floors.events)
+                .max(event_end);
+            // The same time span of the journal goes with them.
+            let until: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(received_at) FROM events WHERE seq < ?")
+                    .bind(end)
+                    .fetch_one(&mut *connection)
+                    .await?;
+            for (from, below, rows) in chunks(connection, "events", EVENTS_THAT_MAY_GO, end).await?
+            {
+                if below <= event_end {
+                    continue;
                 }
-                let last_time: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(received_at) FROM events WHERE seq < ?")
-                        .bind(end)
-                        .fetch_one(&mut *connection)
-                        .await?;
-                let deleted =
-                    sweep(connection, "events", events_condition, &[], end, false).await?;
-                let journal_end = match last_time {
-                    Some(time) => first_seq_at(connection, "journal", "at", from_millis(time + 1))
+                plan.report.by_size += rows;
+                plan.prunes.push(Prune::Events {
+                    from: from.max(event_end),
+                    below,
+                });
+            }
+            if let Some(until) = until {
+                let journal_size_end =
+                    first_seq_at(connection, "journal", "at", from_millis(until + 1))
                         .await?
-                        .min(floors.journal),
-                    None => 0,
-                };
-                let decisions =
-                    sweep(connection, "journal", loose, &[], journal_end, false).await?;
-                report.by_size += deleted + decisions;
-                if deleted + decisions == 0 {
-                    break;
+                        .min(floors.journal)
+                        .max(journal_end);
+                for (from, below, rows) in
+                    chunks(connection, "journal", LOOSE_ROWS, journal_size_end).await?
+                {
+                    if below <= journal_end {
+                        continue;
+                    }
+                    plan.report.by_size += rows;
+                    plan.prunes.push(Prune::Decisions {
+                        from: from.max(journal_end),
+                        below,
+                    });
                 }
             }
         }
     }
-    if !dry_run {
-        // Only a database created with `auto_vacuum = INCREMENTAL` gives pages back to the file
-        // system; others reuse them for new rows.
-        sqlx::query("PRAGMA incremental_vacuum")
-            .execute(&mut *connection)
-            .await?;
-        report.bytes_after = used_bytes(connection).await?;
-    } else {
-        report.bytes_after = report.bytes_before;
-    }
-    Ok(report)
+    plan.report.bytes_after = plan.report.bytes_before;
+    Ok(plan)
+}
+
+/// Deletes what one prune names, inside the writer's transaction; the rows deleted.
+pub(super) async fn prune(connection: &mut SqliteConnection, prune: &Prune) -> Result<u64> {
+    let deleted = match prune {
+        Prune::Events { from, below } => sqlx::query(&format!(
+            "DELETE FROM events WHERE seq >= ? AND seq < ? AND {EVENTS_THAT_MAY_GO} \
+                 AND seq < (SELECT MAX(seq) FROM events)"
+        ))
+        .bind(from)
+        .bind(below)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected(),
+        Prune::Decisions { from, below } => sqlx::query(&format!(
+            "DELETE FROM journal WHERE seq >= ? AND seq < ? AND {LOOSE_ROWS} \
+                 AND seq < (SELECT MAX(seq) FROM journal)"
+        ))
+        .bind(from)
+        .bind(below)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected(),
+        Prune::Runs { ids, summaries } => {
+            let mut deleted = 0;
+            for id in ids {
+                deleted += sqlx::query(
+                    "DELETE FROM journal WHERE run_id = ? AND seq < (SELECT MAX(seq) FROM journal)",
+                )
+                .bind(id)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected();
+                if *summaries {
+                    deleted += sqlx::query("DELETE FROM runs WHERE id = ? AND status <> 'running'")
+                        .bind(id)
+                        .execute(&mut *connection)
+                        .await?
+                        .rows_affected();
+                }
+            }
+            deleted
+        }
+        Prune::Incidents { ids, summaries } => {
+            let mut deleted = 0;
+            for id in ids {
+                deleted += sqlx::query(
+                    "DELETE FROM journal WHERE incident_id = ? AND seq < (SELECT MAX(seq) FROM journal)",
+                )
+                .bind(id)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected();
+                if *summaries {
+                    let gone = sqlx::query(
+                        "DELETE FROM incidents WHERE id = ? AND state = 'resolved' \
+                         AND id < (SELECT MAX(id) FROM incidents)",
+                    )
+                    .bind(id)
+                    .execute(&mut *connection)
+                    .await?
+                    .rows_affected();
+                    if gone > 0 {
+                        deleted += gone
+                            + sqlx::query("DELETE FROM incident_members WHERE incident_id = ?")
+                                .bind(id)
+                                .execute(&mut *connection)
+                                .await?
+                                .rows_affected();
+                    }
+                }
+            }
+            deleted
+        }
+    };
+    Ok(deleted)
+}
+
+/// After a commit that pruned: gives the freed pages back to the file system (a database created
+/// with `auto_vacuum = INCREMENTAL`; others reuse them for new rows).
+pub(super) async fn vacuum(connection: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("PRAGMA incremental_vacuum")
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// A consistent copy of the live database at `to`, compacted; it must not exist yet.

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use homeostat_core::config::Synchronous;
 use homeostat_core::incident::silence::Silence;
 use homeostat_core::incident::{Incident, IncidentId, Member, State};
-use homeostat_core::runbook::{Input, Record};
+
 use homeostat_core::{EventKind, Status};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
@@ -22,8 +22,8 @@ use tokio::sync::Mutex;
 mod maintenance;
 
 use crate::{
-    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result,
-    RetentionReport, RunQuery, RunRecord, RunStatus, Space, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RetentionPlan,
+    RunQuery, RunRecord, RunStatus, Space, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -330,11 +330,6 @@ async fn insert_rows(
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct DecisionsBody<'a> {
-    decisions: Vec<homeostat_core::decide::DecisionRecord<'a>>,
-}
-
 /// Marks runs finished with one `UPDATE ... FROM (VALUES ...)` per chunk instead of one per run.
 async fn update_runs(
     connection: &mut SqliteConnection,
@@ -569,23 +564,6 @@ impl Store for SqliteStore {
         let mut events = Vec::new();
         let mut journal = Vec::new();
         let mut committed = Committed::default();
-        let mut journal_row = |at: DateTime<Utc>,
-                               kind: &str,
-                               event_id: Option<&str>,
-                               run_id: Option<&str>,
-                               incident_id: Option<IncidentId>,
-                               body: String| {
-            journal.push(vec![
-                Value::Int(journal_seq),
-                Value::Int(millis(at)),
-                Value::Text(kind.to_string()),
-                Value::OptText(event_id.map(str::to_string)),
-                Value::OptText(run_id.map(str::to_string)),
-                Value::OptInt(incident_id),
-                Value::Text(body),
-            ]);
-            journal_seq += 1;
-        };
         let mut run_inserts = Vec::new();
         // Runs started in this batch, so a `RunIncident` right after fills the inserted row.
         let mut run_rows: HashMap<&str, usize> = HashMap::new();
@@ -598,7 +576,42 @@ impl Store for SqliteStore {
         let mut incidents = Latest::default();
         let mut members: Latest<(IncidentId, &str), Member> = Latest::default();
         let mut silences = Latest::default();
+        let mut prunes = Vec::new();
         for write in batch {
+            // Every journal row comes from the one mapping in core; the rest are projections.
+            if let Some(row) = write.row() {
+                if let Write::RunStarted { run, at } = write {
+                    run_rows.insert(&run.id, run_inserts.len());
+                    run_inserts.push(vec![
+                        Value::Text(run.id.clone()),
+                        Value::Text(run.rule.clone()),
+                        Value::Text(run.runbook.clone()),
+                        Value::OptText(run.started_by.clone()),
+                        Value::Text(run.target.clone()),
+                        Value::Text(run.event_id.clone()),
+                        Value::Text(RunStatus::Running.as_str().to_string()),
+                        Value::Int(i64::from(run.dry_run)),
+                        Value::Int(millis(*at)),
+                        Value::Text(row.body.clone()),
+                        // `incident_id`, last so that a `RunIncident` can fill it.
+                        Value::OptInt(None),
+                    ]);
+                }
+                if let Write::RunFinished { run_id, end, at } = write {
+                    run_updates.push((run_id.clone(), end.status, end.error.clone(), millis(*at)));
+                }
+                journal.push(vec![
+                    Value::Int(journal_seq),
+                    Value::Int(millis(row.at)),
+                    Value::Text(row.kind.to_string()),
+                    Value::OptText(row.event_id),
+                    Value::OptText(row.run_id),
+                    Value::OptInt(row.incident_id),
+                    Value::Text(row.body),
+                ]);
+                journal_seq += 1;
+                continue;
+            }
             match write {
                 Write::Event(encoded) => {
                     let event = encoded.event();
@@ -615,79 +628,6 @@ impl Store for SqliteStore {
                     committed.event_seqs.push(event_seq);
                     event_seq += 1;
                 }
-                Write::Decisions {
-                    event_id,
-                    at,
-                    decisions,
-                } => {
-                    journal_row(
-                        *at,
-                        "decision",
-                        Some(event_id),
-                        None,
-                        None,
-                        to_json(&DecisionsBody {
-                            decisions: decisions.iter().map(|decision| decision.record()).collect(),
-                        }),
-                    );
-                }
-                Write::RunStarted { run, at } => {
-                    let plan = to_json(run);
-                    journal_row(
-                        *at,
-                        "run_started",
-                        Some(&run.event_id),
-                        Some(&run.id),
-                        None,
-                        plan.clone(),
-                    );
-                    run_rows.insert(&run.id, run_inserts.len());
-                    run_inserts.push(vec![
-                        Value::Text(run.id.clone()),
-                        Value::Text(run.rule.clone()),
-                        Value::Text(run.runbook.clone()),
-                        Value::OptText(run.started_by.clone()),
-                        Value::Text(run.target.clone()),
-                        Value::Text(run.event_id.clone()),
-                        Value::Text(RunStatus::Running.as_str().to_string()),
-                        Value::Int(i64::from(run.dry_run)),
-                        Value::Int(millis(*at)),
-                        Value::Text(plan),
-                        // `incident_id`, last so that a `RunIncident` can fill it.
-                        Value::OptInt(None),
-                    ]);
-                }
-                Write::RunRecord { run_id, record, at } => {
-                    let kind = match record {
-                        Record::StepStarted { .. } => "step_started",
-                        Record::StepSkipped { .. } => "step_skipped",
-                        Record::StepEnded { .. } => "step_ended",
-                        Record::RollbackStarted { .. } => "rollback_started",
-                        Record::RunEnded(_) => "run_ended",
-                    };
-                    journal_row(*at, kind, None, Some(run_id), None, to_json(record));
-                }
-                Write::RunInput {
-                    run_id,
-                    input,
-                    outputs,
-                    at,
-                } => {
-                    let kind = match input {
-                        Input::Outcome { .. } => "step_finished",
-                        _ => "run_input",
-                    };
-                    let mut body = serde_json::to_value(input).unwrap_or_default();
-                    if let (Some(outputs), Some(map)) = (outputs, body.as_object_mut()) {
-                        map.insert("outputs".into(), outputs.clone());
-                    }
-                    journal_row(*at, kind, None, Some(run_id), None, body.to_string());
-                }
-                Write::RunFinished { run_id, end, at } => {
-                    journal_row(*at, "run_finished", None, Some(run_id), None, to_json(end));
-                    let status = RunStatus::parse(&end.status).unwrap_or(RunStatus::Failed);
-                    run_updates.push((run_id.clone(), status, end.error.clone(), millis(*at)));
-                }
                 Write::Cursor { name, seq } => cursors.push((name.clone(), Some(*seq))),
                 Write::CursorAtLastEvent { name } => cursors.push((name.clone(), None)),
                 Write::Snapshot { name, seq, body } => {
@@ -702,22 +642,8 @@ impl Store for SqliteStore {
                     };
                     members.put(key, merged);
                 }
-                Write::Timeline(entry) => {
-                    let mut body = serde_json::Map::new();
-                    body.insert("summary".into(), entry.summary.clone().into());
-                    if !entry.detail.is_null() {
-                        body.insert("detail".into(), entry.detail.clone());
-                    }
-                    journal_row(
-                        entry.at,
-                        &entry.kind,
-                        entry.event_id.as_deref(),
-                        None,
-                        Some(entry.incident),
-                        serde_json::Value::Object(body).to_string(),
-                    );
-                }
                 Write::Silence(silence) => silences.put(silence.id.as_str(), silence),
+                Write::Prune(prune) => prunes.push(prune),
                 Write::RunIncident { run_id, incident } => {
                     let row = run_rows
                         .get(run_id.as_str())
@@ -728,6 +654,13 @@ impl Store for SqliteStore {
                         None => run_links.push((run_id.clone(), *incident)),
                     }
                 }
+                // Journal rows, handled above.
+                Write::Decisions { .. }
+                | Write::RunStarted { .. }
+                | Write::RunRecord { .. }
+                | Write::RunInput { .. }
+                | Write::RunFinished { .. }
+                | Write::Timeline(_) => {}
             }
         }
         // SQLite's own BEGIN and COMMIT, not sqlx's `Transaction`: after a failed COMMIT (a full disk)
@@ -741,7 +674,7 @@ impl Store for SqliteStore {
         let Some(connection) = state.connection.as_mut() else {
             return Err(Error::Database("the writer connection is closed".into()));
         };
-        let written: Result<()> = async {
+        let written: Result<u64> = async {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut *connection)
                 .await?;
@@ -860,17 +793,28 @@ impl Store for SqliteStore {
                 .execute(&mut *connection)
                 .await?;
             }
+            let mut pruned = 0;
+            for prune in &prunes {
+                pruned += maintenance::prune(connection, prune).await?;
+            }
+            if !prunes.is_empty() {
+                maintenance::vacuum(connection).await?;
+            }
             sqlx::query("COMMIT").execute(&mut *connection).await?;
-            Ok(())
+            Ok(pruned)
         }
         .await;
-        if let Err(error) = written {
-            self.abandon_transaction(&mut state).await;
-            if matches!(error, Error::Full(_)) {
-                self.reserve.release();
+        let pruned = match written {
+            Ok(pruned) => pruned,
+            Err(error) => {
+                self.abandon_transaction(&mut state).await;
+                if matches!(error, Error::Full(_)) {
+                    self.reserve.release();
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
+        };
+        committed.pruned = pruned;
         self.activity.committed();
         // Only a committed batch consumes sequence numbers.
         state.next_event_seq = event_seq;
@@ -1010,14 +954,13 @@ impl Store for SqliteStore {
         self.reserve.space(&self.path)
     }
 
-    async fn retain(
+    async fn plan_retention(
         &self,
         policy: &homeostat_core::config::Retention,
         now: DateTime<Utc>,
-        dry_run: bool,
-    ) -> Result<RetentionReport> {
-        let mut connection = self.maintenance.lock().await;
-        maintenance::retain(&mut connection, policy, now, dry_run).await
+    ) -> Result<RetentionPlan> {
+        let mut connection = self.readers.acquire().await?;
+        maintenance::plan(&mut connection, policy, now).await
     }
 
     async fn backup(&self, to: &Path) -> Result<u64> {
@@ -1200,18 +1143,21 @@ fn event_record(row: &SqliteRow) -> Result<EventRecord> {
 
 fn journal_entry(row: &SqliteRow) -> Result<JournalEntry> {
     let seq: i64 = row.try_get("seq")?;
+    let kind: String = row.try_get("kind")?;
     let body: String = row.try_get("body")?;
+    let corrupt = |message: String| Error::Corrupt {
+        id: format!("journal entry {seq}"),
+        message,
+    };
+    let body = serde_json::from_str(&body).map_err(|error| corrupt(error.to_string()))?;
     Ok(JournalEntry {
         seq,
         at: from_millis(row.try_get("at")?),
-        kind: row.try_get("kind")?,
         event_id: row.try_get("event_id")?,
         run_id: row.try_get("run_id")?,
         incident_id: row.try_get("incident_id")?,
-        body: serde_json::from_str(&body).map_err(|error| Error::Corrupt {
-            id: seq.to_string(),
-            message: error.to_string(),
-        })?,
+        entry: homeostat_core::journal::Entry::from_row(&kind, body)
+            .map_err(|error| corrupt(error.to_string()))?,
     })
 }
 
@@ -1229,8 +1175,7 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
         started_by: row.try_get("started_by")?,
         target: row.try_get("target")?,
         event_id: row.try_get("event_id")?,
-        status: RunStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,
+        status: status.parse::<RunStatus>().map_err(corrupt)?,
         dry_run: row.try_get::<i64, _>("dry_run")? != 0,
         started_at: from_millis(row.try_get("started_at")?),
         finished_at: row

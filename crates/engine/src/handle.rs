@@ -1,0 +1,446 @@
+//! What the API and the engine's own sources use to talk to the running engine: [`Handle`],
+//! cheap to clone, its fields reachable only through what it offers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use homeostat_core::clock::SharedClock;
+use homeostat_core::config::Scope;
+use homeostat_core::decide::PlannedRun;
+use homeostat_core::incident::correlate::Verdict as Correlation;
+use homeostat_core::journal::Write;
+use homeostat_core::rule::Compiled;
+use homeostat_core::runbook::coerce_params;
+use homeostat_core::Event;
+use homeostat_store::Store;
+use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::runs::{Runs, Start};
+use crate::secrets::Secret;
+use crate::source::slo::SloStatuses;
+use crate::writer::{Pending, Writer};
+
+/// Why a run could not be started by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no runbook is named `{name}`")]
+    UnknownRunbook { name: String, known: Vec<String> },
+    #[error(transparent)]
+    Param(#[from] homeostat_core::runbook::program::ParamError),
+    #[error("the journal is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A command in the journal, and what correlation made of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The command's event.
+    pub event_id: String,
+    /// `Command` when it applied to its incident, `Context` for a silence or a rule enabled,
+    /// `Rejected` with why when it could not apply.
+    pub verdict: Correlation,
+}
+
+/// Why an ingest request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the journal queue is full")]
+    Overloaded,
+    #[error("the journal is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A resolved API token: only its SHA-256 is kept in memory.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    digest: [u8; 32],
+}
+
+impl Token {
+    /// A token named `name` with these scopes, keeping only the digest of `secret`.
+    pub(crate) fn new(name: String, scopes: Vec<Scope>, secret: &str) -> Self {
+        Self {
+            name,
+            scopes,
+            digest: Sha256::digest(secret.as_bytes()).into(),
+        }
+    }
+
+    /// Whether `presented` is this token, compared in constant time over the digests.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest
+            .iter()
+            .zip(self.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    pub fn allows(&self, needed: Scope) -> bool {
+        self.scopes.iter().any(|scope| {
+            matches!(
+                (scope, needed),
+                (Scope::Write, _) | (Scope::Ingest, Scope::Ingest) | (Scope::Read, Scope::Read)
+            )
+        })
+    }
+}
+
+/// The (rule, target) pairs loop detection turned off, as of the last commit, sorted.
+///
+/// The correlator that owns the set lives in the writer task, which the API cannot reach; the decide
+/// stage publishes its copy here after each successful commit (and once at start, after restore), so
+/// readers see only what is durable. Cheap to clone: clones share the one copy.
+#[derive(Clone, Default)]
+pub struct DisabledRules(Arc<std::sync::RwLock<Vec<(String, String)>>>);
+
+impl DisabledRules {
+    /// The pairs as of the last commit.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether `rule` is disabled for `target` as of the last commit.
+    pub fn contains(&self, rule: &str, target: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(disabled, on)| disabled == rule && on == target)
+    }
+
+    /// Replaces the copy; only the decide stage calls it.
+    pub(crate) fn publish<'a>(&self, pairs: impl Iterator<Item = &'a (String, String)>) {
+        let pairs: Vec<(String, String)> = pairs.cloned().collect();
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pairs;
+    }
+}
+
+/// What the API and sources use to talk to the running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    store: Arc<dyn Store>,
+    writer: Writer,
+    compiled: Arc<Compiled>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    tokens: Arc<Vec<Token>>,
+    webhook_secrets: Arc<HashMap<String, Secret>>,
+    /// Runs in progress: approvals, cancels and progress notifications.
+    runs: Runs,
+    /// The rules loop detection disabled, per target, as of the last commit.
+    disabled_rules: DisabledRules,
+    /// Every SLO's latest evaluation.
+    slos: SloStatuses,
+    ready: Arc<AtomicBool>,
+    /// Bytes of request bodies admitted and not done with, in KiB permits.
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Room for one request's body among the bytes in flight; given back when dropped.
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    kib: u32,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.metrics
+            .http_inflight_bytes
+            .dec_by(i64::from(self.kib) * 1024);
+    }
+}
+
+/// The parts of a [`Handle`], for [`Handle::new`].
+pub(crate) struct Parts {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub compiled: Arc<Compiled>,
+    pub metrics: Arc<Metrics>,
+    pub clock: SharedClock,
+    pub tokens: Vec<Token>,
+    pub webhook_secrets: HashMap<String, Secret>,
+    pub runs: Runs,
+    pub disabled_rules: DisabledRules,
+}
+
+impl Handle {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let server = &parts.compiled.config.server;
+        let inflight = (server.max_inflight_bytes / 1024)
+            .max(server.max_body_bytes.div_ceil(1024))
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            store: parts.store,
+            writer: parts.writer,
+            compiled: parts.compiled,
+            metrics: parts.metrics,
+            clock: parts.clock,
+            tokens: Arc::new(parts.tokens),
+            webhook_secrets: Arc::new(parts.webhook_secrets),
+            runs: parts.runs,
+            disabled_rules: parts.disabled_rules,
+            slos: SloStatuses::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+            inflight: Arc::new(tokio::sync::Semaphore::new(inflight)),
+        }
+    }
+
+    /// The store, for reads. Writes go through the writer ([`Handle::ingest`],
+    /// [`Handle::command`], [`Handle::journal_own`]).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn compiled(&self) -> &Arc<Compiled> {
+        &self.compiled
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Runs in progress: approvals, cancels and progress notifications.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    /// The rules loop detection disabled, per target, as of the last commit.
+    pub fn disabled_rules(&self) -> &DisabledRules {
+        &self.disabled_rules
+    }
+
+    /// Every SLO's latest evaluation.
+    pub fn slos(&self) -> &SloStatuses {
+        &self.slos
+    }
+
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Whether any API token is configured at all.
+    pub fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The configured token `presented` is, compared in constant time.
+    pub fn authenticate(&self, presented: &str) -> Option<&Token> {
+        self.tokens.iter().find(|token| token.matches(presented))
+    }
+
+    /// The HMAC key of webhook source `name`.
+    pub fn webhook_secret(&self, name: &str) -> Option<&Secret> {
+        self.webhook_secrets.get(name)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Admits a request body of `bytes` (or, when its length is not declared, of the largest size
+    /// allowed) before any of it is read: `None` when the bytes in flight would pass
+    /// `server.max_inflight_bytes`, for a 429. Holding the result until the request is answered
+    /// is what bounds the memory of bodies, parsed events and queued batches together.
+    pub fn admit(&self, bytes: usize) -> Option<Admitted> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let permit = self.inflight.clone().try_acquire_many_owned(kib).ok()?;
+        self.metrics
+            .http_inflight_bytes
+            .inc_by(i64::from(kib) * 1024);
+        Some(Admitted {
+            _permit: permit,
+            kib,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Queues events for a durable commit without waiting for room; await the result before answering 2xx.
+    pub fn ingest(
+        &self,
+        source: &str,
+        events: Vec<Event>,
+    ) -> Result<(Pending, usize), IngestError> {
+        let count = events.len();
+        if let Err(reason) = self.writer.health().accepting() {
+            self.metrics.source_error(source, "unavailable");
+            return Err(IngestError::Unavailable(reason));
+        }
+        let pending = self
+            .writer
+            .try_submit(
+                events
+                    .into_iter()
+                    .map(|event| Write::Event(event.into()))
+                    .collect(),
+            )
+            .map_err(|error| {
+                self.metrics.source_error(source, "overloaded");
+                match error {
+                    homeostat_store::Error::Overloaded => IngestError::Overloaded,
+                    other => IngestError::Unavailable(other.to_string()),
+                }
+            })?;
+        Ok((pending, count))
+    }
+
+    /// Puts a command (acknowledge, resolve, a note, a silence) into the event stream for `by`, waits
+    /// for its commit, and says what correlation made of it: applied to its incident, or rejected
+    /// with why (the incident is resolved, say). Correlation applies it in stream order, so a
+    /// replay applies it again at the same point.
+    pub async fn command(
+        &self,
+        command: homeostat_core::incident::Command,
+        by: &str,
+    ) -> Result<Applied, IngestError> {
+        let now = self.clock.now();
+        let event = command.into_event(
+            homeostat_core::event::new_id(now),
+            Some(by.to_string()),
+            now,
+        );
+        let event_id = event.id.clone();
+        let (pending, count) = self.ingest("homeostat", vec![event])?;
+        let committed = pending
+            .committed()
+            .await
+            .map_err(|error| IngestError::Unavailable(error.to_string()))?;
+        self.accepted("homeostat", count);
+        let verdict = committed
+            .verdicts
+            .into_iter()
+            .next()
+            .unwrap_or(Correlation::Context);
+        Ok(Applied { event_id, verdict })
+    }
+
+    /// Counts accepted events once committed.
+    /// Journals the events a source inside the daemon raised, with its `state` in the same commit
+    /// when given. Internal sources wait for room rather than drop: under overload the source
+    /// simply runs late.
+    pub async fn journal_own(&self, source: &str, events: Vec<Event>, state: Option<Write>) {
+        let count = events.len();
+        let writes: Vec<Write> = events
+            .into_iter()
+            .map(|event| Write::Event(event.into()))
+            .chain(state)
+            .collect();
+        // A failed commit is retried until it succeeds: the source waits meanwhile, as it would
+        // for room, and what it raised is neither lost nor told twice.
+        let mut delay = std::time::Duration::from_millis(100);
+        let mut failed = false;
+        loop {
+            match self.writer.submit(writes.clone()).await {
+                Ok(_) => break,
+                Err(homeostat_store::Error::WriterStopped) => {
+                    tracing::error!(
+                        source,
+                        "the journal writer stopped; dropping what the source raised"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    if !failed {
+                        failed = true;
+                        tracing::warn!(source, %error, "cannot journal what the source raised; retrying");
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        if count > 0 {
+            self.accepted(source, count);
+        }
+    }
+
+    pub fn accepted(&self, source: &str, count: usize) {
+        self.metrics
+            .events_received
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc_by(count as u64);
+    }
+
+    /// Starts a named runbook by hand, for `by` (an API token's name). Parameters arrive as given on
+    /// the command line or in JSON and are checked against the runbook's declarations. A dry run is
+    /// complete when this returns; a real run is committed and dispatched.
+    pub async fn start_runbook(
+        &self,
+        name: &str,
+        given: &BTreeMap<String, serde_json::Value>,
+        target: Option<String>,
+        dry_run: bool,
+        by: &str,
+    ) -> Result<PlannedRun, StartError> {
+        let program = self.compiled.runbooks.get(name).cloned().ok_or_else(|| {
+            StartError::UnknownRunbook {
+                name: name.to_string(),
+                known: self.compiled.runbooks.keys().cloned().collect(),
+            }
+        })?;
+        let params = coerce_params(program.params(), given)?;
+        let now = self.clock.now();
+        let plan = PlannedRun {
+            id: homeostat_core::event::new_id(now),
+            rule: String::new(),
+            runbook: name.to_string(),
+            target: target.unwrap_or_else(|| name.to_string()),
+            event_id: String::new(),
+            started_by: Some(by.to_string()),
+            dry_run: dry_run || self.compiled.config.dry_run,
+            incident: None,
+            params,
+            spec: program.spec.clone(),
+            library: program.library.clone(),
+        };
+        // A dry run completes at once, unless its actions can ask their API for a dry run.
+        let at_once = plan.dry_run && !program.asks_server_dry_run();
+        let writes = if at_once {
+            homeostat_core::pipeline::dry_run_writes(&plan, Arc::clone(&program), None, now)
+        } else {
+            vec![Write::RunStarted {
+                run: plan.clone(),
+                at: now,
+            }]
+        };
+        self.writer
+            .submit(writes)
+            .await
+            .map_err(|error| StartError::Unavailable(error.to_string()))?;
+        if !at_once {
+            tracing::info!(run = %plan.id, runbook = name, %by, dry_run = plan.dry_run, "run started by hand");
+            self.runs.spawn(Start {
+                plan: plan.clone(),
+                program,
+                event: None,
+                replay: Vec::new(),
+                resumed: false,
+                started_at: now,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Ready once recovery is done, and while the journal takes new work; otherwise why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Err("recovering".into());
+        }
+        self.writer.health().accepting()
+    }
+}
