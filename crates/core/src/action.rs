@@ -4,13 +4,18 @@ pub mod kubernetes;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::config::MaybeSecret;
+pub use kubernetes::{KubeAction, KubeKind};
 
 /// One action with its inputs, after templating.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "action", content = "with", rename_all = "snake_case")]
+///
+/// Written and journaled as `{"action": NAME, "with": INPUTS}`, the shape of a step in the config;
+/// [`Kind::name`] and [`KubeKind::name`] are the one place each name is spelled.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Runs a program. Never through a shell unless `shell: true` says so.
     Exec(Exec),
@@ -20,90 +25,173 @@ pub enum Action {
     Notify(Notify),
     /// Records a message in the run's journal; touches nothing outside homeostat.
     Log(Log),
-    #[serde(rename = "kubernetes.rollout_restart")]
-    KubernetesRolloutRestart(kubernetes::RolloutRestart),
-    #[serde(rename = "kubernetes.scale")]
-    KubernetesScale(kubernetes::Scale),
-    #[serde(rename = "kubernetes.rollout_undo")]
-    KubernetesRolloutUndo(kubernetes::RolloutUndo),
-    #[serde(rename = "kubernetes.delete_pod")]
-    KubernetesDeletePod(kubernetes::DeletePod),
-    #[serde(rename = "kubernetes.cordon")]
-    KubernetesCordon(kubernetes::NodeRef),
-    #[serde(rename = "kubernetes.uncordon")]
-    KubernetesUncordon(kubernetes::NodeRef),
-    #[serde(rename = "kubernetes.drain")]
-    KubernetesDrain(kubernetes::Drain),
-    #[serde(rename = "kubernetes.patch")]
-    KubernetesPatch(kubernetes::Patch),
-    #[serde(rename = "kubernetes.wait_rollout")]
-    KubernetesWaitRollout(kubernetes::WaitRollout),
+    /// One of the `kubernetes.*` actions, which `homeostat-kubernetes` executes.
+    Kubernetes(KubeAction),
 }
 
-impl Action {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Exec(_) => "exec",
-            Action::HttpRequest(_) => "http_request",
-            Action::Notify(_) => "notify",
-            Action::Log(_) => "log",
-            Action::KubernetesRolloutRestart(_) => "kubernetes.rollout_restart",
-            Action::KubernetesScale(_) => "kubernetes.scale",
-            Action::KubernetesRolloutUndo(_) => "kubernetes.rollout_undo",
-            Action::KubernetesDeletePod(_) => "kubernetes.delete_pod",
-            Action::KubernetesCordon(_) => "kubernetes.cordon",
-            Action::KubernetesUncordon(_) => "kubernetes.uncordon",
-            Action::KubernetesDrain(_) => "kubernetes.drain",
-            Action::KubernetesPatch(_) => "kubernetes.patch",
-            Action::KubernetesWaitRollout(_) => "kubernetes.wait_rollout",
+/// What an action is, without its inputs: what a step's `action:` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Exec,
+    HttpRequest,
+    Notify,
+    Log,
+    Kubernetes(KubeKind),
+}
+
+impl Kind {
+    /// Every action, in the order hints list them.
+    pub const ALL: [Kind; 4 + KubeKind::ALL.len()] = {
+        let mut all = [Kind::Exec; 4 + KubeKind::ALL.len()];
+        all[1] = Kind::HttpRequest;
+        all[2] = Kind::Notify;
+        all[3] = Kind::Log;
+        let mut index = 0;
+        while index < KubeKind::ALL.len() {
+            all[4 + index] = Kind::Kubernetes(KubeKind::ALL[index]);
+            index += 1;
         }
+        all
+    };
+
+    /// The name `action:` gives it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+            Kind::HttpRequest => "http_request",
+            Kind::Notify => "notify",
+            Kind::Log => "log",
+            Kind::Kubernetes(kind) => kind.name(),
+        }
+    }
+
+    /// The action `action:` names, if any.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     /// Kubernetes actions run in dry runs too, with the API server's `dryRun=All`, so a dry run
     /// shows what the server would have done (and whether it would have refused).
+    pub const fn server_dry_run(self) -> bool {
+        matches!(self, Kind::Kubernetes(_))
+    }
+
+    /// Whether it is safe to run again whatever an interrupted attempt did, because it changes
+    /// nothing outside homeostat (`log`) or only reads (`kubernetes.wait_rollout`). After a crash,
+    /// a step running one starts again on its own, as if it said `idempotent: true`, instead of
+    /// stopping its run in `needs_attention`.
+    pub const fn idempotent_by_nature(self) -> bool {
+        match self {
+            Kind::Log => true,
+            Kind::Exec | Kind::HttpRequest | Kind::Notify => false,
+            Kind::Kubernetes(kind) => kind.only_reads(),
+        }
+    }
+
+    /// The inputs that are URLs, whose templates encode the values they interpolate
+    /// (`crate::template::url`).
+    pub const fn url_inputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::HttpRequest => &["with.url"],
+            Kind::Exec | Kind::Notify | Kind::Log | Kind::Kubernetes(_) => &[],
+        }
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Action::Exec(_) => Kind::Exec,
+            Action::HttpRequest(_) => Kind::HttpRequest,
+            Action::Notify(_) => Kind::Notify,
+            Action::Log(_) => Kind::Log,
+            Action::Kubernetes(action) => Kind::Kubernetes(action.kind()),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Whether a dry run executes this action, as a server-side dry run ([`Kind::server_dry_run`]).
     pub fn server_dry_run(&self) -> bool {
-        is_kubernetes(self.name())
+        self.kind().server_dry_run()
+    }
+
+    /// Reads the inputs of the action `kind` names, without checking them further.
+    fn from_inputs(kind: Kind, with: Value) -> Result<Action, Error> {
+        Ok(match kind {
+            Kind::Exec => Action::Exec(inputs(with)?),
+            Kind::HttpRequest => Action::HttpRequest(inputs(with)?),
+            Kind::Notify => Action::Notify(inputs(with)?),
+            Kind::Log => Action::Log(inputs(with)?),
+            Kind::Kubernetes(kind) => Action::Kubernetes(KubeAction::from_inputs(kind, with)?),
+        })
     }
 }
 
-/// Whether an action name is one of the Kubernetes actions.
-pub fn is_kubernetes(name: &str) -> bool {
-    name.starts_with("kubernetes.")
-}
-
-/// Actions that are safe to run again whatever an interrupted attempt did, because they change
-/// nothing outside homeostat (`log`) or only read (`kubernetes.wait_rollout`). After a crash, a step
-/// running one starts again on its own, as if it said `idempotent: true`, instead of stopping its run
-/// in `needs_attention`.
+/// [`Kind::idempotent_by_nature`], for a step's `action:`.
 pub fn idempotent_by_nature(action: &str) -> bool {
-    matches!(action, "log" | "kubernetes.wait_rollout")
+    Kind::from_name(action).is_some_and(Kind::idempotent_by_nature)
 }
 
-/// The inputs of an action that are URLs, whose templates encode the values they interpolate
-/// (`crate::template::url`).
+/// [`Kind::url_inputs`], for a step's `action:`.
 pub fn url_inputs(action: &str) -> &'static [&'static str] {
-    match action {
-        "http_request" => &["with.url"],
-        _ => &[],
-    }
+    Kind::from_name(action).map_or(&[], Kind::url_inputs)
 }
 
 /// The names `action:` accepts, for error hints.
-pub const NAMES: &[&str] = &[
-    "exec",
-    "http_request",
-    "notify",
-    "log",
-    "kubernetes.rollout_restart",
-    "kubernetes.scale",
-    "kubernetes.rollout_undo",
-    "kubernetes.delete_pod",
-    "kubernetes.cordon",
-    "kubernetes.uncordon",
-    "kubernetes.drain",
-    "kubernetes.patch",
-    "kubernetes.wait_rollout",
-];
+pub const NAMES: &[&str] = &{
+    let mut names = [""; Kind::ALL.len()];
+    let mut index = 0;
+    while index < Kind::ALL.len() {
+        names[index] = Kind::ALL[index].name();
+        index += 1;
+    }
+    names
+};
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Action::Exec(with) => tagged(serializer, self.name(), with),
+            Action::HttpRequest(with) => tagged(serializer, self.name(), with),
+            Action::Notify(with) => tagged(serializer, self.name(), with),
+            Action::Log(with) => tagged(serializer, self.name(), with),
+            Action::Kubernetes(action) => action.serialize(serializer),
+        }
+    }
+}
+
+/// `{"action": NAME, "with": INPUTS}`.
+fn tagged<S: Serializer>(
+    serializer: S,
+    name: &'static str,
+    with: &impl Serialize,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut state = serializer.serialize_struct("Action", 2)?;
+    state.serialize_field("action", name)?;
+    state.serialize_field("with", with)?;
+    state.end()
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tagged {
+            action: String,
+            #[serde(default)]
+            with: Value,
+        }
+        let Tagged { action, with } = Tagged::deserialize(deserializer)?;
+        let kind =
+            Kind::from_name(&action).ok_or_else(|| de::Error::unknown_variant(&action, NAMES))?;
+        Action::from_inputs(kind, with)
+            .map_err(|error| de::Error::custom(format!("{}: {}", error.field, error.message)))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,161 +275,106 @@ pub struct Error {
 
 /// Parses an action name and its `with` inputs into an [`Action`], checking what can be checked
 /// without IO.
-pub fn parse(action: &str, with: &serde_json::Value) -> Result<Action, Error> {
-    if !NAMES.contains(&action) {
+pub fn parse(action: &str, with: &Value) -> Result<Action, Error> {
+    let Some(kind) = Kind::from_name(action) else {
         return Err(Error {
             field: "action".into(),
             message: format!("unknown action `{action}`"),
             hint: Some(format!("use one of {}", NAMES.join(", "))),
         });
-    }
+    };
     let with = if with.is_null() {
         serde_json::json!({})
     } else {
         with.clone()
     };
-    let tagged = serde_json::json!({ "action": action, "with": with });
-    let parsed: Action = serde_path_to_error::deserialize(tagged).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.into_inner().to_string();
-        // The path already ends in an unknown field's name when that is the problem.
-        let field = path;
-        Error {
-            field,
-            message,
-            hint: None,
-        }
-    })?;
+    let parsed = Action::from_inputs(kind, with)?;
     validate(&parsed)?;
     Ok(parsed)
 }
 
+/// Deserializes an action's `with` into its input type. The error's field is the path under
+/// `with`, which ends in an unknown field's name when that is the problem.
+fn inputs<T: DeserializeOwned>(with: Value) -> Result<T, Error> {
+    serde_path_to_error::deserialize(with).map_err(|error| {
+        let field = match error.path().to_string().as_str() {
+            "." => "with".to_string(),
+            path => format!("with.{path}"),
+        };
+        Error {
+            field,
+            message: error.into_inner().to_string(),
+            hint: None,
+        }
+    })
+}
+
+/// The checks of an action's inputs that their types cannot make.
 fn validate(action: &Action) -> Result<(), Error> {
-    let fail = |field: &str, message: &str, hint: &str| {
-        Err(Error {
-            field: field.into(),
-            message: message.into(),
-            hint: Some(hint.into()),
-        })
-    };
     match action {
-        Action::Exec(exec) if exec.command.is_empty() || exec.command[0].is_empty() => fail(
-            "with.command",
-            "the command is empty",
-            "give the program and its arguments: `[systemctl, restart, api]`",
-        ),
-        Action::Exec(exec) if exec.shell && exec.command.len() != 1 => fail(
-            "with.command",
-            "with `shell: true` the command must be one string",
-            "write `command: [\"cmd | other\"]`, or drop `shell` and list the arguments",
-        ),
-        Action::HttpRequest(request)
-            if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
-                .contains(&request.method.as_str()) =>
-        {
-            fail(
-                "with.method",
-                &format!("unknown method `{}`", request.method),
-                "use GET, POST, PUT, PATCH, DELETE or HEAD",
-            )
-        }
-        Action::HttpRequest(request) if request.body.is_some() && request.json.is_some() => fail(
-            "with.body",
-            "both `body` and `json` are set",
-            "keep one of them",
-        ),
-        Action::Notify(notify)
-            if notify
-                .event_action
-                .as_deref()
-                .is_some_and(|a| !["trigger", "acknowledge", "resolve"].contains(&a)) =>
-        {
-            fail(
-                "with.event_action",
-                "unknown event action",
-                "use trigger, acknowledge or resolve",
-            )
-        }
-        Action::KubernetesScale(scale) => validate_scale(scale),
-        Action::KubernetesPatch(patch) => validate_patch(patch),
-        Action::KubernetesDrain(drain) => match drain.timeout_secs {
-            kubernetes::Int::Value(secs) if secs <= 0 => fail(
-                "with.timeout_secs",
-                "`timeout_secs` must be positive",
-                "give the seconds evictions may take, under the step's `timeout_secs`",
-            ),
-            _ => Ok(()),
-        },
-        Action::KubernetesWaitRollout(wait) if wait.poll_secs.is_nan() || wait.poll_secs <= 0.0 => {
-            fail(
-                "with.poll_secs",
-                "`poll_secs` must be positive",
-                "look every few seconds: `poll_secs: 2`",
-            )
-        }
-        _ => Ok(()),
+        Action::Exec(exec) => validate_exec(exec),
+        Action::HttpRequest(request) => validate_http_request(request),
+        Action::Notify(notify) => validate_notify(notify),
+        Action::Log(_) => Ok(()),
+        Action::Kubernetes(action) => action.validate(),
     }
 }
 
-fn validate_scale(scale: &kubernetes::Scale) -> Result<(), Error> {
-    use kubernetes::Int::Value;
-    let fail = |field: &str, message: String, hint: &str| {
-        Err(Error {
-            field: field.into(),
-            message,
-            hint: Some(hint.into()),
-        })
-    };
-    for (field, value) in [
-        ("with.replicas", &scale.replicas),
-        ("with.min", &scale.min),
-        ("with.max", &scale.max),
-    ] {
-        if let Value(number) = value {
-            if *number < 0 || *number > i64::from(i32::MAX) {
-                return fail(
-                    field,
-                    format!("`{}` must be a replica count, not {number}", &field[5..]),
-                    "use a whole number from 0",
-                );
-            }
-        }
+/// A failed check of `field` under the step, with the fix.
+fn invalid(field: &str, message: impl Into<String>, hint: &str) -> Result<(), Error> {
+    Err(Error {
+        field: field.into(),
+        message: message.into(),
+        hint: Some(hint.into()),
+    })
+}
+
+fn validate_exec(exec: &Exec) -> Result<(), Error> {
+    if exec.command.is_empty() || exec.command[0].is_empty() {
+        return invalid(
+            "with.command",
+            "the command is empty",
+            "give the program and its arguments: `[systemctl, restart, api]`",
+        );
     }
-    if let (Value(min), Value(max)) = (&scale.min, &scale.max) {
-        if min > max {
-            return fail(
-                "with.min",
-                format!("`min` ({min}) is above `max` ({max})"),
-                "set `min` at or below `max`",
-            );
-        }
+    if exec.shell && exec.command.len() != 1 {
+        return invalid(
+            "with.command",
+            "with `shell: true` the command must be one string",
+            "write `command: [\"cmd | other\"]`, or drop `shell` and list the arguments",
+        );
     }
     Ok(())
 }
 
-fn validate_patch(patch: &kubernetes::Patch) -> Result<(), Error> {
-    let fail = |field: &str, message: String, hint: &str| {
-        Err(Error {
-            field: field.into(),
-            message,
-            hint: Some(hint.into()),
-        })
-    };
-    if !patch.env.is_empty() && !patch.kind.has_pod_template() {
-        return fail(
-            "with.env",
-            format!(
-                "a {} has no pod template to set `env` in",
-                patch.kind.as_str()
-            ),
-            "set `env` on a Deployment, StatefulSet or DaemonSet",
+fn validate_http_request(request: &HttpRequest) -> Result<(), Error> {
+    if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&request.method.as_str()) {
+        return invalid(
+            "with.method",
+            format!("unknown method `{}`", request.method),
+            "use GET, POST, PUT, PATCH, DELETE or HEAD",
         );
     }
-    if patch.container.as_deref().is_some_and(|c| !c.is_empty()) && patch.env.is_empty() {
-        return fail(
-            "with.container",
-            "`container` names where `env` goes, and `env` is empty".into(),
-            "add `env`, or drop `container`",
+    if request.body.is_some() && request.json.is_some() {
+        return invalid(
+            "with.body",
+            "both `body` and `json` are set",
+            "keep one of them",
+        );
+    }
+    Ok(())
+}
+
+fn validate_notify(notify: &Notify) -> Result<(), Error> {
+    if notify
+        .event_action
+        .as_deref()
+        .is_some_and(|a| !["trigger", "acknowledge", "resolve"].contains(&a))
+    {
+        return invalid(
+            "with.event_action",
+            "unknown event action",
+            "use trigger, acknowledge or resolve",
         );
     }
     Ok(())
@@ -387,5 +420,68 @@ mod tests {
                 .field,
             "with.method"
         );
+    }
+
+    #[test]
+    fn every_name_reads_back_as_its_action() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in Kind::ALL {
+            assert!(
+                seen.insert(kind.name()),
+                "`{}` is listed twice",
+                kind.name()
+            );
+            assert_eq!(Kind::from_name(kind.name()), Some(kind));
+            assert_eq!(
+                kind.server_dry_run(),
+                kind.name().starts_with("kubernetes."),
+                "{kind:?}"
+            );
+        }
+        assert_eq!(NAMES.len(), Kind::ALL.len());
+        for kind in KubeKind::ALL {
+            assert_eq!(KubeKind::from_name(kind.name()), Some(kind));
+            assert_eq!(Kind::from_name(kind.name()), Some(Kind::Kubernetes(kind)));
+        }
+        assert_eq!(Kind::from_name("kubernetes.reboot"), None);
+    }
+
+    /// A run's plan as the journal holds it (`run_started`), written before the Kubernetes actions
+    /// were nested under `Action::Kubernetes`, and actions as effects wrote them: both still read.
+    #[test]
+    fn journaled_plans_and_actions_from_before_still_read() {
+        let plan = r#"{"id":"0195f7c2-6c1e-7b3a-9d1e-2f4a5b6c7d8e","rule":"drain-bad-node","runbook":"drain-node","target":"node-1","event_id":"0195f7c2-6c1d-7000-8000-000000000001","dry_run":false,"incident":4,"params":{"node":"node-1"},"spec":{"name":"drain-node","params":{"node":{"type":"string","required":true}},"steps":[{"name":"scale","action":"kubernetes.scale","with":{"max":10,"name":"checkout","namespace":"shop","replicas":6},"on_failure":"rollback","idempotent":false},{"name":"drain","action":"kubernetes.drain","with":{"node":"{{ params.node }}","timeout_secs":120},"timeout_secs":180.0,"on_failure":"rollback","idempotent":false}]}}"#;
+        let written = plan;
+        let plan: crate::decide::PlannedRun = serde_json::from_str(plan).expect("the plan reads");
+        assert_eq!(serde_json::to_string(&plan).unwrap(), written);
+        let program =
+            crate::runbook::Program::compile(&plan.spec, &plan.library).expect("the plan compiles");
+        assert!(program.asks_server_dry_run());
+        let step = &plan.spec.steps[0];
+        let action = parse(step.action.as_deref().unwrap(), &step.with).expect("the step parses");
+        let Action::Kubernetes(KubeAction::Scale(scale)) = &action else {
+            panic!("not a scale: {action:?}");
+        };
+        assert_eq!((scale.replicas.value(), scale.max.value()), (Ok(6), Ok(10)));
+        assert_eq!(
+            crate::action::kubernetes::declared_rollback(action.name()).map(|(name, _)| name),
+            Some("kubernetes.scale")
+        );
+
+        for written in [
+            r#"{"action":"kubernetes.scale","with":{"kind":"Deployment","namespace":"shop","name":"checkout","replicas":6,"min":1,"max":10}}"#,
+            r#"{"action":"kubernetes.drain","with":{"node":"node-1","timeout_secs":120,"grace_period_secs":null,"ignore_daemonsets":true,"delete_emptydir_data":false,"force":false}}"#,
+            r#"{"action":"kubernetes.patch","with":{"kind":"Deployment","namespace":null,"name":"web","labels":{"a":"1","b":null},"annotations":{},"env":{},"container":null}}"#,
+            r#"{"action":"kubernetes.cordon","with":{"node":"n"}}"#,
+            r#"{"action":"exec","with":{"command":["true"],"shell":false,"env":{},"working_dir":null,"max_output_bytes":65536}}"#,
+        ] {
+            let action: Action = serde_json::from_str(written).expect(written);
+            assert_eq!(serde_json::to_string(&action).unwrap(), written);
+        }
+        let unknown = serde_json::from_str::<Action>(r#"{"action":"kubernetes.reboot","with":{}}"#);
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `kubernetes.reboot`"));
     }
 }

@@ -6,7 +6,6 @@ pub mod check;
 pub mod engine;
 pub mod failpoint;
 pub mod handle;
-pub mod kubernetes;
 pub mod metrics;
 pub mod prometheus;
 pub mod recover;
@@ -15,6 +14,9 @@ pub mod secrets;
 pub mod source;
 mod upkeep;
 pub mod writer;
+
+/// The cluster client lives with the actions that use it; sources and start-up reach it here too.
+pub use action::kubernetes;
 
 pub use engine::{start, start_with_store, Engine};
 pub use handle::{Admitted, Applied, DisabledRules, Handle, IngestError, StartError, Token};

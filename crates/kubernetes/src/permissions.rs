@@ -2,7 +2,7 @@
 //!
 //! This table is the one source of truth for the deployment: `deploy/kubernetes/rbac.yaml` and
 //! the Helm chart's `templates/_permissions.tpl` write the same grants by hand (with a comment per
-//! action), and `tests/deploy.rs` checks that both equal [`rules`] exactly, so a new API call in
+//! action), and `tests/it/deploy.rs` checks that both equal [`rules`] exactly, so a new API call in
 //! an action fails CI until the manifests grant it, and a grant no action uses fails it too.
 //!
 //! Each entry is what the kube-rs requests of the action or source send: a `get` before every
@@ -11,20 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use homeostat_core::action::KubeKind;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
 /// The Kubernetes actions, as `action:` names them in a step.
-pub const ACTIONS: &[&str] = &[
-    "kubernetes.rollout_restart",
-    "kubernetes.scale",
-    "kubernetes.rollout_undo",
-    "kubernetes.delete_pod",
-    "kubernetes.cordon",
-    "kubernetes.uncordon",
-    "kubernetes.drain",
-    "kubernetes.patch",
-    "kubernetes.wait_rollout",
-];
+pub const ACTIONS: &[&str] = &homeostat_core::action::kubernetes::NAMES;
 
 /// Where a grant has to be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,14 +94,14 @@ const APPS: &str = "apps";
 const CORE: &str = "";
 const WORKLOADS: &[&str] = &["deployments", "statefulsets", "daemonsets"];
 
-/// What one action's requests need; `None` for a name that is not a Kubernetes action.
-fn action_grants(action: &str) -> Option<Vec<Grant>> {
+/// What one action's requests need.
+fn action_grants(action: KubeKind) -> Vec<Grant> {
     use Scope::{Cluster, Namespaced};
-    let grants: Vec<Grant> = match action {
+    match action {
         // Reads the workload, then patches its pod template's restartedAt annotation.
-        "kubernetes.rollout_restart" => vec![(Namespaced, APPS, WORKLOADS, &["get", "patch"])],
+        KubeKind::RolloutRestart => vec![(Namespaced, APPS, WORKLOADS, &["get", "patch"])],
         // Reads and patches the scale subresource, never the workload itself.
-        "kubernetes.scale" => vec![(
+        KubeKind::Scale => vec![(
             Namespaced,
             APPS,
             &[
@@ -122,25 +113,25 @@ fn action_grants(action: &str) -> Option<Vec<Grant>> {
         )],
         // Finds the previous revision among the Deployment's ReplicaSets, then patches its
         // template back into the Deployment.
-        "kubernetes.rollout_undo" => vec![
+        KubeKind::RolloutUndo => vec![
             (Namespaced, APPS, &["deployments"], &["get", "patch"]),
             (Namespaced, APPS, &["replicasets"], &["list"]),
         ],
-        "kubernetes.delete_pod" => vec![(Namespaced, CORE, &["pods"], &["get", "delete"])],
-        "kubernetes.cordon" | "kubernetes.uncordon" => {
+        KubeKind::DeletePod => vec![(Namespaced, CORE, &["pods"], &["get", "delete"])],
+        KubeKind::Cordon | KubeKind::Uncordon => {
             vec![(Cluster, CORE, &["nodes"], &["get", "patch"])]
         }
         // Cordons, lists the node's pods in every namespace (fieldSelector spec.nodeName), evicts
         // them (so PodDisruptionBudgets hold) and deletes the ones already finished; when an
         // eviction is refused without naming the budget, lists the budgets to say which.
-        "kubernetes.drain" => vec![
+        KubeKind::Drain => vec![
             (Cluster, CORE, &["nodes"], &["get", "patch"]),
             (Cluster, CORE, &["pods"], &["list", "get", "delete"]),
             (Cluster, CORE, &["pods/eviction"], &["create"]),
             (Cluster, POLICY, &["poddisruptionbudgets"], &["list"]),
         ],
         // Labels, annotations and (on workloads) env, on exactly the kinds PatchKind names.
-        "kubernetes.patch" => vec![
+        KubeKind::Patch => vec![
             (Namespaced, APPS, WORKLOADS, &["get", "patch"]),
             (
                 Namespaced,
@@ -151,10 +142,8 @@ fn action_grants(action: &str) -> Option<Vec<Grant>> {
             (Cluster, CORE, &["nodes", "namespaces"], &["get", "patch"]),
         ],
         // Polls the workload's status only.
-        "kubernetes.wait_rollout" => vec![(Namespaced, APPS, WORKLOADS, &["get"])],
-        _ => return None,
-    };
-    Some(grants)
+        KubeKind::WaitRollout => vec![(Namespaced, APPS, WORKLOADS, &["get"])],
+    }
 }
 
 /// What the `kubernetes_events` source's requests need.
@@ -189,8 +178,8 @@ fn source_grants(source: SourceNeeds) -> Vec<Grant> {
 pub fn rules(actions: &[&str], source: Option<SourceNeeds>) -> Vec<Permission> {
     let mut grants = Vec::new();
     for action in actions {
-        match action_grants(action) {
-            Some(found) => grants.extend(found),
+        match KubeKind::from_name(action) {
+            Some(kind) => grants.extend(action_grants(kind)),
             None => panic!(
                 "`{action}` is not a Kubernetes action; use one of {}",
                 ACTIONS.join(", ")
@@ -245,15 +234,19 @@ mod tests {
     }
 
     #[test]
-    fn the_actions_are_the_kubernetes_names_core_accepts() {
+    fn every_kubernetes_action_core_accepts_has_grants() {
         let core: Vec<&str> = homeostat_core::action::NAMES
             .iter()
             .copied()
-            .filter(|name| homeostat_core::action::is_kubernetes(name))
+            .filter(|name| KubeKind::from_name(name).is_some())
             .collect();
         assert_eq!(ACTIONS, core.as_slice());
-        for action in ACTIONS {
-            assert!(action_grants(action).is_some(), "{action} has no grants");
+        for kind in KubeKind::ALL {
+            assert!(
+                !action_grants(kind).is_empty(),
+                "{} has no grants",
+                kind.name()
+            );
         }
     }
 

@@ -8,7 +8,282 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{de, Deserialize, Deserializer, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::{inputs, invalid, tagged, Error};
+
+/// A Kubernetes action with its inputs: `Action::Kubernetes`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KubeAction {
+    RolloutRestart(RolloutRestart),
+    Scale(Scale),
+    RolloutUndo(RolloutUndo),
+    DeletePod(DeletePod),
+    Cordon(NodeRef),
+    Uncordon(NodeRef),
+    Drain(Drain),
+    Patch(Patch),
+    WaitRollout(WaitRollout),
+}
+
+/// Which Kubernetes action, without its inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KubeKind {
+    RolloutRestart,
+    Scale,
+    RolloutUndo,
+    DeletePod,
+    Cordon,
+    Uncordon,
+    Drain,
+    Patch,
+    WaitRollout,
+}
+
+impl KubeKind {
+    /// Every Kubernetes action, in the order hints list them. A new kind must be added here too:
+    /// `action:` finds actions by name in this list.
+    pub const ALL: [KubeKind; 9] = [
+        KubeKind::RolloutRestart,
+        KubeKind::Scale,
+        KubeKind::RolloutUndo,
+        KubeKind::DeletePod,
+        KubeKind::Cordon,
+        KubeKind::Uncordon,
+        KubeKind::Drain,
+        KubeKind::Patch,
+        KubeKind::WaitRollout,
+    ];
+
+    /// The name `action:` gives it: the one place each name is spelled.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KubeKind::RolloutRestart => "kubernetes.rollout_restart",
+            KubeKind::Scale => "kubernetes.scale",
+            KubeKind::RolloutUndo => "kubernetes.rollout_undo",
+            KubeKind::DeletePod => "kubernetes.delete_pod",
+            KubeKind::Cordon => "kubernetes.cordon",
+            KubeKind::Uncordon => "kubernetes.uncordon",
+            KubeKind::Drain => "kubernetes.drain",
+            KubeKind::Patch => "kubernetes.patch",
+            KubeKind::WaitRollout => "kubernetes.wait_rollout",
+        }
+    }
+
+    /// Whether it only reads from the cluster, and so is safe to run again after a crash.
+    pub const fn only_reads(self) -> bool {
+        match self {
+            KubeKind::WaitRollout => true,
+            KubeKind::RolloutRestart
+            | KubeKind::Scale
+            | KubeKind::RolloutUndo
+            | KubeKind::DeletePod
+            | KubeKind::Cordon
+            | KubeKind::Uncordon
+            | KubeKind::Drain
+            | KubeKind::Patch => false,
+        }
+    }
+
+    /// The Kubernetes action `action:` names, if it names one.
+    pub fn from_name(name: &str) -> Option<KubeKind> {
+        KubeKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// What undoes this action: the rollback's action and its inputs, templates over the
+    /// action's output (`result`). See [`declared_rollback`].
+    pub fn declared_rollback(self) -> Option<(KubeKind, Value)> {
+        use serde_json::json;
+        let object = json!({
+            "kind": "{{ result.kind }}",
+            "namespace": "{{ result.namespace }}",
+            "name": "{{ result.name }}",
+        });
+        let with = |extra: Value| {
+            let mut inputs = object.clone();
+            if let (Some(inputs), Some(extra)) = (inputs.as_object_mut(), extra.as_object()) {
+                inputs.extend(extra.clone());
+            }
+            inputs
+        };
+        match self {
+            KubeKind::Scale => Some((
+                KubeKind::Scale,
+                with(json!({
+                    "replicas": "{{ result.previous_replicas }}",
+                    "min": "{{ result.previous_replicas }}",
+                    "max": "{{ result.previous_replicas }}",
+                })),
+            )),
+            KubeKind::Cordon | KubeKind::Drain => {
+                Some((KubeKind::Uncordon, json!({ "node": "{{ result.node }}" })))
+            }
+            KubeKind::Uncordon => Some((KubeKind::Cordon, json!({ "node": "{{ result.node }}" }))),
+            KubeKind::RolloutUndo => Some((
+                KubeKind::RolloutUndo,
+                json!({
+                    "namespace": "{{ result.namespace }}",
+                    "name": "{{ result.name }}",
+                    "to_revision": "{{ result.from_revision }}",
+                }),
+            )),
+            KubeKind::Patch => Some((
+                KubeKind::Patch,
+                with(json!({
+                    "labels": "{{ result.undo.labels | tojson }}",
+                    "annotations": "{{ result.undo.annotations | tojson }}",
+                    "env": "{{ result.undo.env | tojson }}",
+                    "container": "{{ result.undo.container }}",
+                })),
+            )),
+            // A restart and a deletion replace pods, which nothing puts back; waiting changes
+            // nothing.
+            KubeKind::RolloutRestart | KubeKind::DeletePod | KubeKind::WaitRollout => None,
+        }
+    }
+}
+
+/// The names of the Kubernetes actions, as `action:` gives them.
+pub const NAMES: [&str; KubeKind::ALL.len()] = {
+    let mut names = [""; KubeKind::ALL.len()];
+    let mut index = 0;
+    while index < KubeKind::ALL.len() {
+        names[index] = KubeKind::ALL[index].name();
+        index += 1;
+    }
+    names
+};
+
+impl KubeAction {
+    pub fn kind(&self) -> KubeKind {
+        match self {
+            KubeAction::RolloutRestart(_) => KubeKind::RolloutRestart,
+            KubeAction::Scale(_) => KubeKind::Scale,
+            KubeAction::RolloutUndo(_) => KubeKind::RolloutUndo,
+            KubeAction::DeletePod(_) => KubeKind::DeletePod,
+            KubeAction::Cordon(_) => KubeKind::Cordon,
+            KubeAction::Uncordon(_) => KubeKind::Uncordon,
+            KubeAction::Drain(_) => KubeKind::Drain,
+            KubeAction::Patch(_) => KubeKind::Patch,
+            KubeAction::WaitRollout(_) => KubeKind::WaitRollout,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Reads the inputs of the action `kind` names.
+    pub(super) fn from_inputs(kind: KubeKind, with: Value) -> Result<KubeAction, Error> {
+        Ok(match kind {
+            KubeKind::RolloutRestart => KubeAction::RolloutRestart(inputs(with)?),
+            KubeKind::Scale => KubeAction::Scale(inputs(with)?),
+            KubeKind::RolloutUndo => KubeAction::RolloutUndo(inputs(with)?),
+            KubeKind::DeletePod => KubeAction::DeletePod(inputs(with)?),
+            KubeKind::Cordon => KubeAction::Cordon(inputs(with)?),
+            KubeKind::Uncordon => KubeAction::Uncordon(inputs(with)?),
+            KubeKind::Drain => KubeAction::Drain(inputs(with)?),
+            KubeKind::Patch => KubeAction::Patch(inputs(with)?),
+            KubeKind::WaitRollout => KubeAction::WaitRollout(inputs(with)?),
+        })
+    }
+
+    /// The checks of the inputs that their types cannot make.
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        match self {
+            KubeAction::Scale(scale) => validate_scale(scale),
+            KubeAction::Patch(patch) => validate_patch(patch),
+            KubeAction::Drain(drain) => match drain.timeout_secs {
+                Int::Value(secs) if secs <= 0 => invalid(
+                    "with.timeout_secs",
+                    "`timeout_secs` must be positive",
+                    "give the seconds evictions may take, under the step's `timeout_secs`",
+                ),
+                _ => Ok(()),
+            },
+            KubeAction::WaitRollout(wait) if wait.poll_secs.is_nan() || wait.poll_secs <= 0.0 => {
+                invalid(
+                    "with.poll_secs",
+                    "`poll_secs` must be positive",
+                    "look every few seconds: `poll_secs: 2`",
+                )
+            }
+            KubeAction::WaitRollout(_)
+            | KubeAction::RolloutRestart(_)
+            | KubeAction::RolloutUndo(_)
+            | KubeAction::DeletePod(_)
+            | KubeAction::Cordon(_)
+            | KubeAction::Uncordon(_) => Ok(()),
+        }
+    }
+}
+
+/// As `Action` writes it: `{"action": NAME, "with": INPUTS}`.
+impl Serialize for KubeAction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let name = self.name();
+        match self {
+            KubeAction::RolloutRestart(with) => tagged(serializer, name, with),
+            KubeAction::Scale(with) => tagged(serializer, name, with),
+            KubeAction::RolloutUndo(with) => tagged(serializer, name, with),
+            KubeAction::DeletePod(with) => tagged(serializer, name, with),
+            KubeAction::Cordon(with) | KubeAction::Uncordon(with) => tagged(serializer, name, with),
+            KubeAction::Drain(with) => tagged(serializer, name, with),
+            KubeAction::Patch(with) => tagged(serializer, name, with),
+            KubeAction::WaitRollout(with) => tagged(serializer, name, with),
+        }
+    }
+}
+
+fn validate_scale(scale: &Scale) -> Result<(), Error> {
+    for (field, value) in [
+        ("with.replicas", &scale.replicas),
+        ("with.min", &scale.min),
+        ("with.max", &scale.max),
+    ] {
+        if let Int::Value(number) = value {
+            if *number < 0 || *number > i64::from(i32::MAX) {
+                return invalid(
+                    field,
+                    format!("`{}` must be a replica count, not {number}", &field[5..]),
+                    "use a whole number from 0",
+                );
+            }
+        }
+    }
+    if let (Int::Value(min), Int::Value(max)) = (&scale.min, &scale.max) {
+        if min > max {
+            return invalid(
+                "with.min",
+                format!("`min` ({min}) is above `max` ({max})"),
+                "set `min` at or below `max`",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn validate_patch(patch: &Patch) -> Result<(), Error> {
+    if !patch.env.is_empty() && !patch.kind.has_pod_template() {
+        return invalid(
+            "with.env",
+            format!(
+                "a {} has no pod template to set `env` in",
+                patch.kind.as_str()
+            ),
+            "set `env` on a Deployment, StatefulSet or DaemonSet",
+        );
+    }
+    if patch.container.as_deref().is_some_and(|c| !c.is_empty()) && patch.env.is_empty() {
+        return invalid(
+            "with.container",
+            "`container` names where `env` goes, and `env` is empty",
+            "add `env`, or drop `container`",
+        );
+    }
+    Ok(())
+}
 
 /// A workload with a pod template that a rollout replaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -359,53 +634,7 @@ fn poll_secs() -> f64 {
 /// What an action declares undoes it: the rollback's action and its inputs, templates over the
 /// action's output (`result`). The runbook compiler adds it to a step that declares none of its own. A step
 /// whose outputs say `changed: false` registers no rollback.
-pub fn declared_rollback(action: &str) -> Option<(&'static str, serde_json::Value)> {
-    use serde_json::json;
-    let object = json!({
-        "kind": "{{ result.kind }}",
-        "namespace": "{{ result.namespace }}",
-        "name": "{{ result.name }}",
-    });
-    let with = |extra: serde_json::Value| {
-        let mut inputs = object.clone();
-        if let (Some(inputs), Some(extra)) = (inputs.as_object_mut(), extra.as_object()) {
-            inputs.extend(extra.clone());
-        }
-        inputs
-    };
-    match action {
-        "kubernetes.scale" => Some((
-            "kubernetes.scale",
-            with(json!({
-                "replicas": "{{ result.previous_replicas }}",
-                "min": "{{ result.previous_replicas }}",
-                "max": "{{ result.previous_replicas }}",
-            })),
-        )),
-        "kubernetes.cordon" | "kubernetes.drain" => Some((
-            "kubernetes.uncordon",
-            json!({ "node": "{{ result.node }}" }),
-        )),
-        "kubernetes.uncordon" => {
-            Some(("kubernetes.cordon", json!({ "node": "{{ result.node }}" })))
-        }
-        "kubernetes.rollout_undo" => Some((
-            "kubernetes.rollout_undo",
-            json!({
-                "namespace": "{{ result.namespace }}",
-                "name": "{{ result.name }}",
-                "to_revision": "{{ result.from_revision }}",
-            }),
-        )),
-        "kubernetes.patch" => Some((
-            "kubernetes.patch",
-            with(json!({
-                "labels": "{{ result.undo.labels | tojson }}",
-                "annotations": "{{ result.undo.annotations | tojson }}",
-                "env": "{{ result.undo.env | tojson }}",
-                "container": "{{ result.undo.container }}",
-            })),
-        )),
-        _ => None,
-    }
+pub fn declared_rollback(action: &str) -> Option<(&'static str, Value)> {
+    let (undo, with) = KubeKind::from_name(action)?.declared_rollback()?;
+    Some((undo.name(), with))
 }

@@ -1,7 +1,8 @@
 //! The YAML config: its types, how a folder of files merges, and diagnostics that name file, line and field.
 //!
 //! Parsing is pure: callers read the files and pass their text in, so this crate stays free of IO.
-//! Semantic checks (matchers, CEL, templates, references) happen in [`crate::rule::compile`].
+//! Semantic checks (matchers, CEL, templates, references) are [`crate::check`]'s, which
+//! [`crate::rule::compile`] runs.
 
 pub mod detectors;
 pub mod forecasts;

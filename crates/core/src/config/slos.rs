@@ -75,13 +75,6 @@ mod tests {
         compile(&config)
     }
 
-    fn error(text: &str) -> String {
-        match compiled(text) {
-            Ok(_) => panic!("the config compiled"),
-            Err(diagnostics) => diagnostics.to_string(),
-        }
-    }
-
     /// One `slos:` item with an inline spec, and `extra` fields after it.
     fn item(objective: &str, extra: &str) -> String {
         format!(
@@ -110,41 +103,5 @@ mod tests {
         assert_eq!(target.objective.period.days(), 28);
         assert_eq!(target.interval_secs, 10.0);
         assert_eq!(target.prometheus_url, "http://prom:9090");
-    }
-
-    #[test]
-    fn problems_name_the_field_and_the_fix() {
-        let message = error(&format!("slos:\n{}", item("99.9", "")));
-        assert!(message.contains("slos[0].prometheus_url"), "{message}");
-        assert!(message.contains("set `prometheus.url`"), "{message}");
-
-        let with_prometheus =
-            |items: String| format!("prometheus: {{url: http://p}}\nslos:\n{items}");
-        let message = error(&with_prometheus(item("100.5", "")));
-        assert!(
-            message.contains("slos[0].spec.slos[0].objective"),
-            "{message}"
-        );
-
-        let message = error(&with_prometheus(item("99", "    period: 7d\n")));
-        assert!(
-            message.contains("`7d` is not supported; use `28d` or `30d`"),
-            "{message}"
-        );
-
-        let message = error(&with_prometheus("  - {interval_secs: 10}\n".into()));
-        assert!(message.contains("has no spec"), "{message}");
-
-        let message = error(&with_prometheus("  - {file: missing.yaml}\n".into()));
-        assert!(message.contains("slos[0].file"), "{message}");
-
-        let message = error(&with_prometheus(item("99", "    interval_secs: 0.1\n")));
-        assert!(message.contains("slos[0].interval_secs"), "{message}");
-
-        let message = error(&with_prometheus(item("99", "") + &item("99.9", "")));
-        assert!(
-            message.contains("already evaluated by slos[0]"),
-            "{message}"
-        );
     }
 }

@@ -1,10 +1,9 @@
-//! Runbooks: compiled programs ([`program`]), the pure run state machine ([`machine`]) and the static
-//! checks of `homeostat check` ([`check`]).
+//! Runbooks: compiled programs ([`program`]) and the pure run state machine ([`machine`]); their
+//! static checks for `homeostat check` are [`crate::check::runbooks`].
 //!
 //! The engine crate drives a [`machine::Machine`]: it journals each transition before executing the
 //! effects the transition asks for, and rebuilds a machine after a restart by replaying the journal.
 
-pub mod check;
 pub mod machine;
 pub mod program;
 

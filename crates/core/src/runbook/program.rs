@@ -235,7 +235,9 @@ impl Program {
     pub fn asks_server_dry_run(&self) -> bool {
         self.blocks.iter().any(|block| {
             block.steps.iter().any(|node| {
-                matches!(&node.kind, Kind::Action { action, .. } if crate::action::is_kubernetes(action))
+                matches!(&node.kind, Kind::Action { action, .. }
+                    if crate::action::Kind::from_name(action)
+                        .is_some_and(crate::action::Kind::server_dry_run))
             })
         })
     }

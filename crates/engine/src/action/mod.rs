@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod http;
+pub mod kubernetes;
 pub mod notify;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ pub struct Context {
     pub dry_run: bool,
     /// When the step started, for actions that stamp a time (a rollout restart).
     pub now: chrono::DateTime<chrono::Utc>,
-    pub cluster: crate::kubernetes::Cluster,
+    pub cluster: kubernetes::Cluster,
 }
 
 /// How an action ended: the status its outcome is journaled with.
@@ -80,6 +81,6 @@ pub async fn execute(action: &Action, context: &Context) -> Outcome {
             tracing::info!(run = %context.run_id, message = %log.message, "runbook log");
             Outcome::succeeded(serde_json::json!({ "message": log.message }))
         }
-        kubernetes => context.cluster.execute(kubernetes, context).await,
+        Action::Kubernetes(action) => context.cluster.execute(action, context).await,
     }
 }

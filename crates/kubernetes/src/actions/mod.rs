@@ -1,6 +1,6 @@
 //! The Kubernetes remediation actions: what `kubernetes.*` steps do against the API server.
 //!
-//! [`execute`] runs one [`Action`] and answers its outputs: a JSON object naming the object
+//! [`execute`] runs one [`KubeAction`] and answers its outputs: a JSON object naming the object
 //! (`kind`, `namespace`, `name` or `node`), whether anything changed (`changed`, which decides
 //! whether the engine registers the declared rollback), `dry_run`, and `before` / `after`, the
 //! few fields the action touched, journaled as the record of the change. The outputs also hold
@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use homeostat_core::action::kubernetes::Int;
-use homeostat_core::action::Action;
+use homeostat_core::action::KubeAction;
 use serde_json::{json, Map, Value};
 
 use api::{Api, CallError, Object};
@@ -60,7 +60,7 @@ impl std::error::Error for Failure {}
 /// Runs one Kubernetes action and answers its outputs.
 pub async fn execute(
     client: &kube::Client,
-    action: &Action,
+    action: &KubeAction,
     context: &Context,
 ) -> Result<Value, Failure> {
     let api = Api {
@@ -69,22 +69,15 @@ pub async fn execute(
         field_manager: &context.field_manager,
     };
     match action {
-        Action::KubernetesRolloutRestart(input) => rollout::restart(&api, context, input).await,
-        Action::KubernetesScale(input) => scale::scale(&api, input).await,
-        Action::KubernetesRolloutUndo(input) => rollout::undo(&api, input).await,
-        Action::KubernetesDeletePod(input) => pod::delete(&api, input).await,
-        Action::KubernetesCordon(input) => node::cordon(&api, &input.node, true).await,
-        Action::KubernetesUncordon(input) => node::cordon(&api, &input.node, false).await,
-        Action::KubernetesDrain(input) => node::drain(&api, context, input).await,
-        Action::KubernetesPatch(input) => patch::patch(&api, input).await,
-        Action::KubernetesWaitRollout(input) => rollout::wait(&api, context, input).await,
-        other => Err(Failure {
-            message: format!(
-                "`{}` is not a kubernetes action; homeostat-kubernetes runs only `kubernetes.*` actions",
-                other.name()
-            ),
-            output: json!({}),
-        }),
+        KubeAction::RolloutRestart(input) => rollout::restart(&api, context, input).await,
+        KubeAction::Scale(input) => scale::scale(&api, input).await,
+        KubeAction::RolloutUndo(input) => rollout::undo(&api, input).await,
+        KubeAction::DeletePod(input) => pod::delete(&api, input).await,
+        KubeAction::Cordon(input) => node::cordon(&api, &input.node, true).await,
+        KubeAction::Uncordon(input) => node::cordon(&api, &input.node, false).await,
+        KubeAction::Drain(input) => node::drain(&api, context, input).await,
+        KubeAction::Patch(input) => patch::patch(&api, input).await,
+        KubeAction::WaitRollout(input) => rollout::wait(&api, context, input).await,
     }
 }
 

@@ -1,7 +1,7 @@
 {{/*
 The RBAC rules for the enabled actions (rbac.actions) and the kubernetes_events source
 (rbac.source): the table of crates/kubernetes/src/permissions.rs, written as template. Keep the
-two in sync; crates/kubernetes/tests/deploy.rs renders this chart with several values and fails
+two in sync; crates/kubernetes/tests/it/deploy.rs renders this chart with several values and fails
 when a rendered grant differs from permissions::rules (an extra verb, or a missing one).
 One rule per action and resource group, unmerged, so the rendered Role says who needs what.
 */}}

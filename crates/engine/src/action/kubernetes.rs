@@ -1,10 +1,10 @@
 //! The Kubernetes client the `kubernetes.*` actions and the `kubernetes_events` source share.
 //! Behind the `kubernetes` feature; without it, a config that needs a cluster is refused at start.
 
-use homeostat_core::action::Action;
-use homeostat_core::config::Config;
+use homeostat_core::action::{KubeAction, KubeKind};
+use homeostat_core::config::{Config, Source, Step};
 
-use crate::action::{Context, Outcome};
+use super::{Context, Outcome};
 
 /// A connected cluster, or none when the config needs none.
 #[derive(Clone, Default)]
@@ -32,8 +32,8 @@ pub enum Error {
 }
 
 /// Why a config needs a cluster: a `kubernetes:` section, a `kubernetes_events` source, or a step
-/// with a `kubernetes.*` action (found by walking the rules and runbooks as data, so every kind
-/// of step, nested or not, counts).
+/// with a `kubernetes.*` action (in the rules, then the runbooks; every kind of step, nested or
+/// not, counts).
 pub fn needed(config: &Config) -> Option<String> {
     if config.kubernetes.is_some() {
         return Some("`kubernetes:`".into());
@@ -41,27 +41,41 @@ pub fn needed(config: &Config) -> Option<String> {
     if let Some(source) = config
         .sources
         .iter()
-        .find(|source| matches!(source, homeostat_core::config::Source::KubernetesEvents(_)))
+        .find(|source| matches!(source, Source::KubernetesEvents(_)))
     {
         return Some(format!("source `{}`", source.name()));
     }
-    fn find(value: &serde_json::Value) -> Option<String> {
-        match value {
-            serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::String(action)) = map.get("action") {
-                    if homeostat_core::action::is_kubernetes(action) {
-                        return Some(format!("action `{action}`"));
-                    }
-                }
-                map.values().find_map(find)
-            }
-            serde_json::Value::Array(items) => items.iter().find_map(find),
-            _ => None,
-        }
-    }
-    let rules = serde_json::to_value(&config.rules).unwrap_or_default();
-    let runbooks = serde_json::to_value(&config.runbooks).unwrap_or_default();
-    find(&rules).or_else(|| find(&runbooks))
+    let rules = config.rules.iter().map(|rule| rule.steps.as_slice());
+    let runbooks = config
+        .runbooks
+        .iter()
+        .map(|runbook| runbook.steps.as_slice());
+    rules
+        .chain(runbooks)
+        .find_map(kubernetes_action)
+        .map(|action| format!("action `{action}`"))
+}
+
+/// The first Kubernetes action among these steps: a step's own, then its branches', its
+/// rollback's and its `for_each` steps'.
+fn kubernetes_action(steps: &[Step]) -> Option<&str> {
+    steps.iter().find_map(|step| {
+        step.action
+            .as_deref()
+            .filter(|action| KubeKind::from_name(action).is_some())
+            .or_else(|| {
+                step.parallel
+                    .iter()
+                    .flatten()
+                    .find_map(|branch| kubernetes_action(&branch.steps))
+            })
+            .or_else(|| {
+                step.rollback
+                    .as_deref()
+                    .and_then(|rollback| kubernetes_action(std::slice::from_ref(rollback)))
+            })
+            .or_else(|| step.steps.as_deref().and_then(kubernetes_action))
+    })
 }
 
 impl Cluster {
@@ -115,7 +129,7 @@ impl Cluster {
     }
 
     /// Runs a `kubernetes.*` action; with `context.dry_run`, as a server-side dry run.
-    pub async fn execute(&self, action: &Action, context: &Context) -> Outcome {
+    pub async fn execute(&self, action: &KubeAction, context: &Context) -> Outcome {
         #[cfg(feature = "kubernetes")]
         {
             let Some(client) = &self.client else {
@@ -149,5 +163,61 @@ impl Cluster {
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::needed;
+
+    fn why(yaml: &str) -> Option<String> {
+        let files = [(PathBuf::from("homeostat.yaml"), yaml.to_string())];
+        let config = homeostat_core::config::parse(&files).expect("the config parses");
+        needed(&config)
+    }
+
+    /// A runbook whose one step of `kind` holds a `kubernetes.cordon` somewhere inside.
+    fn nested(kind: &str) -> String {
+        let cordon = "{name: cordon, action: kubernetes.cordon, with: {node: n}}";
+        let step = match kind {
+            "parallel" => format!("{{name: fan, parallel: [{{name: a, steps: [{cordon}]}}]}}"),
+            "for_each" => format!("{{name: each, for_each: '[1]', steps: [{cordon}]}}"),
+            "rollback" => {
+                format!("{{name: say, action: log, with: {{message: x}}, rollback: {cordon}}}")
+            }
+            _ => cordon.to_string(),
+        };
+        format!("runbooks:\n  - name: r\n    steps: [{step}]\n")
+    }
+
+    #[test]
+    fn a_cluster_is_needed_for_its_section_its_source_or_any_kubernetes_step() {
+        assert_eq!(why(""), None);
+        assert_eq!(why("kubernetes: {}\n"), Some("`kubernetes:`".into()));
+        assert_eq!(
+            why("sources:\n  - {type: kubernetes_events, name: cluster}\n"),
+            Some("source `cluster`".into())
+        );
+        for kind in ["action", "parallel", "for_each", "rollback"] {
+            assert_eq!(
+                why(&nested(kind)),
+                Some("action `kubernetes.cordon`".into()),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn rules_are_looked_at_before_runbooks_and_inputs_are_not_steps() {
+        let rule = "rules:\n  - name: scale\n    steps: [{name: up, action: kubernetes.scale, with: {name: web, replicas: 2, max: 3}}]\n";
+        assert_eq!(
+            why(&format!("{}{rule}", nested("action"))),
+            Some("action `kubernetes.scale`".into())
+        );
+        // An input that mentions an action is not a step: this one posts to an HTTP API.
+        let post = "runbooks:\n  - name: r\n    steps: [{name: post, action: http_request, with: {url: 'http://x', json: {action: kubernetes.scale}}}]\n";
+        assert_eq!(why(post), None);
     }
 }

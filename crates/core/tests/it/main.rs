@@ -1,0 +1,3 @@
+//! homeostat-core's integration tests, one binary: `homeostat check` from fixture files.
+
+mod check;
