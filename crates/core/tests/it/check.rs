@@ -83,6 +83,7 @@ fixtures! {
     runbooks_rollbacks,
     runbooks_rollback_warnings,
     runbooks_rules,
+    runbooks_shell_templates,
     runbooks_step_kinds,
     runbooks_step_names,
     runbooks_steps_out_of_sight,
@@ -100,6 +101,7 @@ fixtures! {
     sources_http_probe,
     sources_kubernetes_events,
     sources_webhook,
+    sources_webhook_replay,
     tokens,
 }
 
