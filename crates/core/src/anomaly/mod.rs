@@ -21,6 +21,10 @@
 //!    seasonal profile of a series that profile explains, or whose every short sequence is
 //!    familiar, scores 0 whatever the sustained surprise.
 //!
+//! Input is taken as it comes: a timestamp before the previous one is read as the previous one
+//! (the clock is clamped), repeated timestamps and gaps are scored like any other value, and
+//! each is counted ([`Input`]); only values that are not finite numbers are refused, and counted.
+//!
 //! See `docs/anomaly.md` for the reasoning, the settings and the evaluation on NAB.
 
 mod context;
@@ -94,15 +98,42 @@ const MIN_WARMUP_POINTS: u32 = 32;
 /// Converts a median absolute deviation to a standard deviation for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// The version of the detector's state: a snapshot of an older version holds what an older
+/// algorithm learned, and is better learned afresh (see [`Detector::state_version`]).
+pub const STATE_VERSION: u32 = 2;
+
+/// An interval longer than this many times the usual one counts as a gap: at least one value is
+/// missing, allowing for a jittered clock.
+const GAP_FACTOR: f64 = 2.0;
+
+/// Intervals whose median is the usual interval.
+const INTERVALS: usize = 15;
+
 /// Why a value was not scored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
-    #[error("value `{value}` is not a finite number")]
+    #[error("value `{value}` is not a finite number; it is skipped")]
     NonFinite { value: f64 },
-    #[error(
-        "timestamp `{at}` is before the previous one `{previous}`; values must come in time order"
-    )]
-    OutOfOrder { at: i64, previous: i64 },
+}
+
+/// What the detector made of its input's clock and values, counted since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Input {
+    /// Values scored.
+    pub scored: u64,
+    /// Timestamps before the previous one: each is scored and learned at the previous one's
+    /// time (the clock is clamped), so the profiles and gaps see time move forward only.
+    pub steps_back: u64,
+    /// The largest step back, in seconds.
+    pub largest_step_back_secs: i64,
+    /// Timestamps equal to the previous one.
+    pub repeats: u64,
+    /// Intervals longer than twice the usual one (the median of the latest 15): values missing.
+    pub gaps: u64,
+    /// Values that were not finite numbers (NaN, infinities): skipped, the detector unchanged
+    /// but for this count.
+    pub non_finite: u64,
 }
 
 /// The detector's settings. Every field has a default that needs no tuning per series; out of
@@ -175,6 +206,7 @@ impl Settings {
             + 2 * window(settings.history_points)
             + (DAY_SLOTS + WEEK_SLOTS) * slot_bytes.next_multiple_of(f64_bytes)
             + (LIKELIHOOD_RECENT + LIKELIHOOD_HISTORY) * f64_bytes
+            + window(INTERVALS as u32)
             + Context::state_bytes()
     }
 }
@@ -203,6 +235,9 @@ pub struct Score {
 /// [`Settings::state_bytes`]) and serializable, so it can be snapshot and restored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detector {
+    /// The algorithm this state was learned by; 0 for snapshots taken before it was recorded.
+    #[serde(default)]
+    version: u32,
     settings: Settings,
     points: u64,
     first_at: Option<i64>,
@@ -226,12 +261,22 @@ pub struct Detector {
     likelihood: Likelihood,
     /// How novel the latest short sequence of values is.
     context: Context,
+    /// The latest intervals between timestamps, in seconds, whose median is the usual interval.
+    #[serde(default = "intervals")]
+    intervals: Window,
+    #[serde(default)]
+    input: Input,
+}
+
+fn intervals() -> Window {
+    Window::new(INTERVALS)
 }
 
 impl Detector {
     pub fn new(settings: &Settings) -> Self {
         let settings = settings.clamped();
         Detector {
+            version: STATE_VERSION,
             points: 0,
             first_at: None,
             last_at: None,
@@ -245,8 +290,23 @@ impl Detector {
             cooldown_left: 0,
             likelihood: Likelihood::new(LIKELIHOOD_RECENT, LIKELIHOOD_HISTORY, LIKELIHOOD_REFIT),
             context: Context::new(),
+            intervals: intervals(),
+            input: Input::default(),
             settings,
         }
+    }
+
+    /// The version of the algorithm that learned this state: [`STATE_VERSION`] for a detector
+    /// made by this build, less for one restored from an older snapshot, which a caller should
+    /// replace with a new detector (and relearn from history) rather than continue.
+    pub fn state_version(&self) -> u32 {
+        self.version
+    }
+
+    /// What the detector made of its input so far: values scored, clock steps back, repeated
+    /// timestamps, gaps and values skipped.
+    pub fn input(&self) -> Input {
+        self.input
     }
 
     /// The settings in use, brought into their ranges.
@@ -254,26 +314,24 @@ impl Detector {
         &self.settings
     }
 
-    /// Scores `value` at `at_unix_secs`, then learns it. A value that is not finite, or that comes
-    /// before the previous one, is refused and leaves the detector unchanged.
+    /// Scores `value` at `at_unix_secs`, then learns it. A value that is not finite is refused
+    /// (and counted); a timestamp before the previous one is read as the previous one.
     pub fn observe(&mut self, at_unix_secs: i64, value: f64) -> Result<Score, Error> {
         if !value.is_finite() {
+            self.input.non_finite += 1;
             return Err(Error::NonFinite { value });
         }
-        if let Some(previous) = self.last_at {
-            if at_unix_secs < previous {
-                return Err(Error::OutOfOrder {
-                    at: at_unix_secs,
-                    previous,
-                });
-            }
-        }
+        let at_unix_secs = self.clock(at_unix_secs);
         let (expected, scale) = self.baseline(at_unix_secs, value);
         // Only values near `f64::MAX` make this infinite or NaN (infinity over infinity).
         let signal = ((value - expected).abs() / scale).min(MAX_SIGNAL);
         let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
         let point_surprise = self.tail.surprise(signal).min(MAX_SURPRISE);
-        let (season_surprise, seasonal) = self.season_surprise(at_unix_secs, value);
+        let season = self.season_signal(at_unix_secs, value);
+        let season_surprise = match (&season, &self.season_tail) {
+            (Some((signal, true)), Some(tail)) => tail.surprise(*signal).min(MAX_SURPRISE),
+            _ => 0.0,
+        };
         // A new extreme counts as novel at every order only if its residual is also rare for this
         // series: on plain noise the range keeps growing by small steps, which are not news.
         let novelty = self
@@ -281,22 +339,21 @@ impl Detector {
             .observe(value, point_surprise >= BEYOND_SURPRISE);
         // Either kind of raw evidence feeds the sustained signal: a run of deviating values or
         // of novel sequences, each of which alone may be noise, is unlikely as a whole.
-        let sustained_surprise = self
-            .likelihood
-            .observe((point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw))
-            .min(MAX_SURPRISE);
+        let raw = (point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw);
+        let sustained_surprise = self.likelihood.surprise(raw).min(MAX_SURPRISE);
         let raw_surprise = (novelty.excess * MAX_SURPRISE).max(sustained_surprise);
-        // Only a value that is news itself is reported; a run of evidence waits for one:
-        // - on a series that a seasonal profile explains (see `SEASONAL_SHARE`), a value that
-        //   keeps to the profile is not news, however its sequence is binned (a pair of bins new
-        //   after the range grew) or whatever the sustained signal says after a change: the
-        //   profile predicts it;
-        // - on any series, a value whose every short sequence was seen recently (a spike of a
-        //   size the series often shows, in a familiar context) is not news either, even when the
-        //   point surprise is high: its tail forgets after `history_points` values, the sequence
-        //   memory remembers longer which spikes are the series' habit.
+        // Only a value that is news itself is reported; a run of evidence waits for one. A value
+        // that keeps to the seasonal profiles is not news if
+        // - a profile explains the series (see `SEASONAL_SHARE`): the profile predicts it,
+        //   however its sequence is binned (a pair of bins new after the range grew) or whatever
+        //   the sustained signal says after a change; or
+        // - its every short sequence was seen recently (a spike of a size the series often
+        //   shows, in a familiar context), even when the point surprise is high: the tail forgets
+        //   after `history_points` values, the sequence memory remembers longer which spikes are
+        //   the series' habit.
         let keeps_to_profile = season_surprise < BEYOND_SURPRISE;
-        let reported = if keeps_to_profile && (seasonal || novelty.raw <= 0.0) {
+        let explained = season.is_some_and(|(_, explains)| explains);
+        let reported = if keeps_to_profile && (explained || novelty.raw <= 0.0) {
             0.0
         } else {
             raw_surprise
@@ -330,8 +387,40 @@ impl Detector {
         // discount the first real anomaly after it.
         let episode_surprise = if learning { 0.0 } else { raw_surprise };
         self.recent_peak = (self.recent_peak - fade).max(episode_surprise).max(0.0);
-        self.learn(at_unix_secs, value, signal);
+        self.likelihood.learn(raw, true);
+        self.learn(at_unix_secs, value, signal, season, true);
+        self.input.scored += 1;
         Ok(result)
+    }
+
+    /// The time to score a value at: `at_unix_secs`, or the previous value's time if it is
+    /// earlier. Counts steps back, repeats and gaps.
+    fn clock(&mut self, at_unix_secs: i64) -> i64 {
+        let Some(previous) = self.last_at else {
+            return at_unix_secs;
+        };
+        if at_unix_secs < previous {
+            self.input.steps_back += 1;
+            self.input.largest_step_back_secs = self
+                .input
+                .largest_step_back_secs
+                .max(previous.saturating_sub(at_unix_secs));
+            return previous;
+        }
+        if at_unix_secs == previous {
+            self.input.repeats += 1;
+            return previous;
+        }
+        let interval = (at_unix_secs - previous) as f64;
+        if self.intervals.len() >= INTERVALS / 2 {
+            if let Some(usual) = self.intervals.median() {
+                if interval > GAP_FACTOR * usual {
+                    self.input.gaps += 1;
+                }
+            }
+        }
+        self.intervals.push(interval);
+        at_unix_secs
     }
 
     /// The value expected at `at_unix_secs` and the scale of normal deviations from it, from the
@@ -368,16 +457,14 @@ impl Detector {
         best
     }
 
-    /// How surprising the departure of `value` from the seasonal profiles is, in their own
-    /// recent residuals' tail, on a series that the profiles explain (see `SEASONAL_SHARE`); 0
-    /// otherwise. Also whether they explain it. Learns the departure.
-    fn season_surprise(&mut self, at_unix_secs: i64, value: f64) -> (f64, bool) {
+    /// The departure of `value` from the seasonal profiles, in their own scale (the smaller of
+    /// the daily and weekly one), and whether a profile explains the series (see
+    /// `SEASONAL_SHARE`); `None` until a profile speaks.
+    fn season_signal(&self, at_unix_secs: i64, value: f64) -> Option<(f64, bool)> {
         if !self.settings.seasonality {
-            return (0.0, false);
+            return None;
         }
-        let Some(median) = self.level.median() else {
-            return (0.0, false);
-        };
+        let median = self.level.median()?;
         let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
         let seen_secs = self.first_at.map_or(0, |first| at_unix_secs - first);
         // The profile that explains the value best, and whether one explains the series.
@@ -397,24 +484,19 @@ impl Detector {
                 explains |= error < SEASONAL_SHARE * self.level_error;
             }
         }
-        let Some(signal) = best else {
-            return (0.0, false);
-        };
-        let history_points = self.settings.history_points as usize;
-        let tail = self
-            .season_tail
-            .get_or_insert_with(|| Tail::new(history_points));
-        let surprise = if explains {
-            tail.surprise(signal).min(MAX_SURPRISE)
-        } else {
-            0.0
-        };
-        let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
-        tail.learn(signal.min(cap));
-        (surprise, explains)
+        best.map(|signal| (signal, explains))
     }
 
-    fn learn(&mut self, at_unix_secs: i64, value: f64, signal: f64) {
+    /// Learns `value`; `calibrate` says whether its residuals may teach the tails what is
+    /// normal.
+    fn learn(
+        &mut self,
+        at_unix_secs: i64,
+        value: f64,
+        signal: f64,
+        season: Option<(f64, bool)>,
+        calibrate: bool,
+    ) {
         if let Some(median) = self.level.median() {
             let residual = (value - median).abs();
             let limit = if self.points > 1 {
@@ -434,9 +516,19 @@ impl Detector {
             self.daily.learn(at_unix_secs, value, rates);
             self.weekly.learn(at_unix_secs, value, rates);
         }
-        // A single extreme value should not teach the tail that anything goes.
-        let cap = self.tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
-        self.tail.learn(signal.min(cap));
+        if calibrate {
+            // A single extreme value should not teach the tail that anything goes.
+            let cap = self.tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
+            self.tail.learn(signal.min(cap));
+            if let Some((signal, _)) = season {
+                let history_points = self.settings.history_points as usize;
+                let tail = self
+                    .season_tail
+                    .get_or_insert_with(|| Tail::new(history_points));
+                let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
+                tail.learn(signal.min(cap));
+            }
+        }
         self.points += 1;
         self.first_at.get_or_insert(at_unix_secs);
         self.last_at = Some(at_unix_secs);
