@@ -393,6 +393,11 @@ impl Detector {
         Ok(result)
     }
 
+    /// The median baseline's mean absolute error (see [`season::unbiased`]).
+    fn level_error(&self) -> f64 {
+        season::unbiased(self.level_error, ERROR_RATE, self.points.saturating_sub(1))
+    }
+
     /// The time to score a value at: `at_unix_secs`, or the previous value's time if it is
     /// earlier. Counts steps back, repeats and gaps.
     fn clock(&mut self, at_unix_secs: i64) -> i64 {
@@ -434,7 +439,7 @@ impl Detector {
         // Half the mean deviation stands in when over half the window is one value (MAD 0).
         let mean_deviation =
             self.level.mean_deviation(median).unwrap_or(0.0) * MEAN_DEVIATION_TO_SIGMA / 2.0;
-        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
+        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error());
         let mut best = (median, mad.max(mean_deviation).max(floor));
         if !self.settings.seasonality {
             return best;
@@ -446,7 +451,7 @@ impl Detector {
                 continue;
             }
             let predicted = profile.predict(at_unix_secs);
-            let error = profile.error(self.settings.window_points);
+            let error = profile.error(self.settings.window_points, ERROR_RATE);
             if let (Some(predicted), Some(error)) = (predicted, error) {
                 let scale = (error * MEAN_DEVIATION_TO_SIGMA).max(floor);
                 if (value - predicted).abs() / scale < (value - best.0).abs() / best.1 {
@@ -465,7 +470,7 @@ impl Detector {
             return None;
         }
         let median = self.level.median()?;
-        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
+        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error());
         let seen_secs = self.first_at.map_or(0, |first| at_unix_secs - first);
         // The profile that explains the value best, and whether one explains the series.
         let mut best: Option<f64> = None;
@@ -475,13 +480,13 @@ impl Detector {
                 continue;
             }
             let predicted = profile.predict(at_unix_secs);
-            let error = profile.error(self.settings.window_points);
+            let error = profile.error(self.settings.window_points, ERROR_RATE);
             if let (Some(predicted), Some(error)) = (predicted, error) {
                 let scale = (error * MEAN_DEVIATION_TO_SIGMA).max(floor);
                 let signal = ((value - predicted).abs() / scale).min(MAX_SIGNAL);
                 let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
                 best = Some(best.map_or(signal, |best: f64| best.min(signal)));
-                explains |= error < SEASONAL_SHARE * self.level_error;
+                explains |= error < SEASONAL_SHARE * self.level_error();
             }
         }
         best.map(|signal| (signal, explains))
@@ -500,7 +505,7 @@ impl Detector {
         if let Some(median) = self.level.median() {
             let residual = (value - median).abs();
             let limit = if self.points > 1 {
-                ERROR_CLIP * self.level_error.max(f64::MIN_POSITIVE)
+                ERROR_CLIP * self.level_error().max(f64::MIN_POSITIVE)
             } else {
                 f64::INFINITY
             };
