@@ -21,6 +21,12 @@
 //!    seasonal profile of a series that profile explains, or whose every short sequence is
 //!    familiar, scores 0 whatever the sustained surprise.
 //!
+//! What the detector calls normal is learned from values outside alarm episodes only: the
+//! residuals of an alarm and its cooldown do not enter the tails and averages that calibrate the
+//! surprises (as SPOT does not learn the values it flags), so a second anomaly like the first is
+//! as surprising as the first. The baselines and the sequence memory learn every value, so that
+//! a lasting change becomes the new normal.
+//!
 //! Input is taken as it comes: a timestamp before the previous one is read as the previous one
 //! (the clock is clamped), repeated timestamps and gaps are scored like any other value, and
 //! each is counted ([`Input`]); only values that are not finite numbers are refused, and counted.
@@ -153,8 +159,10 @@ pub struct Settings {
     /// Learn daily and weekly profiles, and use one when it explains a value better than the
     /// window.
     pub seasonality: bool,
-    /// After a score at or above `alarm_score`, the next this many scores are 0: one alarm per
-    /// episode, as an incident is opened once.
+    /// After a score at or above `alarm_score`, the next this many scores are 0 (one alarm per
+    /// episode, as an incident is opened once), and their values do not teach the detector what
+    /// is normal. The default is half the default window: the sliding median has absorbed a
+    /// level shift after half a window, and with it the evidence of the shift's onset.
     pub cooldown_points: u32,
     /// The score that starts a cooldown (0 to 1).
     pub alarm_score: f64,
@@ -167,7 +175,7 @@ impl Default for Settings {
             window_points: 128,
             history_points: 512,
             seasonality: true,
-            cooldown_points: 150,
+            cooldown_points: 64,
             alarm_score: 0.5,
         }
     }
@@ -365,11 +373,15 @@ impl Detector {
         } else {
             (surprise / MAX_SURPRISE).clamp(0.0, 1.0)
         };
+        // An alarm and the values of its cooldown are one episode: they are scored, but do not
+        // teach the calibrations what is normal.
+        let mut episode = self.cooldown_left > 0;
         if self.cooldown_left > 0 {
             self.cooldown_left -= 1;
             score = 0.0;
         } else if score >= self.settings.alarm_score && score > 0.0 {
             self.cooldown_left = self.settings.cooldown_points;
+            episode = true;
         }
         let band = self
             .tail
@@ -384,11 +396,11 @@ impl Detector {
         };
         let fade = MAX_SURPRISE / f64::from(self.settings.history_points);
         // The warm-up's novelty is the series being learned, not an episode: it would otherwise
-        // discount the first real anomaly after it.
-        let episode_surprise = if learning { 0.0 } else { raw_surprise };
+        // discount the first real anomaly after it. A value that is not news is no episode either.
+        let episode_surprise = if learning { 0.0 } else { reported };
         self.recent_peak = (self.recent_peak - fade).max(episode_surprise).max(0.0);
-        self.likelihood.learn(raw, true);
-        self.learn(at_unix_secs, value, signal, season, true);
+        self.likelihood.learn(raw, !episode);
+        self.learn(at_unix_secs, value, signal, season, !episode);
         self.input.scored += 1;
         Ok(result)
     }
@@ -493,7 +505,7 @@ impl Detector {
     }
 
     /// Learns `value`; `calibrate` says whether its residuals may teach the tails what is
-    /// normal.
+    /// normal (not in an alarm episode).
     fn learn(
         &mut self,
         at_unix_secs: i64,
