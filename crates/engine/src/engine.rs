@@ -144,6 +144,8 @@ pub struct Handle {
     pub disabled_rules: DisabledRules,
     /// Every SLO's latest evaluation.
     pub slos: crate::source::slo::SloStatuses,
+    /// Every anomaly detector's series, as of its latest evaluation.
+    pub detectors: crate::source::detector::DetectorStatuses,
     ready: Arc<AtomicBool>,
 }
 
@@ -418,6 +420,7 @@ pub async fn start_with_store(
         runs,
         disabled_rules,
         slos: Default::default(),
+        detectors: Default::default(),
         ready: Arc::new(AtomicBool::new(false)),
     };
     for source in &compiled.config.sources {
@@ -458,6 +461,7 @@ pub async fn start_with_store(
             detector.clone(),
             url,
             handle.clone(),
+            handle.detectors.clone(),
             http.clone(),
         )));
     }
