@@ -482,6 +482,8 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v1/rules/{rule}/enable",
         "/api/v1/slos",
         "/api/v1/slos/{id}",
+        "/api/v1/detectors",
+        "/api/v1/detectors/{name}",
     ] {
         assert!(
             documented.contains(&path),
@@ -490,7 +492,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        28,
+        30,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
