@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use homeostat_core::anomaly::{Detector, Error as AnomalyError, Settings};
+use homeostat_core::anomaly::{Detector, Input, Settings};
 
 /// The command's arguments.
 #[derive(clap::Args, Debug)]
@@ -140,18 +140,23 @@ fn collect_csv(dir: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// Scores `input` into `output` (stdout when `None`).
+/// Scores `input` into `output` (stdout when `None`), and says on stderr what was odd about its
+/// clock or values, if anything.
 fn score_to(input: &Path, output: Option<&Path>, settings: &Settings) -> Result<(), Error> {
     let text = fs::read_to_string(input).map_err(|source| Error::Io {
         path: input.to_owned(),
         source,
     })?;
-    let scored = score_text(&text, settings).map_err(|(line, column, message)| Error::Input {
-        path: input.to_owned(),
-        line,
-        column: column.to_owned(),
-        message,
-    })?;
+    let (scored, counts) =
+        score_text(&text, settings).map_err(|(line, column, message)| Error::Input {
+            path: input.to_owned(),
+            line,
+            column: column.to_owned(),
+            message,
+        })?;
+    if let Some(note) = describe(&counts) {
+        eprintln!("note: `{}`: {note}", input.display());
+    }
     match output {
         Some(path) => fs::write(path, scored).map_err(|source| Error::Io {
             path: path.to_owned(),
@@ -164,8 +169,63 @@ fn score_to(input: &Path, output: Option<&Path>, settings: &Settings) -> Result<
     }
 }
 
-/// Scores a whole CSV text; on bad input, the 1-based line, the column and what is wrong.
-fn score_text(text: &str, settings: &Settings) -> Result<String, (usize, &'static str, String)> {
+/// What was odd about a file's clock or values, or `None` if nothing was.
+fn describe(input: &Input) -> Option<String> {
+    let mut parts = Vec::new();
+    if input.steps_back > 0 {
+        parts.push(format!(
+            "{} timestamp{} before the previous one (by up to {} s), each scored at the previous one's time",
+            input.steps_back,
+            plural(input.steps_back),
+            input.largest_step_back_secs
+        ));
+    }
+    if input.repeats > 0 {
+        parts.push(format!(
+            "{} repeated timestamp{}",
+            input.repeats,
+            plural(input.repeats)
+        ));
+    }
+    if input.gaps > 0 {
+        parts.push(format!(
+            "{} gap{} (an interval over twice the usual)",
+            input.gaps,
+            plural(input.gaps)
+        ));
+    }
+    if input.non_finite > 0 {
+        parts.push(format!(
+            "{} value{} empty or not finite, skipped (their rows have no score)",
+            input.non_finite,
+            plural(input.non_finite)
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{} value{} scored; {}",
+            input.scored,
+            plural(input.scored),
+            parts.join(", ")
+        )
+    })
+}
+
+fn plural(count: u64) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Scores a whole CSV text, in the order of its rows; on bad input, the 1-based line, the column
+/// and what is wrong. Timestamps that go back or repeat are scored (the detector clamps its
+/// clock), and an empty or non-finite value keeps its row with an empty score; both are counted.
+fn score_text(
+    text: &str,
+    settings: &Settings,
+) -> Result<(String, Input), (usize, &'static str, String)> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -214,18 +274,22 @@ fn score_text(text: &str, settings: &Settings) -> Result<String, (usize, &'stati
                 format!("`{time_text}` is not unix seconds, RFC 3339 or `YYYY-MM-DD HH:MM:SS`"),
             )
         })?;
-        let value: f64 = value_text.parse().map_err(|_| {
-            (
-                line_number,
-                "value",
-                format!("`{value_text}` is not a number"),
-            )
-        })?;
+        // An empty value is a missing one, as exports write it: skipped like a NaN.
+        let value: f64 = if value_text.is_empty() {
+            f64::NAN
+        } else {
+            value_text.parse().map_err(|_| {
+                (
+                    line_number,
+                    "value",
+                    format!("`{value_text}` is not a number"),
+                )
+            })?
+        };
+        // A refused value keeps its row, unscored, so that the output lines up with the input.
         let score = match detector.observe(at, value) {
             Ok(score) => format!("{:.6}", score.score),
-            // The row is kept, unscored, so that the output lines up with the input.
-            Err(AnomalyError::NonFinite { .. }) => String::new(),
-            Err(error) => return Err((line_number, "timestamp", error.to_string())),
+            Err(_) => String::new(),
         };
         scored.push_str(time_text);
         scored.push(',');
@@ -234,7 +298,7 @@ fn score_text(text: &str, settings: &Settings) -> Result<String, (usize, &'stati
         scored.push_str(&score);
         scored.push('\n');
     }
-    Ok(scored)
+    Ok((scored, detector.input()))
 }
 
 fn unquote(field: &str) -> &str {
@@ -293,13 +357,58 @@ mod tests {
         assert_eq!((error.0, error.1), (3, "value"));
         let error = score_text("time,value\n1,2\n", &settings).unwrap_err();
         assert_eq!((error.0, error.1), (1, "timestamp"));
-        let error = score_text("timestamp,value\n5,2\n4,2\n", &settings).unwrap_err();
+        let error = score_text("timestamp,value\n5,2\nlater,2\n", &settings).unwrap_err();
         assert_eq!((error.0, error.1), (3, "timestamp"));
     }
 
     #[test]
+    fn a_clock_that_steps_back_or_repeats_is_scored_through_and_reported() {
+        let text = "timestamp,value\n\
+                    2014-04-01 00:00:00,1\n\
+                    2014-04-01 00:05:00,2\n\
+                    2014-04-01 00:10:00,3\n\
+                    2014-04-01 00:15:00,4\n\
+                    2014-04-01 00:20:00,5\n\
+                    2014-04-01 00:25:00,6\n\
+                    2014-04-01 00:30:00,7\n\
+                    2014-04-01 00:35:00,8\n\
+                    2014-04-01 00:40:00,\n\
+                    2014-04-01 00:45:00,9\n\
+                    2014-03-31 23:55:00,10\n\
+                    2014-03-31 23:55:00,11\n\
+                    2014-04-01 03:00:00,12\n";
+        let (scored, input) = score_text(text, &Settings::default()).unwrap();
+        assert_eq!(scored.lines().count(), 14);
+        assert!(scored.contains("2014-04-01 00:40:00,,\n"), "{scored}");
+        assert!(
+            scored.ends_with("2014-04-01 03:00:00,12,0.000000\n"),
+            "{scored}"
+        );
+        assert_eq!(
+            (
+                input.scored,
+                input.steps_back,
+                input.repeats,
+                input.gaps,
+                input.non_finite
+            ),
+            (12, 2, 0, 1, 1),
+            "{input:?}"
+        );
+        assert_eq!(input.largest_step_back_secs, 50 * 60);
+        let note = describe(&input).unwrap();
+        assert!(
+            note.starts_with(
+                "12 values scored; 2 timestamps before the previous one (by up to 3000 s)"
+            ),
+            "{note}"
+        );
+        assert!(describe(&Input::default()).is_none());
+    }
+
+    #[test]
     fn every_row_is_echoed_with_a_score() {
-        let scored =
+        let (scored, _) =
             score_text("timestamp,value\n1,2\n\n2,NaN\n3,4\n", &Settings::default()).unwrap();
         assert_eq!(
             scored,

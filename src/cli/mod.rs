@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod detect;
+mod detectors;
 mod follow;
 mod forecast;
 mod incidents;
@@ -222,6 +223,11 @@ enum Command {
     /// Score a `timestamp,value` CSV with the anomaly detector, offline; writes
     /// `timestamp,value,anomaly_score`.
     Detect(detect::Args),
+    /// The daemon's anomaly detectors (`detectors:` in the config).
+    Detectors {
+        #[command(subcommand)]
+        command: DetectorsCommand,
+    },
     /// Forecast a `timestamp,value` CSV, or backtest the forecaster on it.
     Forecast(forecast::Args),
     /// The demo's service under test (started by `homeostat demo`).
@@ -406,6 +412,21 @@ enum SloCommand {
     },
     /// The error budget, burn rates and firing alerts of every SLO the daemon evaluates
     /// (`slos:` in the config), as of each one's latest evaluation.
+    Status {
+        #[command(flatten)]
+        config: ConfigPath,
+        #[command(flatten)]
+        remote: remote::Args,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DetectorsCommand {
+    /// Every series of every detector, with its latest score, expected range and state
+    /// (learning, normal, firing), what its input's clock did, and how learning its history went.
     Status {
         #[command(flatten)]
         config: ConfigPath,
@@ -671,6 +692,14 @@ pub async fn run(args: Args) -> ExitCode {
             config,
         } => store::retention(&config.path, apply, json).await,
         Command::Detect(args) => detect::run(&args),
+        Command::Detectors {
+            command:
+                DetectorsCommand::Status {
+                    config,
+                    remote,
+                    json,
+                },
+        } => detectors::status(&config.path, &remote, json).await,
         Command::Forecast(args) => forecast::run(&args),
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,

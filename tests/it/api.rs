@@ -509,6 +509,8 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v2/silence/{id}",
         "/api/v2/receivers",
         "/api/v2/status",
+        "/api/v1/detectors",
+        "/api/v1/detectors/{name}",
     ] {
         assert!(
             documented.contains(&path),
@@ -517,7 +519,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        34,
+        36,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

@@ -1,7 +1,9 @@
 //! End to end through a real Prometheus, for anomaly detectors: a latency gauge with a little
 //! jitter is scraped; the daemon's detector learns it, a spike becomes an `Anomaly` event with its
 //! expected range and opens an incident; the detector's state survives `kill -9`, so after a
-//! restart a second spike is flagged at once, with no new warm-up.
+//! restart a second spike is flagged at once, with no new warm-up. A daemon that starts before
+//! Prometheus reads the history once Prometheus is up, and shows its series in
+//! `homeostat detectors status`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,9 @@ use homeostat_core::Status;
 use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{EventQuery, EventRecord, IncidentQuery, Store};
 
-use crate::support::{base_config, scrape_config, serve, wait_for, Daemon, Prometheus};
+use crate::support::{
+    base_config, free_port, scrape_config, serve, wait_for, Daemon, Prometheus, TOKEN,
+};
 
 /// A gauge around `level` with a jitter of a few percent that repeats every 7 scrapes.
 struct LatencyTarget {
@@ -195,4 +199,95 @@ async fn a_spike_is_an_anomaly_incident_and_the_detector_survives_kill_9() {
         || context(&daemon),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_backfill_waits_for_prometheus_and_the_status_shows_the_series() {
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let target = LatencyTarget::start(0.2).await;
+    // The daemon is told where Prometheus will be, and starts first.
+    let port = free_port();
+    let config = base_config(dir.path(), "normal")
+        + &format!(
+            r#"prometheus: {{url: "http://127.0.0.1:{port}"}}
+detectors:
+  - name: checkout-latency
+    query: checkout_latency_seconds
+    interval_secs: 1
+    backfill_secs: 600
+"#
+        );
+    let daemon = Daemon::start(dir.path(), "early", &config).await;
+    let detector = |answer: serde_json::Value| answer["detectors"][0].clone();
+    let pending = wait_for(
+        "the backfill to fail and wait",
+        Duration::from_secs(10),
+        || async {
+            let status = detector(daemon.get_json("/api/v1/detectors").await);
+            (status["backfill"]["state"] == "pending"
+                && status["backfill"]["attempts"].as_u64() >= Some(2))
+            .then_some(status)
+        },
+        || daemon.stderr_tail(),
+    )
+    .await;
+    assert!(pending["error"].is_string(), "{pending:#}");
+    assert_eq!(pending["series"], serde_json::json!([]), "{pending:#}");
+
+    let prometheus =
+        Prometheus::start_on(port, &scrape_config(target.port), "groups: []\n", &[]).await;
+    let context = || {
+        format!(
+            "{}\n--- prometheus stderr:\n{}",
+            daemon.stderr_tail(),
+            prometheus.stderr_tail()
+        )
+    };
+    let learning = wait_for(
+        "the backfill to be read and the series scored",
+        Duration::from_secs(30),
+        || async {
+            let status = detector(daemon.get_json("/api/v1/detectors").await);
+            let series = status["series"][0].clone();
+            (status["backfill"]["state"] == "done" && series["input"]["scored"].as_u64() >= Some(2))
+                .then_some(status)
+        },
+        context,
+    )
+    .await;
+    assert!(learning["error"].is_null(), "{learning:#}");
+    assert!(learning["evaluated_at"].is_string(), "{learning:#}");
+    let series = &learning["series"][0];
+    assert_eq!(series["labels"]["service"], "checkout", "{learning:#}");
+    assert_eq!(series["state"], "learning", "{learning:#}");
+    assert!(
+        series["value"]
+            .as_f64()
+            .is_some_and(|value| (0.19..0.22).contains(&value)),
+        "{learning:#}"
+    );
+    let one = daemon.get_json("/api/v1/detectors/checkout-latency").await;
+    assert_eq!(one["name"], "checkout-latency");
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
+        .args(["detectors", "status"])
+        .env("HOMEOSTAT_SERVER", daemon.url(""))
+        .env("HOMEOSTAT_TOKEN", TOKEN)
+        .env("HOMEOSTAT_CONFIG", &daemon.config_path)
+        .env("HOMEOSTAT_LOG", "warn")
+        .output()
+        .await
+        .expect("homeostat detectors status runs");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        table.contains("checkout-latency{")
+            && table.contains("service=checkout}")
+            && table.contains("learning"),
+        "{table}"
+    );
 }

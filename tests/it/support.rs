@@ -377,12 +377,16 @@ impl Prometheus {
     /// `rules.yml`, which `rule_files: [rules.yml]` in `config` finds because Prometheus resolves
     /// rule files relative to its config file.
     pub async fn start(config: &str, rules: &str, extra_args: &[&str]) -> Prometheus {
+        Self::start_on(free_port(), config, rules, extra_args).await
+    }
+
+    /// As [`Prometheus::start`], on `port`: for a daemon told where Prometheus will be before it is.
+    pub async fn start_on(port: u16, config: &str, rules: &str, extra_args: &[&str]) -> Prometheus {
         require(Self::BINARY, "prometheus");
         let dir = tempfile::tempdir().expect("create a temp dir");
         let config_path = dir.path().join("prometheus.yml");
         fs::write(&config_path, config).expect("write prometheus.yml");
         fs::write(dir.path().join("rules.yml"), rules).expect("write rules.yml");
-        let port = free_port();
         let mut args = vec![
             format!("--config.file={}", config_path.display()),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod auth;
+pub mod detectors;
 pub mod error;
 pub mod incidents;
 pub mod ingest;
@@ -64,6 +65,7 @@ pub fn router(handle: Handle) -> Router {
         )
         .route("/api/v1/slos", get(slos::list))
         .route("/api/v1/slos/{id}", get(slos::show))
+        .merge(detectors::routes())
         .route("/api/v1/rules/disabled", get(rules::disabled))
         .route("/api/v1/rules/{rule}/enable", post(rules::enable))
         .route("/api/v1/openapi.json", get(openapi::document))

@@ -52,6 +52,7 @@ pub fn spec() -> Value {
         *paths = with(paths.take(), rule_paths());
         *paths = with(paths.take(), slo_paths());
         *paths = with(paths.take(), alertmanager_paths());
+        *paths = with(paths.take(), detector_paths());
     }
     if let Some(schemas) = spec.pointer_mut("/components/schemas") {
         *schemas = with(schemas.take(), incident_schemas());
@@ -515,6 +516,58 @@ fn slo_paths() -> Value {
             "operationId": "getSlo",
             "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
             "responses": with(json!({"200": {"description": "The SLO", "content": {"application/json": {"schema": slo}}}}),
+                error_responses(&[401, 403, 404]))
+        }}
+    })
+}
+
+/// The paths of the anomaly detectors the daemon runs.
+fn detector_paths() -> Value {
+    let maybe = |description: &str| json!({"type": ["number", "null"], "description": description});
+    let series = json!({"type": "object", "required": ["labels", "state", "input"], "properties": {
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "state": {"type": "string", "enum": ["learning", "normal", "firing"], "description": "`learning` during the warm-up (scores are 0)"},
+        "at": {"type": ["string", "null"], "format": "date-time", "description": "The latest value's time"},
+        "value": maybe("The latest value scored"),
+        "score": maybe("Its anomaly score, 0 to 1"),
+        "expected": maybe("The value the detector expected then"),
+        "expected_low": maybe("The range within which a deviation is not rarer than one in 100,000 for this series; null when unbounded"),
+        "expected_high": maybe("See `expected_low`"),
+        "firing_since": {"type": ["string", "null"], "format": "date-time"},
+        "input": {"type": "object", "description": "What the detector made of the series' samples since it started", "properties": {
+            "scored": {"type": "integer"},
+            "steps_back": {"type": "integer", "description": "Timestamps before the previous one, scored at the previous one's time"},
+            "largest_step_back_secs": {"type": "integer"},
+            "repeats": {"type": "integer", "description": "Timestamps equal to the previous one"},
+            "gaps": {"type": "integer", "description": "Intervals over twice the usual one"},
+            "non_finite": {"type": "integer", "description": "Values that were not numbers, skipped"}}}}});
+    let detector = json!({"type": "object", "required": ["name", "query", "interval_secs", "threshold", "evaluated_at", "error", "backfill", "ignored_series", "series"], "properties": {
+        "name": {"type": "string"},
+        "query": {"type": "string"},
+        "interval_secs": {"type": "number"},
+        "threshold": {"type": "number", "description": "The score at or above which a series' anomaly fires"},
+        "evaluated_at": {"type": ["string", "null"], "format": "date-time", "description": "When Prometheus last answered the query"},
+        "error": {"type": ["string", "null"], "description": "Why the latest query failed; the series are then as of the one before"},
+        "backfill": {"type": "object", "required": ["state"], "description": "Learning the series' history: `pending` is retried every interval (Prometheus not up yet)", "properties": {
+            "state": {"type": "string", "enum": ["skipped", "pending", "done", "failed"]},
+            "attempts": {"type": "integer"},
+            "points": {"type": "integer"},
+            "error": {"type": ["string", "null"]}}},
+        "ignored_series": {"type": "integer", "description": "Series beyond `max_series` in the latest evaluation, not tracked"},
+        "series": {"type": "array", "items": series}}});
+    json!({
+        "/api/v1/detectors": {"get": {
+            "summary": "Every anomaly detector the daemon runs, with each series' latest score, expected range and state",
+            "operationId": "listDetectors",
+            "responses": with(json!({"200": {"description": "The detectors, by name", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"detectors": {"type": "array", "items": detector.clone()}}}}}}}),
+                error_responses(&[401, 403]))
+        }},
+        "/api/v1/detectors/{name}": {"get": {
+            "summary": "One anomaly detector by its name",
+            "operationId": "getDetector",
+            "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": with(json!({"200": {"description": "The detector", "content": {"application/json": {"schema": detector}}}}),
                 error_responses(&[401, 403, 404]))
         }}
     })

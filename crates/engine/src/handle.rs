@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::metrics::Metrics;
 use crate::runs::{Runs, Start};
 use crate::secrets::Secret;
+use crate::source::detector::DetectorStatuses;
 use crate::source::slo::SloStatuses;
 use crate::writer::{Pending, Writer};
 
@@ -142,6 +143,8 @@ pub struct Handle {
     disabled_rules: DisabledRules,
     /// Every SLO's latest evaluation.
     slos: SloStatuses,
+    /// Every anomaly detector's series, as of its latest evaluation.
+    detectors: DetectorStatuses,
     ready: Arc<AtomicBool>,
     /// Bytes of request bodies admitted and not done with, in KiB permits.
     inflight: Arc<tokio::sync::Semaphore>,
@@ -192,6 +195,7 @@ impl Handle {
             runs: parts.runs,
             disabled_rules: parts.disabled_rules,
             slos: SloStatuses::default(),
+            detectors: DetectorStatuses::default(),
             ready: Arc::new(AtomicBool::new(false)),
             inflight: Arc::new(tokio::sync::Semaphore::new(inflight)),
         }
@@ -228,6 +232,11 @@ impl Handle {
     /// Every SLO's latest evaluation.
     pub fn slos(&self) -> &SloStatuses {
         &self.slos
+    }
+
+    /// Every anomaly detector's series, as of its latest evaluation.
+    pub fn detectors(&self) -> &DetectorStatuses {
+        &self.detectors
     }
 
     pub(crate) fn writer(&self) -> &Writer {

@@ -51,18 +51,35 @@ impl Likelihood {
         }
     }
 
-    /// Learns `raw` (in [0, 1]) and returns the surprise `-log10(p)` of the new recent average,
-    /// where `p` is its upper tail probability under the fitted distribution.
-    pub(crate) fn observe(&mut self, raw: f64) -> f64 {
+    /// The surprise `-log10(p)` of the recent average with `raw` (in [0, 1]) as its newest
+    /// value, where `p` is its upper tail probability under the fitted distribution.
+    pub(crate) fn surprise(&self, raw: f64) -> f64 {
+        let len = self.recent.len();
+        let sum: f64 = self.recent.iter().sum();
+        let average = if len < self.recent_points {
+            (sum + raw) / (len + 1) as f64
+        } else {
+            // The newest value takes the oldest's place.
+            let oldest = self.recent[self.recent_next % len];
+            (sum - oldest + raw) / len as f64
+        };
+        let z = (average - self.mean) / self.deviation.max(MIN_DEVIATION);
+        upper_tail_surprise(z)
+    }
+
+    /// Learns `raw` into the recent average and, if `calibrate`, the average into the history
+    /// the distribution is fitted to: the averages of an alarm episode are not what is usual.
+    pub(crate) fn learn(&mut self, raw: f64, calibrate: bool) {
         push(
             &mut self.recent,
             &mut self.recent_next,
             self.recent_points,
             raw,
         );
+        if !calibrate {
+            return;
+        }
         let average = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
-        let z = (average - self.mean) / self.deviation.max(MIN_DEVIATION);
-        let surprise = upper_tail_surprise(z);
         push(
             &mut self.history,
             &mut self.history_next,
@@ -76,7 +93,6 @@ impl Likelihood {
             self.since_fit = 0;
             self.fit();
         }
-        surprise
     }
 
     fn fit(&mut self) {
@@ -155,7 +171,8 @@ mod tests {
             } else {
                 0.05 * f64::from(index % 3)
             };
-            surprises.push(likelihood.observe(raw));
+            surprises.push(likelihood.surprise(raw));
+            likelihood.learn(raw, true);
         }
         assert!(surprises[1000] < 5.0, "{}", surprises[1000]);
         assert!(surprises[1505] > 5.0, "{}", surprises[1505]);

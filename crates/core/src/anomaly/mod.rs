@@ -21,6 +21,16 @@
 //!    seasonal profile of a series that profile explains, or whose every short sequence is
 //!    familiar, scores 0 whatever the sustained surprise.
 //!
+//! What the detector calls normal is learned from values outside alarm episodes only: the
+//! residuals of an alarm and its cooldown do not enter the tails and averages that calibrate the
+//! surprises (as SPOT does not learn the values it flags), so a second anomaly like the first is
+//! as surprising as the first. The baselines and the sequence memory learn every value, so that
+//! a lasting change becomes the new normal.
+//!
+//! Input is taken as it comes: a timestamp before the previous one is read as the previous one
+//! (the clock is clamped), repeated timestamps and gaps are scored like any other value, and
+//! each is counted ([`Input`]); only values that are not finite numbers are refused, and counted.
+//!
 //! See `docs/anomaly.md` for the reasoning, the settings and the evaluation on NAB.
 
 mod context;
@@ -94,15 +104,42 @@ const MIN_WARMUP_POINTS: u32 = 32;
 /// Converts a median absolute deviation to a standard deviation for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// The version of the detector's state: a snapshot of an older version holds what an older
+/// algorithm learned, and is better learned afresh (see [`Detector::state_version`]).
+pub const STATE_VERSION: u32 = 2;
+
+/// An interval longer than this many times the usual one counts as a gap: at least one value is
+/// missing, allowing for a jittered clock.
+const GAP_FACTOR: f64 = 2.0;
+
+/// Intervals whose median is the usual interval.
+const INTERVALS: usize = 15;
+
 /// Why a value was not scored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
-    #[error("value `{value}` is not a finite number")]
+    #[error("value `{value}` is not a finite number; it is skipped")]
     NonFinite { value: f64 },
-    #[error(
-        "timestamp `{at}` is before the previous one `{previous}`; values must come in time order"
-    )]
-    OutOfOrder { at: i64, previous: i64 },
+}
+
+/// What the detector made of its input's clock and values, counted since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Input {
+    /// Values scored.
+    pub scored: u64,
+    /// Timestamps before the previous one: each is scored and learned at the previous one's
+    /// time (the clock is clamped), so the profiles and gaps see time move forward only.
+    pub steps_back: u64,
+    /// The largest step back, in seconds.
+    pub largest_step_back_secs: i64,
+    /// Timestamps equal to the previous one.
+    pub repeats: u64,
+    /// Intervals longer than twice the usual one (the median of the latest 15): values missing.
+    pub gaps: u64,
+    /// Values that were not finite numbers (NaN, infinities): skipped, the detector unchanged
+    /// but for this count.
+    pub non_finite: u64,
 }
 
 /// The detector's settings. Every field has a default that needs no tuning per series; out of
@@ -122,8 +159,10 @@ pub struct Settings {
     /// Learn daily and weekly profiles, and use one when it explains a value better than the
     /// window.
     pub seasonality: bool,
-    /// After a score at or above `alarm_score`, the next this many scores are 0: one alarm per
-    /// episode, as an incident is opened once.
+    /// After a score at or above `alarm_score`, the next this many scores are 0 (one alarm per
+    /// episode, as an incident is opened once), and their values do not teach the detector what
+    /// is normal. The default is half the default window: the sliding median has absorbed a
+    /// level shift after half a window, and with it the evidence of the shift's onset.
     pub cooldown_points: u32,
     /// The score that starts a cooldown (0 to 1).
     pub alarm_score: f64,
@@ -136,7 +175,7 @@ impl Default for Settings {
             window_points: 128,
             history_points: 512,
             seasonality: true,
-            cooldown_points: 150,
+            cooldown_points: 64,
             alarm_score: 0.5,
         }
     }
@@ -175,6 +214,7 @@ impl Settings {
             + 2 * window(settings.history_points)
             + (DAY_SLOTS + WEEK_SLOTS) * slot_bytes.next_multiple_of(f64_bytes)
             + (LIKELIHOOD_RECENT + LIKELIHOOD_HISTORY) * f64_bytes
+            + window(INTERVALS as u32)
             + Context::state_bytes()
     }
 }
@@ -203,6 +243,9 @@ pub struct Score {
 /// [`Settings::state_bytes`]) and serializable, so it can be snapshot and restored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detector {
+    /// The algorithm this state was learned by; 0 for snapshots taken before it was recorded.
+    #[serde(default)]
+    version: u32,
     settings: Settings,
     points: u64,
     first_at: Option<i64>,
@@ -226,12 +269,22 @@ pub struct Detector {
     likelihood: Likelihood,
     /// How novel the latest short sequence of values is.
     context: Context,
+    /// The latest intervals between timestamps, in seconds, whose median is the usual interval.
+    #[serde(default = "intervals")]
+    intervals: Window,
+    #[serde(default)]
+    input: Input,
+}
+
+fn intervals() -> Window {
+    Window::new(INTERVALS)
 }
 
 impl Detector {
     pub fn new(settings: &Settings) -> Self {
         let settings = settings.clamped();
         Detector {
+            version: STATE_VERSION,
             points: 0,
             first_at: None,
             last_at: None,
@@ -245,8 +298,23 @@ impl Detector {
             cooldown_left: 0,
             likelihood: Likelihood::new(LIKELIHOOD_RECENT, LIKELIHOOD_HISTORY, LIKELIHOOD_REFIT),
             context: Context::new(),
+            intervals: intervals(),
+            input: Input::default(),
             settings,
         }
+    }
+
+    /// The version of the algorithm that learned this state: [`STATE_VERSION`] for a detector
+    /// made by this build, less for one restored from an older snapshot, which a caller should
+    /// replace with a new detector (and relearn from history) rather than continue.
+    pub fn state_version(&self) -> u32 {
+        self.version
+    }
+
+    /// What the detector made of its input so far: values scored, clock steps back, repeated
+    /// timestamps, gaps and values skipped.
+    pub fn input(&self) -> Input {
+        self.input
     }
 
     /// The settings in use, brought into their ranges.
@@ -254,26 +322,24 @@ impl Detector {
         &self.settings
     }
 
-    /// Scores `value` at `at_unix_secs`, then learns it. A value that is not finite, or that comes
-    /// before the previous one, is refused and leaves the detector unchanged.
+    /// Scores `value` at `at_unix_secs`, then learns it. A value that is not finite is refused
+    /// (and counted); a timestamp before the previous one is read as the previous one.
     pub fn observe(&mut self, at_unix_secs: i64, value: f64) -> Result<Score, Error> {
         if !value.is_finite() {
+            self.input.non_finite += 1;
             return Err(Error::NonFinite { value });
         }
-        if let Some(previous) = self.last_at {
-            if at_unix_secs < previous {
-                return Err(Error::OutOfOrder {
-                    at: at_unix_secs,
-                    previous,
-                });
-            }
-        }
+        let at_unix_secs = self.clock(at_unix_secs);
         let (expected, scale) = self.baseline(at_unix_secs, value);
         // Only values near `f64::MAX` make this infinite or NaN (infinity over infinity).
         let signal = ((value - expected).abs() / scale).min(MAX_SIGNAL);
         let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
         let point_surprise = self.tail.surprise(signal).min(MAX_SURPRISE);
-        let (season_surprise, seasonal) = self.season_surprise(at_unix_secs, value);
+        let season = self.season_signal(at_unix_secs, value);
+        let season_surprise = match (&season, &self.season_tail) {
+            (Some((signal, true)), Some(tail)) => tail.surprise(*signal).min(MAX_SURPRISE),
+            _ => 0.0,
+        };
         // A new extreme counts as novel at every order only if its residual is also rare for this
         // series: on plain noise the range keeps growing by small steps, which are not news.
         let novelty = self
@@ -281,22 +347,21 @@ impl Detector {
             .observe(value, point_surprise >= BEYOND_SURPRISE);
         // Either kind of raw evidence feeds the sustained signal: a run of deviating values or
         // of novel sequences, each of which alone may be noise, is unlikely as a whole.
-        let sustained_surprise = self
-            .likelihood
-            .observe((point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw))
-            .min(MAX_SURPRISE);
+        let raw = (point_surprise.max(season_surprise) / MAX_SURPRISE).max(novelty.raw);
+        let sustained_surprise = self.likelihood.surprise(raw).min(MAX_SURPRISE);
         let raw_surprise = (novelty.excess * MAX_SURPRISE).max(sustained_surprise);
-        // Only a value that is news itself is reported; a run of evidence waits for one:
-        // - on a series that a seasonal profile explains (see `SEASONAL_SHARE`), a value that
-        //   keeps to the profile is not news, however its sequence is binned (a pair of bins new
-        //   after the range grew) or whatever the sustained signal says after a change: the
-        //   profile predicts it;
-        // - on any series, a value whose every short sequence was seen recently (a spike of a
-        //   size the series often shows, in a familiar context) is not news either, even when the
-        //   point surprise is high: its tail forgets after `history_points` values, the sequence
-        //   memory remembers longer which spikes are the series' habit.
+        // Only a value that is news itself is reported; a run of evidence waits for one. A value
+        // that keeps to the seasonal profiles is not news if
+        // - a profile explains the series (see `SEASONAL_SHARE`): the profile predicts it,
+        //   however its sequence is binned (a pair of bins new after the range grew) or whatever
+        //   the sustained signal says after a change; or
+        // - its every short sequence was seen recently (a spike of a size the series often
+        //   shows, in a familiar context), even when the point surprise is high: the tail forgets
+        //   after `history_points` values, the sequence memory remembers longer which spikes are
+        //   the series' habit.
         let keeps_to_profile = season_surprise < BEYOND_SURPRISE;
-        let reported = if keeps_to_profile && (seasonal || novelty.raw <= 0.0) {
+        let explained = season.is_some_and(|(_, explains)| explains);
+        let reported = if keeps_to_profile && (explained || novelty.raw <= 0.0) {
             0.0
         } else {
             raw_surprise
@@ -308,11 +373,15 @@ impl Detector {
         } else {
             (surprise / MAX_SURPRISE).clamp(0.0, 1.0)
         };
+        // An alarm and the values of its cooldown are one episode: they are scored, but do not
+        // teach the calibrations what is normal.
+        let mut episode = self.cooldown_left > 0;
         if self.cooldown_left > 0 {
             self.cooldown_left -= 1;
             score = 0.0;
         } else if score >= self.settings.alarm_score && score > 0.0 {
             self.cooldown_left = self.settings.cooldown_points;
+            episode = true;
         }
         let band = self
             .tail
@@ -327,11 +396,48 @@ impl Detector {
         };
         let fade = MAX_SURPRISE / f64::from(self.settings.history_points);
         // The warm-up's novelty is the series being learned, not an episode: it would otherwise
-        // discount the first real anomaly after it.
-        let episode_surprise = if learning { 0.0 } else { raw_surprise };
+        // discount the first real anomaly after it. A value that is not news is no episode either.
+        let episode_surprise = if learning { 0.0 } else { reported };
         self.recent_peak = (self.recent_peak - fade).max(episode_surprise).max(0.0);
-        self.learn(at_unix_secs, value, signal);
+        self.likelihood.learn(raw, !episode);
+        self.learn(at_unix_secs, value, signal, season, !episode);
+        self.input.scored += 1;
         Ok(result)
+    }
+
+    /// The median baseline's mean absolute error (see [`season::unbiased`]).
+    fn level_error(&self) -> f64 {
+        season::unbiased(self.level_error, ERROR_RATE, self.points.saturating_sub(1))
+    }
+
+    /// The time to score a value at: `at_unix_secs`, or the previous value's time if it is
+    /// earlier. Counts steps back, repeats and gaps.
+    fn clock(&mut self, at_unix_secs: i64) -> i64 {
+        let Some(previous) = self.last_at else {
+            return at_unix_secs;
+        };
+        if at_unix_secs < previous {
+            self.input.steps_back += 1;
+            self.input.largest_step_back_secs = self
+                .input
+                .largest_step_back_secs
+                .max(previous.saturating_sub(at_unix_secs));
+            return previous;
+        }
+        if at_unix_secs == previous {
+            self.input.repeats += 1;
+            return previous;
+        }
+        let interval = (at_unix_secs - previous) as f64;
+        if self.intervals.len() >= INTERVALS / 2 {
+            if let Some(usual) = self.intervals.median() {
+                if interval > GAP_FACTOR * usual {
+                    self.input.gaps += 1;
+                }
+            }
+        }
+        self.intervals.push(interval);
+        at_unix_secs
     }
 
     /// The value expected at `at_unix_secs` and the scale of normal deviations from it, from the
@@ -345,7 +451,7 @@ impl Detector {
         // Half the mean deviation stands in when over half the window is one value (MAD 0).
         let mean_deviation =
             self.level.mean_deviation(median).unwrap_or(0.0) * MEAN_DEVIATION_TO_SIGMA / 2.0;
-        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
+        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error());
         let mut best = (median, mad.max(mean_deviation).max(floor));
         if !self.settings.seasonality {
             return best;
@@ -357,7 +463,7 @@ impl Detector {
                 continue;
             }
             let predicted = profile.predict(at_unix_secs);
-            let error = profile.error(self.settings.window_points);
+            let error = profile.error(self.settings.window_points, ERROR_RATE);
             if let (Some(predicted), Some(error)) = (predicted, error) {
                 let scale = (error * MEAN_DEVIATION_TO_SIGMA).max(floor);
                 if (value - predicted).abs() / scale < (value - best.0).abs() / best.1 {
@@ -368,17 +474,15 @@ impl Detector {
         best
     }
 
-    /// How surprising the departure of `value` from the seasonal profiles is, in their own
-    /// recent residuals' tail, on a series that the profiles explain (see `SEASONAL_SHARE`); 0
-    /// otherwise. Also whether they explain it. Learns the departure.
-    fn season_surprise(&mut self, at_unix_secs: i64, value: f64) -> (f64, bool) {
+    /// The departure of `value` from the seasonal profiles, in their own scale (the smaller of
+    /// the daily and weekly one), and whether a profile explains the series (see
+    /// `SEASONAL_SHARE`); `None` until a profile speaks.
+    fn season_signal(&self, at_unix_secs: i64, value: f64) -> Option<(f64, bool)> {
         if !self.settings.seasonality {
-            return (0.0, false);
+            return None;
         }
-        let Some(median) = self.level.median() else {
-            return (0.0, false);
-        };
-        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error);
+        let median = self.level.median()?;
+        let floor = (1e-3 * median.abs() + 1e-9).max(FLOOR_SHARE * self.level_error());
         let seen_secs = self.first_at.map_or(0, |first| at_unix_secs - first);
         // The profile that explains the value best, and whether one explains the series.
         let mut best: Option<f64> = None;
@@ -388,37 +492,32 @@ impl Detector {
                 continue;
             }
             let predicted = profile.predict(at_unix_secs);
-            let error = profile.error(self.settings.window_points);
+            let error = profile.error(self.settings.window_points, ERROR_RATE);
             if let (Some(predicted), Some(error)) = (predicted, error) {
                 let scale = (error * MEAN_DEVIATION_TO_SIGMA).max(floor);
                 let signal = ((value - predicted).abs() / scale).min(MAX_SIGNAL);
                 let signal = if signal.is_nan() { MAX_SIGNAL } else { signal };
                 best = Some(best.map_or(signal, |best: f64| best.min(signal)));
-                explains |= error < SEASONAL_SHARE * self.level_error;
+                explains |= error < SEASONAL_SHARE * self.level_error();
             }
         }
-        let Some(signal) = best else {
-            return (0.0, false);
-        };
-        let history_points = self.settings.history_points as usize;
-        let tail = self
-            .season_tail
-            .get_or_insert_with(|| Tail::new(history_points));
-        let surprise = if explains {
-            tail.surprise(signal).min(MAX_SURPRISE)
-        } else {
-            0.0
-        };
-        let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
-        tail.learn(signal.min(cap));
-        (surprise, explains)
+        best.map(|signal| (signal, explains))
     }
 
-    fn learn(&mut self, at_unix_secs: i64, value: f64, signal: f64) {
+    /// Learns `value`; `calibrate` says whether its residuals may teach the tails what is
+    /// normal (not in an alarm episode).
+    fn learn(
+        &mut self,
+        at_unix_secs: i64,
+        value: f64,
+        signal: f64,
+        season: Option<(f64, bool)>,
+        calibrate: bool,
+    ) {
         if let Some(median) = self.level.median() {
             let residual = (value - median).abs();
             let limit = if self.points > 1 {
-                ERROR_CLIP * self.level_error.max(f64::MIN_POSITIVE)
+                ERROR_CLIP * self.level_error().max(f64::MIN_POSITIVE)
             } else {
                 f64::INFINITY
             };
@@ -434,9 +533,19 @@ impl Detector {
             self.daily.learn(at_unix_secs, value, rates);
             self.weekly.learn(at_unix_secs, value, rates);
         }
-        // A single extreme value should not teach the tail that anything goes.
-        let cap = self.tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
-        self.tail.learn(signal.min(cap));
+        if calibrate {
+            // A single extreme value should not teach the tail that anything goes.
+            let cap = self.tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
+            self.tail.learn(signal.min(cap));
+            if let Some((signal, _)) = season {
+                let history_points = self.settings.history_points as usize;
+                let tail = self
+                    .season_tail
+                    .get_or_insert_with(|| Tail::new(history_points));
+                let cap = tail.signal_at(MAX_SURPRISE).unwrap_or(signal);
+                tail.learn(signal.min(cap));
+            }
+        }
         self.points += 1;
         self.first_at.get_or_insert(at_unix_secs);
         self.last_at = Some(at_unix_secs);

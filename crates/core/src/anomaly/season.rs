@@ -57,9 +57,11 @@ impl Profile {
         (slot.points >= MIN_SLOT_POINTS).then_some(slot.mean + self.offset)
     }
 
-    /// The mean absolute residual, once it rests on `min_points` residuals.
-    pub(crate) fn error(&self, min_points: u32) -> Option<f64> {
-        (self.errors_seen >= min_points).then_some(self.error)
+    /// The mean absolute residual, once it rests on `min_points` residuals; `rate` is the
+    /// error's learning rate (see [`unbiased`]).
+    pub(crate) fn error(&self, min_points: u32, rate: f64) -> Option<f64> {
+        (self.errors_seen >= min_points)
+            .then(|| unbiased(self.error, rate, self.errors_seen.into()))
     }
 
     /// Learns `value` at `at_unix_secs`. `slot_rate` weighs a new value in its slot's mean,
@@ -73,7 +75,8 @@ impl Profile {
         if slot.points >= MIN_SLOT_POINTS {
             let residual = value - (slot.mean + self.offset);
             let limit = if self.errors_seen > 0 {
-                4.0 * self.error.max(f64::MIN_POSITIVE)
+                4.0 * unbiased(self.error, rates.error, self.errors_seen.into())
+                    .max(f64::MIN_POSITIVE)
             } else {
                 f64::INFINITY
             };
@@ -96,4 +99,18 @@ pub(crate) struct Rates {
     pub(crate) slot: f64,
     pub(crate) offset: f64,
     pub(crate) error: f64,
+}
+
+/// An exponentially weighted mean that started at 0, corrected for that start: after `updates`
+/// updates at `rate`, the weights of the values seen sum to `1 - (1 - rate)^updates`, not 1, and
+/// the mean is that much too small (for a day of values at the default rate, 37% too small after
+/// 128). Uncorrected, a profile that started later than the sliding median looked better than
+/// it was for weeks, and a young error clipped the residuals that should have raised it.
+pub(crate) fn unbiased(average: f64, rate: f64, updates: u64) -> f64 {
+    let weight = 1.0 - (1.0 - rate).powf(updates as f64);
+    if weight > 0.0 {
+        average / weight
+    } else {
+        average
+    }
 }

@@ -57,6 +57,7 @@ pub(crate) fn spawn(
                 detector.clone(),
                 url,
                 handle.clone(),
+                handle.detectors().clone(),
                 http.clone(),
             )));
         }
