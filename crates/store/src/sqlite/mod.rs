@@ -212,11 +212,14 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
         .await?;
     if applied == 0 {
         // Before the first table: retention can then give deleted pages back to the file system
-        // (`PRAGMA incremental_vacuum`). An existing database keeps its setting; its freed pages
-        // are reused for new rows.
+        // (`PRAGMA incremental_vacuum`). The connection set WAL mode first, which wrote the
+        // database's header, so the setting takes effect only through a VACUUM (instant on an
+        // empty file). An existing database keeps its setting; its freed pages are reused for new
+        // rows.
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(&mut *connection)
             .await?;
+        sqlx::query("VACUUM").execute(&mut *connection).await?;
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let version = index + 1;
