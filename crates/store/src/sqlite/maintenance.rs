@@ -41,7 +41,7 @@ pub(super) fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn file_len(path: &Path) -> u64 {
+pub(super) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0)
 }
 

@@ -48,6 +48,9 @@ pub struct SqliteStore {
     checkpointer: tokio::task::JoinHandle<()>,
     activity: maintenance::Activity,
     reserve: maintenance::Reserve,
+    /// The WAL file and its limit: past it, the writer checkpoints itself (see `commit`).
+    wal: PathBuf,
+    wal_max_bytes: u64,
 }
 
 impl Drop for SqliteStore {
@@ -172,6 +175,8 @@ impl SqliteStore {
             checkpointer,
             activity,
             reserve: maintenance::Reserve::new(path, settings.reserve_bytes),
+            wal: maintenance::wal_path(path),
+            wal_max_bytes: settings.wal_max_bytes,
         })
     }
 }
@@ -819,6 +824,18 @@ impl Store for SqliteStore {
         };
         committed.pruned = pruned;
         self.activity.committed();
+        // The background checkpointer cannot reset the log while a long read (retention planning,
+        // a large API page) holds an old snapshot, and big prunes write much to it meanwhile. Past
+        // the limit the writer checkpoints itself: no commit can add to the log while it waits for
+        // the readers, so it gets to the end. It costs this one commit's caller a pause; a failure
+        // is the next commit's to retry.
+        if self.wal_max_bytes > 0 && maintenance::file_len(&self.wal) > self.wal_max_bytes {
+            if let Some(connection) = state.connection.as_mut() {
+                if let Err(error) = maintenance::checkpoint(connection, "TRUNCATE").await {
+                    tracing::warn!(%error, "the WAL is past its limit and could not be checkpointed; will retry");
+                }
+            }
+        }
         // Only a committed batch consumes sequence numbers.
         state.next_event_seq = event_seq;
         state.next_journal_seq = journal_seq;
