@@ -34,6 +34,10 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.
 /// this is "homeostat" in ASCII, truncated).
 const LOCK_KEY: i64 = 0x686f_6d65_6f73_7461;
 
+/// How often, and how far apart, a starting daemon asks for the lock: three seconds in all.
+const LOCK_ATTEMPTS: u32 = 15;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub struct PostgresStore {
     /// Where the database is, without the password, for messages.
     location: String,
@@ -155,8 +159,8 @@ impl PostgresStore {
 
     /// Takes the store's session-level advisory lock on the writer connection, for as long as
     /// this store lives (a connection the writer must open again takes it again): one daemon per
-    /// store, since the sequence numbers are counted by one writer. Fails at once when another
-    /// session holds it.
+    /// store, since the sequence numbers are counted by one writer. Fails when another session
+    /// holds it still after three seconds.
     pub async fn lock_exclusive(&self) -> Result<()> {
         let mut state = self.writer.lock().await;
         if state.locked {
@@ -168,8 +172,15 @@ impl PostgresStore {
         let Some(connection) = state.connection.as_mut() else {
             return Err(Error::Database("the writer connection is closed".into()));
         };
-        if !try_lock(connection).await? {
-            return Err(self.locked_error());
+        // A daemon killed a moment ago holds the lock until the server sees its socket close:
+        // a restart waits that long, not for a daemon that runs.
+        let mut attempts = 0;
+        while !try_lock(connection).await? {
+            attempts += 1;
+            if attempts >= LOCK_ATTEMPTS {
+                return Err(self.locked_error());
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
         }
         // Another daemon may have written before this one took the lock.
         let next_event_seq = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
