@@ -68,9 +68,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server, or `None` when the binaries are absent (after saying so on stderr), unless
-    /// `HOMEOSTAT_REQUIRE_POSTGRES` is set, when their absence fails the test.
+    /// Starts a server for tests, or `None` when the binaries are absent (after saying so on
+    /// stderr), unless `HOMEOSTAT_REQUIRE_POSTGRES` is set, when their absence fails the test.
+    /// Durability is not under test (the crash tests kill the daemon, not the server): no fsync.
     pub fn start() -> Option<Server> {
+        Self::start_with(&["fsync=off", "full_page_writes=off"])
+    }
+
+    /// As [`Server::start`], with these `-c` settings over PostgreSQL's defaults; none keeps its
+    /// defaults, durable commits included (benchmarks).
+    pub fn start_with(settings: &[&str]) -> Option<Server> {
         let Some(bin) = binaries() else {
             let required = std::env::var_os("HOMEOSTAT_REQUIRE_POSTGRES")
                 .is_some_and(|value| !value.is_empty() && value != "0");
@@ -127,12 +134,15 @@ impl Server {
                 .args(["--encoding", "UTF8", "--no-sync", "--no-instructions"]),
             "initdb",
         );
-        // Durability is not under test here (the crash tests kill the daemon, not the server).
-        let options = format!(
-            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off -c max_connections=200",
+        let mut options = format!(
+            "-h 127.0.0.1 -p {} -k {} -c max_connections=200",
             server.port,
             server._dir.path().display()
         );
+        for setting in settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
         run(
             server
                 .command("pg_ctl")
