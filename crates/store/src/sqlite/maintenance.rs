@@ -236,10 +236,15 @@ pub(super) async fn used_bytes(connection: &mut SqliteConnection) -> Result<u64>
     Ok(((pages - free).max(0) * size) as u64)
 }
 
-/// After a commit that pruned: gives the freed pages back to the file system (a database created
-/// with `auto_vacuum = INCREMENTAL`; others reuse them for new rows).
+/// Pages one prune's commit gives back at most (4 MiB of 4 KiB pages): moving pages to the freed
+/// ones is written to the WAL, and an unbounded vacuum after a large delete grew the log past
+/// `wal_max_bytes`. What is left goes with the next prunes, or is reused for new rows.
+const VACUUM_PAGES: u32 = 1024;
+
+/// In the commit that pruned: gives freed pages back to the file system (a database created with
+/// `auto_vacuum = INCREMENTAL`; others reuse them for new rows).
 pub(super) async fn vacuum(connection: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("PRAGMA incremental_vacuum")
+    sqlx::query(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
         .execute(&mut *connection)
         .await?;
     Ok(())
