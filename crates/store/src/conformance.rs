@@ -1510,4 +1510,47 @@ mod postgres_tests {
         };
         assert!(!garbage.contains("secret"), "{garbage}");
     }
+
+    #[tokio::test]
+    async fn a_writer_whose_session_ends_reconnects_takes_the_lock_again_and_counts_on() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = server.database("reconnect").await;
+        let t0 = chrono::DateTime::UNIX_EPOCH;
+        let event =
+            |id: &str| super::Write::Event(super::event(id, "f", super::Status::Firing, t0).into());
+        let store = PostgresStore::open(&url).await.expect("open");
+        store.lock_exclusive().await.expect("lock");
+        store.commit(&[event("a")]).await.expect("commit");
+        // The server ends the writer's session (an administrator, a failover, a restart).
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("connect");
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+        assert_eq!(ended, vec![true], "the writer's session held the lock");
+        // The commit on the dead connection fails and acknowledges nothing; the next one runs on
+        // a new connection, under the lock again, numbered on from the stored rows.
+        let mut committed = store.commit(&[event("b")]).await;
+        if committed.is_err() {
+            committed = store.commit(&[event("b")]).await;
+        }
+        assert_eq!(
+            committed.expect("commit after reconnecting").event_seqs,
+            vec![2]
+        );
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("locks");
+        assert_eq!(held, 1, "the new connection holds the lock");
+    }
 }

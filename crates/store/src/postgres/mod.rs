@@ -88,14 +88,7 @@ impl PostgresStore {
             .await
             .map_err(open_error)?;
         migrate(&mut connection).await?;
-        let next_event_seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
-                .fetch_one(&mut connection)
-                .await?;
-        let next_journal_seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal")
-                .fetch_one(&mut connection)
-                .await?;
+        let (next_event_seq, next_journal_seq) = next_seqs(&mut connection).await?;
         let readers = PgPoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
@@ -120,8 +113,7 @@ impl PostgresStore {
     }
 
     /// Leaves the writer with no transaction open after a failed commit: a ROLLBACK, or when even
-    /// that fails, a fresh connection (closing one rolls back); a connection that cannot take
-    /// the lock again is not used.
+    /// that fails, a fresh connection (closing one rolls back).
     async fn abandon_transaction(&self, state: &mut WriterState) {
         if let Some(connection) = state.connection.as_mut() {
             match sqlx::query("ROLLBACK").execute(&mut *connection).await {
@@ -132,21 +124,24 @@ impl PostgresStore {
             }
         }
         state.connection = None;
-        match self.writer_connection(state.locked).await {
-            Ok(fresh) => state.connection = Some(fresh),
-            Err(error) => {
-                tracing::error!(%error, "cannot reopen the writer connection; the next commit tries again")
-            }
+        if let Err(error) = self.reconnect(state).await {
+            tracing::error!(%error, "cannot reopen the writer connection; the next commit tries again");
         }
     }
 
-    /// A new writer connection, holding the lock when the store holds it.
-    async fn writer_connection(&self, locked: bool) -> Result<PgConnection> {
+    /// Opens the writer's connection again, holding the lock when the store holds it (a connection
+    /// that cannot take it is not used), and counts the sequence numbers on from the rows: a
+    /// COMMIT whose answer was lost with the connection may have committed.
+    async fn reconnect(&self, state: &mut WriterState) -> Result<()> {
         let mut connection = PgConnection::connect_with(&self.options).await?;
-        if locked && !try_lock(&mut connection).await? {
+        if state.locked && !try_lock(&mut connection).await? {
             return Err(self.locked_error());
         }
-        Ok(connection)
+        let (next_event_seq, next_journal_seq) = next_seqs(&mut connection).await?;
+        state.next_event_seq = next_event_seq;
+        state.next_journal_seq = next_journal_seq;
+        state.connection = Some(connection);
+        Ok(())
     }
 
     fn locked_error(&self) -> Error {
@@ -167,7 +162,7 @@ impl PostgresStore {
             return Ok(());
         }
         if state.connection.is_none() {
-            state.connection = Some(self.writer_connection(false).await?);
+            self.reconnect(&mut state).await?;
         }
         let Some(connection) = state.connection.as_mut() else {
             return Err(Error::Database("the writer connection is closed".into()));
@@ -183,17 +178,23 @@ impl PostgresStore {
             tokio::time::sleep(LOCK_RETRY).await;
         }
         // Another daemon may have written before this one took the lock.
-        let next_event_seq = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
-            .fetch_one(&mut *connection)
-            .await?;
-        let next_journal_seq = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal")
-            .fetch_one(&mut *connection)
-            .await?;
+        let (next_event_seq, next_journal_seq) = next_seqs(connection).await?;
         state.next_event_seq = next_event_seq;
         state.next_journal_seq = next_journal_seq;
         state.locked = true;
         Ok(())
     }
+}
+
+/// The next event and journal sequence numbers after the rows stored.
+async fn next_seqs(connection: &mut PgConnection) -> Result<(i64, i64)> {
+    let events = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM events")
+        .fetch_one(&mut *connection)
+        .await?;
+    let journal = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM journal")
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok((events, journal))
 }
 
 async fn try_lock(connection: &mut PgConnection) -> Result<bool> {
@@ -392,13 +393,13 @@ async fn used_bytes(connection: &mut PgConnection) -> Result<u64> {
 impl Store for PostgresStore {
     async fn commit(&self, batch: &[Write]) -> Result<Committed> {
         let mut state = self.writer.lock().await;
+        // Before the rows are numbered: a reconnect counts on from what is stored.
+        if state.connection.is_none() {
+            self.reconnect(&mut state).await?;
+        }
         let sorted = sql::sort(batch, state.next_event_seq, state.next_journal_seq);
         let (next_event_seq, next_journal_seq) = (sorted.next_event_seq, sorted.next_journal_seq);
         let mut committed = sorted.committed.clone();
-        if state.connection.is_none() {
-            let locked = state.locked;
-            state.connection = Some(self.writer_connection(locked).await?);
-        }
         let Some(connection) = state.connection.as_mut() else {
             return Err(Error::Database("the writer connection is closed".into()));
         };
