@@ -27,6 +27,11 @@ pub struct PipelineArgs {
     /// Add the dispatching dry-run rule of `latency`, so every event also leads to a run.
     #[arg(long)]
     with_rule: bool,
+    /// `sqlite`, or `postgres`: a PostgreSQL server started for the run from the Debian package
+    /// (`/usr/lib/postgresql/*/bin`), with its default durability (`fsync`, `synchronous_commit`
+    /// on), on 127.0.0.1 with its own data directory, stopped after.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
 }
 
 const RULE: &str = r#"rules:
@@ -39,14 +44,30 @@ const RULE: &str = r#"rules:
 "#;
 
 pub async fn run(args: PipelineArgs) -> Result<()> {
-    println!("batch  connections  synchronous  rule   events/s  commits/s  mean commit ms  mean dispatch ms");
+    println!("store     batch  connections  synchronous  rule   events/s  commits/s  mean commit ms  mean dispatch ms");
     for batch in args.batch.iter().copied() {
         let dir = tempfile::tempdir().context("creating a temporary directory")?;
-        let mut text = format!(
-            "store: {{path: {:?}, synchronous: {}}}\n",
-            dir.path().join("homeostat.db").display().to_string(),
-            args.synchronous
-        );
+        // Held until the batch size is measured: dropping it stops the server.
+        let mut _server = None;
+        let mut text = match args.store.as_str() {
+            "sqlite" => format!(
+                "store: {{path: {:?}, synchronous: {}}}\n",
+                dir.path().join("homeostat.db").display().to_string(),
+                args.synchronous
+            ),
+            "postgres" => {
+                let server = homeostat_store::postgres::testing::Server::start_with(&[])
+                    .ok_or_else(|| anyhow!("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install `postgresql`"))?;
+                let secret = dir.path().join("database.url");
+                std::fs::write(&secret, server.database("bench").await)?;
+                _server = Some(server);
+                format!(
+                    "store: {{url: {{file: {:?}}}}}\n",
+                    secret.display().to_string()
+                )
+            }
+            other => return Err(anyhow!("`--store {other}`: use `sqlite` or `postgres`")),
+        };
         if args.with_rule {
             text.push_str(RULE);
         }
@@ -116,7 +137,8 @@ pub async fn run(args: PipelineArgs) -> Result<()> {
         let dispatch_mean =
             1000.0 * value("homeostat_dispatch_latency_seconds_sum") / dispatches.max(1.0);
         println!(
-            "{batch:>5}  {:>11}  {:>11}  {:>4}  {:>9.0}  {:>9.0}  {commit_mean:>14.3}  {}",
+            "{:<8}  {batch:>5}  {:>11}  {:>11}  {:>4}  {:>9.0}  {:>9.0}  {commit_mean:>14.3}  {}",
+            args.store,
             args.connections,
             args.synchronous,
             if args.with_rule { "yes" } else { "no" },
@@ -128,7 +150,7 @@ pub async fn run(args: PipelineArgs) -> Result<()> {
                 format!("{:>16}", "-")
             },
         );
-        engine.abort();
+        engine.shutdown().await;
     }
     Ok(())
 }

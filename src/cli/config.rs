@@ -268,6 +268,9 @@ fn check_io(config: &Config) -> Vec<Diagnostic> {
                 ));
             }
         };
+    if let Some(MaybeSecret::Secret(reference)) = &config.store.url {
+        secret("store", None, "url".into(), reference);
+    }
     for (index, token) in config.api_tokens.iter().enumerate() {
         secret("api_tokens", Some(index), "token".into(), &token.token);
     }

@@ -36,7 +36,7 @@ pub async fn run(config_path: &Path, listen: Option<String>) -> u8 {
         rules = compiled.rules.len(),
         sources = compiled.config.sources.len(),
         dry_run = compiled.config.dry_run,
-        store = %compiled.config.store.path.display(),
+        store = %homeostat_engine::store::describe(&compiled.config.store),
         "homeostat is serving"
     );
     let router = homeostat_api::router(engine.handle.clone());

@@ -3,8 +3,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 
-use homeostat_store::sqlite::SqliteStore;
 use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store};
 
 use super::{config, EXIT_ERROR, EXIT_USAGE};
@@ -17,16 +17,17 @@ pub(super) fn settings(config_path: &Path) -> Result<homeostat_core::config::Con
         .map_err(|diagnostics| config::LoadError::Invalid(diagnostics).report())
 }
 
-pub(super) async fn open(config_path: &Path) -> Result<SqliteStore, u8> {
+/// The store the config names, SQLite or PostgreSQL, opened beside a daemon that may be running.
+pub(super) async fn open(config_path: &Path) -> Result<Arc<dyn Store>, u8> {
     let parsed = settings(config_path)?;
-    if !parsed.store.path.exists() {
+    if parsed.store.url.is_none() && !parsed.store.path.exists() {
         eprintln!(
             "error: no database at `{}`; has `homeostat serve` run with this config?",
             parsed.store.path.display()
         );
         return Err(EXIT_ERROR);
     }
-    SqliteStore::open(&parsed.store.path, parsed.store.synchronous)
+    homeostat_engine::store::open(&parsed.store)
         .await
         .map_err(|error| {
             eprintln!("error: {error}");

@@ -64,7 +64,7 @@ pub async fn export(
         },
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    match export_into(&store, since, until, &mut out).await {
+    match export_into(&*store, since, until, &mut out).await {
         Ok((events, entries)) => {
             if out.flush().is_err() {
                 // stdout closed (`| head`): what was wanted has been written.

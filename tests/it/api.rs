@@ -29,6 +29,19 @@ pub const HMAC_KEY: &str = "hmac-key";
 
 /// Compiles `extra` YAML appended to a base config with three tokens and a webhook source.
 pub fn compile(dir: &std::path::Path, extra: &str) -> homeostat_core::rule::Compiled {
+    let store = format!(
+        "{{path: {db:?}, synchronous: normal}}",
+        db = dir.join("h.db").display().to_string()
+    );
+    compile_with_store(dir, extra, &store)
+}
+
+/// [`compile`] with another `store:` section.
+pub fn compile_with_store(
+    dir: &std::path::Path,
+    extra: &str,
+    store: &str,
+) -> homeostat_core::rule::Compiled {
     for (name, value) in [
         ("write", WRITE),
         ("read", READ),
@@ -40,7 +53,7 @@ pub fn compile(dir: &std::path::Path, extra: &str) -> homeostat_core::rule::Comp
     let text = format!(
         r#"
 server: {{max_body_bytes: 2048, queue_capacity: 2}}
-store: {{path: {db:?}, synchronous: normal}}
+store: {store}
 api_tokens:
   - {{name: w, scopes: [write], token: {{file: {w:?}}}}}
   - {{name: r, scopes: [read], token: {{file: {r:?}}}}}
@@ -53,7 +66,6 @@ sources:
     fingerprint: "{{{{ body.deploy_id }}}}"
     labels: {{service: "{{{{ body.service }}}}", version: "{{{{ body.version }}}}"}}
 {extra}"#,
-        db = dir.join("h.db").display().to_string(),
         w = dir.join("write").display().to_string(),
         r = dir.join("read").display().to_string(),
         i = dir.join("ingest").display().to_string(),
@@ -68,6 +80,14 @@ impl Api {
     pub async fn start(extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let compiled = compile(dir.path(), extra);
+        Self::start_compiled(dir, compiled).await
+    }
+
+    /// An engine for `compiled`, whose files are in `dir`.
+    pub async fn start_compiled(
+        dir: tempfile::TempDir,
+        compiled: homeostat_core::rule::Compiled,
+    ) -> Self {
         let engine = homeostat_engine::start(compiled, Arc::new(SystemClock::default()))
             .await
             .expect("engine starts");

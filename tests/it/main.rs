@@ -17,6 +17,8 @@ mod formats_api;
 mod hardening;
 mod incidents_api;
 mod pipeline;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod runbook_crash;
 mod runbooks_api;
 mod slo_rules;

@@ -15,7 +15,8 @@ use crate::support::{base_config, wait_for, Daemon};
 const RUNS: usize = 4;
 const NTH: u32 = 3;
 
-fn config(dir: &std::path::Path) -> String {
+/// The crash test's rules on `base` (a config's server, store and token sections).
+fn config(dir: &std::path::Path, base: String) -> String {
     let effects = dir.join("effects.log").display().to_string();
     // Each step appends `RUN STEP` to one file: the file is the ground truth of what happened.
     let append = |step: &str| {
@@ -40,7 +41,6 @@ rules:
     params: {{tag: \"{{{{ labels.alertname }}}}\"}}
     guards: {{lock: false}}
 ",
-        base = base_config(dir, "normal"),
         charge = append("charge"),
         sync = append("sync"),
         ship = append("ship"),
@@ -74,14 +74,30 @@ async fn runs(daemon: &Daemon) -> Vec<Value> {
 #[tokio::test]
 async fn every_run_finishes_after_a_kill_at_every_failure_point() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
+    let config = config(dir.path(), base_config(dir.path(), "normal"));
+    kill_at_every_failure_point(dir.path(), &config).await;
+}
+
+/// The same on PostgreSQL: a killed daemon's session ends with it, and so does its lock.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn every_run_finishes_after_a_kill_at_every_failure_point_on_postgres() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_server, store)) = crate::support::postgres_store(dir.path(), "crash").await else {
+        return;
+    };
+    let config = config(dir.path(), crate::support::base_config_with_store(&store));
+    kill_at_every_failure_point(dir.path(), &config).await;
+}
+
+async fn kill_at_every_failure_point(dir: &std::path::Path, config: &str) {
     let mut killed_at = Vec::new();
     for (round, point) in homeostat_engine::failpoint::ALL.iter().enumerate() {
         let armed = format!("{point}@{NTH}");
         let mut daemon = Daemon::start_with_env(
-            dir.path(),
+            dir,
             &format!("armed-{round}"),
-            &config,
+            config,
             &[("HOMEOSTAT_FAILPOINT", armed.as_str())],
         )
         .await;
@@ -113,7 +129,7 @@ async fn every_run_finishes_after_a_kill_at_every_failure_point() {
         drop(daemon);
 
         // A plain restart resumes everything.
-        let daemon = Daemon::start(dir.path(), &format!("restart-{round}"), &config).await;
+        let daemon = Daemon::start(dir, &format!("restart-{round}"), config).await;
         let expected = RUNS * (round + 1);
         wait_for(
             "every run to finish",
@@ -133,9 +149,9 @@ async fn every_run_finishes_after_a_kill_at_every_failure_point() {
         .await;
     }
 
-    let daemon = Daemon::start(dir.path(), "final", &config).await;
+    let daemon = Daemon::start(dir, "final", config).await;
     let runs = runs(&daemon).await;
-    let effects = std::fs::read_to_string(dir.path().join("effects.log")).unwrap_or_default();
+    let effects = std::fs::read_to_string(dir.join("effects.log")).unwrap_or_default();
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
     for line in effects.lines() {
         let (tag, step) = line.split_once(' ').expect("`TAG STEP`");

@@ -83,12 +83,37 @@ where
 /// The head of a homeostat config that every end-to-end test shares: the listen address comes from
 /// `--listen`, so only the store, the token and the tuning knobs are here. Tests append `rules:`.
 pub fn base_config(dir: &Path, synchronous: &str) -> String {
+    base_config_with_store(&format!(
+        "{{path: {db:?}, synchronous: {synchronous}}}",
+        db = dir.join("homeostat.db").display().to_string(),
+    ))
+}
+
+/// [`base_config`] with another `store:` section (a PostgreSQL url, say), written inline.
+pub fn base_config_with_store(store: &str) -> String {
     format!(
         "server: {{max_body_bytes: 4194304, queue_capacity: 4096}}\n\
-         store: {{path: {db:?}, synchronous: {synchronous}}}\n\
+         store: {store}\n\
          api_tokens:\n  - {{name: test, scopes: [write], token: {{env: {TOKEN_ENV}}}}}\n",
-        db = dir.join("homeostat.db").display().to_string(),
     )
+}
+
+/// A PostgreSQL store for daemons under test: a server of the test's own, and the `store:`
+/// section that names a database on it by a url in a secret file, as a deployment would. `None`
+/// (the test returns) only when the server binaries are absent and not required.
+#[cfg(feature = "postgres")]
+pub async fn postgres_store(
+    dir: &Path,
+    database: &str,
+) -> Option<(homeostat_store::postgres::testing::Server, String)> {
+    let server = homeostat_store::postgres::testing::Server::start()?;
+    let url = server.database(database).await;
+    let secret = dir.join(format!("{database}.url"));
+    fs::write(&secret, url).expect("write the url secret");
+    Some((
+        server,
+        format!("{{url: {{file: {:?}}}}}", secret.display().to_string()),
+    ))
 }
 
 /// The real `homeostat serve`, killed when dropped. Its files live in a directory the test owns, so

@@ -138,6 +138,7 @@ pub fn compile(config: &Config) -> Result<Compiled, Diagnostics> {
     let mut templates = TemplatesBuilder::new();
     check::names(&mut report);
     check::tokens::check(&mut report);
+    check::store::check(&mut report);
     let webhooks = check::sources::check(&mut report, &mut templates);
     check::kubernetes::check(&mut report);
     // Programs are compiled only from steps that passed their checks: compiling assumes that

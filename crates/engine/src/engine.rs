@@ -7,7 +7,6 @@ use std::sync::Arc;
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::Source;
 use homeostat_core::rule::Compiled;
-use homeostat_store::sqlite::{Options, SqliteStore};
 use homeostat_store::Store;
 
 use crate::handle::{self, DisabledRules, Handle, Token};
@@ -23,6 +22,8 @@ use crate::writer::{self, Writer};
 pub enum Error {
     #[error(transparent)]
     Store(#[from] homeostat_store::Error),
+    #[error(transparent)]
+    Open(#[from] crate::store::Error),
     #[error("api token `{name}`: {error}")]
     Token { name: String, error: secrets::Error },
     #[error("source `{name}`: {error}")]
@@ -57,12 +58,11 @@ impl Engine {
     }
 }
 
-/// Opens the store and starts everything the config asks for.
+/// Opens the store, takes its lock (one daemon per store) and starts everything the config asks
+/// for.
 pub async fn start(compiled: Compiled, clock: SharedClock) -> Result<Engine, Error> {
-    let config = &compiled.config;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_with(&config.store.path, Options::from_config(&config.store)).await?,
-    );
+    let store = crate::store::open(&compiled.config.store).await?;
+    store.lock_exclusive().await?;
     start_with_store(compiled, clock, store).await
 }
 

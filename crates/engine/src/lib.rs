@@ -12,6 +12,7 @@ pub mod recover;
 pub mod runs;
 pub mod secrets;
 pub mod source;
+pub mod store;
 mod upkeep;
 pub mod writer;
 

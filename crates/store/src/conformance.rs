@@ -878,8 +878,17 @@ async fn silences_upsert_and_expire(store: &dyn Store, t0: DateTime<Utc>) {
     assert!(store.silence("nope").await.expect("read").is_none());
 }
 
+/// What a backend's [`Store::backup`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backup {
+    /// Writes a copy that opens as a store.
+    Copies,
+    /// Refuses, saying which tool to use instead (PostgreSQL: `pg_dump`).
+    Refuses,
+}
+
 /// Retention, exports and backups, against a fresh, empty store; `dir` is a directory for the backup.
-pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
+pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path, backup: Backup) {
     use homeostat_core::config::Retention;
     let now = DateTime::UNIX_EPOCH + Duration::days(20_000);
     let ago = |days: i64| now - Duration::days(days);
@@ -1072,12 +1081,24 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
 
     // A backup is a store of its own with the same rows; it never overwrites a file.
     let copy = dir.join("backup.db");
-    let bytes = store.backup(&copy).await.expect("backup");
-    assert!(bytes > 0);
-    assert!(matches!(
-        store.backup(&copy).await,
-        Err(crate::Error::Backup(_))
-    ));
+    match backup {
+        Backup::Copies => {
+            let bytes = store.backup(&copy).await.expect("backup");
+            assert!(bytes > 0);
+            assert!(matches!(
+                store.backup(&copy).await,
+                Err(crate::Error::Backup(_))
+            ));
+        }
+        Backup::Refuses => {
+            let refused = store.backup(&copy).await;
+            assert!(
+                matches!(&refused, Err(crate::Error::Backup(message)) if message.contains("pg_dump")),
+                "{refused:?}"
+            );
+            assert!(!copy.exists());
+        }
+    }
 
     // Applied, a prune at a time, as the writer does.
     let mut pruned = 0;
@@ -1246,7 +1267,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("h.db"), Synchronous::Normal)
             .await
             .expect("open");
-        super::run_upkeep(&store, dir.path()).await;
+        super::run_upkeep(&store, dir.path(), super::Backup::Copies).await;
         let copy = SqliteStore::open(&dir.path().join("backup.db"), Synchronous::Normal)
             .await
             .expect("the backup opens as a store");
@@ -1383,5 +1404,153 @@ mod tests {
             )])
             .await;
         assert_eq!(committed.expect("commit").event_seqs, vec![2]);
+    }
+}
+
+/// The same suites against a real PostgreSQL server, one per test, from the Debian package.
+#[cfg(all(test, feature = "postgres"))]
+mod postgres_tests {
+    use crate::postgres::testing::Server;
+    use crate::postgres::PostgresStore;
+    use crate::{Error, Store};
+
+    #[tokio::test]
+    async fn postgres_passes_the_conformance_suite() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = PostgresStore::open(&server.database("conformance").await)
+            .await
+            .expect("open");
+        store.lock_exclusive().await.expect("lock");
+        super::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_passes_the_upkeep_suite() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = PostgresStore::open(&server.database("upkeep").await)
+            .await
+            .expect("open");
+        super::run_upkeep(&store, dir.path(), super::Backup::Refuses).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_reopens_with_data_and_sequence_intact_and_one_daemon_holds_it() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = server.database("reopen").await;
+        let t0 = chrono::DateTime::UNIX_EPOCH;
+        let first = PostgresStore::open(&url).await.expect("open");
+        first
+            .lock_exclusive()
+            .await
+            .expect("the first daemon takes the lock");
+        first
+            .commit(&[super::Write::Event(
+                super::event("a", "f", super::Status::Firing, t0).into(),
+            )])
+            .await
+            .expect("commit");
+        // A second daemon on the same database is refused while the first runs; tools still read.
+        let second = PostgresStore::open(&url).await.expect("open a second time");
+        let refused = second.lock_exclusive().await;
+        assert!(
+            matches!(&refused, Err(Error::Locked(message)) if message.contains("127.0.0.1")),
+            "{refused:?}"
+        );
+        assert!(
+            !format!("{refused:?}").contains(&server.url("reopen")[..20]),
+            "no password in the message"
+        );
+        assert_eq!(second.event_count().await.expect("read beside it"), 1);
+        first.close().await;
+        drop(first);
+        // The lock went with the first daemon's session; the second counts on from its rows.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while second.lock_exclusive().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the lock was not released"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let committed = second
+            .commit(&[super::Write::Event(
+                super::event("b", "f", super::Status::Firing, t0).into(),
+            )])
+            .await;
+        assert_eq!(committed.expect("commit").event_seqs, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_a_clear_error_that_does_not_print_it() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = server.database("auth").await;
+        let wrong = url.replace("homeostat-test-", "not-the-password-");
+        let error = match PostgresStore::open(&wrong).await {
+            Ok(_) => panic!("a wrong password connects"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("password authentication failed"), "{error}");
+        assert!(
+            error.contains(&format!("127.0.0.1:{}/auth", server.port())),
+            "{error}"
+        );
+        assert!(!error.contains("not-the-password"), "{error}");
+        let garbage = match PostgresStore::open("postgres://user:secret@host:notaport/db").await {
+            Ok(_) => panic!("a url with a bad port parses"),
+            Err(error) => error.to_string(),
+        };
+        assert!(!garbage.contains("secret"), "{garbage}");
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_session_ends_reconnects_takes_the_lock_again_and_counts_on() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = server.database("reconnect").await;
+        let t0 = chrono::DateTime::UNIX_EPOCH;
+        let event =
+            |id: &str| super::Write::Event(super::event(id, "f", super::Status::Firing, t0).into());
+        let store = PostgresStore::open(&url).await.expect("open");
+        store.lock_exclusive().await.expect("lock");
+        store.commit(&[event("a")]).await.expect("commit");
+        // The server ends the writer's session (an administrator, a failover, a restart).
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("connect");
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+        assert_eq!(ended, vec![true], "the writer's session held the lock");
+        // The commit on the dead connection fails and acknowledges nothing; the next one runs on
+        // a new connection, under the lock again, numbered on from the stored rows.
+        let mut committed = store.commit(&[event("b")]).await;
+        if committed.is_err() {
+            committed = store.commit(&[event("b")]).await;
+        }
+        assert_eq!(
+            committed.expect("commit after reconnecting").event_seqs,
+            vec![2]
+        );
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .expect("locks");
+        assert_eq!(held, 1, "the new connection holds the lock");
     }
 }

@@ -1,10 +1,15 @@
 //! homeostat's storage: the append-only journal and its projections, behind one [`Store`] trait.
 //!
-//! SQLite is the default backend ([`sqlite::SqliteStore`]); PostgreSQL will implement the same trait
-//! and pass the same conformance suite ([`conformance`]). The engine's writer task is the only
+//! SQLite is the default backend ([`sqlite::SqliteStore`]); PostgreSQL (`postgres::PostgresStore`,
+//! behind the `postgres` feature) implements the same trait and passes the same conformance suite
+//! ([`conformance`]). The engine's writer task is the only
 //! caller of [`Store::commit`]: it batches concurrent requests into one transaction (group commit).
 
 pub mod conformance;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod retention;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -39,6 +44,9 @@ pub enum Error {
     Overloaded,
     #[error("cannot back up the store: {0}")]
     Backup(String),
+    /// Another process holds the store ([`Store::lock_exclusive`]).
+    #[error("the store is locked: {0}")]
+    Locked(String),
 }
 
 impl From<sqlx::Error> for Error {
@@ -62,14 +70,19 @@ impl Error {
     }
 }
 
-/// `SQLITE_FULL` (13, and its extended codes) or an I/O error for a full device.
+/// `SQLITE_FULL` (13, and its extended codes), PostgreSQL's `disk_full` (SQLSTATE 53100), or an
+/// I/O error for a full device.
 fn is_full(error: &sqlx::Error) -> bool {
     const ENOSPC: i32 = 28;
     match error {
-        sqlx::Error::Database(database) => database
-            .code()
-            .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| code & 0xff == 13),
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            // SQLSTATEs have five characters; SQLite's codes, extended ones too, fewer.
+            if code.len() == 5 {
+                code == "53100"
+            } else {
+                code.parse::<i32>().is_ok_and(|code| code & 0xff == 13)
+            }
+        }),
         sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
         _ => false,
     }
@@ -280,6 +293,13 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<JournalEntry>>;
+    /// Makes this process the only one that writes the store, until it stops; fails with
+    /// [`Error::Locked`] when another holds it. Only the daemon takes it: the command-line tools
+    /// read beside a running daemon. For PostgreSQL, a session-level advisory lock on the writer's
+    /// connection.
+    async fn lock_exclusive(&self) -> Result<()> {
+        Ok(())
+    }
     /// Finishes what the store does in the background before the process stops (for SQLite: the
     /// WAL is checkpointed and truncated).
     async fn close(&self) {}

@@ -15,6 +15,7 @@ pub(crate) mod rules;
 pub mod runbooks;
 pub(crate) mod slos;
 pub(crate) mod sources;
+pub(crate) mod store;
 pub(crate) mod tokens;
 pub(crate) mod words;
 

@@ -207,6 +207,10 @@ pub struct Store {
     /// The SQLite database file; relative paths are relative to the working directory.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
+    /// A PostgreSQL database instead of SQLite: `postgres://user@host:port/database`, or, since
+    /// a url with a password is a secret, a reference `{env: NAME}` or `{file: /path}` to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<MaybeSecret>,
     /// `full` survives power loss; `normal` survives a process crash and is faster.
     #[serde(default)]
     pub synchronous: Synchronous,
@@ -231,6 +235,7 @@ impl Default for Store {
     fn default() -> Self {
         Self {
             path: defaults::store_path(),
+            url: None,
             synchronous: Synchronous::default(),
             min_free_bytes: defaults::min_free_bytes(),
             reserve_bytes: defaults::reserve_bytes(),
@@ -559,7 +564,7 @@ pub struct MaxRuns {
     pub window_secs: u64,
 }
 
-mod defaults {
+pub(crate) mod defaults {
     use super::*;
     pub fn loop_limit() -> Option<LoopLimit> {
         Some(LoopLimit {

@@ -80,8 +80,8 @@ fixtures! {
     runbooks_outputs,
     runbooks_param_specs,
     runbooks_params_read,
-    runbooks_rollbacks,
     runbooks_rollback_warnings,
+    runbooks_rollbacks,
     runbooks_rules,
     runbooks_shell_templates,
     runbooks_step_kinds,
@@ -102,6 +102,10 @@ fixtures! {
     sources_kubernetes_events,
     sources_webhook,
     sources_webhook_replay,
+    store_postgres_not_a_url,
+    store_postgres_password_inline,
+    store_postgres_secret_url,
+    store_postgres_valid,
     tokens,
 }
 

@@ -1,29 +1,31 @@
 //! The SQLite backend: WAL mode, one writer connection, a small pool of readers, embedded migrations.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use homeostat_core::config::Synchronous;
 use homeostat_core::incident::silence::Silence;
-use homeostat_core::incident::{Incident, IncidentId, Member, State};
-
-use homeostat_core::{EventKind, Status};
+use homeostat_core::incident::{Incident, IncidentId, Member};
+use homeostat_core::EventKind;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
+
 use tokio::sync::Mutex;
+
+use crate::retention;
+use crate::sql::{self, Filter, Value, JOURNAL_COLUMNS, RUN_COLUMNS};
 
 mod maintenance;
 
 use crate::{
     Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RetentionPlan,
-    RunQuery, RunRecord, RunStatus, Space, Store, Write,
+    RunQuery, RunRecord, Space, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -33,9 +35,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_runbooks.sql"),
     include_str!("../../migrations/sqlite/0004_incidents.sql"),
 ];
-
-/// Rows per multi-row INSERT. A few fixed sizes keep the prepared-statement cache small.
-const CHUNKS: &[usize] = &[256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -246,31 +245,6 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-fn millis(time: DateTime<Utc>) -> i64 {
-    time.timestamp_millis()
-}
-
-fn from_millis(value: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(value).single().unwrap_or_default()
-}
-
-fn insert_sql(table: &str, columns: &[&str], rows: usize, suffix: &str) -> String {
-    let placeholders = format!("({})", vec!["?"; columns.len()].join(","));
-    format!(
-        "INSERT INTO {table} ({}) VALUES {}{suffix}",
-        columns.join(","),
-        vec![placeholders; rows].join(",")
-    )
-}
-
-/// A value bound to a statement; keeps the batching code independent of column types.
-enum Value {
-    Int(i64),
-    OptInt(Option<i64>),
-    Text(String),
-    OptText(Option<String>),
-}
-
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 fn bind(query: Query<'_>, value: Value) -> Query<'_> {
@@ -279,39 +253,18 @@ fn bind(query: Query<'_>, value: Value) -> Query<'_> {
         Value::OptInt(v) => query.bind(v),
         Value::Text(v) => query.bind(v),
         Value::OptText(v) => query.bind(v),
+        Value::Flag(v) => query.bind(v),
     }
 }
 
-/// A `WHERE` clause made of the filters that are set. Terms like `(? IS NULL OR x = ?)` would hide
-/// the indexes from SQLite's planner, and a partial index is only used when the query repeats its
-/// condition word for word.
-#[derive(Default)]
-struct Filter {
-    terms: Vec<&'static str>,
-    values: Vec<Value>,
-}
-
-impl Filter {
-    fn term(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
-        self.terms.push(sql);
-        self.values.extend(values);
-    }
-
-    fn sql(&self) -> String {
-        if self.terms.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.terms.join(" AND "))
-        }
-    }
-
-    /// Binds the terms' values, then `extra` (for clauses after the `WHERE`, such as `LIMIT`).
-    fn bind<'q>(self, sql: &'q str, extra: impl IntoIterator<Item = Value>) -> Query<'q> {
-        self.values
-            .into_iter()
-            .chain(extra)
-            .fold(sqlx::query(sql), bind)
-    }
+/// A query with a filter's values bound, then `extra` (for clauses after the `WHERE`, such as
+/// `LIMIT`).
+fn filtered<'q>(filter: Filter, sql: &'q str, extra: impl IntoIterator<Item = Value>) -> Query<'q> {
+    filter
+        .values
+        .into_iter()
+        .chain(extra)
+        .fold(sqlx::query(sql), bind)
 }
 
 /// Inserts rows with multi-row statements in fixed chunk sizes.
@@ -325,176 +278,38 @@ async fn insert_rows(
     let mut rows = rows.into_iter().peekable();
     let mut remaining = rows.len();
     while remaining > 0 {
-        let size = *CHUNKS.iter().find(|size| **size <= remaining).unwrap_or(&1);
-        let sql = insert_sql(table, columns, size, suffix);
+        let size = sql::chunk(remaining);
+        let text = sql::insert_sql(table, columns, size, suffix);
         let query = rows
             .by_ref()
             .take(size)
             .flatten()
-            .fold(sqlx::query(&sql), bind);
+            .fold(sqlx::query(&text), bind);
         query.execute(&mut *connection).await?;
         remaining -= size;
     }
     Ok(())
 }
 
-/// Marks runs finished with one `UPDATE ... FROM (VALUES ...)` per chunk instead of one per run.
-async fn update_runs(
-    connection: &mut SqliteConnection,
-    updates: Vec<(String, RunStatus, Option<String>, i64)>,
-) -> Result<()> {
+/// Marks runs finished, a chunk of them per statement.
+async fn update_runs(connection: &mut SqliteConnection, updates: Vec<Vec<Value>>) -> Result<()> {
     let mut updates = updates.into_iter();
     let mut remaining = updates.len();
     while remaining > 0 {
-        let size = *CHUNKS.iter().find(|size| **size <= remaining).unwrap_or(&1);
-        let values = vec!["(?, ?, ?, ?)"; size].join(", ");
-        let sql = format!(
-            "WITH finished (id, status, error, finished_at) AS (VALUES {values}) \
-             UPDATE runs SET status = finished.status, error = finished.error, finished_at = finished.finished_at \
-             FROM finished WHERE runs.id = finished.id"
-        );
-        let mut query = sqlx::query(&sql);
-        for (run_id, status, error, at) in updates.by_ref().take(size) {
-            query = query
-                .bind(run_id)
-                .bind(status.as_str())
-                .bind(error)
-                .bind(at);
-        }
+        let size = sql::chunk(remaining);
+        let text = sql::update_runs_sql(size);
+        let query = updates
+            .by_ref()
+            .take(size)
+            .flatten()
+            .fold(sqlx::query(&text), bind);
         query.execute(&mut *connection).await?;
         remaining -= size;
     }
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
-
-/// One value per key, the last one put, in the order keys first appeared: what a batch of upserts
-/// leaves, written as one row per key.
-struct Latest<K, V> {
-    index: HashMap<K, usize>,
-    values: Vec<V>,
-}
-
-impl<K, V> Default for Latest<K, V> {
-    fn default() -> Self {
-        Self {
-            index: HashMap::new(),
-            values: Vec::new(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq, V> Latest<K, V> {
-    fn put(&mut self, key: K, value: V) {
-        match self.index.entry(key) {
-            std::collections::hash_map::Entry::Occupied(entry) => self.values[*entry.get()] = value,
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(self.values.len());
-                self.values.push(value);
-            }
-        }
-    }
-
-    fn get(&self, key: &K) -> Option<&V> {
-        self.index
-            .get(key)
-            .and_then(|index| self.values.get(*index))
-    }
-
-    fn into_values(self) -> impl Iterator<Item = V> {
-        self.values.into_iter()
-    }
-}
-
-/// A member written again: the later write, but how it joined stays as the first write had it.
-/// Mirrors [`MEMBER_UPSERT`], for two writes of one member in the same batch.
-fn keep_first(first: &Member, later: &Member) -> Member {
-    Member {
-        first_event_id: first.first_event_id.clone(),
-        first_seen: first.first_seen,
-        starts_at: first.starts_at.or(later.starts_at),
-        ..later.clone()
-    }
-}
-
-const JOURNAL_COLUMNS: &str = "seq, at, kind, event_id, run_id, incident_id, body";
-
-const RUN_COLUMNS: &str = "id, rule, runbook, started_by, target, event_id, status, dry_run, \
-     started_at, finished_at, error, plan, incident_id";
-
-const INCIDENT_COLUMNS: &[&str] = &[
-    "id",
-    "state",
-    "title",
-    "group_key",
-    "labels",
-    "flapping",
-    "escalated",
-    "members_firing",
-    "members_total",
-    "reopened",
-    "started_at",
-    "opened_at",
-    "acknowledged_at",
-    "acknowledged_by",
-    "mitigated_at",
-    "resolved_at",
-    "resolved_by",
-    "escalated_at",
-    "updated_at",
-];
-
-const INCIDENT_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
-     title = excluded.title, group_key = excluded.group_key, labels = excluded.labels, \
-     flapping = excluded.flapping, escalated = excluded.escalated, \
-     members_firing = excluded.members_firing, members_total = excluded.members_total, \
-     reopened = excluded.reopened, started_at = excluded.started_at, opened_at = excluded.opened_at, \
-     acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
-     mitigated_at = excluded.mitigated_at, resolved_at = excluded.resolved_at, \
-     resolved_by = excluded.resolved_by, escalated_at = excluded.escalated_at, \
-     updated_at = excluded.updated_at";
-
-const MEMBER_COLUMNS: &[&str] = &[
-    "incident_id",
-    "fingerprint",
-    "source",
-    "status",
-    "labels",
-    "annotations",
-    "first_event_id",
-    "last_event_id",
-    "first_seen",
-    "last_seen",
-    "starts_at",
-    "generator_url",
-];
-
-/// Replaces a member but keeps how it joined: its first event, when it was first seen, and its
-/// `starts_at` (unless the first write had none).
-const MEMBER_UPSERT: &str = " ON CONFLICT (incident_id, fingerprint) DO UPDATE SET \
-     source = excluded.source, status = excluded.status, labels = excluded.labels, \
-     annotations = excluded.annotations, last_event_id = excluded.last_event_id, \
-     last_seen = excluded.last_seen, \
-     starts_at = COALESCE(incident_members.starts_at, excluded.starts_at), \
-     generator_url = excluded.generator_url";
-
-const SILENCE_COLUMNS: &[&str] = &[
-    "id",
-    "matchers",
-    "starts_at",
-    "ends_at",
-    "created_by",
-    "comment",
-    "created_at",
-    "expired_by",
-];
-
-const SILENCE_UPSERT: &str = " ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, \
-     starts_at = excluded.starts_at, ends_at = excluded.ends_at, created_by = excluded.created_by, \
-     comment = excluded.comment, created_at = excluded.created_at, expired_by = excluded.expired_by";
+sql::columns_for!(SqliteRow);
 
 /// `json_each` rather than `json_extract`: a label name needs no quoting as a JSON path.
 const INCIDENT_HAS_LABEL: &str =
@@ -502,175 +317,17 @@ const INCIDENT_HAS_LABEL: &str =
 const EVENT_HAS_LABEL: &str =
     "EXISTS (SELECT 1 FROM json_each(events.body, '$.labels') WHERE key = ? AND value = ?)";
 
-fn incident_row(incident: &Incident) -> Vec<Value> {
-    let time = |at: Option<DateTime<Utc>>| Value::OptInt(at.map(millis));
-    vec![
-        Value::Int(incident.id),
-        Value::Text(incident.state.as_str().to_string()),
-        Value::Text(incident.title.clone()),
-        Value::Text(incident.group_key.clone()),
-        Value::Text(to_json(&incident.labels)),
-        Value::Int(i64::from(incident.flapping)),
-        Value::Int(i64::from(incident.escalated)),
-        Value::Int(i64::from(incident.members_firing)),
-        Value::Int(i64::from(incident.members_total)),
-        Value::Int(i64::from(incident.reopened)),
-        Value::Int(millis(incident.started_at)),
-        Value::Int(millis(incident.opened_at)),
-        time(incident.acknowledged_at),
-        Value::OptText(incident.acknowledged_by.clone()),
-        time(incident.mitigated_at),
-        time(incident.resolved_at),
-        Value::OptText(incident.resolved_by.clone()),
-        time(incident.escalated_at),
-        Value::Int(millis(incident.updated_at)),
-    ]
-}
-
-fn member_row(member: &Member) -> Vec<Value> {
-    vec![
-        Value::Int(member.incident),
-        Value::Text(member.fingerprint.clone()),
-        Value::Text(member.source.clone()),
-        Value::Text(member.status.as_str().to_string()),
-        Value::Text(to_json(&member.labels)),
-        Value::Text(to_json(&member.annotations)),
-        Value::Text(member.first_event_id.clone()),
-        Value::Text(member.last_event_id.clone()),
-        Value::Int(millis(member.first_seen)),
-        Value::Int(millis(member.last_seen)),
-        Value::OptInt(member.starts_at.map(millis)),
-        Value::OptText(member.generator_url.clone()),
-    ]
-}
-
-fn silence_row(silence: &Silence) -> Vec<Value> {
-    vec![
-        Value::Text(silence.id.clone()),
-        Value::Text(to_json(&silence.matchers)),
-        Value::Int(millis(silence.starts_at)),
-        Value::Int(millis(silence.ends_at)),
-        Value::Text(silence.created_by.clone()),
-        Value::Text(silence.comment.clone()),
-        Value::Int(millis(silence.created_at)),
-        Value::OptText(silence.expired_by.clone()),
-    ]
-}
-
-/// `LIMIT` for a query's `limit`: 0 reads one row, as the other queries do.
-fn limit(limit: usize) -> Value {
-    Value::Int(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, batch: &[Write]) -> Result<Committed> {
         let mut state = self.writer.lock().await;
-        let mut event_seq = state.next_event_seq;
-        let first_event_seq = event_seq;
-        let mut journal_seq = state.next_journal_seq;
-        let mut events = Vec::new();
-        let mut journal = Vec::new();
-        let mut committed = Committed::default();
-        let mut run_inserts = Vec::new();
-        // Runs started in this batch, so a `RunIncident` right after fills the inserted row.
-        let mut run_rows: HashMap<&str, usize> = HashMap::new();
-        let mut run_links = Vec::new();
-        let mut run_updates = Vec::new();
-        let mut cursors = Vec::new();
-        let mut snapshots = Vec::new();
-        // The correlator may rewrite an incident or a member many times in one batch: one row each
-        // is written, as the batch leaves it.
-        let mut incidents = Latest::default();
-        let mut members: Latest<(IncidentId, &str), Member> = Latest::default();
-        let mut silences = Latest::default();
-        let mut prunes = Vec::new();
-        for write in batch {
-            // Every journal row comes from the one mapping in core; the rest are projections.
-            if let Some(row) = write.row() {
-                if let Write::RunStarted { run, at } = write {
-                    run_rows.insert(&run.id, run_inserts.len());
-                    run_inserts.push(vec![
-                        Value::Text(run.id.clone()),
-                        Value::Text(run.rule.clone()),
-                        Value::Text(run.runbook.clone()),
-                        Value::OptText(run.started_by.clone()),
-                        Value::Text(run.target.clone()),
-                        Value::Text(run.event_id.clone()),
-                        Value::Text(RunStatus::Running.as_str().to_string()),
-                        Value::Int(i64::from(run.dry_run)),
-                        Value::Int(millis(*at)),
-                        Value::Text(row.body.clone()),
-                        // `incident_id`, last so that a `RunIncident` can fill it.
-                        Value::OptInt(None),
-                    ]);
-                }
-                if let Write::RunFinished { run_id, end, at } = write {
-                    run_updates.push((run_id.clone(), end.status, end.error.clone(), millis(*at)));
-                }
-                journal.push(vec![
-                    Value::Int(journal_seq),
-                    Value::Int(millis(row.at)),
-                    Value::Text(row.kind.to_string()),
-                    Value::OptText(row.event_id),
-                    Value::OptText(row.run_id),
-                    Value::OptInt(row.incident_id),
-                    Value::Text(row.body),
-                ]);
-                journal_seq += 1;
-                continue;
-            }
-            match write {
-                Write::Event(encoded) => {
-                    let event = encoded.event();
-                    events.push(vec![
-                        Value::Int(event_seq),
-                        Value::Text(event.id.clone()),
-                        Value::Text(event.source.clone()),
-                        Value::Text(event.kind.as_str().to_string()),
-                        Value::Text(event.status.as_str().to_string()),
-                        Value::Text(event.fingerprint.clone()),
-                        Value::Int(millis(event.received_at)),
-                        Value::Text(encoded.json().to_string()),
-                    ]);
-                    committed.event_seqs.push(event_seq);
-                    event_seq += 1;
-                }
-                Write::Cursor { name, seq } => cursors.push((name.clone(), Some(*seq))),
-                Write::CursorAtLastEvent { name } => cursors.push((name.clone(), None)),
-                Write::Snapshot { name, seq, body } => {
-                    snapshots.push((name.clone(), (*seq >= 0).then_some(*seq), body.clone()))
-                }
-                Write::Incident(incident) => incidents.put(incident.id, incident),
-                Write::IncidentMember(member) => {
-                    let key = (member.incident, member.fingerprint.as_str());
-                    let merged = match members.get(&key) {
-                        Some(first) => keep_first(first, member),
-                        None => member.clone(),
-                    };
-                    members.put(key, merged);
-                }
-                Write::Silence(silence) => silences.put(silence.id.as_str(), silence),
-                Write::Prune(prune) => prunes.push(prune),
-                Write::RunIncident { run_id, incident } => {
-                    let row = run_rows
-                        .get(run_id.as_str())
-                        .and_then(|index| run_inserts.get_mut(*index))
-                        .and_then(|row: &mut Vec<Value>| row.last_mut());
-                    match row {
-                        Some(slot) => *slot = Value::OptInt(Some(*incident)),
-                        None => run_links.push((run_id.clone(), *incident)),
-                    }
-                }
-                // Journal rows, handled above.
-                Write::Decisions { .. }
-                | Write::RunStarted { .. }
-                | Write::RunRecord { .. }
-                | Write::RunInput { .. }
-                | Write::RunFinished { .. }
-                | Write::Timeline(_) => {}
-            }
-        }
+        let sorted = sql::sort(batch, state.next_event_seq, state.next_journal_seq);
+        let sql::Sorted {
+            mut committed,
+            next_event_seq,
+            next_journal_seq,
+            ..
+        } = sorted;
         // SQLite's own BEGIN and COMMIT, not sqlx's `Transaction`: after a failed COMMIT (a full disk)
         // SQLite may or may not have rolled back, and sqlx's transaction depth could then fall out of
         // step with it, turning every later BEGIN into a SAVEPOINT inside a transaction that never
@@ -689,59 +346,30 @@ impl Store for SqliteStore {
             insert_rows(
                 &mut *connection,
                 "events",
-                &[
-                    "seq",
-                    "id",
-                    "source",
-                    "kind",
-                    "status",
-                    "fingerprint",
-                    "received_at",
-                    "body",
-                ],
+                sql::EVENT_COLUMNS,
                 "",
-                events,
+                sorted.events,
             )
             .await?;
             insert_rows(
                 &mut *connection,
                 "journal",
-                &[
-                    "seq",
-                    "at",
-                    "kind",
-                    "event_id",
-                    "run_id",
-                    "incident_id",
-                    "body",
-                ],
+                sql::JOURNAL_INSERT_COLUMNS,
                 "",
-                journal,
+                sorted.journal,
             )
             .await?;
             insert_rows(
                 &mut *connection,
                 "runs",
-                &[
-                    "id",
-                    "rule",
-                    "runbook",
-                    "started_by",
-                    "target",
-                    "event_id",
-                    "status",
-                    "dry_run",
-                    "started_at",
-                    "plan",
-                    "incident_id",
-                ],
+                sql::RUN_INSERT_COLUMNS,
                 "",
-                run_inserts,
+                sorted.run_inserts,
             )
             .await?;
-            update_runs(&mut *connection, run_updates).await?;
+            update_runs(&mut *connection, sorted.run_updates).await?;
             // Runs started in an earlier commit: rare, so one statement each.
-            for (run_id, incident) in run_links {
+            for (run_id, incident) in sorted.run_links {
                 sqlx::query("UPDATE runs SET incident_id = ? WHERE id = ?")
                     .bind(incident)
                     .bind(run_id)
@@ -751,61 +379,47 @@ impl Store for SqliteStore {
             insert_rows(
                 &mut *connection,
                 "incidents",
-                INCIDENT_COLUMNS,
-                INCIDENT_UPSERT,
-                incidents.into_values().map(incident_row).collect(),
+                sql::INCIDENT_COLUMNS,
+                sql::INCIDENT_UPSERT,
+                sorted.incidents,
             )
             .await?;
             insert_rows(
                 &mut *connection,
                 "incident_members",
-                MEMBER_COLUMNS,
-                MEMBER_UPSERT,
-                members
-                    .into_values()
-                    .map(|member| member_row(&member))
-                    .collect(),
+                sql::MEMBER_COLUMNS,
+                sql::MEMBER_UPSERT,
+                sorted.members,
             )
             .await?;
             insert_rows(
                 &mut *connection,
                 "silences",
-                SILENCE_COLUMNS,
-                SILENCE_UPSERT,
-                silences.into_values().map(silence_row).collect(),
+                sql::SILENCE_COLUMNS,
+                sql::SILENCE_UPSERT,
+                sorted.silences,
             )
             .await?;
-            // "The last event of this commit", for writes made before the sequence numbers were known.
-            let last_event_seq = (event_seq > first_event_seq).then_some(event_seq - 1);
-            for (name, seq) in cursors {
-                let Some(seq) = seq.or(last_event_seq) else {
-                    continue;
-                };
-                sqlx::query("INSERT INTO cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq")
+            for (name, seq) in sorted.cursors {
+                sqlx::query(sql::CURSOR_UPSERT)
                     .bind(name)
                     .bind(seq)
                     .execute(&mut *connection)
                     .await?;
             }
-            for (name, seq, body) in snapshots {
-                let Some(seq) = seq.or(last_event_seq) else {
-                    continue;
-                };
-                sqlx::query(
-                    "INSERT INTO snapshots (name, seq, body) VALUES (?, ?, ?) \
-                     ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, body = excluded.body",
-                )
-                .bind(name)
-                .bind(seq)
-                .bind(body)
-                .execute(&mut *connection)
-                .await?;
+            for (name, seq, body) in sorted.snapshots {
+                sqlx::query(sql::SNAPSHOT_UPSERT)
+                    .bind(name)
+                    .bind(seq)
+                    .bind(body)
+                    .execute(&mut *connection)
+                    .await?;
             }
             let mut pruned = 0;
-            for prune in &prunes {
-                pruned += maintenance::prune(connection, prune).await?;
+            for prune in &sorted.prunes {
+                pruned += retention::prune(connection, prune).await?;
             }
-            if !prunes.is_empty() {
+            if !sorted.prunes.is_empty() {
                 maintenance::vacuum(connection).await?;
             }
             sqlx::query("COMMIT").execute(&mut *connection).await?;
@@ -837,8 +451,8 @@ impl Store for SqliteStore {
             }
         }
         // Only a committed batch consumes sequence numbers.
-        state.next_event_seq = event_seq;
-        state.next_journal_seq = journal_seq;
+        state.next_event_seq = next_event_seq;
+        state.next_journal_seq = next_journal_seq;
         Ok(committed)
     }
 
@@ -861,7 +475,7 @@ impl Store for SqliteStore {
             }
         }
         if let Some(after) = query.received_after {
-            filter.term("received_at >= ?", [Value::Int(millis(after))]);
+            filter.term("received_at >= ?", [Value::Int(sql::millis(after))]);
         }
         if let Some((name, value)) = &query.label {
             filter.term(
@@ -874,11 +488,10 @@ impl Store for SqliteStore {
             "SELECT seq, body FROM events{} ORDER BY seq {order} LIMIT ?",
             filter.sql()
         );
-        let rows = filter
-            .bind(&sql, [limit(query.limit)])
+        let rows = filtered(filter, &sql, [sql::limit(query.limit)])
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(event_record).collect()
+        rows.iter().map(sql::event_record).collect()
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>> {
@@ -886,7 +499,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(event_record).transpose()
+        row.as_ref().map(sql::event_record).transpose()
     }
 
     async fn journal_for_event(&self, event_id: &str) -> Result<Vec<JournalEntry>> {
@@ -895,7 +508,7 @@ impl Store for SqliteStore {
             .bind(event_id)
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(journal_entry).collect()
+        rows.iter().map(sql::journal_entry).collect()
     }
 
     async fn journal_for_run(&self, run_id: &str) -> Result<Vec<JournalEntry>> {
@@ -904,7 +517,7 @@ impl Store for SqliteStore {
             .bind(run_id)
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(journal_entry).collect()
+        rows.iter().map(sql::journal_entry).collect()
     }
 
     async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>> {
@@ -916,13 +529,13 @@ impl Store for SqliteStore {
             filter.term("rule = ?", [Value::Text(rule.clone())]);
         }
         if let Some(after) = query.started_after {
-            filter.term("started_at >= ?", [Value::Int(millis(after))]);
+            filter.term("started_at >= ?", [Value::Int(sql::millis(after))]);
         }
         if let Some(incident) = query.incident {
             filter.term("incident_id = ?", [Value::Int(incident)]);
         }
         if let Some((started_at, id)) = &query.before {
-            let started_at = millis(*started_at);
+            let started_at = sql::millis(*started_at);
             filter.term(
                 "(started_at < ? OR (started_at = ? AND id < ?))",
                 [
@@ -936,11 +549,10 @@ impl Store for SqliteStore {
             "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY started_at DESC, id DESC LIMIT ?",
             filter.sql()
         );
-        let rows = filter
-            .bind(&sql, [limit(query.limit)])
+        let rows = filtered(filter, &sql, [sql::limit(query.limit)])
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(run_record).collect()
+        rows.iter().map(sql::run_record).collect()
     }
 
     async fn run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -949,7 +561,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(run_record).transpose()
+        row.as_ref().map(sql::run_record).transpose()
     }
 
     async fn cursor(&self, name: &str) -> Result<i64> {
@@ -975,7 +587,7 @@ impl Store for SqliteStore {
                 .bind(source)
                 .fetch_optional(&self.readers)
                 .await?;
-        row.as_ref().map(event_record).transpose()
+        row.as_ref().map(sql::event_record).transpose()
     }
 
     async fn event_count(&self) -> Result<i64> {
@@ -994,7 +606,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<RetentionPlan> {
         let mut connection = self.readers.acquire().await?;
-        maintenance::plan(&mut connection, policy, now).await
+        let bytes_before = maintenance::used_bytes(&mut connection).await?;
+        retention::plan(&mut *connection, policy, now, bytes_before).await
     }
 
     async fn backup(&self, to: &Path) -> Result<u64> {
@@ -1011,7 +624,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<EventRecord>> {
         let mut connection = self.readers.acquire().await?;
         let (start, end) =
-            maintenance::seq_range(&mut connection, "events", "received_at", since, until).await?;
+            retention::seq_range(&mut *connection, "events", "received_at", since, until).await?;
         let rows = sqlx::query("SELECT seq, body FROM events WHERE seq >= ? AND seq < ? AND seq > ? ORDER BY seq LIMIT ?")
             .bind(start)
             .bind(end)
@@ -1019,7 +632,7 @@ impl Store for SqliteStore {
             .bind(i64::try_from(count.max(1)).unwrap_or(i64::MAX))
             .fetch_all(&mut *connection)
             .await?;
-        rows.iter().map(event_record).collect()
+        rows.iter().map(sql::event_record).collect()
     }
 
     async fn export_journal(
@@ -1031,7 +644,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<JournalEntry>> {
         let mut connection = self.readers.acquire().await?;
         let (start, end) =
-            maintenance::seq_range(&mut connection, "journal", "at", since, until).await?;
+            retention::seq_range(&mut *connection, "journal", "at", since, until).await?;
         let sql = format!(
             "SELECT {JOURNAL_COLUMNS} FROM journal WHERE seq >= ? AND seq < ? AND seq > ? ORDER BY seq LIMIT ?"
         );
@@ -1042,7 +655,7 @@ impl Store for SqliteStore {
             .bind(i64::try_from(count.max(1)).unwrap_or(i64::MAX))
             .fetch_all(&mut *connection)
             .await?;
-        rows.iter().map(journal_entry).collect()
+        rows.iter().map(sql::journal_entry).collect()
     }
 
     async fn close(&self) {
@@ -1065,13 +678,13 @@ impl Store for SqliteStore {
     async fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
         let sql = format!(
             "SELECT {} FROM incidents WHERE id = ?",
-            INCIDENT_COLUMNS.join(", ")
+            sql::INCIDENT_COLUMNS.join(", ")
         );
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(incident_record).transpose()
+        row.as_ref().map(sql::incident_record).transpose()
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>> {
@@ -1084,7 +697,7 @@ impl Store for SqliteStore {
             filter.term("group_key = ?", [Value::Text(group_key.clone())]);
         }
         if let Some(after) = query.opened_after {
-            filter.term("opened_at >= ?", [Value::Int(millis(after))]);
+            filter.term("opened_at >= ?", [Value::Int(sql::millis(after))]);
         }
         if let Some(before) = query.before_id {
             filter.term("id < ?", [Value::Int(before)]);
@@ -1097,40 +710,31 @@ impl Store for SqliteStore {
         }
         let sql = format!(
             "SELECT {} FROM incidents{} ORDER BY id DESC LIMIT ?",
-            INCIDENT_COLUMNS.join(", "),
+            sql::INCIDENT_COLUMNS.join(", "),
             filter.sql()
         );
-        let rows = filter
-            .bind(&sql, [limit(query.limit)])
+        let rows = filtered(filter, &sql, [sql::limit(query.limit)])
             .fetch_all(&self.readers)
             .await?;
-        rows.iter().map(incident_record).collect()
+        rows.iter().map(sql::incident_record).collect()
     }
 
     async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>> {
         let sql = format!(
             "SELECT {} FROM incident_members WHERE incident_id = ? ORDER BY first_seen, fingerprint",
-            MEMBER_COLUMNS.join(", ")
+            sql::MEMBER_COLUMNS.join(", ")
         );
         let rows = sqlx::query(&sql).bind(id).fetch_all(&self.readers).await?;
-        rows.iter().map(member_record).collect()
+        rows.iter().map(sql::member_record).collect()
     }
 
     async fn incident_timeline(&self, id: IncidentId) -> Result<Vec<JournalEntry>> {
-        // Three index lookups; UNION drops an entry reached twice.
-        let sql = format!(
-            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE incident_id = ?1 \
-             UNION SELECT {JOURNAL_COLUMNS} FROM journal \
-             WHERE run_id IN (SELECT id FROM runs WHERE incident_id = ?1) \
-             UNION SELECT {JOURNAL_COLUMNS} FROM journal \
-             WHERE kind = 'decision' AND event_id IN ( \
-                 SELECT first_event_id FROM incident_members WHERE incident_id = ?1 \
-                 UNION SELECT last_event_id FROM incident_members WHERE incident_id = ?1 \
-                 UNION SELECT event_id FROM runs WHERE incident_id = ?1) \
-             ORDER BY seq"
-        );
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&self.readers).await?;
-        rows.iter().map(journal_entry).collect()
+        let text = sql::incident_timeline_sql();
+        let rows = (0..sql::INCIDENT_TIMELINE_BINDS)
+            .fold(sqlx::query(&text), |query, _| query.bind(id))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(sql::journal_entry).collect()
     }
 
     async fn incidents_max_id(&self) -> Result<IncidentId> {
@@ -1144,173 +748,26 @@ impl Store for SqliteStore {
     async fn silences(&self, include_expired: bool, now: DateTime<Utc>) -> Result<Vec<Silence>> {
         let mut filter = Filter::default();
         if !include_expired {
-            filter.term("ends_at > ?", [Value::Int(millis(now))]);
+            filter.term("ends_at > ?", [Value::Int(sql::millis(now))]);
         }
         let sql = format!(
             "SELECT {} FROM silences{} ORDER BY created_at DESC, id DESC",
-            SILENCE_COLUMNS.join(", "),
+            sql::SILENCE_COLUMNS.join(", "),
             filter.sql()
         );
-        let rows = filter.bind(&sql, []).fetch_all(&self.readers).await?;
-        rows.iter().map(silence_record).collect()
+        let rows = filtered(filter, &sql, []).fetch_all(&self.readers).await?;
+        rows.iter().map(sql::silence_record).collect()
     }
 
     async fn silence(&self, id: &str) -> Result<Option<Silence>> {
         let sql = format!(
             "SELECT {} FROM silences WHERE id = ?",
-            SILENCE_COLUMNS.join(", ")
+            sql::SILENCE_COLUMNS.join(", ")
         );
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.readers)
             .await?;
-        row.as_ref().map(silence_record).transpose()
+        row.as_ref().map(sql::silence_record).transpose()
     }
-}
-
-fn event_record(row: &SqliteRow) -> Result<EventRecord> {
-    let seq: i64 = row.try_get("seq")?;
-    let body: String = row.try_get("body")?;
-    let event = serde_json::from_str(&body).map_err(|error| Error::Corrupt {
-        id: seq.to_string(),
-        message: error.to_string(),
-    })?;
-    Ok(EventRecord { seq, event })
-}
-
-fn journal_entry(row: &SqliteRow) -> Result<JournalEntry> {
-    let seq: i64 = row.try_get("seq")?;
-    let kind: String = row.try_get("kind")?;
-    let body: String = row.try_get("body")?;
-    let corrupt = |message: String| Error::Corrupt {
-        id: format!("journal entry {seq}"),
-        message,
-    };
-    let body = serde_json::from_str(&body).map_err(|error| corrupt(error.to_string()))?;
-    Ok(JournalEntry {
-        seq,
-        at: from_millis(row.try_get("at")?),
-        event_id: row.try_get("event_id")?,
-        run_id: row.try_get("run_id")?,
-        incident_id: row.try_get("incident_id")?,
-        entry: homeostat_core::journal::Entry::from_row(&kind, body)
-            .map_err(|error| corrupt(error.to_string()))?,
-    })
-}
-
-fn run_record(row: &SqliteRow) -> Result<RunRecord> {
-    let id: String = row.try_get("id")?;
-    let corrupt = |message: String| Error::Corrupt {
-        id: id.clone(),
-        message,
-    };
-    let status: String = row.try_get("status")?;
-    let plan: String = row.try_get("plan")?;
-    Ok(RunRecord {
-        rule: row.try_get("rule")?,
-        runbook: row.try_get("runbook")?,
-        started_by: row.try_get("started_by")?,
-        target: row.try_get("target")?,
-        event_id: row.try_get("event_id")?,
-        status: status.parse::<RunStatus>().map_err(corrupt)?,
-        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
-        started_at: from_millis(row.try_get("started_at")?),
-        finished_at: row
-            .try_get::<Option<i64>, _>("finished_at")?
-            .map(from_millis),
-        error: row.try_get("error")?,
-        plan: serde_json::from_str(&plan).map_err(|error| corrupt(error.to_string()))?,
-        incident_id: row.try_get("incident_id")?,
-        id: id.clone(),
-    })
-}
-
-fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
-    Ok(row.try_get::<Option<i64>, _>(column)?.map(from_millis))
-}
-
-/// A JSON column read back into its type, or the reason it is corrupt.
-fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T, String> {
-    let text: String = row.try_get(column).map_err(|error| error.to_string())?;
-    serde_json::from_str(&text).map_err(|error| format!("`{column}`: {error}"))
-}
-
-fn incident_record(row: &SqliteRow) -> Result<Incident> {
-    let id: IncidentId = row.try_get("id")?;
-    let corrupt = |message: String| Error::Corrupt {
-        id: format!("incident {id}"),
-        message,
-    };
-    let count = |column: &str| -> Result<u32> {
-        let value: i64 = row.try_get(column)?;
-        u32::try_from(value).map_err(|_| corrupt(format!("`{column}` is {value}")))
-    };
-    let state: String = row.try_get("state")?;
-    Ok(Incident {
-        id,
-        state: State::parse(&state).ok_or_else(|| corrupt(format!("unknown state `{state}`")))?,
-        title: row.try_get("title")?,
-        group_key: row.try_get("group_key")?,
-        labels: json_column(row, "labels").map_err(corrupt)?,
-        flapping: row.try_get::<i64, _>("flapping")? != 0,
-        escalated: row.try_get::<i64, _>("escalated")? != 0,
-        members_firing: count("members_firing")?,
-        members_total: count("members_total")?,
-        reopened: count("reopened")?,
-        started_at: from_millis(row.try_get("started_at")?),
-        opened_at: from_millis(row.try_get("opened_at")?),
-        acknowledged_at: optional_time(row, "acknowledged_at")?,
-        acknowledged_by: row.try_get("acknowledged_by")?,
-        mitigated_at: optional_time(row, "mitigated_at")?,
-        resolved_at: optional_time(row, "resolved_at")?,
-        resolved_by: row.try_get("resolved_by")?,
-        escalated_at: optional_time(row, "escalated_at")?,
-        updated_at: from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn member_record(row: &SqliteRow) -> Result<Member> {
-    let incident: IncidentId = row.try_get("incident_id")?;
-    let fingerprint: String = row.try_get("fingerprint")?;
-    let corrupt = |message: String| Error::Corrupt {
-        id: format!("incident {incident} member {fingerprint}"),
-        message,
-    };
-    let status: String = row.try_get("status")?;
-    Ok(Member {
-        incident,
-        status: match status.as_str() {
-            "firing" => Status::Firing,
-            "resolved" => Status::Resolved,
-            _ => return Err(corrupt(format!("unknown status `{status}`"))),
-        },
-        source: row.try_get("source")?,
-        labels: json_column(row, "labels").map_err(corrupt)?,
-        annotations: json_column(row, "annotations").map_err(corrupt)?,
-        first_event_id: row.try_get("first_event_id")?,
-        last_event_id: row.try_get("last_event_id")?,
-        first_seen: from_millis(row.try_get("first_seen")?),
-        last_seen: from_millis(row.try_get("last_seen")?),
-        starts_at: optional_time(row, "starts_at")?,
-        generator_url: row.try_get("generator_url")?,
-        fingerprint: fingerprint.clone(),
-    })
-}
-
-fn silence_record(row: &SqliteRow) -> Result<Silence> {
-    let id: String = row.try_get("id")?;
-    let matchers = json_column(row, "matchers").map_err(|message| Error::Corrupt {
-        id: format!("silence {id}"),
-        message,
-    })?;
-    Ok(Silence {
-        matchers,
-        starts_at: from_millis(row.try_get("starts_at")?),
-        ends_at: from_millis(row.try_get("ends_at")?),
-        created_by: row.try_get("created_by")?,
-        comment: row.try_get("comment")?,
-        created_at: from_millis(row.try_get("created_at")?),
-        expired_by: row.try_get("expired_by")?,
-        id,
-    })
 }
