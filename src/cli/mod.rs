@@ -413,6 +413,8 @@ enum RulesCommand {
     },
 }
 
+// Parsed once per process: the size of the larger variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum SloCommand {
     /// Write Prometheus recording rules and multi-window multi-burn-rate alerts (page and ticket)

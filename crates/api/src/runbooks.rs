@@ -207,8 +207,8 @@ pub async fn approvals(
             continue;
         };
         for approval in waiting {
-            let may_approve = can_write
-                && (approval.approvers.is_empty() || approval.approvers.iter().any(|n| *n == by));
+            let may_approve =
+                can_write && (approval.approvers.is_empty() || approval.approvers.contains(&by));
             if !may_approve && !query.all {
                 continue;
             }
