@@ -227,7 +227,7 @@ pub async fn run(timeout_secs: u64, keep: bool) -> u8 {
         let kept = dir.keep();
         eprintln!("kept the demo's files in {}", kept.display());
         eprintln!(
-            "  see the runs: homeostat runs --config {}/homeostat.yaml",
+            "  see the runs: homeostat runs --store {}/homeostat.db",
             kept.display()
         );
     }

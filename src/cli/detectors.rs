@@ -1,17 +1,15 @@
 //! `homeostat detectors status`: the daemon's anomaly detectors, each series' latest score,
 //! expected range and state.
 
-use std::io::IsTerminal;
-use std::path::Path;
-
 use serde_json::Value;
 
-use super::remote::{self, Remote};
-use super::show::{emit, print_json, render_table};
+use super::output::Format;
+use super::remote::Remote;
+use super::Global;
 
 /// `homeostat detectors status`: every series of every detector the daemon runs.
-pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn status(global: &Global, format: Format) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -20,8 +18,7 @@ pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
         Err(failure) => return failure.report(),
     };
     let detectors = answer["detectors"].as_array().cloned().unwrap_or_default();
-    if json {
-        print_json(&detectors);
+    if format.print_data(&detectors) {
         return 0;
     }
     if detectors.is_empty() {
@@ -124,13 +121,12 @@ pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
             ]);
         }
     }
-    emit(&render_table(
+    format.print_table(
         &[
             "SERIES", "STATE", "SCORE", "VALUE", "EXPECTED", "VALUES", "INPUT",
         ],
         rows,
-        std::io::stdout().is_terminal(),
-    ));
+    );
     for note in &notes {
         eprintln!("{note}");
     }

@@ -3,27 +3,26 @@
 //! as who did it.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::remote::{self, Remote};
+use super::output::Format;
+use super::remote::Remote;
 use super::runbook::segment;
-use super::show::{emit, print_json, render_table};
-use super::EXIT_ERROR;
+use super::show::{emit, render_table};
+use super::{Global, EXIT_ERROR};
 
 /// What `homeostat incidents` lists.
 pub struct List {
     pub open: bool,
     pub limit: usize,
-    pub json: bool,
 }
 
 /// `homeostat incidents [list]`: a table, newest first.
-pub async fn list(config_path: &Path, args: &remote::Args, list: List) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn list(global: &Global, format: Format, list: List) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -37,38 +36,58 @@ pub async fn list(config_path: &Path, args: &remote::Args, list: List) -> u8 {
         Err(failure) => return failure.report(),
     };
     let incidents = answer["incidents"].as_array().cloned().unwrap_or_default();
-    if list.json {
-        print_json(&incidents);
+    if format.print_data(&incidents) {
         return 0;
     }
     if incidents.is_empty() {
         eprintln!("no {}incidents", if list.open { "open " } else { "" });
         return 0;
     }
+    let wide = format == Format::Wide;
     let rows = incidents
         .iter()
         .map(|incident| {
-            vec![
+            let mut row = vec![
                 incident["id"].to_string(),
                 text(&incident["state"]),
                 flags(incident),
                 time(&incident["started_at"]),
                 text(&incident["title"]),
                 text(&incident["group_key"]),
-            ]
+            ];
+            if wide {
+                row.push(format!(
+                    "{}/{}",
+                    incident["members_firing"], incident["members_total"]
+                ));
+                row.push(text(&incident["acknowledged_by"]));
+                row.push(time(&incident["resolved_at"]));
+            }
+            row
         })
         .collect();
-    emit(&render_table(
-        &["ID", "STATE", "FLAGS", "STARTED (UTC)", "TITLE", "GROUP"],
-        rows,
-        std::io::stdout().is_terminal(),
-    ));
+    let headers: &[&str] = if wide {
+        &[
+            "ID",
+            "STATE",
+            "FLAGS",
+            "STARTED (UTC)",
+            "TITLE",
+            "GROUP",
+            "FIRING",
+            "ACKED BY",
+            "RESOLVED (UTC)",
+        ]
+    } else {
+        &["ID", "STATE", "FLAGS", "STARTED (UTC)", "TITLE", "GROUP"]
+    };
+    format.print_table(headers, rows);
     0
 }
 
 /// `homeostat incidents show ID`: the incident, its alerts, its context and its timeline.
-pub async fn show(config_path: &Path, args: &remote::Args, id: &str, json: bool) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn show(global: &Global, format: Format, id: &str) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -79,8 +98,7 @@ pub async fn show(config_path: &Path, args: &remote::Args, id: &str, json: bool)
         Ok(answer) => answer,
         Err(failure) => return failure.report(),
     };
-    if json {
-        print_json(&answer);
+    if format.print_data(&answer) {
         return 0;
     }
     emit(&describe(&answer));
@@ -246,8 +264,8 @@ pub enum Action {
 }
 
 /// `homeostat incidents ack|resolve|note ID`.
-pub async fn act(config_path: &Path, args: &remote::Args, id: &str, action: Action) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn act(global: &Global, id: &str, action: Action) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -272,13 +290,8 @@ pub async fn act(config_path: &Path, args: &remote::Args, id: &str, action: Acti
 }
 
 /// `homeostat postmortem ID [--output FILE]`: the Markdown draft, to stdout or a file.
-pub async fn postmortem(
-    config_path: &Path,
-    args: &remote::Args,
-    id: &str,
-    output: Option<&Path>,
-) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn postmortem(global: &Global, id: &str, output: Option<&Path>) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };

@@ -5,9 +5,11 @@ mod config;
 mod demo;
 mod detect;
 mod detectors;
+mod docs;
 mod follow;
 mod forecast;
 mod incidents;
+mod output;
 mod remote;
 mod rules;
 mod runbook;
@@ -30,7 +32,8 @@ pub const EXIT_USAGE: u8 = 64;
 #[command(
     name = "homeostat",
     version,
-    about = "Event-driven automation that makes infrastructure heal itself"
+    about = "Event-driven automation that makes infrastructure heal itself",
+    after_help = "Exit codes: 0 ok, 1 a check failed or the daemon refused, 2 error, 64 invalid config or usage (docs/cli.md)."
 )]
 pub struct Args {
     /// Log level filter (`info`, `debug`, `homeostat_engine=debug`, ...); also RUST_LOG.
@@ -40,41 +43,71 @@ pub struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
-/// `--config`, shared by the commands that read the config (or the database it names). It is global
-/// to a command's subcommands, so `homeostat runs show ID --config FILE` reads as well as
-/// `homeostat runs --config FILE show ID`.
-#[derive(clap::Args, Debug)]
-struct ConfigPath {
-    /// A config file or a folder of `.yaml` files.
+/// The flags every command takes, before or after its name: where the daemon is and how to prove
+/// who you are, the config, and the store to read directly.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Global {
+    /// A config file or a folder of `.yaml` files [default: homeostat.yaml, for the commands that
+    /// need one]. Commands that talk to the daemon read only its `server.listen`, and only when
+    /// --server is not given.
     #[arg(
-        long = "config",
+        long,
         short = 'c',
         env = "HOMEOSTAT_CONFIG",
-        default_value = "homeostat.yaml",
-        global = true
+        global = true,
+        value_name = "PATH"
     )]
-    path: PathBuf,
+    config: Option<PathBuf>,
+    /// The daemon's base URL [default: `server.listen` of --config when given, else
+    /// http://127.0.0.1:9393].
+    #[arg(long, env = "HOMEOSTAT_SERVER", global = true, value_name = "URL")]
+    server: Option<String>,
+    /// An API token from the config's `api_tokens`: `read` to look, `write` to act. Its name is
+    /// recorded as who did it.
+    #[arg(
+        long,
+        env = "HOMEOSTAT_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// A file holding the token (its first line); wins over --token and HOMEOSTAT_TOKEN.
+    #[arg(long, env = "HOMEOSTAT_TOKEN_FILE", global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Read `events` and `runs` straight from this SQLite file instead of through the daemon (the
+    /// daemon need not run); `backup`, `export` and `retention` use it instead of the config's.
+    #[arg(long, global = true, value_name = "PATH")]
+    store: Option<PathBuf>,
+}
+
+impl Global {
+    /// The config path: --config, or `homeostat.yaml` in the current directory.
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("homeostat.yaml"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon: HTTP API, sources, rules and actions.
     Serve {
-        #[command(flatten)]
-        config: ConfigPath,
         /// Listen address, overriding `server.listen`.
         #[arg(long)]
         listen: Option<String>,
     },
     /// Validate config: syntax, fields, matchers, templates, CEL, references and secrets.
     Check {
-        /// A config file or a folder of `.yaml` files.
-        #[arg(default_value = "homeostat.yaml", env = "HOMEOSTAT_CONFIG")]
-        path: PathBuf,
+        /// A config file or a folder of `.yaml` files [default: --config, or homeostat.yaml].
+        path: Option<PathBuf>,
     },
     /// Run a self-contained game day: a service, a fault, detection, remediation and verification.
     Demo {
@@ -85,36 +118,31 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// List recent events.
+    /// Events, newest first (`events` or `events list`), or one with its verdicts and what the
+    /// rules decided (`events show ID`).
     Events {
         #[command(flatten)]
-        config: ConfigPath,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        #[arg(long)]
-        source: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        output: output::Args,
+        /// `homeostat events` alone lists, with these flags.
+        #[command(flatten)]
+        list: EventsList,
+        #[command(subcommand)]
+        command: Option<EventsCommand>,
     },
     /// List runs (`runs` or `runs list`), show one (`runs show ID`) or cancel one (`runs cancel ID`).
     Runs {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
+        output: output::Args,
         /// `homeostat runs` alone lists, with these flags.
         #[command(flatten)]
         list: RunsList,
         #[command(subcommand)]
         command: Option<RunsCommand>,
     },
-    /// Runbooks: list and show them (from the config), or start a run (through the daemon).
+    /// Runbooks: list and show them, or start a run.
     Runbook {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
+        output: output::Args,
         #[command(subcommand)]
         command: RunbookCommand,
     },
@@ -131,18 +159,20 @@ enum Command {
         /// Recorded with the answer in the run's journal.
         #[arg(long)]
         comment: Option<String>,
-        #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
     },
-    /// Incidents, through the daemon: list them (`incidents` or `incidents list`), show one, and
-    /// acknowledge, resolve or add a note to one.
+    /// The approvals runs wait for that your token may give: what will run, on what, until when.
+    Approvals {
+        /// Approvals your token may not give too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        output: output::Args,
+    },
+    /// Incidents: list them (`incidents` or `incidents list`), show one, and acknowledge, resolve
+    /// or add a note to one.
     Incidents {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
+        output: output::Args,
         /// `homeostat incidents` alone lists, with these flags.
         #[command(flatten)]
         list: IncidentsList,
@@ -156,30 +186,24 @@ enum Command {
         /// Write the draft to this file instead of stdout.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
     },
-    /// Silences, through the daemon: mute the alerts that match, for a while, as Alertmanager's.
+    /// Silences: mute the alerts that match, for a while, as Alertmanager's.
     Silence {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
+        output: output::Args,
         #[command(subcommand)]
         command: SilenceCommand,
     },
-    /// Rules that loop detection disabled, through the daemon: list them, or turn one back on for
-    /// a target.
+    /// Rules: list them with what their guards hold (`rules` or `rules list`), show one, list the
+    /// ones loop detection disabled, or turn one back on for a target.
     Rules {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
+        output: output::Args,
         #[command(subcommand)]
-        command: RulesCommand,
+        command: Option<RulesCommand>,
     },
+    /// Ask the daemon to reload its config (`POST /-/reload`).
+    Reload,
     /// Service level objectives: generate Prometheus rules from a Sloth `prometheus/v1` spec, or
     /// show the error budgets the daemon keeps.
     Slo {
@@ -191,8 +215,6 @@ enum Command {
     Backup {
         /// The copy; it must not exist yet.
         file: PathBuf,
-        #[command(flatten)]
-        config: ConfigPath,
     },
     /// Export events and journal entries as JSON lines, in the order they happened: an audit
     /// record, and what `homeostat replay` reads.
@@ -206,19 +228,14 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        config: ConfigPath,
     },
     /// What `store.retention` deletes from the store now (a dry run); `--apply` deletes it.
     Retention {
         /// Delete now instead of reporting.
         #[arg(long)]
         apply: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        config: ConfigPath,
+        output: output::Args,
     },
     /// Score a `timestamp,value` CSV with the anomaly detector, offline; writes
     /// `timestamp,value,anomaly_score`.
@@ -230,6 +247,17 @@ enum Command {
     },
     /// Forecast a `timestamp,value` CSV, or backtest the forecaster on it.
     Forecast(forecast::Args),
+    /// Print a shell completion script: `source <(homeostat completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command (`homeostat.1`, `homeostat-runs.1`, ...), into DIR.
+    Man {
+        /// Where to write them; created if missing.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// The demo's service under test (started by `homeostat demo`).
     #[command(hide = true)]
     DemoService {
@@ -244,6 +272,28 @@ enum Command {
     },
 }
 
+/// The flags of the event list.
+#[derive(clap::Args, Debug)]
+struct EventsList {
+    /// How many events to list [default: 20; at most 1000 through the daemon].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only events from this source.
+    #[arg(long)]
+    source: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Recent events, newest first (the default).
+    List {
+        #[command(flatten)]
+        list: EventsList,
+    },
+    /// One event: its labels and annotations, its verdicts, and what the rules decided about it.
+    Show { id: String },
+}
+
 /// The flags of the run list.
 #[derive(clap::Args, Debug)]
 struct RunsList {
@@ -254,9 +304,6 @@ struct RunsList {
     /// needs_attention.
     #[arg(long)]
     status: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,13 +314,8 @@ enum RunsCommand {
         list: RunsList,
     },
     /// One run with each step's status, timing, outputs, output and error, and how it ended.
-    Show {
-        id: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Cancel a run in progress, through the daemon.
+    Show { id: String },
+    /// Cancel a run in progress.
     Cancel { id: String },
 }
 
@@ -286,9 +328,6 @@ struct IncidentsList {
     /// How many incidents to list [default: 20].
     #[arg(long)]
     limit: Option<usize>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -300,12 +339,7 @@ enum IncidentsCommand {
     },
     /// One incident: its state, its alerts, its context (runbooks, recent changes, related
     /// incidents, queries) and its timeline.
-    Show {
-        id: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Show { id: String },
     /// Say you are on it: pages about it can stop.
     Ack {
         id: String,
@@ -355,9 +389,6 @@ enum SilenceCommand {
         /// Expired silences too.
         #[arg(long)]
         expired: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// End a silence now.
     Expire { id: String },
@@ -365,12 +396,13 @@ enum SilenceCommand {
 
 #[derive(Subcommand, Debug)]
 enum RulesCommand {
+    /// Every rule, with what its guards hold now: targets in cooldown, runs in the rate window,
+    /// runs in progress and their locks, targets loop detection disabled it for (the default).
+    List,
+    /// One rule: what it matches and runs, its guards, and what they hold now.
+    Show { rule: String },
     /// The (rule, target) pairs loop detection turned off.
-    Disabled {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Disabled,
     /// Turn a rule back on for a target: it acts on that target again from the next event.
     /// Its loop count for that target starts afresh.
     Enable {
@@ -381,6 +413,8 @@ enum RulesCommand {
     },
 }
 
+// Parsed once per process: the size of the larger variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum SloCommand {
     /// Write Prometheus recording rules and multi-window multi-burn-rate alerts (page and ticket)
@@ -414,12 +448,7 @@ enum SloCommand {
     /// (`slos:` in the config), as of each one's latest evaluation.
     Status {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        output: output::Args,
     },
 }
 
@@ -429,31 +458,17 @@ enum DetectorsCommand {
     /// (learning, normal, firing), what its input's clock did, and how learning its history went.
     Status {
         #[command(flatten)]
-        config: ConfigPath,
-        #[command(flatten)]
-        remote: remote::Args,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        output: output::Args,
     },
 }
 
 #[derive(Subcommand, Debug)]
 enum RunbookCommand {
-    /// The runbooks the config declares, with their parameters.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// The runbooks the daemon's config declares, with their parameters.
+    List,
     /// One runbook: its parameters, and its steps as a tree.
-    Show {
-        name: String,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start a run of a runbook through the daemon; prints the run's id.
+    Show { name: String },
+    /// Start a run of a runbook; prints the run's id.
     Run {
         name: String,
         /// A parameter, as `KEY=VALUE`; repeat for more. Values convert to the declared types.
@@ -462,6 +477,10 @@ enum RunbookCommand {
         /// What the run acts on (keys locks and cooldowns); the runbook's name by default.
         #[arg(long)]
         target: Option<String>,
+        /// The incident this run is for: it shows on the incident's timeline and the postmortem
+        /// credits you, not automation.
+        #[arg(long, value_name = "N")]
+        incident: Option<i64>,
         /// Render every step's inputs and execute nothing; Kubernetes steps ask the API server
         /// what they would do (`dryRun=All`).
         #[arg(long)]
@@ -496,134 +515,131 @@ pub fn init_logging(args: &Args) {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    let global = &args.global;
     let code = match args.command {
-        Command::Serve { config, listen } => serve::run(&config.path, listen).await,
-        Command::Check { path } => config::check(&path),
+        Command::Serve { listen } => serve::run(&global.config_path(), listen).await,
+        Command::Check { path } => config::check(&path.unwrap_or_else(|| global.config_path())),
         Command::Demo { timeout_secs, keep } => demo::run(timeout_secs, keep).await,
         Command::Events {
-            config,
-            limit,
-            source,
-            json,
-        } => show::events(&config.path, limit, source, json).await,
-        Command::Runs {
-            config,
-            remote,
+            output,
             list,
             command,
-        } => match command {
-            None => {
-                show::runs(
-                    &config.path,
-                    list.limit.unwrap_or(20),
-                    list.status,
-                    list.json,
-                )
-                .await
+        } => {
+            let format = output.format();
+            match command {
+                None => show::events(global, format, list.limit.unwrap_or(20), list.source).await,
+                Some(EventsCommand::List { list: own }) => {
+                    show::events(
+                        global,
+                        format,
+                        own.limit.or(list.limit).unwrap_or(20),
+                        own.source.or(list.source),
+                    )
+                    .await
+                }
+                Some(EventsCommand::Show { id }) => show::event(global, format, &id).await,
             }
-            Some(RunsCommand::List { list: own }) => {
-                show::runs(
-                    &config.path,
-                    own.limit.or(list.limit).unwrap_or(20),
-                    own.status.or(list.status),
-                    own.json || list.json,
-                )
-                .await
-            }
-            Some(RunsCommand::Show { id, json }) => {
-                show::run(&config.path, &id, json || list.json).await
-            }
-            Some(RunsCommand::Cancel { id }) => runbook::cancel(&config.path, &remote, &id).await,
-        },
-        Command::Runbook {
-            config,
-            remote,
+        }
+        Command::Runs {
+            output,
+            list,
             command,
-        } => match command {
-            RunbookCommand::List { json } => runbook::list(&config.path, &remote, json).await,
-            RunbookCommand::Show { name, json } => {
-                runbook::show(&config.path, &remote, &name, json).await
+        } => {
+            let format = output.format();
+            match command {
+                None => show::runs(global, format, list.limit.unwrap_or(20), list.status).await,
+                Some(RunsCommand::List { list: own }) => {
+                    show::runs(
+                        global,
+                        format,
+                        own.limit.or(list.limit).unwrap_or(20),
+                        own.status.or(list.status),
+                    )
+                    .await
+                }
+                Some(RunsCommand::Show { id }) => show::run(global, format, &id).await,
+                Some(RunsCommand::Cancel { id }) => runbook::cancel(global, &id).await,
             }
-            RunbookCommand::Run {
-                name,
-                params,
-                target,
-                dry_run,
-                follow,
-            } => {
-                runbook::run(
-                    &config.path,
-                    &remote,
-                    runbook::Start {
-                        name,
-                        params,
-                        target,
-                        dry_run,
-                        follow,
-                    },
-                )
-                .await
+        }
+        Command::Runbook { output, command } => {
+            let format = output.format();
+            match command {
+                RunbookCommand::List => runbook::list(global, format).await,
+                RunbookCommand::Show { name } => runbook::show(global, format, &name).await,
+                RunbookCommand::Run {
+                    name,
+                    params,
+                    target,
+                    incident,
+                    dry_run,
+                    follow,
+                } => {
+                    runbook::run(
+                        global,
+                        runbook::Start {
+                            name,
+                            params,
+                            target,
+                            incident,
+                            dry_run,
+                            follow,
+                        },
+                    )
+                    .await
+                }
             }
-        },
+        }
         Command::Approve {
             run,
             reject,
             step,
             comment,
-            config,
-            remote,
-        } => runbook::approve(&config.path, &remote, &run, !reject, step, comment).await,
+        } => runbook::approve(global, &run, !reject, step, comment).await,
+        Command::Approvals { all, output } => {
+            runbook::approvals(global, output.format(), all).await
+        }
         Command::Incidents {
-            config,
-            remote,
+            output,
             list,
             command,
-        } => match command {
-            None => {
-                let list = incidents::List {
-                    open: list.open,
-                    limit: list.limit.unwrap_or(20),
-                    json: list.json,
-                };
-                incidents::list(&config.path, &remote, list).await
+        } => {
+            let format = output.format();
+            match command {
+                None => {
+                    let list = incidents::List {
+                        open: list.open,
+                        limit: list.limit.unwrap_or(20),
+                    };
+                    incidents::list(global, format, list).await
+                }
+                Some(IncidentsCommand::List { list: own }) => {
+                    let list = incidents::List {
+                        open: own.open || list.open,
+                        limit: own.limit.or(list.limit).unwrap_or(20),
+                    };
+                    incidents::list(global, format, list).await
+                }
+                Some(IncidentsCommand::Show { id }) => incidents::show(global, format, &id).await,
+                Some(IncidentsCommand::Ack { id, comment }) => {
+                    let action = incidents::Action::Acknowledge { comment };
+                    incidents::act(global, &id, action).await
+                }
+                Some(IncidentsCommand::Resolve { id, comment }) => {
+                    let action = incidents::Action::Resolve { comment };
+                    incidents::act(global, &id, action).await
+                }
+                Some(IncidentsCommand::Note { id, text }) => {
+                    let action = incidents::Action::Note {
+                        text: text.join(" "),
+                    };
+                    incidents::act(global, &id, action).await
+                }
             }
-            Some(IncidentsCommand::List { list: own }) => {
-                let list = incidents::List {
-                    open: own.open || list.open,
-                    limit: own.limit.or(list.limit).unwrap_or(20),
-                    json: own.json || list.json,
-                };
-                incidents::list(&config.path, &remote, list).await
-            }
-            Some(IncidentsCommand::Show { id, json }) => {
-                incidents::show(&config.path, &remote, &id, json || list.json).await
-            }
-            Some(IncidentsCommand::Ack { id, comment }) => {
-                let action = incidents::Action::Acknowledge { comment };
-                incidents::act(&config.path, &remote, &id, action).await
-            }
-            Some(IncidentsCommand::Resolve { id, comment }) => {
-                let action = incidents::Action::Resolve { comment };
-                incidents::act(&config.path, &remote, &id, action).await
-            }
-            Some(IncidentsCommand::Note { id, text }) => {
-                let action = incidents::Action::Note {
-                    text: text.join(" "),
-                };
-                incidents::act(&config.path, &remote, &id, action).await
-            }
-        },
-        Command::Postmortem {
-            id,
-            output,
-            config,
-            remote,
-        } => incidents::postmortem(&config.path, &remote, &id, output.as_deref()).await,
-        Command::Silence {
-            config,
-            remote,
-            command,
-        } => match command {
+        }
+        Command::Postmortem { id, output } => {
+            incidents::postmortem(global, &id, output.as_deref()).await
+        }
+        Command::Silence { output, command } => match command {
             SilenceCommand::Add {
                 matchers,
                 comment,
@@ -638,23 +654,25 @@ pub async fn run(args: Args) -> ExitCode {
                     start,
                     end,
                 };
-                silence::add(&config.path, &remote, add).await
+                silence::add(global, add).await
             }
-            SilenceCommand::List { expired, json } => {
-                silence::list(&config.path, &remote, expired, json).await
+            SilenceCommand::List { expired } => {
+                silence::list(global, output.format(), expired).await
             }
-            SilenceCommand::Expire { id } => silence::expire(&config.path, &remote, &id).await,
+            SilenceCommand::Expire { id } => silence::expire(global, &id).await,
         },
-        Command::Rules {
-            config,
-            remote,
-            command,
-        } => match command {
-            RulesCommand::Disabled { json } => rules::disabled(&config.path, &remote, json).await,
-            RulesCommand::Enable { rule, target } => {
-                rules::enable(&config.path, &remote, &rule, &target).await
+        Command::Rules { output, command } => {
+            let format = output.format();
+            match command {
+                None | Some(RulesCommand::List) => rules::list(global, format).await,
+                Some(RulesCommand::Show { rule }) => rules::show(global, format, &rule).await,
+                Some(RulesCommand::Disabled) => rules::disabled(global, format).await,
+                Some(RulesCommand::Enable { rule, target }) => {
+                    rules::enable(global, &rule, &target).await
+                }
             }
-        },
+        }
+        Command::Reload => remote::reload(global).await,
         Command::Slo { command } => match command {
             SloCommand::Rules {
                 spec,
@@ -673,34 +691,24 @@ pub async fn run(args: Args) -> ExitCode {
                 disable_recordings,
                 extra_labels,
             }),
-            SloCommand::Status {
-                config,
-                remote,
-                json,
-            } => slo::status(&config.path, &remote, json).await,
+            SloCommand::Status { output } => slo::status(global, output.format()).await,
         },
-        Command::Backup { file, config } => store::backup(&config.path, &file).await,
+        Command::Backup { file } => store::backup(global, &file).await,
         Command::Export {
             since,
             until,
             output,
-            config,
-        } => store::export(&config.path, since, until, output.as_deref()).await,
-        Command::Retention {
-            apply,
-            json,
-            config,
-        } => store::retention(&config.path, apply, json).await,
+        } => store::export(global, since, until, output.as_deref()).await,
+        Command::Retention { apply, output } => {
+            store::retention(global, apply, output.format()).await
+        }
         Command::Detect(args) => detect::run(&args),
         Command::Detectors {
-            command:
-                DetectorsCommand::Status {
-                    config,
-                    remote,
-                    json,
-                },
-        } => detectors::status(&config.path, &remote, json).await,
+            command: DetectorsCommand::Status { output },
+        } => detectors::status(global, output.format()).await,
         Command::Forecast(args) => forecast::run(&args),
+        Command::Completion { shell } => docs::completion(shell),
+        Command::Man { dir } => docs::man(&dir),
         Command::DemoService { port } => demo::service(port).await,
         Command::DemoRestart { dir } => demo::restart(&dir).await,
     };

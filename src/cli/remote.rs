@@ -1,5 +1,5 @@
-//! Talking to the running daemon over its HTTP API, for the commands that act on runs, incidents
-//! and silences: where it is, which token to send, and how its errors become exit codes.
+//! Talking to the running daemon over its HTTP API, which every command that is not inherently
+//! local goes through: where it is, which token to send, and how its errors become exit codes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,32 +8,13 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{config, EXIT_ERROR, EXIT_FAILED, EXIT_USAGE};
+use super::{config, Global, EXIT_ERROR, EXIT_FAILED, EXIT_USAGE};
 
 /// Where the daemon listens when neither `--server` nor the config says.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:9393";
 
 /// How long a request that is not a stream may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `--server` and `--token`, global to the subcommands of the commands that talk to the daemon.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {
-    /// The daemon's base URL. Defaults to `http://` and `server.listen` from the config when it can
-    /// be read, else http://127.0.0.1:9393.
-    #[arg(long, env = "HOMEOSTAT_SERVER", global = true, value_name = "URL")]
-    server: Option<String>,
-    /// An API token from the config's `api_tokens`; starting, approving and cancelling runs,
-    /// acting on incidents and silencing need the `write` scope. Its name is recorded as who did it.
-    #[arg(
-        long,
-        env = "HOMEOSTAT_TOKEN",
-        global = true,
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    token: Option<String>,
-}
 
 /// Why a call to the daemon did not give what was asked.
 #[derive(Debug)]
@@ -49,9 +30,9 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Prints the failure as `error: ...` and gives the exit code: 1 when the daemon refused (the
-    /// run is not there, not running, not yours to approve), 64 for a request it found invalid, 2
-    /// when it could not be asked.
+    /// Prints the failure as `error: ...` and gives the exit code (docs/cli.md): 1 when the daemon
+    /// refused what was asked (not there, not running, already done), 64 for a request it found
+    /// invalid, 2 when it could not be asked or the token may not ask.
     pub fn report(&self) -> u8 {
         match self {
             Failure::Api {
@@ -61,15 +42,18 @@ impl Failure {
             } => {
                 let hint = match code.as_str() {
                     "missing_token" | "invalid_token" => {
-                        "; pass --token or set HOMEOSTAT_TOKEN to one of the config's `api_tokens`"
+                        "; pass --token or --token-file, or set HOMEOSTAT_TOKEN, to one of the config's `api_tokens`"
+                    }
+                    "forbidden_scope" => {
+                        "; use a token with that scope (--token, --token-file or HOMEOSTAT_TOKEN)"
                     }
                     _ => "",
                 };
                 eprintln!("error: {message}{hint}");
-                match status.as_u16() {
-                    400 | 413 => EXIT_USAGE,
-                    401 => EXIT_ERROR,
-                    status if status >= 500 => EXIT_ERROR,
+                match (status.as_u16(), code.as_str()) {
+                    (400 | 413, _) => EXIT_USAGE,
+                    (401, _) | (403, "forbidden_scope") => EXIT_ERROR,
+                    (status, _) if status >= 500 => EXIT_ERROR,
                     _ => EXIT_FAILED,
                 }
             }
@@ -88,22 +72,35 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Resolves the daemon's address from `--server`, the config at `config_path`, or the default.
-    pub fn new(args: &Args, config_path: &Path) -> Result<Self, u8> {
-        let base = match &args.server {
-            Some(server) => normalize(server),
-            None => server_from_config(config_path).unwrap_or_else(|| DEFAULT_SERVER.to_string()),
+    /// Resolves the daemon's address from `--server`, the config given with `--config`, or the
+    /// default, and the token from `--token-file`, `--token` or `HOMEOSTAT_TOKEN`.
+    pub fn new(global: &Global) -> Result<Self, u8> {
+        let base = match (&global.server, &global.config) {
+            (Some(server), _) => normalize(server),
+            (None, Some(config)) => {
+                server_from_config(config).unwrap_or_else(|| DEFAULT_SERVER.to_string())
+            }
+            (None, None) => DEFAULT_SERVER.to_string(),
+        };
+        let token = match &global.token_file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot read the token file `{}`: {error}; check --token-file or HOMEOSTAT_TOKEN_FILE",
+                        path.display()
+                    );
+                    return Err(EXIT_USAGE);
+                }
+            },
+            None => global.token.clone(),
         };
         let mut headers = HeaderMap::new();
-        // An empty `HOMEOSTAT_TOKEN` is no token, so the daemon's answer says one is missing.
-        if let Some(token) = args
-            .token
-            .as_deref()
-            .filter(|token| !token.trim().is_empty())
-        {
+        // An empty token is no token, so the daemon's answer says one is missing.
+        if let Some(token) = token.as_deref().filter(|token| !token.trim().is_empty()) {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
                 .map_err(|_| {
-                    eprintln!("error: the token has characters a header cannot carry; check --token or HOMEOSTAT_TOKEN");
+                    eprintln!("error: the token has characters a header cannot carry; check --token, --token-file or HOMEOSTAT_TOKEN");
                     EXIT_USAGE
                 })?;
             // Keeps the token out of reqwest's debug output.
@@ -225,10 +222,47 @@ impl Remote {
             source = cause.source();
         }
         Failure::Connection(format!(
-            "cannot reach the daemon at `{}`: {message}; is `homeostat serve` running? consider --server or HOMEOSTAT_SERVER",
+            "cannot reach the daemon at `{}`: {message}; is `homeostat serve` running there? point --server (or HOMEOSTAT_SERVER) at it",
             self.base
         ))
     }
+}
+
+/// `homeostat reload`: asks the daemon to read its config again (`POST /-/reload`, as Prometheus and
+/// Alertmanager have it).
+pub async fn reload(global: &Global) -> u8 {
+    let remote = match Remote::new(global) {
+        Ok(remote) => remote,
+        Err(code) => return code,
+    };
+    let response = match remote
+        .client
+        .post(remote.url("/-/reload"))
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => return remote.unreachable(&error).report(),
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status == StatusCode::NOT_FOUND {
+        eprintln!(
+            "error: the daemon at `{}` has no `POST /-/reload`: it is older than this CLI; restart it to load the new config, or upgrade it",
+            remote.base
+        );
+        return EXIT_ERROR;
+    }
+    if !status.is_success() {
+        return api_failure(status, &text).report();
+    }
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    match body["message"].as_str() {
+        Some(message) => eprintln!("{message}"),
+        None => eprintln!("the daemon at `{}` reloaded its config", remote.base),
+    }
+    0
 }
 
 /// The API's `{message, code}` error, or the status alone when the body is not one.
@@ -238,7 +272,13 @@ fn api_failure(status: StatusCode, text: &str) -> Failure {
     Failure::Api {
         status,
         code: field("code").unwrap_or_default(),
-        message: field("message").unwrap_or_else(|| format!("the daemon answered {status}")),
+        message: field("message").unwrap_or_else(|| match text.trim() {
+            // A plain-text answer (a proxy's, or an older daemon's) says more than the status.
+            plain if !plain.is_empty() && plain.len() <= 500 && !body.is_object() => {
+                format!("the daemon answered {status}: {plain}")
+            }
+            _ => format!("the daemon answered {status}"),
+        }),
     }
 }
 

@@ -1,17 +1,14 @@
-//! `homeostat runbook list|show|run`, `homeostat approve` and `homeostat runs cancel`.
-//!
-//! Listing and showing read the config, so they need no daemon (and ask the daemon only when there
-//! is no config to read); starting, approving and cancelling go through the daemon's API, which
-//! journals them and records the token's name as who did it.
-
-use std::path::Path;
+//! `homeostat runbook list|show|run`, `homeostat approve`, `homeostat approvals` and
+//! `homeostat runs cancel`, through the daemon's API, which journals what people do and records the
+//! token's name as who did it.
 
 use homeostat_core::config::{Check, OnFailure, Runbook, Step};
 use serde_json::{json, Value};
 
-use super::remote::{self, Remote};
-use super::show::{print_json, table};
-use super::{config, follow, EXIT_ERROR, EXIT_FAILED};
+use super::output::{self, Format};
+use super::remote::Remote;
+use super::show::emit;
+use super::{follow, Global, EXIT_ERROR};
 
 /// Parses `--param KEY=VALUE`. The value stays text; the daemon converts it to the declared type.
 pub fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -23,118 +20,98 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The runbooks the config declares; without a config to read, the daemon's.
-async fn runbooks(config_path: &Path, args: &remote::Args) -> Result<Vec<Runbook>, u8> {
-    match config::read(config_path) {
-        Ok(files) => homeostat_core::config::parse(&files)
-            .map(|parsed| parsed.runbooks)
-            .map_err(|diagnostics| config::LoadError::Invalid(diagnostics).report()),
-        Err(config::LoadError::Io(message)) => {
-            let remote = Remote::new(args, config_path)?;
-            match runbooks_from(&remote).await {
-                Ok(runbooks) => Ok(runbooks),
-                Err(failure) => {
-                    eprintln!("error: {message}");
-                    Err(failure.report())
-                }
-            }
-        }
-        Err(error) => Err(error.report()),
-    }
-}
-
-async fn runbooks_from(remote: &Remote) -> Result<Vec<Runbook>, remote::Failure> {
-    let listed = remote.get("/api/v1/runbooks").await?;
-    let names: Vec<String> = listed["runbooks"]
-        .as_array()
-        .map(|runbooks| {
-            runbooks
-                .iter()
-                .filter_map(|runbook| runbook["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut runbooks = Vec::with_capacity(names.len());
-    for name in names {
-        let shown = remote
-            .get(&format!("/api/v1/runbooks/{}", segment(&name)))
-            .await?;
-        let runbook = serde_json::from_value(shown["runbook"].clone()).map_err(|error| {
-            remote::Failure::Connection(format!(
-                "the daemon's runbook `{name}` does not read as a runbook ({error}); is the CLI older than the daemon?"
-            ))
-        })?;
-        runbooks.push(runbook);
-    }
-    Ok(runbooks)
-}
-
-/// `homeostat runbook list`.
-pub async fn list(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
-    let runbooks = match runbooks(config_path, args).await {
-        Ok(runbooks) => runbooks,
+/// `homeostat runbook list`: the daemon's runbooks with their parameters.
+pub async fn list(global: &Global, format: Format) -> u8 {
+    let remote = match Remote::new(global) {
+        Ok(remote) => remote,
         Err(code) => return code,
     };
-    if json {
-        print_json(&runbooks);
+    let runbooks = match remote.get("/api/v1/runbooks").await {
+        Ok(answer) => answer["runbooks"].as_array().cloned().unwrap_or_default(),
+        Err(failure) => return failure.report(),
+    };
+    if format.print_data(&runbooks) {
         return 0;
     }
     if runbooks.is_empty() {
-        eprintln!("no runbooks; declare them under `runbooks:` in the config");
+        eprintln!("the daemon has no runbooks; declare them under `runbooks:` in its config");
         return 0;
     }
+    let wide = format == Format::Wide;
     let rows = runbooks
         .iter()
         .map(|runbook| {
-            let params = runbook
-                .params
-                .iter()
+            let params = runbook["params"]
+                .as_object()
+                .into_iter()
+                .flatten()
                 .map(|(name, param)| {
-                    let mut text = format!("{name}: {}", param.kind.as_str());
-                    if let Some(default) = &param.default {
-                        text.push_str(&format!(" = {default}"));
-                    } else if param.required {
+                    let mut text = format!("{name}: {}", param["type"].as_str().unwrap_or("?"));
+                    if !param["default"].is_null() {
+                        text.push_str(&format!(" = {}", param["default"]));
+                    } else if param["required"] == true {
                         text.push_str(" (required)");
                     }
                     text
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            vec![
-                runbook.name.clone(),
-                runbook.steps.len().to_string(),
-                runbook.description.clone().unwrap_or_default(),
+            let steps = runbook["steps"].as_array().cloned().unwrap_or_default();
+            let mut row = vec![
+                output::cell(&runbook["name"]),
+                steps.len().to_string(),
+                runbook["description"].as_str().unwrap_or("").to_string(),
                 params,
-            ]
+            ];
+            if wide {
+                row.push(
+                    steps
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            row
         })
         .collect();
-    table(&["NAME", "STEPS", "DESCRIPTION", "PARAMS"], rows);
+    let headers: &[&str] = if wide {
+        &["NAME", "STEPS", "DESCRIPTION", "PARAMS", "STEP NAMES"]
+    } else {
+        &["NAME", "STEPS", "DESCRIPTION", "PARAMS"]
+    };
+    format.print_table(headers, rows);
     0
 }
 
 /// `homeostat runbook show NAME`.
-pub async fn show(config_path: &Path, args: &remote::Args, name: &str, json: bool) -> u8 {
-    let runbooks = match runbooks(config_path, args).await {
-        Ok(runbooks) => runbooks,
+pub async fn show(global: &Global, format: Format, name: &str) -> u8 {
+    let remote = match Remote::new(global) {
+        Ok(remote) => remote,
         Err(code) => return code,
     };
-    let Some(runbook) = runbooks.iter().find(|runbook| runbook.name == name) else {
-        let known: Vec<String> = runbooks.iter().map(|r| format!("`{}`", r.name)).collect();
-        let hint = if known.is_empty() {
-            "there are none; declare them under `runbooks:`".to_string()
-        } else {
-            format!("known runbooks: {}", known.join(", "))
-        };
-        eprintln!("error: no runbook is named `{name}`; {hint}");
-        return EXIT_FAILED;
+    let shown = match remote
+        .get(&format!("/api/v1/runbooks/{}", segment(name)))
+        .await
+    {
+        Ok(shown) => shown,
+        Err(failure) => return failure.report(),
     };
-    if json {
-        print_json(runbook);
+    if format.print_data(&shown["runbook"]) {
         return 0;
     }
-    for line in describe(runbook) {
-        println!("{line}");
-    }
+    let runbook: Runbook = match serde_json::from_value(shown["runbook"].clone()) {
+        Ok(runbook) => runbook,
+        Err(error) => {
+            eprintln!(
+                "error: the daemon's runbook `{name}` does not read as a runbook ({error}); is the CLI older than the daemon?"
+            );
+            return EXIT_ERROR;
+        }
+    };
+    let mut text = describe(&runbook).join("\n");
+    text.push('\n');
+    emit(&text);
     0
 }
 
@@ -301,14 +278,15 @@ pub struct Start {
     pub name: String,
     pub params: Vec<(String, String)>,
     pub target: Option<String>,
+    pub incident: Option<i64>,
     pub dry_run: bool,
     pub follow: bool,
 }
 
 /// `homeostat runbook run NAME`: prints the run's id; with `--dry-run`, each step's rendered
 /// inputs; with `--follow`, each step as it happens, exiting 0 only if the run succeeds.
-pub async fn run(config_path: &Path, args: &remote::Args, start: Start) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn run(global: &Global, start: Start) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -317,7 +295,11 @@ pub async fn run(config_path: &Path, args: &remote::Args, start: Start) -> u8 {
         .into_iter()
         .map(|(key, value)| (key, Value::String(value)))
         .collect();
-    let body = json!({ "params": params, "target": start.target, "dry_run": start.dry_run });
+    let mut body = json!({ "params": params, "target": start.target, "dry_run": start.dry_run });
+    // Only when given, so a daemon older than `--incident` still takes the rest.
+    if let Some(incident) = start.incident {
+        body["incident"] = json!(incident);
+    }
     let path = format!("/api/v1/runbooks/{}/runs", segment(&start.name));
     let answer = match remote.post(&path, &body).await {
         Ok(answer) => answer,
@@ -384,14 +366,13 @@ async fn print_dry_run(remote: &Remote, run_id: &str) -> u8 {
 
 /// `homeostat approve RUN`: approves or rejects the approval the run waits for.
 pub async fn approve(
-    config_path: &Path,
-    args: &remote::Args,
+    global: &Global,
     run_id: &str,
     approve: bool,
     step: Option<String>,
     comment: Option<String>,
 ) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -412,8 +393,8 @@ pub async fn approve(
 }
 
 /// `homeostat runs cancel ID`.
-pub async fn cancel(config_path: &Path, args: &remote::Args, run_id: &str) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn cancel(global: &Global, run_id: &str) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -426,6 +407,123 @@ pub async fn cancel(config_path: &Path, args: &remote::Args, run_id: &str) -> u8
             0
         }
         Err(failure) => failure.report(),
+    }
+}
+
+/// `homeostat approvals`: what waits for an approval this token may give.
+pub async fn approvals(global: &Global, format: Format, all: bool) -> u8 {
+    let remote = match Remote::new(global) {
+        Ok(remote) => remote,
+        Err(code) => return code,
+    };
+    let path = if all {
+        "/api/v1/approvals?all=true"
+    } else {
+        "/api/v1/approvals"
+    };
+    let approvals = match remote.get(path).await {
+        Ok(answer) => answer["approvals"].as_array().cloned().unwrap_or_default(),
+        Err(failure) => return failure.report(),
+    };
+    if format.print_data(&approvals) {
+        return 0;
+    }
+    if approvals.is_empty() {
+        eprintln!(
+            "no run waits for an approval {}",
+            if all { "" } else { "that this token may give" }
+        );
+        return 0;
+    }
+    let wide = format == Format::Wide;
+    let rows = approvals
+        .iter()
+        .map(|approval| {
+            let mut row = vec![
+                output::cell(&approval["run_id"]),
+                output::cell(&approval["runbook"]),
+                output::cell(&approval["target"]),
+                output::cell(&approval["step"]),
+                output::time(&approval["deadline"]),
+                output::cell(&approval["message"]),
+                then(&approval["then"]),
+            ];
+            if wide {
+                let by = match approval["started_by"].as_str() {
+                    Some(by) => format!("by {by}"),
+                    None => output::cell(&approval["rule"]),
+                };
+                row.push(by);
+                row.push(output::cell(&approval["incident"]));
+                row.push(output::labels(&approval["params"]));
+                row.push(
+                    approval["approvers"]
+                        .as_array()
+                        .filter(|approvers| !approvers.is_empty())
+                        .map(|approvers| {
+                            approvers
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_else(|| "any write token".into()),
+                );
+                row.push(
+                    if approval["may_approve"] == true {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .into(),
+                );
+            }
+            row
+        })
+        .collect();
+    let headers: &[&str] = if wide {
+        &[
+            "RUN",
+            "RUNBOOK",
+            "TARGET",
+            "STEP",
+            "DEADLINE (UTC)",
+            "MESSAGE",
+            "THEN RUNS",
+            "TRIGGER",
+            "INCIDENT",
+            "PARAMS",
+            "APPROVERS",
+            "MINE",
+        ]
+    } else {
+        &[
+            "RUN",
+            "RUNBOOK",
+            "TARGET",
+            "STEP",
+            "DEADLINE (UTC)",
+            "MESSAGE",
+            "THEN RUNS",
+        ]
+    };
+    format.print_table(headers, rows);
+    eprintln!("answer with `homeostat approve RUN` or `homeostat approve RUN --reject`");
+    0
+}
+
+/// The steps an approval lets run, comma-separated; `-` when it is the last.
+fn then(value: &Value) -> String {
+    let steps: Vec<&str> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if steps.is_empty() {
+        "-".into()
+    } else {
+        steps.join(", ")
     }
 }
 

@@ -1,13 +1,19 @@
-//! `homeostat events`, `homeostat runs` and `homeostat runs show`: what happened, read straight from
-//! the store.
+//! `homeostat events [show]`, `homeostat runs` and `homeostat runs show`: what happened, read
+//! through the daemon's API, or straight from a SQLite file named with `--store`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus, Store};
+use homeostat_store::{
+    steps_from_journal, EventQuery, JournalEntry, RunQuery, RunRecord, RunStatus, Store,
+};
+use serde_json::{json, Value};
 
-use super::{config, EXIT_ERROR, EXIT_USAGE};
+use super::output::{self, Format};
+use super::remote::Remote;
+use super::runbook::segment;
+use super::{config, Global, EXIT_ERROR, EXIT_USAGE};
 
 /// The config's settings, parsed but not compiled: enough to find and treat the store, with no
 /// secret needed.
@@ -17,17 +23,24 @@ pub(super) fn settings(config_path: &Path) -> Result<homeostat_core::config::Con
         .map_err(|diagnostics| config::LoadError::Invalid(diagnostics).report())
 }
 
-/// The store the config names, SQLite or PostgreSQL, opened beside a daemon that may be running.
-pub(super) async fn open(config_path: &Path) -> Result<Arc<dyn Store>, u8> {
-    let parsed = settings(config_path)?;
-    if parsed.store.url.is_none() && !parsed.store.path.exists() {
+/// The store the upkeep commands work on: `--store` (a SQLite file), else the store the config
+/// names, SQLite or PostgreSQL, opened beside a daemon that may be running.
+pub(super) async fn open(global: &Global) -> Result<Arc<dyn Store>, u8> {
+    let settings = match &global.store {
+        Some(path) => homeostat_core::config::Store {
+            path: path.clone(),
+            ..Default::default()
+        },
+        None => settings(&global.config_path())?.store,
+    };
+    if settings.url.is_none() && !settings.path.exists() {
         eprintln!(
-            "error: no database at `{}`; has `homeostat serve` run with this config?",
-            parsed.store.path.display()
+            "error: no database at `{}`; check --store, or the config's `store.path`",
+            settings.path.display()
         );
         return Err(EXIT_ERROR);
     }
-    homeostat_engine::store::open(&parsed.store)
+    homeostat_engine::store::open(&settings)
         .await
         .map_err(|error| {
             eprintln!("error: {error}");
@@ -54,40 +67,9 @@ pub(super) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     ));
 }
 
-/// Rows as aligned columns, one line each after a header line (bold when `bold`).
+/// Rows as aligned columns, one line each after a header line (bold when `bold`), nothing cut.
 pub(super) fn render_table(headers: &[&str], rows: Vec<Vec<String>>, bold: bool) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (index, cell) in row.iter().enumerate() {
-            widths[index] = widths[index].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let last = cells.len() - 1;
-        cells
-            .iter()
-            .enumerate()
-            .map(|(index, cell)| {
-                if index == last {
-                    cell.clone()
-                } else {
-                    format!("{cell:<width$}", width = widths[index])
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    let header = line(headers.iter().map(|h| h.to_string()).collect());
-    let mut out = if bold {
-        format!("\x1b[1m{header}\x1b[0m\n")
-    } else {
-        format!("{header}\n")
-    };
-    for row in rows {
-        out.push_str(line(row).trim_end());
-        out.push('\n');
-    }
-    out
+    output::render(headers, rows, None, bold)
 }
 
 /// Writes `text` to stdout. A reader that went away (`| head`) is not an error: `println!` would
@@ -99,59 +81,172 @@ pub(super) fn emit(text: &str) {
         .and_then(|()| stdout.flush());
 }
 
-pub async fn events(config_path: &Path, limit: usize, source: Option<String>, json: bool) -> u8 {
-    let store = match open(config_path).await {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let events = match store
-        .events(&EventQuery {
+pub async fn events(global: &Global, format: Format, limit: usize, source: Option<String>) -> u8 {
+    let events: Vec<Value> = if global.store.is_some() {
+        let store = match open(global).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        let query = EventQuery {
             limit,
             source,
             newest_first: true,
             ..Default::default()
-        })
-        .await
-    {
-        Ok(events) => events,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_ERROR;
+        };
+        match store.events(&query).await {
+            Ok(events) => events
+                .iter()
+                .map(|record| serde_json::to_value(record).unwrap_or_default())
+                .collect(),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        let remote = match Remote::new(global) {
+            Ok(remote) => remote,
+            Err(code) => return code,
+        };
+        let mut path = format!("/api/v1/events?limit={limit}");
+        if let Some(source) = &source {
+            path.push_str(&format!("&source={}", segment(source)));
+        }
+        match remote.get(&path).await {
+            Ok(answer) => answer["events"].as_array().cloned().unwrap_or_default(),
+            Err(failure) => return failure.report(),
         }
     };
-    if json {
-        print_json(&events);
+    if format.print_data(&events) {
         return 0;
     }
+    let wide = format == Format::Wide;
     let rows = events
         .iter()
-        .map(|record| {
-            let event = &record.event;
-            let labels = event
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            vec![
-                record.seq.to_string(),
-                time(event.received_at),
-                event.source.clone(),
-                event.status.to_string(),
-                event.kind.as_str().to_string(),
-                labels,
-            ]
+        .map(|event| {
+            let mut row = vec![
+                output::cell(&event["id"]),
+                output::time(&event["received_at"]),
+                output::cell(&event["source"]),
+                output::cell(&event["status"]),
+                output::cell(&event["kind"]),
+                output::labels(&event["labels"]),
+            ];
+            if wide {
+                row.insert(0, output::cell(&event["seq"]));
+                row.push(output::cell(&event["ingested_by"]));
+                row.push(output::verdicts(event));
+            }
+            row
         })
         .collect();
-    table(
-        &["SEQ", "RECEIVED", "SOURCE", "STATUS", "KIND", "LABELS"],
-        rows,
-    );
+    let headers: &[&str] = if wide {
+        &[
+            "SEQ", "ID", "RECEIVED", "SOURCE", "STATUS", "KIND", "LABELS", "BY", "VERDICT",
+        ]
+    } else {
+        &["ID", "RECEIVED", "SOURCE", "STATUS", "KIND", "LABELS"]
+    };
+    format.print_table(headers, rows);
     0
 }
 
-pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json: bool) -> u8 {
-    let status = match status
+/// `homeostat events show ID`: the event, its verdicts, and the journal entries made for it (what
+/// each rule decided).
+pub async fn event(global: &Global, format: Format, id: &str) -> u8 {
+    let answer = if global.store.is_some() {
+        let store = match open(global).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        match (store.event(id).await, store.journal_for_event(id).await) {
+            (Ok(Some(event)), Ok(journal)) => json!({ "event": event, "journal": journal }),
+            (Ok(None), _) => {
+                eprintln!("error: no event has the id `{id}`; list them with `homeostat events`");
+                return super::EXIT_FAILED;
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        let remote = match Remote::new(global) {
+            Ok(remote) => remote,
+            Err(code) => return code,
+        };
+        match remote.get(&format!("/api/v1/events/{}", segment(id))).await {
+            Ok(answer) => answer,
+            Err(failure) => return failure.report(),
+        }
+    };
+    if format.print_data(&answer) {
+        return 0;
+    }
+    emit(&describe_event(&answer));
+    0
+}
+
+/// An event as text, from `GET /api/v1/events/{id}`.
+fn describe_event(answer: &Value) -> String {
+    use std::fmt::Write as _;
+    let event = &answer["event"];
+    let mut out = String::new();
+    let field = |out: &mut String, name: &str, value: String| {
+        let _ = writeln!(out, "{name:<12}{value}");
+    };
+    field(&mut out, "event", output::cell(&event["id"]));
+    field(&mut out, "seq", output::cell(&event["seq"]));
+    field(&mut out, "received", output::time(&event["received_at"]));
+    field(&mut out, "source", output::cell(&event["source"]));
+    field(
+        &mut out,
+        "status",
+        format!(
+            "{} ({})",
+            output::cell(&event["status"]),
+            output::cell(&event["kind"])
+        ),
+    );
+    field(&mut out, "fingerprint", output::cell(&event["fingerprint"]));
+    if let Some(by) = event["ingested_by"].as_str() {
+        field(&mut out, "sent by", by.to_string());
+    }
+    let verdicts = output::verdicts(event);
+    if !verdicts.is_empty() {
+        field(&mut out, "verdict", verdicts);
+    }
+    for (name, key) in [("labels", "labels"), ("annotations", "annotations")] {
+        if let Some(map) = event[key].as_object().filter(|map| !map.is_empty()) {
+            let _ = writeln!(out, "\n{name}");
+            for (key, value) in map {
+                let _ = writeln!(out, "  {key}={}", value.as_str().unwrap_or(""));
+            }
+        }
+    }
+    let journal = answer["journal"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "\njournal (UTC)");
+    if journal.is_empty() {
+        let _ = writeln!(out, "  (nothing was decided about it yet)");
+    }
+    for entry in &journal {
+        // The journal's own words for the entry, as a timeline puts it; its body if this CLI does
+        // not know the kind (a newer daemon's).
+        let what = serde_json::from_value::<JournalEntry>(entry.clone())
+            .map(|entry| entry.words())
+            .unwrap_or_else(|_| entry["body"].to_string());
+        let _ = writeln!(
+            out,
+            "  {}  {:<16}  {what}",
+            output::time(&entry["at"]),
+            output::cell(&entry["kind"]),
+        );
+    }
+    out
+}
+
+pub async fn runs(global: &Global, format: Format, limit: usize, status: Option<String>) -> u8 {
+    let parsed_status = match status
         .as_deref()
         .map(|text| (text, text.parse::<RunStatus>().ok()))
     {
@@ -162,26 +257,42 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
             return EXIT_USAGE;
         }
     };
-    let store = match open(config_path).await {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let runs = match store
-        .runs(&RunQuery {
+    let runs: Vec<RunRecord> = if global.store.is_some() {
+        let store = match open(global).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        let query = RunQuery {
             limit,
-            status,
+            status: parsed_status,
             ..Default::default()
-        })
-        .await
-    {
-        Ok(runs) => runs,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_ERROR;
+        };
+        match store.runs(&query).await {
+            Ok(runs) => runs,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        let remote = match Remote::new(global) {
+            Ok(remote) => remote,
+            Err(code) => return code,
+        };
+        let mut path = format!("/api/v1/runs?limit={limit}");
+        if let Some(status) = &status {
+            path.push_str(&format!("&status={}", segment(status)));
+        }
+        match remote
+            .get(&path)
+            .await
+            .and_then(|answer| typed(&answer["runs"]))
+        {
+            Ok(runs) => runs,
+            Err(failure) => return failure.report(),
         }
     };
-    if json {
-        print_json(&runs);
+    if format.print_data(&runs) {
         return 0;
     }
     let rows = runs
@@ -213,7 +324,7 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
             ]
         })
         .collect();
-    table(
+    format.print_table(
         &[
             "ID", "STARTED", "RUNBOOK", "TRIGGER", "TARGET", "STATUS", "TOOK", "ERROR",
         ],
@@ -222,27 +333,54 @@ pub async fn runs(config_path: &Path, limit: usize, status: Option<String>, json
     0
 }
 
-pub async fn run(config_path: &Path, id: &str, json: bool) -> u8 {
-    let store = match open(config_path).await {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let (run, journal) = match (store.run(id).await, store.journal_for_run(id).await) {
-        (Ok(Some(run)), Ok(journal)) => (run, journal),
-        (Ok(None), _) => {
-            eprintln!("error: no run has the id `{id}`; list them with `homeostat runs`");
-            return EXIT_ERROR;
+/// A value of the API's answer as the record type both sides share.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, super::remote::Failure> {
+    serde_json::from_value(value.clone()).map_err(|error| {
+        super::remote::Failure::Connection(format!(
+            "the daemon's answer does not read as this CLI expects ({error}); is the CLI older than the daemon?"
+        ))
+    })
+}
+
+pub async fn run(global: &Global, format: Format, id: &str) -> u8 {
+    let (run, journal, answer): (RunRecord, Vec<JournalEntry>, Value) = if global.store.is_some() {
+        let store = match open(global).await {
+            Ok(store) => store,
+            Err(code) => return code,
+        };
+        match (store.run(id).await, store.journal_for_run(id).await) {
+            (Ok(Some(run)), Ok(journal)) => {
+                let steps = steps_from_journal(&journal);
+                let answer = json!({ "run": run, "steps": steps, "journal": journal });
+                (run, journal, answer)
+            }
+            (Ok(None), _) => {
+                eprintln!("error: no run has the id `{id}`; list them with `homeostat runs`");
+                return super::EXIT_FAILED;
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
         }
-        (Err(error), _) | (_, Err(error)) => {
-            eprintln!("error: {error}");
-            return EXIT_ERROR;
+    } else {
+        let remote = match Remote::new(global) {
+            Ok(remote) => remote,
+            Err(code) => return code,
+        };
+        let answer = match remote.get(&format!("/api/v1/runs/{}", segment(id))).await {
+            Ok(answer) => answer,
+            Err(failure) => return failure.report(),
+        };
+        match (typed(&answer["run"]), typed(&answer["journal"])) {
+            (Ok(run), Ok(journal)) => (run, journal, answer),
+            (Err(failure), _) | (_, Err(failure)) => return failure.report(),
         }
     };
-    let steps = steps_from_journal(&journal);
-    if json {
-        print_json(&serde_json::json!({ "run": run, "steps": steps, "journal": journal }));
+    if format.print_data(&answer) {
         return 0;
     }
+    let steps = steps_from_journal(&journal);
     let end = journal.iter().rev().find_map(|entry| match &entry.entry {
         homeostat_store::Entry::RunFinished(end) => Some(end),
         _ => None,

@@ -1,15 +1,14 @@
 //! `homeostat silence add|list|expire`, through the daemon's API: a silence mutes the alerts its
 //! matchers match, from its start to its end, as Alertmanager's do.
 
-use std::io::IsTerminal;
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::remote::{self, Remote};
+use super::output::Format;
+use super::remote::Remote;
 use super::runbook::segment;
-use super::show::{emit, print_json, render_table};
+use super::show::emit;
+use super::Global;
 
 /// How long a silence lasts when neither `--duration` nor `--end` is given, as amtool's default.
 pub const DEFAULT_DURATION: &str = "1h";
@@ -31,8 +30,8 @@ pub struct Add {
 }
 
 /// `homeostat silence add MATCHER...`: prints the new silence's id.
-pub async fn add(config_path: &Path, args: &remote::Args, add: Add) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn add(global: &Global, add: Add) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -63,8 +62,8 @@ pub async fn add(config_path: &Path, args: &remote::Args, add: Add) -> u8 {
 }
 
 /// `homeostat silence list [--expired]`.
-pub async fn list(config_path: &Path, args: &remote::Args, expired: bool, json: bool) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn list(global: &Global, format: Format, expired: bool) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -78,8 +77,7 @@ pub async fn list(config_path: &Path, args: &remote::Args, expired: bool, json: 
         Err(failure) => return failure.report(),
     };
     let silences = answer["silences"].as_array().cloned().unwrap_or_default();
-    if json {
-        print_json(&silences);
+    if format.print_data(&silences) {
         return 0;
     }
     if silences.is_empty() {
@@ -108,7 +106,7 @@ pub async fn list(config_path: &Path, args: &remote::Args, expired: bool, json: 
             ]
         })
         .collect();
-    emit(&render_table(
+    format.print_table(
         &[
             "ID",
             "STATE",
@@ -119,14 +117,13 @@ pub async fn list(config_path: &Path, args: &remote::Args, expired: bool, json: 
             "COMMENT",
         ],
         rows,
-        std::io::stdout().is_terminal(),
-    ));
+    );
     0
 }
 
 /// `homeostat silence expire ID`.
-pub async fn expire(config_path: &Path, args: &remote::Args, id: &str) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn expire(global: &Global, id: &str) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };

@@ -2,15 +2,14 @@
 //! equal to Sloth's;
 //! `homeostat slo status`: the daemon's evaluation of its SLOs.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use homeostat_core::slo::{self, Period};
 use serde_json::Value;
 
-use super::remote::{self, Remote};
-use super::show::{emit, print_json, render_table};
-use super::{EXIT_ERROR, EXIT_USAGE};
+use super::output::Format;
+use super::remote::Remote;
+use super::{Global, EXIT_ERROR, EXIT_USAGE};
 
 /// `--extra-labels KEY=VALUE`: a Prometheus label name and a value that is not empty.
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -180,8 +179,8 @@ pub fn rules(args: RulesArgs<'_>) -> u8 {
 }
 
 /// `homeostat slo status`: every SLO the daemon evaluates, with its error budget and burn rates.
-pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
-    let remote = match Remote::new(args, config_path) {
+pub async fn status(global: &Global, format: Format) -> u8 {
+    let remote = match Remote::new(global) {
         Ok(remote) => remote,
         Err(code) => return code,
     };
@@ -190,8 +189,7 @@ pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
         Err(failure) => return failure.report(),
     };
     let slos = answer["slos"].as_array().cloned().unwrap_or_default();
-    if json {
-        print_json(&slos);
+    if format.print_data(&slos) {
         return 0;
     }
     if slos.is_empty() {
@@ -265,7 +263,7 @@ pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
             ]);
         }
     }
-    emit(&render_table(
+    format.print_table(
         &[
             "SLO",
             "OBJECTIVE",
@@ -277,8 +275,7 @@ pub async fn status(config_path: &Path, args: &remote::Args, json: bool) -> u8 {
             "ALERTS",
         ],
         rows,
-        std::io::stdout().is_terminal(),
-    ));
+    );
     for error in &errors {
         eprintln!("warning: the latest evaluation failed: {error}");
     }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use homeostat_core::clock::{Clock, SystemClock};
 use homeostat_store::{ExportRecord, Store};
 
-use super::{show, EXIT_ERROR};
+use super::output::Format;
+use super::{show, Global, EXIT_ERROR};
 
 /// A point in time given on the command line: RFC 3339, or a duration ago (`90m`, `24h`, `7d`).
 pub fn parse_when(text: &str) -> Result<DateTime<Utc>, String> {
@@ -22,8 +23,8 @@ pub fn parse_when(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// `homeostat backup FILE`: a consistent copy of the live store.
-pub async fn backup(config_path: &Path, to: &Path) -> u8 {
-    let store = match show::open(config_path).await {
+pub async fn backup(global: &Global, to: &Path) -> u8 {
+    let store = match show::open(global).await {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -45,12 +46,12 @@ const PAGE: usize = 5_000;
 /// `homeostat export`: events and journal entries in `[since, until)` as JSON lines, in the order
 /// they happened (events by receipt, entries by time; an event before the entries made for it).
 pub async fn export(
-    config_path: &Path,
+    global: &Global,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     output: Option<&Path>,
 ) -> u8 {
-    let store = match show::open(config_path).await {
+    let store = match show::open(global).await {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -137,12 +138,12 @@ async fn export_into(
 }
 
 /// `homeostat retention`: what the config's `store.retention` deletes now; `--apply` deletes it.
-pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
-    let policy = match show::settings(config_path) {
+pub async fn retention(global: &Global, apply: bool, format: Format) -> u8 {
+    let policy = match show::settings(&global.config_path()) {
         Ok(settings) => settings.store.retention,
         Err(code) => return code,
     };
-    let store = match show::open(config_path).await {
+    let store = match show::open(global).await {
         Ok(store) => store,
         Err(code) => return code,
     };
@@ -171,8 +172,7 @@ pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
             .await
             .map_or(report.bytes_before, |space| space.database_bytes);
     }
-    if json {
-        show::print_json(&report);
+    if format.print_data(&report) {
         return 0;
     }
     let verb = if apply { "deleted" } else { "would delete" };
@@ -228,7 +228,7 @@ pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
             },
         ],
     ];
-    show::table(&["what", verb, "why"], rows);
+    format.print_table(&["what", verb, "why"], rows);
     eprintln!(
         "the database holds {} bytes of rows{}",
         report.bytes_before,

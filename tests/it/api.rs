@@ -570,8 +570,11 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v1/incidents/{id}/postmortem",
         "/api/v1/silences",
         "/api/v1/silences/{id}",
+        "/api/v1/rules",
+        "/api/v1/rules/{rule}",
         "/api/v1/rules/disabled",
         "/api/v1/rules/{rule}/enable",
+        "/api/v1/approvals",
         "/api/v1/slos",
         "/api/v1/slos/{id}",
         "/api/v2/alerts",
@@ -590,7 +593,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        36,
+        39,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

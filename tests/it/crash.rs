@@ -127,13 +127,20 @@ pub(crate) async fn client_task(
     }
 }
 
-/// Every `id` label of the `CrashLoad` alerts in the store, read by `homeostat events` straight from
-/// the SQLite file rather than through the API, whose pages stop at 1000.
+/// Every `id` label of the `CrashLoad` alerts in the store, read by `homeostat events --store`
+/// straight from the SQLite file beside the config ([`base_config`]'s) rather than through the API,
+/// whose pages stop at 1000.
+///
+/// [`base_config`]: crate::support::base_config
 pub(crate) async fn stored_ids(config: &std::path::Path) -> BTreeSet<u64> {
+    let database = config
+        .parent()
+        .expect("the config is in the test's directory")
+        .join("homeostat.db");
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
         .arg("events")
-        .arg("--config")
-        .arg(config)
+        .arg("--store")
+        .arg(&database)
         .args(["--json", "--limit", "1000000"])
         .env_remove("RUST_LOG")
         .output()

@@ -273,7 +273,7 @@ detectors:
         .args(["detectors", "status"])
         .env("HOMEOSTAT_SERVER", daemon.url(""))
         .env("HOMEOSTAT_TOKEN", TOKEN)
-        .env("HOMEOSTAT_CONFIG", &daemon.config_path)
+        .env_remove("HOMEOSTAT_CONFIG")
         .env("HOMEOSTAT_LOG", "warn")
         .output()
         .await

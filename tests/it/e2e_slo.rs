@@ -396,7 +396,7 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
         .args(["slo", "status"])
         .env("HOMEOSTAT_SERVER", stack.daemon.url(""))
         .env("HOMEOSTAT_TOKEN", TOKEN)
-        .env("HOMEOSTAT_CONFIG", &stack.daemon.config_path)
+        .env_remove("HOMEOSTAT_CONFIG")
         .env("HOMEOSTAT_LOG", "warn")
         .output()
         .await

@@ -2,6 +2,7 @@
 //! end-to-end tests against the real `homeostat` binary, Prometheus and Alertmanager on loopback.
 
 mod api;
+mod cli;
 mod crash;
 mod demo;
 mod e2e_alertmanager;

@@ -648,7 +648,7 @@ fn cli(daemon: &Daemon, args: &[&str]) -> tokio::process::Command {
         .args(args)
         .env("HOMEOSTAT_SERVER", daemon.url(""))
         .env("HOMEOSTAT_TOKEN", TOKEN)
-        .env("HOMEOSTAT_CONFIG", &daemon.config_path)
+        .env_remove("HOMEOSTAT_CONFIG")
         .env("HOMEOSTAT_LOG", "warn")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -137,6 +137,7 @@ pub async fn postmortem(
             run_id: run.id.clone(),
             runbook: run.runbook.clone(),
             rule: run.rule.clone(),
+            started_by: run.started_by.clone(),
             started_at: run.started_at,
             finished_at: run.finished_at,
             status: run.status.as_str().to_string(),

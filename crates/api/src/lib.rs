@@ -43,6 +43,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/runs/{id}/logs", get(logs::logs))
         .route("/api/v1/runs/{id}/approval", post(runbooks::approval))
         .route("/api/v1/runs/{id}/cancel", post(runbooks::cancel))
+        .route("/api/v1/approvals", get(runbooks::approvals))
         .route("/api/v1/runbooks", get(runbooks::list))
         .route("/api/v1/runbooks/{name}", get(runbooks::show))
         .route("/api/v1/runbooks/{name}/runs", post(runbooks::start))
@@ -66,7 +67,9 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/slos", get(slos::list))
         .route("/api/v1/slos/{id}", get(slos::show))
         .merge(detectors::routes())
+        .route("/api/v1/rules", get(rules::list))
         .route("/api/v1/rules/disabled", get(rules::disabled))
+        .route("/api/v1/rules/{rule}", get(rules::show))
         .route("/api/v1/rules/{rule}/enable", post(rules::enable))
         .route("/api/v1/openapi.json", get(openapi::document))
         // Alertmanager's API v2, for Prometheus, amtool and Grafana.

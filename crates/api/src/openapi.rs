@@ -260,6 +260,14 @@ fn runbook_paths() -> Value {
                     "type": "object", "properties": {"run_id": {"type": "string"}, "status": {"const": "cancelling"}, "by": {"type": "string"}}}}}}}),
                     error_responses(&[401, 403, 404, 409, 503]))
             }},
+            "/api/v1/approvals": {"get": {
+                "summary": "The approvals runs wait for that the calling token may give (write scope, and named by the step's approvers or none named), soonest deadline first",
+                "operationId": "listApprovals",
+                "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "list the approvals this token may not give too"}],
+                "responses": with(json!({"200": {"description": "Waiting approvals", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"approvals": {"type": "array", "items": waiting_approval()}}}}}}}),
+                    error_responses(&[400, 401, 403]))
+            }},
             "/api/v1/runbooks": {"get": {
                 "summary": "The named runbooks with their parameters and top-level steps",
                 "operationId": "listRunbooks",
@@ -283,12 +291,13 @@ fn runbook_paths() -> Value {
                     "type": "object", "additionalProperties": false, "properties": {
                     "params": {"type": "object", "description": "values as JSON, or text that converts to the declared type"},
                     "target": {"type": "string", "description": "what the run acts on (keys locks and cooldowns); the runbook's name by default"},
-                    "dry_run": {"type": "boolean", "default": false}}}}}},
+                    "dry_run": {"type": "boolean", "default": false},
+                    "incident": {"type": "integer", "description": "the incident the run is for: it is linked to it (its steps on the incident's timeline, the caller credited in the postmortem); its end does not change the incident's state"}}}}}},
                 "responses": with(json!({"201": {"description": "The run is committed and started (or, for a dry run, complete)",
                     "headers": {"Location": {"schema": {"type": "string"}, "description": "/api/v1/runs/{id}"}},
                     "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"run_id": {"type": "string"}, "runbook": {"type": "string"}, "target": {"type": "string"},
-                    "dry_run": {"type": "boolean"}, "status": {"type": "string", "enum": ["running", "dry_run"]}}}}}}}),
+                    "dry_run": {"type": "boolean"}, "incident": {"type": ["integer", "null"]}, "status": {"type": "string", "enum": ["running", "dry_run"]}}}}}}}),
                     error_responses(&[400, 401, 403, 404, 413, 503]))
             }}
     })
@@ -573,11 +582,56 @@ fn detector_paths() -> Value {
     })
 }
 
-/// The paths of rules that loop detection disabled.
+/// One approval a run waits for, as `GET /api/v1/approvals` lists it.
+fn waiting_approval() -> Value {
+    json!({"type": "object", "properties": {
+        "run_id": {"type": "string"}, "runbook": {"type": "string"},
+        "rule": {"type": "string", "description": "empty for a run started by hand"},
+        "started_by": {"type": ["string", "null"]}, "target": {"type": "string"},
+        "incident": {"type": ["integer", "null"]}, "params": {"type": "object"},
+        "dry_run": {"type": "boolean"}, "started_at": {"type": "string", "format": "date-time"},
+        "step": {"type": "string", "description": "the approval step's path"},
+        "approvers": {"type": "array", "items": {"type": "string"}},
+        "message": {"type": ["string", "null"]}, "deadline": {"type": "string", "format": "date-time"},
+        "then": {"type": "array", "items": {"type": "string"}, "description": "the steps after it, `name (action)`"},
+        "may_approve": {"type": "boolean"}}})
+}
+
+/// The paths of rules and their guards, and of rules that loop detection disabled.
 fn rule_paths() -> Value {
     let pair = json!({"type": "object", "required": ["rule", "target"], "properties": {
         "rule": {"type": "string"}, "target": {"type": "string"}}});
+    let time = json!({"type": "string", "format": "date-time"});
+    let rule = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "description": {"type": ["string", "null"]},
+        "match": {"type": "array", "items": {"type": "string"}}, "condition": {"type": ["string", "null"]},
+        "on": {"type": "array", "items": {"type": "string"}}, "on_incident": {"type": "array", "items": {"type": "string"}},
+        "target": {"type": ["string", "null"], "description": "the target template; the event's fingerprint when null"},
+        "runbook": {"type": "string", "description": "the named runbook, or `rule:<name>` for inline steps"},
+        "dry_run": {"type": "boolean", "description": "the rule's or the config's `dry_run`"},
+        "guards": {"type": "object", "description": "`guards:` as configured, defaults filled in"},
+        "state": {"type": "object", "description": "what the guards hold at the request's time, from the last commit that changed them", "properties": {
+            "cooldowns": {"type": "array", "items": {"type": "object", "properties": {"target": {"type": "string"}, "until": time}}},
+            "rate": {"type": ["object", "null"], "properties": {"count": {"type": "integer"}, "max": {"type": "integer"},
+                "window_secs": {"type": "integer"}, "next_allowed_at": {"type": ["string", "null"], "format": "date-time"}}},
+            "running": {"type": "array", "items": {"type": "object", "properties": {"run": {"type": "string"}, "target": {"type": "string"}, "holds_lock": {"type": "boolean"}}}},
+            "disabled_targets": {"type": "array", "items": {"type": "string"}}}}}});
     json!({
+        "/api/v1/rules": {"get": {
+            "summary": "Every rule of the config with what its guards hold now: cooldowns, runs in the rate window, runs in progress and their locks, targets loop detection disabled it for",
+            "operationId": "listRules",
+            "responses": with(json!({"200": {"description": "Rules, in the config's order", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"rules": {"type": "array", "items": rule.clone()}}}}}}}),
+                error_responses(&[401, 403]))
+        }},
+        "/api/v1/rules/{rule}": {"get": {
+            "summary": "One rule with what its guards hold now",
+            "operationId": "getRule",
+            "parameters": [{"name": "rule", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": with(json!({"200": {"description": "The rule", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"rule": rule}}}}}}),
+                error_responses(&[401, 403, 404]))
+        }},
         "/api/v1/rules/disabled": {"get": {
             "summary": "The rules loop detection disabled, each for one target, as of the last commit",
             "operationId": "listDisabledRules",

@@ -108,6 +108,9 @@ struct StartBody {
     target: Option<String>,
     #[serde(default)]
     dry_run: bool,
+    /// The incident the run is for: it shows on the incident's timeline, credited to the caller.
+    #[serde(default)]
+    incident: Option<i64>,
 }
 
 /// `POST /api/v1/runbooks/{name}/runs`: starts a run for the calling token. A real run is committed
@@ -127,10 +130,23 @@ pub async fn start(
         parse_json(&bytes)?
     };
     let plan = handle
-        .start_runbook(&name, &body.params, body.target, body.dry_run, &by)
+        .start_runbook_for(
+            &name,
+            &body.params,
+            body.target,
+            body.dry_run,
+            &by,
+            body.incident,
+        )
         .await
         .map_err(|error| match error {
             StartError::UnknownRunbook { .. } => unknown_runbook(&handle, &name),
+            StartError::UnknownIncident { incident } => ApiError::new(
+                Code::IncidentNotFound,
+                format!(
+                    "no incident has the number `{incident}`; `GET /api/v1/incidents` lists them"
+                ),
+            ),
             StartError::Param(error) => ApiError::new(Code::InvalidParam, error.to_string()),
             StartError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
         })?;
@@ -151,10 +167,122 @@ pub async fn start(
             "runbook": plan.runbook,
             "target": plan.target,
             "dry_run": plan.dry_run,
+            "incident": body.incident,
             "status": if complete { "dry_run" } else { "running" },
         })),
     )
         .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsQuery {
+    /// Approvals this token may not give too, marked `may_approve: false`.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /api/v1/approvals`: the approvals runs wait for that the calling token may give (it has the
+/// `write` scope, and the step names no approvers or names it), soonest deadline first: the run,
+/// its runbook, target and parameters, the step, its message and deadline, and the steps that run
+/// after it once approved. `?all=true` lists the others too.
+pub async fn approvals(
+    State(handle): State<Handle>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ApprovalsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let by = authorize(&handle, &headers, Scope::Read)?;
+    let axum::extract::Query(query) =
+        query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
+    let can_write = authorize(&handle, &headers, Scope::Write).is_ok();
+    let mut listed = Vec::new();
+    for (run_id, waiting) in handle.runs().waiting_approvals() {
+        // A run that ended since it was listed live is not waiting any more.
+        let Some(run) = handle
+            .store()
+            .run(&run_id)
+            .await
+            .map_err(crate::read::store_error)?
+        else {
+            continue;
+        };
+        for approval in waiting {
+            let may_approve =
+                can_write && (approval.approvers.is_empty() || approval.approvers.contains(&by));
+            if !may_approve && !query.all {
+                continue;
+            }
+            listed.push(json!({
+                "run_id": run.id,
+                "runbook": run.runbook,
+                "rule": run.rule,
+                "started_by": run.started_by,
+                "target": run.target,
+                "incident": run.incident_id,
+                "params": run.plan.params,
+                "dry_run": run.dry_run,
+                "started_at": run.started_at,
+                "step": approval.step,
+                "approvers": approval.approvers,
+                "message": approval.message,
+                "deadline": approval.deadline,
+                "then": steps_after(&run.plan.spec, &approval.step),
+                "may_approve": may_approve,
+            }));
+        }
+    }
+    listed.sort_by(|a, b| {
+        a["deadline"]
+            .as_str()
+            .cmp(&b["deadline"].as_str())
+            .then(a["run_id"].as_str().cmp(&b["run_id"].as_str()))
+    });
+    Ok(Json(json!({ "approvals": listed })))
+}
+
+/// What runs once the approval at `path` is given: the steps after it in its own list, as
+/// `name (what)`. A nested approval (`fan.branch.step`) is looked up by its path.
+fn steps_after(runbook: &Runbook, path: &str) -> Vec<String> {
+    fn find<'a>(
+        steps: &'a [homeostat_core::config::Step],
+        path: &str,
+    ) -> Option<&'a [homeostat_core::config::Step]> {
+        if let Some(index) = steps.iter().position(|step| step.name == path) {
+            return Some(&steps[index + 1..]);
+        }
+        let (head, rest) = path.split_once('.')?;
+        let step = steps.iter().find(|step| step.name == head)?;
+        if let Some(inner) = &step.steps {
+            if let Some(found) = find(inner, rest) {
+                return Some(found);
+            }
+        }
+        let (branch, rest) = rest.split_once('.')?;
+        let branch = step.parallel.as_ref()?.iter().find(|b| b.name == branch)?;
+        find(&branch.steps, rest)
+    }
+    find(&runbook.steps, path)
+        .unwrap_or_default()
+        .iter()
+        .map(|step| {
+            let what = if let Some(action) = &step.action {
+                action.clone()
+            } else if step.parallel.is_some() {
+                "parallel".into()
+            } else if step.for_each.is_some() {
+                "for_each".into()
+            } else if let Some(runbook) = &step.runbook {
+                format!("runbook {runbook}")
+            } else if step.wait.is_some() {
+                "wait".into()
+            } else if step.approval.is_some() {
+                "approval".into()
+            } else {
+                "assert".into()
+            };
+            format!("{} ({what})", step.name)
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]

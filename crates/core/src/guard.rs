@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Guards, LoopLimit};
 use crate::incident::IncidentId;
 
+pub mod status;
+
 /// Why a guard held a run back. Journaled as the decision's verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "guard", rename_all = "snake_case")]

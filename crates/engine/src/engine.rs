@@ -9,7 +9,7 @@ use homeostat_core::config::Source;
 use homeostat_core::rule::Compiled;
 use homeostat_store::Store;
 
-use crate::handle::{self, DisabledRules, Handle, Token};
+use crate::handle::{self, DisabledRules, GuardStatus, Handle, Token};
 use crate::metrics::Metrics;
 use crate::recover;
 use crate::runs::{self, Runs};
@@ -127,6 +127,7 @@ pub async fn start_with_store(
     // Whatever was committed but never decided comes first.
     let caught_up = recover::catch_up(&*store, &mut decider, &clock).await?;
     let disabled_rules = DisabledRules::default();
+    let guards = GuardStatus::default();
     let mut tasks = vec![queue.spawn(writer::Stage {
         store: store.clone(),
         compiled: compiled.clone(),
@@ -135,6 +136,7 @@ pub async fn start_with_store(
         runs: runs.clone(),
         decider,
         disabled_rules: disabled_rules.clone(),
+        guards: guards.clone(),
         max_writes: 8192,
     })];
     for start in resumed {
@@ -161,6 +163,7 @@ pub async fn start_with_store(
         webhook_secrets,
         runs,
         disabled_rules,
+        guards,
     });
     tasks.extend(crate::source::spawn(&handle, &http, &cluster));
     tasks.push(tokio::spawn(crate::upkeep::watch_disk(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use homeostat_core::clock::SharedClock;
 use homeostat_core::config::Scope;
 use homeostat_core::decide::PlannedRun;
+use homeostat_core::guard::status::Snapshot;
 use homeostat_core::incident::correlate::Verdict as Correlation;
 use homeostat_core::journal::Write;
 use homeostat_core::rule::Compiled;
@@ -30,6 +31,8 @@ pub enum StartError {
     UnknownRunbook { name: String, known: Vec<String> },
     #[error(transparent)]
     Param(#[from] homeostat_core::runbook::program::ParamError),
+    #[error("no incident has the number `{incident}`")]
+    UnknownIncident { incident: i64 },
     #[error("the journal is unavailable: {0}")]
     Unavailable(String),
 }
@@ -127,6 +130,34 @@ impl DisabledRules {
     }
 }
 
+/// The guard state as of the last commit that could change it: cooldowns, rate windows, runs in
+/// progress and their locks, for `GET /api/v1/rules`.
+///
+/// Published by the decide stage as [`DisabledRules`] is; readers get the copy's `Arc`, so a slow
+/// reader never holds the writer up.
+#[derive(Clone, Default)]
+pub struct GuardStatus(Arc<std::sync::RwLock<Arc<Snapshot>>>);
+
+impl GuardStatus {
+    /// The copy as of the last publication.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(
+            &self
+                .0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Replaces the copy; only the decide stage calls it.
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot);
+    }
+}
+
 /// What the API and sources use to talk to the running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
@@ -141,6 +172,8 @@ pub struct Handle {
     runs: Runs,
     /// The rules loop detection disabled, per target, as of the last commit.
     disabled_rules: DisabledRules,
+    /// The guard state, as of the last commit that could change it.
+    guards: GuardStatus,
     /// Every SLO's latest evaluation.
     slos: SloStatuses,
     /// Every anomaly detector's series, as of its latest evaluation.
@@ -176,6 +209,7 @@ pub(crate) struct Parts {
     pub webhook_secrets: HashMap<String, Secret>,
     pub runs: Runs,
     pub disabled_rules: DisabledRules,
+    pub guards: GuardStatus,
 }
 
 impl Handle {
@@ -194,6 +228,7 @@ impl Handle {
             webhook_secrets: Arc::new(parts.webhook_secrets),
             runs: parts.runs,
             disabled_rules: parts.disabled_rules,
+            guards: parts.guards,
             slos: SloStatuses::default(),
             detectors: DetectorStatuses::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -227,6 +262,12 @@ impl Handle {
     /// The rules loop detection disabled, per target, as of the last commit.
     pub fn disabled_rules(&self) -> &DisabledRules {
         &self.disabled_rules
+    }
+
+    /// The guard state (cooldowns, rate windows, runs and locks) as of the last commit that could
+    /// change it.
+    pub fn guards(&self) -> &GuardStatus {
+        &self.guards
     }
 
     /// Every SLO's latest evaluation.
@@ -396,6 +437,33 @@ impl Handle {
         dry_run: bool,
         by: &str,
     ) -> Result<PlannedRun, StartError> {
+        self.start_runbook_for(name, given, target, dry_run, by, None)
+            .await
+    }
+
+    /// As [`Handle::start_runbook`], tied to `incident` when given: the run is linked to it (its
+    /// steps show on the incident's timeline and the postmortem credits `by`), as a rule's run for
+    /// the incident is. Its end does not change the incident's state: a person's run is not the
+    /// automation whose success is verified or whose failure escalates.
+    pub async fn start_runbook_for(
+        &self,
+        name: &str,
+        given: &BTreeMap<String, serde_json::Value>,
+        target: Option<String>,
+        dry_run: bool,
+        by: &str,
+        incident: Option<i64>,
+    ) -> Result<PlannedRun, StartError> {
+        if let Some(incident) = incident {
+            let found = self
+                .store
+                .incident(incident)
+                .await
+                .map_err(|error| StartError::Unavailable(error.to_string()))?;
+            if found.is_none() {
+                return Err(StartError::UnknownIncident { incident });
+            }
+        }
         let program = self.compiled.runbooks.get(name).cloned().ok_or_else(|| {
             StartError::UnknownRunbook {
                 name: name.to_string(),
@@ -419,7 +487,7 @@ impl Handle {
         };
         // A dry run completes at once, unless its actions can ask their API for a dry run.
         let at_once = plan.dry_run && !program.asks_server_dry_run();
-        let writes = if at_once {
+        let mut writes = if at_once {
             homeostat_core::pipeline::dry_run_writes(&plan, Arc::clone(&program), None, now)
         } else {
             vec![Write::RunStarted {
@@ -427,6 +495,14 @@ impl Handle {
                 at: now,
             }]
         };
+        // The link only, not `plan.incident`: that would make the run's end mitigate or escalate
+        // the incident, which is the automation's verification, not a person's.
+        if let Some(incident) = incident {
+            writes.push(Write::RunIncident {
+                run_id: plan.id.clone(),
+                incident,
+            });
+        }
         self.writer
             .submit(writes)
             .await

@@ -20,4 +20,6 @@ pub mod writer;
 pub use action::kubernetes;
 
 pub use engine::{start, start_with_store, Engine};
-pub use handle::{Admitted, Applied, DisabledRules, Handle, IngestError, StartError, Token};
+pub use handle::{
+    Admitted, Applied, DisabledRules, GuardStatus, Handle, IngestError, StartError, Token,
+};

@@ -136,6 +136,18 @@ impl Runs {
         self.live().get(run_id).map(|live| live.approvals.clone())
     }
 
+    /// Every live run that waits for an approval, with what it waits for, by run id.
+    pub fn waiting_approvals(&self) -> Vec<(String, Vec<PendingApproval>)> {
+        let mut waiting: Vec<(String, Vec<PendingApproval>)> = self
+            .live()
+            .iter()
+            .filter(|(_, live)| !live.approvals.is_empty())
+            .map(|(run, live)| (run.clone(), live.approvals.clone()))
+            .collect();
+        waiting.sort_by(|a, b| a.0.cmp(&b.0));
+        waiting
+    }
+
     /// Records a person's answer to a waiting approval; `step` may be omitted when only one waits.
     pub fn approve(
         &self,

@@ -20,7 +20,7 @@ use homeostat_core::Event;
 use homeostat_store::{Error, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::handle::DisabledRules;
+use crate::handle::{DisabledRules, GuardStatus};
 use crate::metrics::Metrics;
 use crate::runs::{Runs, Start};
 
@@ -220,6 +220,8 @@ pub struct Stage {
     pub runs: Runs,
     pub decider: Decider,
     pub disabled_rules: DisabledRules,
+    /// The guard state's published copy.
+    pub guards: GuardStatus,
     /// The most writes of requests one transaction takes (the decide stage's come on top).
     pub max_writes: usize,
 }
@@ -240,6 +242,7 @@ struct Waiting {
 
 async fn run(mut queue: Queue, mut stage: Stage) {
     stage.disabled_rules.publish(stage.decider.disabled());
+    stage.guards.publish(stage.decider.guards.snapshot());
     let max_writes = stage.max_writes.max(1);
     // Now and then a batch with no input, so that what time alone makes due (the correlator's
     // sweep, a snapshot) happens when nothing arrives.
@@ -322,6 +325,11 @@ async fn run(mut queue: Queue, mut stage: Stage) {
         match result {
             Ok(mut committed) => {
                 stage.committed(&step).await;
+                // Only decisions, run ends and the sweep's pruning change the guards: copying them
+                // after every batch of plain events would cost the ingest path for nothing.
+                if !step.decided.is_empty() || !ended.is_empty() || step.swept {
+                    stage.guards.publish(stage.decider.guards.snapshot());
+                }
                 let mut seqs = std::mem::take(&mut committed.event_seqs).into_iter();
                 let mut verdicts = step.verdicts.into_iter();
                 for request in waiting.drain(..) {

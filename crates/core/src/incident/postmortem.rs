@@ -26,6 +26,8 @@ pub struct Action {
     pub run_id: String,
     pub runbook: String,
     pub rule: String,
+    /// Who started it by hand (an API token's name); `None` for a rule's run.
+    pub started_by: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     /// `succeeded`, `failed`, `rolled_back`, `needs_attention`, ..., or `running`.
@@ -94,24 +96,36 @@ pub fn render(
             None => String::new(),
         }
     );
-    let succeeded = actions
+    // A run a person started is theirs, not the automation's, even when homeostat executed it.
+    let (by_hand, automated): (Vec<&Action>, Vec<&Action>) =
+        actions.iter().partition(|action| action.rule.is_empty());
+    let succeeded = automated
         .iter()
         .filter(|action| action.status == "succeeded")
         .count();
-    if actions.is_empty() {
+    if automated.is_empty() {
         let _ = writeln!(out, "No automated remediation ran.");
     } else {
         let _ = writeln!(
             out,
             "homeostat ran {} remediation{} ({} succeeded){}.",
-            actions.len(),
-            if actions.len() == 1 { "" } else { "s" },
+            automated.len(),
+            if automated.len() == 1 { "" } else { "s" },
             succeeded,
             if incident.escalated {
                 "; it escalated to people"
             } else {
                 ""
             }
+        );
+    }
+    for action in &by_hand {
+        let _ = writeln!(
+            out,
+            "{} ran runbook `{}` by hand ({}).",
+            action.started_by.as_deref().unwrap_or("Someone"),
+            action.runbook,
+            action.status
         );
     }
     let _ = writeln!(out);
@@ -185,6 +199,9 @@ pub fn render(
     let _ = writeln!(out);
     if actions.is_empty() {
         let _ = writeln!(out, "No automated remediation ran. _What did people do?_");
+    } else if automated.is_empty() {
+        let _ = writeln!(out, "No automated remediation ran; people did:");
+        let _ = writeln!(out);
     }
     for action in actions {
         let effect = match (action.status.as_str(), action.finished_at) {
@@ -212,7 +229,10 @@ pub fn render(
             ),
         };
         let rule = if action.rule.is_empty() {
-            "started by hand".to_string()
+            match &action.started_by {
+                Some(by) => format!("started by hand by {by}"),
+                None => "started by hand".to_string(),
+            }
         } else {
             format!("rule `{}`", action.rule)
         };
@@ -446,6 +466,7 @@ mod tests {
                 run_id: "r1".into(),
                 runbook: "restart-service".into(),
                 rule: "restart-checkout".into(),
+                started_by: None,
                 started_at: at(40),
                 finished_at: Some(at(100)),
                 status: "succeeded".into(),
@@ -478,5 +499,58 @@ mod tests {
         ] {
             assert!(draft.contains(expected), "missing {expected:?} in:\n{draft}");
         }
+    }
+
+    #[test]
+    fn a_run_started_by_hand_is_credited_to_the_person() {
+        let incident = Incident {
+            id: 8,
+            state: State::Resolved,
+            title: "DiskFull".into(),
+            group_key: r#"{service="db"}"#.into(),
+            labels: [("service".to_string(), "db".to_string())].into(),
+            flapping: false,
+            escalated: false,
+            members_firing: 0,
+            members_total: 1,
+            reopened: 0,
+            started_at: at(0),
+            opened_at: at(10),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            mitigated_at: None,
+            resolved_at: Some(at(300)),
+            resolved_by: Some("homeostat".into()),
+            escalated_at: None,
+            updated_at: at(300),
+        };
+        let draft = render(
+            &incident,
+            &[],
+            &[],
+            &[Action {
+                run_id: "r2".into(),
+                runbook: "clean-disk".into(),
+                rule: String::new(),
+                started_by: Some("alice".into()),
+                started_at: at(60),
+                finished_at: Some(at(90)),
+                status: "succeeded".into(),
+                error: None,
+            }],
+            &Context::default(),
+            at(400),
+        );
+        for expected in [
+            "No automated remediation ran.\nalice ran runbook `clean-disk` by hand (succeeded).",
+            "No automated remediation ran; people did:",
+            "runbook `clean-disk` (started by hand by alice), run `r2`: succeeded",
+        ] {
+            assert!(
+                draft.contains(expected),
+                "missing {expected:?} in:\n{draft}"
+            );
+        }
+        assert!(!draft.contains("homeostat ran"), "{draft}");
     }
 }
