@@ -138,9 +138,22 @@ async fn export_into(
 
 /// `homeostat retention`: what the config's `store.retention` deletes now; `--apply` deletes it.
 pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
-    let policy = match show::settings(config_path) {
-        Ok(settings) => settings.store.retention,
+    let (policy, path) = match show::settings(config_path) {
+        Ok(settings) => (settings.store.retention, settings.store.path),
         Err(code) => return code,
+    };
+    // Deleting writes: held against a daemon on the same store for as long as it takes. (Reading
+    // what it would delete takes no lock.)
+    let _lock = if apply {
+        match homeostat_store::sqlite::lock::Lock::acquire(&path, SystemClock::default().now()) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                eprintln!("error: {error}; a running daemon applies `store.retention` itself every `interval_secs`");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        None
     };
     let store = match show::open(config_path).await {
         Ok(store) => store,
@@ -158,7 +171,6 @@ pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
     };
     let mut report = plan.report;
     if apply {
-        // A daemon beside us is a second writer: SQLite takes turns, and each prune is small.
         for prune in plan.prunes {
             if let Err(error) = store.commit(&[homeostat_store::Write::Prune(prune)]).await {
                 eprintln!("error: {error}");

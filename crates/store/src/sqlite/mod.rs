@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
+pub mod lock;
 mod maintenance;
 
 use crate::{
