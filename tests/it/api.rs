@@ -511,6 +511,7 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v2/status",
         "/api/v1/detectors",
         "/api/v1/detectors/{name}",
+        "/-/reload",
     ] {
         assert!(
             documented.contains(&path),
@@ -519,7 +520,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        36,
+        37,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

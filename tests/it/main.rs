@@ -17,6 +17,7 @@ mod formats_api;
 mod hardening;
 mod incidents_api;
 mod pipeline;
+mod reload;
 mod runbook_crash;
 mod runbooks_api;
 mod slo_rules;
