@@ -254,7 +254,7 @@ pub async fn retention(config_path: &Path, apply: bool, json: bool) -> u8 {
 }
 
 fn days(secs: u64) -> String {
-    if secs % 86_400 == 0 {
+    if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
     } else {
         format!("{secs}s")

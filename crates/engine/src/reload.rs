@@ -55,10 +55,11 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
+/// A config's API tokens and webhook secrets by source name.
+pub(crate) type Resolved = (Vec<Token>, HashMap<String, Secret>);
+
 /// The tokens and webhook secrets of a config, resolved; only their digests and values are kept.
-pub(crate) fn resolve(
-    compiled: &Compiled,
-) -> Result<(Vec<Token>, HashMap<String, Secret>), (String, secrets::Error)> {
+pub(crate) fn resolve(compiled: &Compiled) -> Result<Resolved, (String, secrets::Error)> {
     let config = &compiled.config;
     let tokens = config
         .api_tokens

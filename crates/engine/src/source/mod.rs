@@ -142,13 +142,11 @@ fn tasks(compiled: &Compiled, cluster: &crate::kubernetes::Cluster) -> BTreeMap<
                 );
             }
             #[cfg(feature = "kubernetes")]
-            Source::KubernetesEvents(watch) => {
-                if cluster.client().is_some() {
-                    tasks.insert(
-                        format!("kubernetes_events/{}", watch.name),
-                        Task::Kubernetes(watch.clone()),
-                    );
-                }
+            Source::KubernetesEvents(watch) if cluster.client().is_some() => {
+                tasks.insert(
+                    format!("kubernetes_events/{}", watch.name),
+                    Task::Kubernetes(watch.clone()),
+                );
             }
             _ => {}
         }
