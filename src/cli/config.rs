@@ -21,23 +21,27 @@ pub enum LoadError {
 impl LoadError {
     /// Prints the problem and gives the exit code.
     pub fn report(&self) -> u8 {
+        eprintln!("{}", self.text());
         match self {
-            LoadError::Io(message) => {
-                eprintln!("error: {message}");
-                EXIT_ERROR
-            }
+            LoadError::Io(_) => EXIT_ERROR,
+            LoadError::Invalid(_) => EXIT_USAGE,
+        }
+    }
+
+    /// The problem as `check` prints it; a refused reload answers the same.
+    pub fn text(&self) -> String {
+        match self {
+            LoadError::Io(message) => format!("error: {message}"),
             LoadError::Invalid(diagnostics) => {
-                eprintln!("{diagnostics}");
                 let errors = diagnostics
                     .0
                     .iter()
                     .filter(|d| d.severity == Severity::Error)
                     .count();
-                eprintln!(
-                    "error: the config is invalid ({errors} error{})",
+                format!(
+                    "{diagnostics}\nerror: the config is invalid ({errors} error{})",
                     if errors == 1 { "" } else { "s" }
-                );
-                EXIT_USAGE
+                )
             }
         }
     }

@@ -139,9 +139,25 @@ async fn export_into(
 
 /// `homeostat retention`: what the config's `store.retention` deletes now; `--apply` deletes it.
 pub async fn retention(global: &Global, apply: bool, format: Format) -> u8 {
-    let policy = match show::settings(&global.config_path()) {
-        Ok(settings) => settings.store.retention,
+    let settings = match show::settings(&global.config_path()) {
+        Ok(settings) => settings,
         Err(code) => return code,
+    };
+    let policy = settings.store.retention.clone();
+    // Deleting writes: held against a daemon on the same store for as long as it takes. (Reading
+    // what it would delete takes no lock.) A PostgreSQL store has no file to lock; its daemon
+    // holds an advisory lock that `retention --apply` does not take.
+    let path = global.store.clone().unwrap_or(settings.store.path.clone());
+    let _lock = if apply && (global.store.is_some() || settings.store.url.is_none()) {
+        match homeostat_store::sqlite::lock::Lock::acquire(&path, SystemClock::default().now()) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                eprintln!("error: {error}; a running daemon applies `store.retention` itself every `interval_secs`");
+                return EXIT_ERROR;
+            }
+        }
+    } else {
+        None
     };
     let store = match show::open(global).await {
         Ok(store) => store,
@@ -159,7 +175,6 @@ pub async fn retention(global: &Global, apply: bool, format: Format) -> u8 {
     };
     let mut report = plan.report;
     if apply {
-        // A daemon beside us is a second writer: SQLite takes turns, and each prune is small.
         for prune in plan.prunes {
             if let Err(error) = store.commit(&[homeostat_store::Write::Prune(prune)]).await {
                 eprintln!("error: {error}");
@@ -242,7 +257,7 @@ pub async fn retention(global: &Global, apply: bool, format: Format) -> u8 {
 }
 
 fn days(secs: u64) -> String {
-    if secs % 86_400 == 0 {
+    if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
     } else {
         format!("{secs}s")

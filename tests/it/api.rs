@@ -585,6 +585,7 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/v2/status",
         "/api/v1/detectors",
         "/api/v1/detectors/{name}",
+        "/-/reload",
     ] {
         assert!(
             documented.contains(&path),
@@ -593,7 +594,7 @@ async fn health_metrics_and_openapi_are_served() {
     }
     assert_eq!(
         documented.len(),
-        39,
+        40,
         "every documented path is routed: {documented:?}"
     );
     let codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]

@@ -84,7 +84,11 @@ pub(crate) async fn client_task(
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
         // Batches of 1 and 10 alternate, offset per task, so both sizes are always in flight.
-        let size = if (task + round) % 2 == 0 { 1 } else { 10 };
+        let size = if (task + round).is_multiple_of(2) {
+            1
+        } else {
+            10
+        };
         round += 1;
         let first = next_id.fetch_add(size, Ordering::SeqCst);
         let ids: Vec<u64> = (first..first + size).collect();

@@ -20,6 +20,7 @@ mod incidents_api;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod reload;
 mod runbook_crash;
 mod runbooks_api;
 mod slo_rules;

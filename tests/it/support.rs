@@ -228,6 +228,17 @@ impl Daemon {
         None
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (SIGHUP, say) to the daemon.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32"));
+        signal::kill(pid, signal).expect("signal the daemon");
+    }
+
     /// SIGKILL, as a crash would: no shutdown code runs.
     pub fn kill_9(&mut self) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32"));

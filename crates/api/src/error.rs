@@ -29,6 +29,8 @@ pub enum Code {
     SilenceExpired,
     RuleNotFound,
     RuleNotDisabled,
+    InvalidConfig,
+    ReloadUnavailable,
     ReplayedDelivery,
     PayloadTooLarge,
     RequestTimeout,
@@ -63,6 +65,8 @@ impl Code {
             Code::SilenceExpired => "silence_expired",
             Code::RuleNotFound => "rule_not_found",
             Code::RuleNotDisabled => "rule_not_disabled",
+            Code::InvalidConfig => "invalid_config",
+            Code::ReloadUnavailable => "reload_unavailable",
             Code::PayloadTooLarge => "payload_too_large",
             Code::RequestTimeout => "request_timeout",
             Code::Overloaded => "overloaded",
@@ -76,7 +80,8 @@ impl Code {
             Code::InvalidPayload
             | Code::InvalidQuery
             | Code::InvalidParam
-            | Code::InvalidSilence => StatusCode::BAD_REQUEST,
+            | Code::InvalidSilence
+            | Code::InvalidConfig => StatusCode::BAD_REQUEST,
             Code::MissingToken
             | Code::InvalidToken
             | Code::InvalidSignature
@@ -94,7 +99,8 @@ impl Code {
             | Code::AlreadyAcknowledged
             | Code::SilenceExpired
             | Code::ReplayedDelivery
-            | Code::RuleNotDisabled => StatusCode::CONFLICT,
+            | Code::RuleNotDisabled
+            | Code::ReloadUnavailable => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -120,6 +126,8 @@ impl Code {
             | Code::SilenceExpired
             | Code::RuleNotFound
             | Code::RuleNotDisabled
+            | Code::InvalidConfig
+            | Code::ReloadUnavailable
             | Code::ReplayedDelivery
             | Code::PayloadTooLarge
             | Code::RequestTimeout => "invalid_request",
@@ -158,6 +166,8 @@ impl Code {
         Code::SilenceExpired,
         Code::RuleNotFound,
         Code::RuleNotDisabled,
+        Code::InvalidConfig,
+        Code::ReloadUnavailable,
         Code::PayloadTooLarge,
         Code::RequestTimeout,
         Code::Overloaded,

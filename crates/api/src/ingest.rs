@@ -110,8 +110,9 @@ async fn webhook_events(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<usize, ApiError> {
-    let compiled = handle
-        .compiled()
+    // One config for the whole request, should a reload swap it meanwhile.
+    let config = handle.compiled();
+    let compiled = config
         .webhooks
         .get(name)
         .ok_or_else(|| ApiError::new(Code::Internal, "webhook not compiled"))?;
@@ -226,7 +227,7 @@ async fn webhook_events(
     }
     let mut events = webhook::map(
         &compiled.mapping,
-        &handle.compiled().templates,
+        &config.templates,
         &bytes,
         name,
         handle.clock().now(),
@@ -333,7 +334,8 @@ pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<ReadBody, ApiError> {
-    let server = &handle.compiled().config.server;
+    let compiled = handle.compiled();
+    let server = &compiled.config.server;
     let limit = server.max_body_bytes;
     let too_large = || {
         ApiError::new(

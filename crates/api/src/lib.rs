@@ -1,7 +1,7 @@
 //! homeostat's HTTP API: ingest hooks, read endpoints, runbooks and runs by hand, run logs,
 //! incidents and silences, rules that loop detection disabled, the OpenAPI document, `/metrics`
 //! and health; and Alertmanager's API v2 (alerts in, silences), so Prometheus, amtool and Grafana
-//! can talk to homeostat as to an Alertmanager.
+//! can talk to homeostat as to an Alertmanager; `POST /-/reload` reloads the config.
 
 pub mod alertmanager;
 pub mod auth;
@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod logs;
 pub mod openapi;
 pub mod read;
+pub mod reload;
 pub mod rules;
 pub mod runbooks;
 pub mod server;
@@ -88,6 +89,7 @@ pub fn router(handle: Handle) -> Router {
         )
         .route("/api/v2/receivers", get(alertmanager::get_receivers))
         .route("/api/v2/status", get(alertmanager::get_status))
+        .route("/-/reload", post(reload::reload))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -136,6 +136,25 @@ fn base_spec() -> Value {
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/-/reload": {"post": {
+                "summary": "Reloads the config from its file, as SIGHUP does: checked as `homeostat check` checks it, swapped in between two batches; runs in progress keep their journaled definitions, unchanged sources keep their tasks, guard state is kept. A refused config leaves the one in use running. Needs the `write` scope",
+                "operationId": "reload",
+                "responses": with(json!({"200": {"description": "Reloaded: what changed", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "reloaded": {"type": "boolean"},
+                        "sources": {"type": "object", "description": "source keys (`http_probe/<name>`, `slo/<id>`, `detector/<name>`, `forecast/<name>`, `kubernetes_events/<name>`)",
+                            "properties": {"started": {"type": "array", "items": {"type": "string"}}, "restarted": {"type": "array", "items": {"type": "string"}},
+                                           "stopped": {"type": "array", "items": {"type": "string"}}, "unchanged": {"type": "array", "items": {"type": "string"}}}},
+                        "rules_added": {"type": "array", "items": {"type": "string"}},
+                        "rules_removed": {"type": "array", "items": {"type": "string"}},
+                        "rules_changed": {"type": "array", "items": {"type": "string"}},
+                        "runbooks_added": {"type": "array", "items": {"type": "string"}},
+                        "runbooks_removed": {"type": "array", "items": {"type": "string"}},
+                        "runbooks_changed": {"type": "array", "items": {"type": "string"}},
+                        "needs_restart": {"type": "array", "items": {"type": "string"}, "description": "fields of `server:`, `store:` and `kubernetes:` that changed in the file; the running values stay until a restart"},
+                        "warnings": {"type": "array", "items": {"type": "string"}}}}}}}}),
+                    with(error_responses(&[401, 403, 409, 503]), json!({"400": {"description": "The config is invalid (`invalid_config`); `message` is what `homeostat check` prints. The config in use stays", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}})))
+            }},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": [],
                 "responses": {"200": {"description": "OpenMetrics text"}}}},
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],

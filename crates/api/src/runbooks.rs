@@ -72,8 +72,8 @@ pub async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    let program = handle
-        .compiled()
+    let compiled = handle.compiled();
+    let program = compiled
         .runbooks
         .get(&name)
         .ok_or_else(|| unknown_runbook(&handle, &name))?;

@@ -1,15 +1,13 @@
 //! Starting the engine: open the store, rebuild what the journal holds, and spawn the writer,
 //! runs, sources and upkeep.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use homeostat_core::clock::SharedClock;
-use homeostat_core::config::Source;
 use homeostat_core::rule::Compiled;
 use homeostat_store::Store;
 
-use crate::handle::{self, DisabledRules, GuardStatus, Handle, Token};
+use crate::handle::{self, DisabledRules, GuardStatus, Handle};
 use crate::metrics::Metrics;
 use crate::recover;
 use crate::runs::{self, Runs};
@@ -24,10 +22,11 @@ pub enum Error {
     Store(#[from] homeostat_store::Error),
     #[error(transparent)]
     Open(#[from] crate::store::Error),
-    #[error("api token `{name}`: {error}")]
-    Token { name: String, error: secrets::Error },
-    #[error("source `{name}`: {error}")]
-    SourceSecret { name: String, error: secrets::Error },
+    #[error(transparent)]
+    Locked(#[from] homeostat_store::sqlite::lock::Error),
+    /// An API token's or a webhook source's secret: `what` names which.
+    #[error("{what}: {error}")]
+    Secret { what: String, error: secrets::Error },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
     #[error(transparent)]
@@ -40,6 +39,8 @@ pub enum Error {
 pub struct Engine {
     pub handle: Handle,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// This process's hold on the store, when it opened the store itself; released on drop.
+    lock: Option<homeostat_store::sqlite::lock::Lock>,
 }
 
 impl Engine {
@@ -48,6 +49,12 @@ impl Engine {
         for task in &self.tasks {
             task.abort();
         }
+        self.handle.sources().abort();
+    }
+
+    /// The lock file this engine holds its store with, if it opened the store itself.
+    pub fn lock_path(&self) -> Option<&std::path::Path> {
+        self.lock.as_ref().map(|lock| lock.path())
     }
 
     /// [`Engine::abort`], then lets the store finish its background work (the last checkpoint), for
@@ -58,12 +65,41 @@ impl Engine {
     }
 }
 
-/// Opens the store, takes its lock (one daemon per store) and starts everything the config asks
-/// for.
+/// Takes the store's lock, opens it and starts everything the config asks for. A second engine
+/// on the same store is refused with who holds it ([`Error::Locked`]).
 pub async fn start(compiled: Compiled, clock: SharedClock) -> Result<Engine, Error> {
+    let lock = lock(&compiled, &clock)?;
+    start_locked(compiled, clock, lock).await
+}
+
+/// Takes the lock of the config's SQLite store for this process, or says who holds it. Taken
+/// before anything else (`serve` takes it before binding its address), so a second daemon stops
+/// before it touches the database. A PostgreSQL store has no file: its lock is an advisory lock
+/// the store takes on its own connection when it opens ([`start_locked`]).
+pub fn lock(
+    compiled: &Compiled,
+    clock: &SharedClock,
+) -> Result<Option<homeostat_store::sqlite::lock::Lock>, Error> {
+    if compiled.config.store.url.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(homeostat_store::sqlite::lock::Lock::acquire(
+        &compiled.config.store.path,
+        clock.now(),
+    )?))
+}
+
+/// [`start`] with the store's file lock already held (or none, for PostgreSQL).
+pub async fn start_locked(
+    compiled: Compiled,
+    clock: SharedClock,
+    lock: Option<homeostat_store::sqlite::lock::Lock>,
+) -> Result<Engine, Error> {
     let store = crate::store::open(&compiled.config.store).await?;
     store.lock_exclusive().await?;
-    start_with_store(compiled, clock, store).await
+    let mut engine = start_with_store(compiled, clock, store).await?;
+    engine.lock = lock;
+    Ok(engine)
 }
 
 pub async fn start_with_store(
@@ -72,32 +108,8 @@ pub async fn start_with_store(
     store: Arc<dyn Store>,
 ) -> Result<Engine, Error> {
     let config = compiled.config.clone();
-    let tokens = config
-        .api_tokens
-        .iter()
-        .map(|token| {
-            let secret = secrets::resolve(&token.token).map_err(|error| Error::Token {
-                name: token.name.clone(),
-                error,
-            })?;
-            Ok(Token::new(
-                token.name.clone(),
-                token.scopes.clone(),
-                secret.expose(),
-            ))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let mut webhook_secrets = HashMap::new();
-    for source in &config.sources {
-        if let Source::Webhook(webhook) = source {
-            let secret =
-                secrets::resolve(&webhook.secret).map_err(|error| Error::SourceSecret {
-                    name: webhook.name.clone(),
-                    error,
-                })?;
-            webhook_secrets.insert(webhook.name.clone(), secret);
-        }
-    }
+    let (tokens, webhook_secrets) =
+        crate::reload::resolve(&compiled).map_err(|(what, error)| Error::Secret { what, error })?;
     let metrics = Arc::new(Metrics::default());
     let compiled = Arc::new(compiled);
     // Handles first, so runners can hold one; the writer task starts once recovery is done.
@@ -111,13 +123,7 @@ pub async fn start_with_store(
         writer: writer.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),
-        notifiers: config
-            .notifiers
-            .iter()
-            .map(|n| (n.name().to_string(), n.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        prometheus: config.prometheus.clone(),
-        attention_notifier: config.runs.attention_notifier.clone(),
+        settings: runs::Settings::from_config(&config),
         http: http.clone(),
         cluster: cluster.clone(),
     });
@@ -164,8 +170,14 @@ pub async fn start_with_store(
         runs,
         disabled_rules,
         guards,
+        sources: crate::source::Sources::new(http, cluster),
     });
-    tasks.extend(crate::source::spawn(&handle, &http, &cluster));
+    handle.sources().apply(&handle, &compiled);
+    handle.metrics().config_last_reload_successful.set(1);
+    handle
+        .metrics()
+        .config_last_reload_success_timestamp
+        .set(handle.clock().now().timestamp_millis() as f64 / 1000.0);
     tasks.push(tokio::spawn(crate::upkeep::watch_disk(
         handle.store().clone(),
         handle.writer().health().clone(),
@@ -180,5 +192,9 @@ pub async fn start_with_store(
         handle.metrics().clone(),
     )));
     handle.set_ready();
-    Ok(Engine { handle, tasks })
+    Ok(Engine {
+        handle,
+        tasks,
+        lock: None,
+    })
 }

@@ -18,10 +18,12 @@ use homeostat_store::Store;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
+use crate::reload::{self, Loader, Summary};
 use crate::runs::{Runs, Start};
 use crate::secrets::Secret;
 use crate::source::detector::DetectorStatuses;
 use crate::source::slo::SloStatuses;
+use crate::source::Sources;
 use crate::writer::{Pending, Writer};
 
 /// Why a run could not be started by hand.
@@ -158,16 +160,27 @@ impl GuardStatus {
     }
 }
 
+/// The config in use and what was resolved from it, swapped whole by a reload.
+struct Current {
+    compiled: Arc<Compiled>,
+    tokens: Vec<Token>,
+    webhook_secrets: HashMap<String, Secret>,
+}
+
 /// What the API and sources use to talk to the running engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
     store: Arc<dyn Store>,
     writer: Writer,
-    compiled: Arc<Compiled>,
+    current: Arc<std::sync::RwLock<Arc<Current>>>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
-    tokens: Arc<Vec<Token>>,
-    webhook_secrets: Arc<HashMap<String, Secret>>,
+    /// The source tasks, which a reload restarts when their config changed.
+    sources: Sources,
+    /// Where a reload reads the config from, set by whoever started the engine from a file.
+    loader: Arc<std::sync::Mutex<Option<Loader>>>,
+    /// One reload at a time: two at once could swap in the older config last.
+    reloading: Arc<tokio::sync::Mutex<()>>,
     /// Runs in progress: approvals, cancels and progress notifications.
     runs: Runs,
     /// The rules loop detection disabled, per target, as of the last commit.
@@ -210,6 +223,7 @@ pub(crate) struct Parts {
     pub runs: Runs,
     pub disabled_rules: DisabledRules,
     pub guards: GuardStatus,
+    pub sources: Sources,
 }
 
 impl Handle {
@@ -221,11 +235,16 @@ impl Handle {
         Self {
             store: parts.store,
             writer: parts.writer,
-            compiled: parts.compiled,
+            current: Arc::new(std::sync::RwLock::new(Arc::new(Current {
+                compiled: parts.compiled,
+                tokens: parts.tokens,
+                webhook_secrets: parts.webhook_secrets,
+            }))),
             metrics: parts.metrics,
             clock: parts.clock,
-            tokens: Arc::new(parts.tokens),
-            webhook_secrets: Arc::new(parts.webhook_secrets),
+            sources: parts.sources,
+            loader: Arc::default(),
+            reloading: Arc::default(),
             runs: parts.runs,
             disabled_rules: parts.disabled_rules,
             guards: parts.guards,
@@ -242,8 +261,19 @@ impl Handle {
         &self.store
     }
 
-    pub fn compiled(&self) -> &Arc<Compiled> {
-        &self.compiled
+    /// The config in use. A reload swaps it: hold the `Arc` for one request or one decision,
+    /// not for the life of a task.
+    pub fn compiled(&self) -> Arc<Compiled> {
+        Arc::clone(&self.current().compiled)
+    }
+
+    fn current(&self) -> Arc<Current> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -286,17 +316,120 @@ impl Handle {
 
     /// Whether any API token is configured at all.
     pub fn has_tokens(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.current().tokens.is_empty()
     }
 
     /// The configured token `presented` is, compared in constant time.
-    pub fn authenticate(&self, presented: &str) -> Option<&Token> {
-        self.tokens.iter().find(|token| token.matches(presented))
+    pub fn authenticate(&self, presented: &str) -> Option<Token> {
+        self.current()
+            .tokens
+            .iter()
+            .find(|token| token.matches(presented))
+            .cloned()
     }
 
     /// The HMAC key of webhook source `name`.
-    pub fn webhook_secret(&self, name: &str) -> Option<&Secret> {
-        self.webhook_secrets.get(name)
+    pub fn webhook_secret(&self, name: &str) -> Option<Secret> {
+        self.current().webhook_secrets.get(name).cloned()
+    }
+
+    /// The source tasks.
+    pub(crate) fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Sets where [`Handle::reload`] reads the config from.
+    pub fn set_loader(&self, loader: Loader) {
+        *self
+            .loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loader);
+    }
+
+    /// Reloads the config: loads and checks it as `homeostat check` does and, if it is valid,
+    /// swaps it in (see [`crate::reload`]); otherwise the config in use stays. Either way the
+    /// `homeostat_config_last_reload_*` metrics and the log say how it went.
+    pub async fn reload(&self) -> Result<Summary, reload::Error> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let result = self.reload_inner().await;
+        match &result {
+            Ok(summary) => {
+                self.metrics.config_last_reload_successful.set(1);
+                self.metrics
+                    .config_last_reload_success_timestamp
+                    .set(self.clock.now().timestamp_millis() as f64 / 1000.0);
+                tracing::info!(
+                    sources_started = ?summary.sources.started,
+                    sources_restarted = ?summary.sources.restarted,
+                    sources_stopped = ?summary.sources.stopped,
+                    rules_added = ?summary.rules_added,
+                    rules_removed = ?summary.rules_removed,
+                    rules_changed = ?summary.rules_changed,
+                    runbooks_changed = ?summary.runbooks_changed,
+                    "config reloaded"
+                );
+                for warning in &summary.warnings {
+                    tracing::warn!("{warning}");
+                }
+                for field in &summary.needs_restart {
+                    tracing::warn!(
+                        field,
+                        "`{field}` changed in the config; the running value stays until a restart"
+                    );
+                }
+            }
+            Err(error) => {
+                self.metrics.config_last_reload_successful.set(0);
+                tracing::error!("config reload refused, the config in use stays: {error}");
+            }
+        }
+        result
+    }
+
+    async fn reload_inner(&self) -> Result<Summary, reload::Error> {
+        let loader = self
+            .loader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(reload::Error::NoLoader)?;
+        // Reading files and resolving secrets blocks.
+        let mut compiled = tokio::task::spawn_blocking(move || loader())
+            .await
+            .map_err(|error| reload::Error::Invalid(format!("loading panicked: {error}")))?
+            .map_err(reload::Error::Invalid)?;
+        let running = self.compiled();
+        let mut summary = Summary {
+            needs_restart: reload::keep_restart_only(&running, &mut compiled),
+            warnings: compiled.warnings.iter().map(ToString::to_string).collect(),
+            ..Summary::default()
+        };
+        if let Some(why) = crate::kubernetes::needed(&compiled.config) {
+            if !self.sources.cluster().is_connected() {
+                return Err(reload::Error::NeedsCluster { why });
+            }
+        }
+        let (tokens, webhook_secrets) = reload::resolve(&compiled)
+            .map_err(|(what, error)| reload::Error::Invalid(format!("{what}: {error}")))?;
+        reload::compare(&running, &compiled, &mut summary);
+        let compiled = Arc::new(compiled);
+        // The decide stage first: from here on, events are decided by the new rules.
+        self.writer
+            .reload(Arc::clone(&compiled))
+            .await
+            .map_err(|_| reload::Error::WriterStopped)?;
+        self.runs
+            .reconfigure(crate::runs::Settings::from_config(&compiled.config));
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(Current {
+            compiled: Arc::clone(&compiled),
+            tokens,
+            webhook_secrets,
+        });
+        summary.sources = self.sources.apply(self, &compiled);
+        Ok(summary)
     }
 
     pub(crate) fn set_ready(&self) {
@@ -464,12 +597,16 @@ impl Handle {
                 return Err(StartError::UnknownIncident { incident });
             }
         }
-        let program = self.compiled.runbooks.get(name).cloned().ok_or_else(|| {
-            StartError::UnknownRunbook {
-                name: name.to_string(),
-                known: self.compiled.runbooks.keys().cloned().collect(),
-            }
-        })?;
+        let compiled = self.compiled();
+        let program =
+            compiled
+                .runbooks
+                .get(name)
+                .cloned()
+                .ok_or_else(|| StartError::UnknownRunbook {
+                    name: name.to_string(),
+                    known: compiled.runbooks.keys().cloned().collect(),
+                })?;
         let params = coerce_params(program.params(), given)?;
         let now = self.clock.now();
         let plan = PlannedRun {
@@ -479,7 +616,7 @@ impl Handle {
             target: target.unwrap_or_else(|| name.to_string()),
             event_id: String::new(),
             started_by: Some(by.to_string()),
-            dry_run: dry_run || self.compiled.config.dry_run,
+            dry_run: dry_run || compiled.config.dry_run,
             incident: None,
             params,
             spec: program.spec.clone(),

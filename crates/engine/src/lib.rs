@@ -9,6 +9,7 @@ pub mod handle;
 pub mod metrics;
 pub mod prometheus;
 pub mod recover;
+pub mod reload;
 pub mod runs;
 pub mod secrets;
 pub mod source;
@@ -19,7 +20,7 @@ pub mod writer;
 /// The cluster client lives with the actions that use it; sources and start-up reach it here too.
 pub use action::kubernetes;
 
-pub use engine::{start, start_with_store, Engine};
+pub use engine::{start, start_locked, start_with_store, Engine};
 pub use handle::{
     Admitted, Applied, DisabledRules, GuardStatus, Handle, IngestError, StartError, Token,
 };

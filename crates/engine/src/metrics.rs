@@ -54,6 +54,10 @@ pub struct Metrics {
     pub http_inflight_bytes: Gauge,
     /// Requests refused before their body was read, by reason.
     pub http_refused: Family<Labels, Counter>,
+    /// 1 when the last reload of the config (or the start) succeeded, 0 when it was refused.
+    pub config_last_reload_successful: Gauge,
+    /// When the config in use was loaded, in seconds since the epoch.
+    pub config_last_reload_success_timestamp: FloatGauge,
 }
 
 fn incident_histogram() -> Histogram {
@@ -237,8 +241,23 @@ impl Default for Metrics {
             "Requests refused before their body was read, by reason",
             http_refused.clone(),
         );
+        // Prometheus' and Alertmanager's names, so the alerts written for them fit.
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success_timestamp = FloatGauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload",
+            config_last_reload_success_timestamp.clone(),
+        );
         Self {
             registry,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
             commit_failures,
             journal_accepting,
             store_bytes,

@@ -55,14 +55,24 @@ struct Inner {
     writer: Writer,
     clock: SharedClock,
     metrics: Arc<Metrics>,
-    notifiers: BTreeMap<String, Notifier>,
-    prometheus: Option<Prometheus>,
-    attention_notifier: Option<String>,
+    /// What a reload may change; each effect reads the settings current when it starts.
+    settings: std::sync::RwLock<Arc<Settings>>,
     http: reqwest::Client,
     cluster: crate::kubernetes::Cluster,
     live: Mutex<HashMap<String, Live>>,
     /// Tells readers (the API's log streams) that a run's journal grew.
     changed: broadcast::Sender<String>,
+}
+
+impl Inner {
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(
+            &self
+                .settings
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 /// Inputs travel boxed: the channel allocates its slots in blocks of 32, and a parked run should
@@ -87,13 +97,34 @@ pub struct Start {
     pub resumed: bool,
 }
 
+/// The config runs read as they go (not their runbook, which they journaled): notifiers, the
+/// Prometheus of checks, who is told when a run needs attention. A reload replaces them.
+#[derive(Clone, Default)]
+pub struct Settings {
+    pub notifiers: BTreeMap<String, Notifier>,
+    pub prometheus: Option<Prometheus>,
+    pub attention_notifier: Option<String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &homeostat_core::config::Config) -> Self {
+        Self {
+            notifiers: config
+                .notifiers
+                .iter()
+                .map(|notifier| (notifier.name().to_string(), notifier.clone()))
+                .collect(),
+            prometheus: config.prometheus.clone(),
+            attention_notifier: config.runs.attention_notifier.clone(),
+        }
+    }
+}
+
 pub struct Config {
     pub writer: Writer,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
-    pub notifiers: BTreeMap<String, Notifier>,
-    pub prometheus: Option<Prometheus>,
-    pub attention_notifier: Option<String>,
+    pub settings: Settings,
     pub http: reqwest::Client,
     /// The Kubernetes client of the `kubernetes.*` actions.
     pub cluster: crate::kubernetes::Cluster,
@@ -107,9 +138,7 @@ impl Runs {
                 writer: config.writer,
                 clock: config.clock,
                 metrics: config.metrics,
-                notifiers: config.notifiers,
-                prometheus: config.prometheus,
-                attention_notifier: config.attention_notifier,
+                settings: std::sync::RwLock::new(Arc::new(config.settings)),
                 http: config.http,
                 cluster: config.cluster,
                 live: Mutex::new(HashMap::new()),
@@ -199,6 +228,15 @@ impl Runs {
             .map_err(|_| Error::NotRunning {
                 run: run_id.to_string(),
             })
+    }
+
+    /// Replaces the settings runs read as they go; runs in progress see them from their next effect.
+    pub(crate) fn reconfigure(&self, settings: Settings) {
+        *self
+            .inner
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(settings);
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -362,7 +400,7 @@ impl Runs {
                             let timeout = Duration::from_secs_f64(timeout_secs.max(0.001));
                             let outcome = crate::check::evaluate(
                                 &check,
-                                inner.prometheus.as_ref(),
+                                inner.settings().prometheus.as_ref(),
                                 &inner.http,
                                 timeout,
                             )
@@ -399,7 +437,7 @@ impl Runs {
                 if end.status == RunStatus::NeedsAttention
                     || (end.status == RunStatus::Failed && !end.undone.is_empty())
                 {
-                    if let Some(notifier) = inner.attention_notifier.clone() {
+                    if let Some(notifier) = inner.settings().attention_notifier.clone() {
                         let summary = format!(
                             "run `{run_id}` of `{runbook}` on `{target}` needs attention: {}",
                             end.error.clone().unwrap_or_default()
@@ -512,7 +550,7 @@ impl Runs {
             idempotency_key: format!("{run_id}/{step}/{attempt}"),
             run_id: run_id.to_string(),
             timeout,
-            notifiers: inner.notifiers.clone(),
+            notifiers: inner.settings().notifiers.clone(),
             http: inner.http.clone(),
             dry_run,
             now: inner.clock.now(),
@@ -587,7 +625,7 @@ impl Runs {
             while began.elapsed() < within {
                 let outcome = crate::check::evaluate(
                     &check,
-                    inner.prometheus.as_ref(),
+                    inner.settings().prometheus.as_ref(),
                     &inner.http,
                     every.min(Duration::from_secs(10)),
                 )
@@ -623,7 +661,7 @@ impl Runs {
             idempotency_key: format!("{run_id}/notice"),
             run_id: run_id.to_string(),
             timeout: Duration::from_secs(10),
-            notifiers: inner.notifiers.clone(),
+            notifiers: inner.settings().notifiers.clone(),
             http: inner.http.clone(),
             dry_run: false,
             now: inner.clock.now(),

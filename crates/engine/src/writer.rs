@@ -134,6 +134,12 @@ enum Input {
     },
     /// A run ended: its guards are released and its incident settled in the next batch.
     RunEnded(RunEnded),
+    /// A reloaded config, taken between two batches: what was queued before it is decided by the
+    /// old rules, what comes after by the new. Answered once it is in use.
+    Reload {
+        compiled: Arc<Compiled>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A handle to the writer task; cheap to clone.
@@ -202,6 +208,16 @@ impl Writer {
         Pending(receiver).committed().await
     }
 
+    /// Hands the decide stage a reloaded config, and waits until it decides with it.
+    pub(crate) async fn reload(&self, compiled: Arc<Compiled>) -> Result<()> {
+        let (reply, receiver) = oneshot::channel();
+        self.sender
+            .send(Input::Reload { compiled, reply })
+            .await
+            .map_err(|_| Error::WriterStopped)?;
+        receiver.await.map_err(|_| Error::WriterStopped)
+    }
+
     /// Tells the writer a run ended, waiting for room; the next batch releases its guards and
     /// settles its incident.
     pub async fn run_ended(&self, ended: RunEnded) {
@@ -246,7 +262,7 @@ async fn run(mut queue: Queue, mut stage: Stage) {
     let max_writes = stage.max_writes.max(1);
     // Now and then a batch with no input, so that what time alone makes due (the correlator's
     // sweep, a snapshot) happens when nothing arrives.
-    let tick_every = Duration::from_secs(stage.compiled.config.incidents.sweep_secs.max(1));
+    let mut tick_every = Duration::from_secs(stage.compiled.config.incidents.sweep_secs.max(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waiting: Vec<Waiting> = Vec::new();
@@ -262,8 +278,13 @@ async fn run(mut queue: Queue, mut stage: Stage) {
         };
         let mut writes: Vec<Write> = Vec::new();
         let mut ended = std::mem::take(&mut unrecorded);
-        let mut take =
-            |input: Input, writes: &mut Vec<Write>, waiting: &mut Vec<Waiting>| match input {
+        let mut reload = None;
+        // Takes one input into the batch; a reload is handed back.
+        let mut take = |input: Input,
+                        writes: &mut Vec<Write>,
+                        waiting: &mut Vec<Waiting>|
+         -> Option<(Arc<Compiled>, oneshot::Sender<()>)> {
+            match input {
                 Input::Request {
                     writes: mut more,
                     reply,
@@ -279,14 +300,21 @@ async fn run(mut queue: Queue, mut stage: Stage) {
                         events,
                         prunes,
                     });
+                    None
                 }
-                Input::RunEnded(run) => ended.push(run),
-            };
+                Input::RunEnded(run) => {
+                    ended.push(run);
+                    None
+                }
+                Input::Reload { compiled, reply } => Some((compiled, reply)),
+            }
+        };
         if let Some(first) = first {
-            take(first, &mut writes, &mut waiting);
-            while writes.len() < max_writes {
+            reload = take(first, &mut writes, &mut waiting);
+            // A reload ends the batch: what follows it is decided by the new config.
+            while writes.len() < max_writes && reload.is_none() {
                 match queue.receiver.try_recv() {
-                    Ok(input) => take(input, &mut writes, &mut waiting),
+                    Ok(input) => reload = take(input, &mut writes, &mut waiting),
                     Err(_) => break,
                 }
             }
@@ -364,6 +392,17 @@ async fn run(mut queue: Queue, mut stage: Stage) {
                 unrecorded = ended;
                 stage.rebuild().await;
             }
+        }
+        if let Some((compiled, reply)) = reload {
+            stage.decider.reconfigure(Arc::clone(&compiled));
+            stage.compiled = compiled;
+            let every = Duration::from_secs(stage.compiled.config.incidents.sweep_secs.max(1));
+            if every != tick_every {
+                tick_every = every;
+                tick = tokio::time::interval(tick_every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
+            let _ = reply.send(());
         }
     }
 }

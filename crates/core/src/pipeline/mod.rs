@@ -179,6 +179,41 @@ impl Decider {
         }
     }
 
+    /// Takes a reloaded config and keeps everything the fold has learned: guards (cooldowns, rate
+    /// windows, locks, concurrency), loop counts, incidents, silences and the rules loop detection
+    /// disabled. Changed `incidents:` settings apply as a restart would apply them: the correlator
+    /// is restored from its own snapshot under the new settings, so open incidents keep their
+    /// groups and new alerts are grouped by the new ones. Runs already planned keep the programs
+    /// they were planned with.
+    pub fn reconfigure(&mut self, compiled: Arc<Compiled>) {
+        if compiled.config.incidents != self.compiled.config.incidents {
+            let snapshot = self.correlator.snapshot();
+            // `None` cannot happen for a snapshot just taken; the old grouping would stay.
+            if let Some(restored) = Correlator::restore(Arc::clone(&compiled.incidents), &snapshot)
+            {
+                self.correlator = restored;
+            }
+        }
+        let mut guards = std::mem::take(&mut self.guards);
+        guards.max_targets = compiled.config.runs.max_targets;
+        let fresh = Self::new(
+            compiled,
+            guards,
+            std::mem::replace(
+                &mut self.correlator,
+                Correlator::new(Arc::clone(&self.compiled.incidents), 0),
+            ),
+            std::mem::take(&mut self.loops),
+            self.snapshot_at,
+        );
+        *self = Self {
+            since_snapshot: self.since_snapshot,
+            swept_at: self.swept_at,
+            followups: std::mem::take(&mut self.followups),
+            ..fresh
+        };
+    }
+
     /// The rules loop detection turned off, per target.
     pub fn disabled(&self) -> impl Iterator<Item = &(String, String)> {
         self.correlator.disabled()

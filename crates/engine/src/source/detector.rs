@@ -52,6 +52,13 @@ impl DetectorStatuses {
         self.0.read().ok().and_then(|map| map.get(name).cloned())
     }
 
+    /// Forgets a detector a reload removed or restarted.
+    pub(crate) fn remove(&self, name: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(name);
+        }
+    }
+
     fn set(&self, status: DetectorStatus) {
         if let Ok(mut map) = self.0.write() {
             map.insert(status.name.clone(), status);

@@ -46,6 +46,13 @@ impl SloStatuses {
         self.0.read().ok().and_then(|map| map.get(id).cloned())
     }
 
+    /// Forgets an SLO a reload removed.
+    pub(crate) fn remove(&self, id: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(id);
+        }
+    }
+
     fn insert(&self, evaluated: Evaluated) {
         if let Ok(mut map) = self.0.write() {
             map.insert(evaluated.status.id.clone(), evaluated);

@@ -18,6 +18,7 @@ use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use tokio::sync::Mutex;
 
+pub mod lock;
 use crate::retention;
 use crate::sql::{self, Filter, Value, JOURNAL_COLUMNS, RUN_COLUMNS};
 
