@@ -102,6 +102,8 @@ fixtures! {
     sources_kubernetes_events,
     sources_webhook,
     sources_webhook_replay,
+    structure_every_error,
+    suggestions,
     tokens,
 }
 
