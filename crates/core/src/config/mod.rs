@@ -9,6 +9,7 @@ pub mod forecasts;
 pub mod incidents;
 pub mod kubernetes;
 pub mod locate;
+mod paths;
 mod repair;
 pub mod runbook;
 pub mod slos;
@@ -205,7 +206,7 @@ impl Default for Server {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
-    /// The SQLite database file; relative paths are relative to the working directory.
+    /// The SQLite database file; a relative path is relative to the config file's directory.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
     /// `full` survives power loss; `normal` survives a process crash and is faster.
@@ -916,6 +917,7 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         );
     }
     if diagnostics.is_empty() {
+        paths::resolve(&mut config);
         Ok(config)
     } else {
         Err(Diagnostics(diagnostics))
