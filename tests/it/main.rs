@@ -2,6 +2,7 @@
 //! end-to-end tests against the real `homeostat` binary, Prometheus and Alertmanager on loopback.
 
 mod api;
+mod config_paths;
 mod crash;
 mod demo;
 mod e2e_alertmanager;
@@ -17,8 +18,11 @@ mod formats_api;
 mod hardening;
 mod incidents_api;
 mod pipeline;
+mod readme;
 mod runbook_crash;
 mod runbooks_api;
+mod self_monitoring;
 mod slo_rules;
 mod support;
+mod systemd;
 mod upkeep;
