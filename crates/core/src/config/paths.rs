@@ -156,3 +156,77 @@ fn steps(dir: &Path, list: &mut [Step]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::{parse, MaybeSecret, Notifier, SecretRef};
+
+    #[test]
+    fn relative_paths_follow_the_file_that_says_them_and_absolute_ones_stay() {
+        let files = vec![
+            (
+                PathBuf::from("/etc/homeostat/a.yaml"),
+                "store: {path: data/homeostat.db}\n\
+                 api_tokens:\n  - {name: a, scopes: [read], token: {file: secrets/a}}\n  - {name: b, scopes: [read], token: {file: /run/b}}\n  - {name: c, scopes: [read], token: {env: C}}\n\
+                 rules:\n  - name: r\n    steps:\n      - name: s\n        action: exec\n        with: {command: [x], env: {K: {file: k}, T: {file: '{{ labels.f }}'}, P: plain}}\n"
+                    .to_string(),
+            ),
+            (
+                PathBuf::from("/srv/more/b.yaml"),
+                "kubernetes: {kubeconfig: kube/config}\n\
+                 notifiers:\n  - {type: webhook, name: w, url: 'http://x', secret: {file: w}, headers: {X: {file: h}}}\n\
+                 slos:\n  - {file: slo/checkout.yaml, alert_windows: windows.yaml}\n"
+                    .to_string(),
+            ),
+        ];
+        let config = parse(&files).unwrap();
+        assert_eq!(
+            config.store.path,
+            Path::new("/etc/homeostat/data/homeostat.db")
+        );
+        let tokens: Vec<&SecretRef> = config.api_tokens.iter().map(|t| &t.token).collect();
+        assert_eq!(
+            tokens,
+            [
+                &SecretRef::File("/etc/homeostat/secrets/a".into()),
+                &SecretRef::File("/run/b".into()),
+                &SecretRef::Env("C".into()),
+            ]
+        );
+        let env = &config.rules[0].steps[0].with["env"];
+        assert_eq!(env["K"]["file"], "/etc/homeostat/k");
+        assert_eq!(env["T"]["file"], "{{ labels.f }}");
+        assert_eq!(env["P"], "plain");
+        assert_eq!(
+            config.kubernetes.unwrap().kubeconfig.as_deref(),
+            Some("/srv/more/kube/config")
+        );
+        let Notifier::Webhook(webhook) = &config.notifiers[0] else {
+            panic!("a webhook notifier")
+        };
+        assert_eq!(webhook.secret, Some(SecretRef::File("/srv/more/w".into())));
+        assert_eq!(
+            webhook.headers["X"],
+            MaybeSecret::Secret(SecretRef::File("/srv/more/h".into()))
+        );
+        assert_eq!(
+            config.slos[0].file.as_deref(),
+            Some(Path::new("/srv/more/slo/checkout.yaml"))
+        );
+        assert_eq!(
+            config.slos[0].alert_windows.as_deref(),
+            Some(Path::new("/srv/more/windows.yaml"))
+        );
+    }
+
+    #[test]
+    fn the_default_store_is_beside_the_first_file_and_a_bare_file_name_stays_relative() {
+        let config =
+            parse(&[(PathBuf::from("/etc/homeostat/h.yaml"), "rules: []\n".into())]).unwrap();
+        assert_eq!(config.store.path, Path::new("/etc/homeostat/homeostat.db"));
+        let config = parse(&[(PathBuf::from("h.yaml"), "rules: []\n".into())]).unwrap();
+        assert_eq!(config.store.path, Path::new("homeostat.db"));
+    }
+}
