@@ -216,11 +216,14 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
         .await?;
     if applied == 0 {
         // Before the first table: retention can then give deleted pages back to the file system
-        // (`PRAGMA incremental_vacuum`). An existing database keeps its setting; its freed pages
-        // are reused for new rows.
+        // (`PRAGMA incremental_vacuum`). The connection set WAL mode first, which wrote the
+        // database's header, so the setting takes effect only through a VACUUM (instant on an
+        // empty file). An existing database keeps its setting; its freed pages are reused for new
+        // rows.
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(&mut *connection)
             .await?;
+        sqlx::query("VACUUM").execute(&mut *connection).await?;
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let version = index + 1;
@@ -831,6 +834,9 @@ impl Store for SqliteStore {
         if let Some(after) = query.after_seq {
             filter.term("seq > ?", [Value::Int(after)]);
         }
+        if let Some(before) = query.before_seq {
+            filter.term("seq < ?", [Value::Int(before)]);
+        }
         if let Some(source) = &query.source {
             filter.term("source = ?", [Value::Text(source.clone())]);
         }
@@ -901,6 +907,17 @@ impl Store for SqliteStore {
         }
         if let Some(incident) = query.incident {
             filter.term("incident_id = ?", [Value::Int(incident)]);
+        }
+        if let Some((started_at, id)) = &query.before {
+            let started_at = millis(*started_at);
+            filter.term(
+                "(started_at < ? OR (started_at = ? AND id < ?))",
+                [
+                    Value::Int(started_at),
+                    Value::Int(started_at),
+                    Value::Text(id.clone()),
+                ],
+            );
         }
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY started_at DESC, id DESC LIMIT ?",
@@ -1055,6 +1072,9 @@ impl Store for SqliteStore {
         }
         if let Some(after) = query.opened_after {
             filter.term("opened_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some(before) = query.before_id {
+            filter.term("id < ?", [Value::Int(before)]);
         }
         if let Some((name, value)) = &query.label {
             filter.term(
