@@ -22,7 +22,8 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /usr/local/bin/homeostat /usr/local/bin/homeostat
 USER 65532:65532
 # In Kubernetes the config is mounted at /etc/homeostat and the store's volume at
-# /var/lib/homeostat; nonroot's home is the one writable folder for a relative store path.
+# /var/lib/homeostat: a relative store path is relative to the config file, so the config names
+# the volume (`store: {path: /var/lib/homeostat/homeostat.db}`).
 WORKDIR /home/nonroot
 EXPOSE 9393
 ENTRYPOINT ["/usr/local/bin/homeostat"]

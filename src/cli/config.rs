@@ -123,20 +123,13 @@ pub fn load_with(path: &Path, print_warnings: bool) -> Result<Compiled, LoadErro
     Ok(compiled)
 }
 
-/// Reads the spec files `slos:` names, relative to the config file naming each.
+/// Reads the spec files `slos:` names (`config::parse` made them relative to the config file
+/// naming each); errors name the path tried, absolute.
 fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for index in 0..config.slos.len() {
-        let base = config
-            .origins
-            .items
-            .get("slos")
-            .and_then(|items| items.get(index))
-            .and_then(|(file_index, _)| config.origins.files.get(*file_index))
-            .and_then(|origin| origin.path.parent().map(Path::to_path_buf))
-            .unwrap_or_default();
         if let Some(windows) = config.slos[index].alert_windows.clone() {
-            let path = base.join(&windows);
+            let path = absolute(&windows);
             let read = std::fs::read_to_string(&path)
                 .map_err(|error| format!("cannot read `{}`: {error}", path.display()))
                 .and_then(|text| {
@@ -169,7 +162,7 @@ fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
         let Some(file) = config.slos[index].file.clone() else {
             continue;
         };
-        let path = base.join(&file);
+        let path = absolute(&file);
         let problem = match std::fs::read_to_string(&path) {
             Err(error) => format!("cannot read `{}`: {error}", path.display()),
             Ok(text) => match homeostat_core::slo::load_one(&text) {
@@ -209,6 +202,11 @@ fn read_slo_specs(config: &mut Config) -> Vec<Diagnostic> {
         ));
     }
     problems
+}
+
+/// `path` made absolute against the working directory, for what is opened and reported.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `homeostat check`.

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod config_paths;
 mod crash;
 mod demo;
 mod e2e_alertmanager;
@@ -20,9 +21,12 @@ mod incidents_api;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod readme;
 mod reload;
 mod runbook_crash;
 mod runbooks_api;
+mod self_monitoring;
 mod slo_rules;
 mod support;
+mod systemd;
 mod upkeep;

@@ -19,7 +19,7 @@ const PROMTOOL_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slo");
 const VERSION: &str = concat!("homeostat-", env!("CARGO_PKG_VERSION"));
 
 /// `promtool` on the PATH; a missing one fails the test, because CI installs it.
-fn promtool() -> PathBuf {
+pub(crate) fn promtool() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("promtool"))

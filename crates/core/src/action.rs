@@ -280,7 +280,11 @@ pub fn parse(action: &str, with: &Value) -> Result<Action, Error> {
         return Err(Error {
             field: "action".into(),
             message: format!("unknown action `{action}`"),
-            hint: Some(format!("use one of {}", NAMES.join(", "))),
+            hint: Some(format!(
+                "{}use one of {}",
+                crate::check::words::did_you_mean(action, NAMES.iter().copied()),
+                NAMES.join(", ")
+            )),
         });
     };
     let with = if with.is_null() {
@@ -301,10 +305,20 @@ fn inputs<T: DeserializeOwned>(with: Value) -> Result<T, Error> {
             "." => "with".to_string(),
             path => format!("with.{path}"),
         };
+        let message = error.into_inner().to_string();
+        // serde names the fields it expected: the nearest is likely what was meant.
+        let hint = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .and_then(|(unknown, rest)| {
+                let expected = rest.split('`').skip(1).step_by(2);
+                crate::check::words::nearest(unknown, expected)
+            })
+            .map(|near| format!("did you mean `{near}`?"));
         Error {
             field,
-            message: error.into_inner().to_string(),
-            hint: None,
+            message,
+            hint,
         }
     })
 }

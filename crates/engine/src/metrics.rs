@@ -24,6 +24,8 @@ pub struct Metrics {
     pub dispatch_latency: Histogram,
     pub commit_duration: Histogram,
     pub runs_active: Gauge,
+    /// Runs that ended, by status: `succeeded`, `failed`, `needs_attention`, ...
+    pub runs_finished: Family<Labels, Counter>,
     pub correlation_verdicts: Family<Labels, Counter>,
     pub incident_transitions: Family<Labels, Counter>,
     pub incidents_open: Gauge,
@@ -131,6 +133,12 @@ impl Default for Metrics {
         );
         let runs_active = Gauge::default();
         registry.register("runs_active", "Runs in progress", runs_active.clone());
+        let runs_finished = Family::<Labels, Counter>::default();
+        registry.register(
+            "runs_finished",
+            "Runs that ended, by status",
+            runs_finished.clone(),
+        );
         let correlation_verdicts = Family::<Labels, Counter>::default();
         registry.register(
             "correlation_verdicts",
@@ -277,6 +285,7 @@ impl Default for Metrics {
             dispatch_latency,
             commit_duration,
             runs_active,
+            runs_finished,
             correlation_verdicts,
             incident_transitions,
             incidents_open,

@@ -433,6 +433,11 @@ impl Runs {
             if let Some(end) = machine.end() {
                 status = Some(end.status);
                 ended_at = at;
+                inner
+                    .metrics
+                    .runs_finished
+                    .get_or_create(&vec![("status", end.status.to_string())])
+                    .inc();
                 tracing::info!(run = %run_id, %runbook, %target, status = %end.status, error = end.error.as_deref().unwrap_or(""), "run finished");
                 if end.status == RunStatus::NeedsAttention
                     || (end.status == RunStatus::Failed && !end.undone.is_empty())

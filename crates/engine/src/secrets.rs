@@ -47,7 +47,13 @@ pub fn resolve(reference: &SecretRef) -> Result<Secret, Error> {
         })?,
         SecretRef::File(path) => std::fs::read_to_string(path)
             .map_err(|error| Error::FileUnreadable {
-                reference: reference.to_string(),
+                // The path tried, absolute, to tell where it was looked for.
+                reference: format!(
+                    "file `{}`",
+                    std::path::absolute(path)
+                        .unwrap_or_else(|_| path.clone())
+                        .display()
+                ),
                 message: error.to_string(),
             })?
             // A trailing newline from `echo x > file` is not part of the secret.

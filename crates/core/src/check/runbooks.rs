@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::cel::cel_paths;
 use super::valid_name;
-use super::words::{and_list, article, list, names, or_list, show};
+use super::words::{and_list, article, did_you_mean, list, names, or_list, show};
 use crate::config::{
     Check, Config, Diagnostic, OnFailure, Param, ParamType, Runbook, Severity, Step,
 };
@@ -322,7 +322,7 @@ impl<'a> Checker<'a> {
                         self.call_params(site, "params", callee, &given, true);
                     }
                     None => {
-                        let hint = self.known_runbooks();
+                        let hint = self.known_runbooks(name);
                         self.error(
                             site,
                             "runbook",
@@ -375,7 +375,7 @@ impl<'a> Checker<'a> {
                     None,
                     field,
                     format!("no notifier is named `{name}`"),
-                    Some(self.known_notifiers()),
+                    Some(self.known_notifiers(name)),
                 );
                 self.diagnostics.push(diagnostic);
             }
@@ -524,7 +524,7 @@ impl<'a> Checker<'a> {
         if let Some(approval) = &step.approval {
             if let Some(notifier) = &approval.notify {
                 if !self.notifiers.contains(&notifier.as_str()) {
-                    let hint = self.known_notifiers();
+                    let hint = self.known_notifiers(notifier);
                     self.error(
                         site,
                         &field("approval.notify"),
@@ -539,7 +539,8 @@ impl<'a> Checker<'a> {
                         "approvers are names of `api_tokens`; define one there".to_string()
                     } else {
                         format!(
-                            "approvers are names of `api_tokens`: {}",
+                            "{}approvers are names of `api_tokens`: {}",
+                            did_you_mean(approver, self.tokens.iter().copied()),
                             names(self.tokens.iter().copied())
                         )
                     };
@@ -735,7 +736,7 @@ impl<'a> Checker<'a> {
         if action == "notify" {
             if let Some(Value::String(notifier)) = step.with.get("notifier") {
                 if !is_template(notifier) && !self.notifiers.contains(&notifier.as_str()) {
-                    let hint = self.known_notifiers();
+                    let hint = self.known_notifiers(notifier);
                     self.error(
                         site,
                         &format!("{base}.with.notifier"),
@@ -836,7 +837,7 @@ impl<'a> Checker<'a> {
                 self.call_params(site, &format!("{base}.params"), callee, &step.params, false)
             }
             None => {
-                let hint = self.known_runbooks();
+                let hint = self.known_runbooks(callee_name);
                 self.error(
                     site,
                     &format!("{base}.runbook"),
@@ -1134,7 +1135,11 @@ impl<'a> Checker<'a> {
                     site,
                     field,
                     format!("unknown variable `{name}`"),
-                    format!("use one of {}", names(allowed)),
+                    format!(
+                        "{}use one of {}",
+                        did_you_mean(name, allowed.iter().copied()),
+                        names(allowed.iter().copied())
+                    ),
                 );
             }
         }
@@ -1379,19 +1384,29 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn known_runbooks(&self) -> String {
+    /// The hint for a runbook named that is not defined: the nearest name, and the names there are.
+    fn known_runbooks(&self, name: &str) -> String {
         if self.library.is_empty() {
             "define it under `runbooks:`".to_string()
         } else {
-            format!("known runbooks: {}", names(self.library.keys().copied()))
+            format!(
+                "{}known runbooks: {}",
+                did_you_mean(name, self.library.keys().copied()),
+                names(self.library.keys().copied())
+            )
         }
     }
 
-    fn known_notifiers(&self) -> String {
+    /// The hint for a notifier named that is not defined.
+    fn known_notifiers(&self, name: &str) -> String {
         if self.notifiers.is_empty() {
             "define it under `notifiers:`".to_string()
         } else {
-            format!("known notifiers: {}", names(self.notifiers.iter().copied()))
+            format!(
+                "{}known notifiers: {}",
+                did_you_mean(name, self.notifiers.iter().copied()),
+                names(self.notifiers.iter().copied())
+            )
         }
     }
 }

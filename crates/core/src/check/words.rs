@@ -51,9 +51,69 @@ pub(crate) fn join_last(items: &[&str], word: &str) -> String {
     }
 }
 
+/// The known name nearest to a misspelt one, if one is near enough to be what was meant: a
+/// typo or two (`cooldwon_secs`), or a prefix of it (`cooldown` for `cooldown_secs`). Jaro-Winkler
+/// favours a shared beginning, which is how names here differ from their typos.
+pub(crate) fn nearest<'n>(word: &str, known: impl IntoIterator<Item = &'n str>) -> Option<&'n str> {
+    let word_lower = word.to_lowercase();
+    known
+        .into_iter()
+        .filter(|name| !name.is_empty())
+        .filter_map(|name| {
+            let name_lower = name.to_lowercase();
+            let typos = strsim::damerau_levenshtein(&word_lower, &name_lower);
+            let similarity = strsim::jaro_winkler(&word_lower, &name_lower);
+            let allowed = (name.chars().count().max(word.chars().count()) / 4).max(1);
+            let prefix = word_lower.chars().count() >= 3 && name_lower.starts_with(&word_lower);
+            (typos <= allowed || similarity >= 0.88 || prefix).then_some((name, typos, similarity))
+        })
+        .max_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then(a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal))
+        })
+        .map(|(name, ..)| name)
+}
+
+/// " did you mean `name`?" after a message about `word`, or nothing.
+pub(crate) fn did_you_mean<'n>(word: &str, known: impl IntoIterator<Item = &'n str>) -> String {
+    match nearest(word, known) {
+        Some(name) => format!("did you mean `{name}`? "),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nearest_name_is_suggested_only_when_near() {
+        let fields = [
+            "name",
+            "match",
+            "steps",
+            "cooldown_secs",
+            "max_runs",
+            "target",
+        ];
+        assert_eq!(nearest("stpes", fields), Some("steps"));
+        assert_eq!(nearest("cooldwon_secs", fields), Some("cooldown_secs"));
+        assert_eq!(nearest("cooldown", fields), Some("cooldown_secs"));
+        assert_eq!(nearest("Name", fields), Some("name"));
+        assert_eq!(nearest("maxruns", fields), Some("max_runs"));
+        assert_eq!(nearest("colour", fields), None);
+        assert_eq!(nearest("x", fields), None);
+        assert_eq!(nearest("steps", []), None);
+        let actions = ["exec", "http_request", "notify", "log", "kubernetes.scale"];
+        assert_eq!(nearest("exce", actions), Some("exec"));
+        assert_eq!(
+            nearest("kubernetes.scael", actions),
+            Some("kubernetes.scale")
+        );
+        assert_eq!(nearest("http", actions), Some("http_request"));
+        assert_eq!(did_you_mean("lgo", actions), "did you mean `log`? ");
+        assert_eq!(did_you_mean("deploy", actions), "");
+    }
 
     #[test]
     fn lists_read_as_english() {

@@ -9,6 +9,8 @@ pub mod forecasts;
 pub mod incidents;
 pub mod kubernetes;
 pub mod locate;
+mod paths;
+mod repair;
 pub mod runbook;
 pub mod slos;
 pub use runbook::{
@@ -204,7 +206,7 @@ impl Default for Server {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Store {
-    /// The SQLite database file; relative paths are relative to the working directory.
+    /// The SQLite database file; a relative path is relative to the config file's directory.
     #[serde(default = "defaults::store_path")]
     pub path: PathBuf,
     /// A PostgreSQL database instead of SQLite: `postgres://user@host:port/database`, or, since
@@ -816,8 +818,8 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         });
         let file = match parsed {
             Ok(file) => file,
-            Err(diagnostic) => {
-                diagnostics.push(diagnostic);
+            Err(found) => {
+                diagnostics.extend(found);
                 continue;
             }
         };
@@ -920,6 +922,7 @@ pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, Diagnostics> {
         );
     }
     if diagnostics.is_empty() {
+        paths::resolve(&mut config);
         Ok(config)
     } else {
         Err(Diagnostics(diagnostics))
@@ -944,67 +947,138 @@ fn parse_file(
     path: &Path,
     text: &str,
     lines: &HashMap<String, usize>,
-) -> Result<ConfigFile, Diagnostic> {
+) -> Result<ConfigFile, Vec<Diagnostic>> {
     if text.trim().is_empty() {
         return Ok(ConfigFile::default());
     }
     let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let mut field = error.path().to_string();
-        if field == "." || field == "?" {
-            field.clear();
+    let error = match serde_path_to_error::deserialize(deserializer) {
+        Ok(file) => return Ok(file),
+        Err(error) => error,
+    };
+    let field = error.path().to_string();
+    let inner = error.into_inner();
+    let first = diagnose(
+        path,
+        text,
+        lines,
+        field,
+        &inner.to_string(),
+        inner.location(),
+    );
+    // serde stopped at the first error; the others are found by repairing a tree of the file.
+    // A file that is not even a tree (bad YAML syntax, a key written twice) has only that one.
+    let Ok(root) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Err(vec![first]);
+    };
+    let problems = repair::problems(&root, &|tree| {
+        serde_path_to_error::deserialize::<_, ConfigFile>(tree)
+            .map(drop)
+            .map_err(|error| {
+                let mut segments = Some(Vec::new());
+                for segment in error.path().iter() {
+                    match (segment, segments.as_mut()) {
+                        (serde_path_to_error::Segment::Map { key }, Some(list)) => {
+                            list.push(repair::Segment::Key(key.clone()))
+                        }
+                        (serde_path_to_error::Segment::Seq { index }, Some(list)) => {
+                            list.push(repair::Segment::Index(*index))
+                        }
+                        (serde_path_to_error::Segment::Enum { .. }, _) => {}
+                        _ => segments = None,
+                    }
+                }
+                (segments, error.into_inner().to_string())
+            })
+    });
+    if problems.is_empty() {
+        return Err(vec![first]);
+    }
+    let mut diagnostics: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|problem| diagnose(path, text, lines, problem.path, &problem.message, None))
+        .collect();
+    // Top to bottom, as the semantic checks report: a missing field is found after the item's
+    // other fields but is reported at the item's first line.
+    diagnostics.sort_by_key(|diagnostic| diagnostic.line);
+    Err(diagnostics)
+}
+
+/// The diagnostic of a structural error at `field` with serde's message, and a hint: the nearest
+/// known name for an unknown field or variant.
+fn diagnose(
+    path: &Path,
+    text: &str,
+    lines: &HashMap<String, usize>,
+    mut field: String,
+    full: &str,
+    location: Option<serde_yaml_ng::Location>,
+) -> Diagnostic {
+    if field == "." || field == "?" {
+        field.clear();
+    }
+    // serde_yaml appends " at line L column C"; the location moves into the diagnostic's own fields.
+    let message = match full.find(" at line ") {
+        Some(index) => full[..index].to_string(),
+        None => full.to_string(),
+    };
+    let message = message
+        .trim_start_matches(&format!("{field}: "))
+        .to_string();
+    let mut hint = None;
+    let mut duplicate_line = None;
+    if let Some(unknown) = between(&message, "unknown field `", "`") {
+        // serde_path_to_error's path already ends in the unknown field, except inside an
+        // internally tagged enum, whose content serde buffers.
+        if field != unknown && !field.ends_with(&format!(".{unknown}")) {
+            field = join_path(&field, unknown);
         }
-        let inner = error.into_inner();
-        let full = inner.to_string();
-        // serde_yaml appends " at line L column C"; the location moves into the diagnostic's own fields.
-        let message = match full.find(" at line ") {
-            Some(index) => full[..index].to_string(),
-            None => full.clone(),
-        };
-        let message = message
-            .trim_start_matches(&format!("{field}: "))
-            .to_string();
-        let mut hint = None;
-        let mut duplicate_line = None;
-        if let Some(_unknown) = between(&message, "unknown field `", "`") {
-            // serde_path_to_error's path already ends in the unknown field.
-            if let Some(expected) = message.split("expected ").nth(1) {
-                hint = Some(format!("remove it, or use one of {expected}"));
-            }
-        } else if let Some(duplicate) = between(&message, "duplicate field `", "`") {
-            field = join_path(&field, duplicate);
-            hint = Some(format!(
-                "a file may say `{duplicate}:` once; merge the two into one list or map"
-            ));
-            // Point at the second occurrence, the one to remove.
-            let key = format!("{duplicate}:");
-            duplicate_line = text
-                .lines()
-                .enumerate()
-                .filter(|(_, line)| line.trim_start().starts_with(&key))
-                .nth(1)
-                .map(|(index, _)| index + 1);
-        } else if let Some(variant) = between(&message, "unknown variant `", "`") {
-            if let Some(expected) = message.split("expected ").nth(1) {
-                // serde says "expected one of `a`, `b`" or "expected `a` or `b`".
-                let expected = expected.strip_prefix("one of ").unwrap_or(expected);
-                hint = Some(format!(
-                    "`{variant}` is not known here; use one of {expected}"
-                ));
-            }
+        if let Some(expected) = message.split("expected ").nth(1) {
+            hint = Some(
+                match crate::check::words::nearest(unknown, repair::backticked(expected)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("remove it, or use one of {expected}"),
+                },
+            );
         }
-        let line = duplicate_line
-            .or_else(|| inner.location().map(|location| location.line()))
-            .or_else(|| locate::find(lines, &field));
-        Diagnostic {
-            severity: Severity::Error,
-            file: Some(path.to_path_buf()),
-            line,
-            path: field,
-            message,
-            hint,
+    } else if let Some(missing) = between(&message, "missing field `", "`") {
+        hint = Some(format!("add `{missing}:`"));
+    } else if let Some(duplicate) = between(&message, "duplicate field `", "`") {
+        field = join_path(&field, duplicate);
+        hint = Some(format!(
+            "a file may say `{duplicate}:` once; merge the two into one list or map"
+        ));
+        // Point at the second occurrence, the one to remove.
+        let key = format!("{duplicate}:");
+        duplicate_line = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.trim_start().starts_with(&key))
+            .nth(1)
+            .map(|(index, _)| index + 1);
+    } else if let Some(variant) = between(&message, "unknown variant `", "`") {
+        if let Some(expected) = message.split("expected ").nth(1) {
+            // serde says "expected one of `a`, `b`" or "expected `a` or `b`".
+            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+            hint = Some(
+                match crate::check::words::nearest(variant, repair::backticked(expected)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("`{variant}` is not known here; use one of {expected}"),
+                },
+            );
         }
-    })
+    }
+    let line = duplicate_line
+        .or_else(|| location.map(|location| location.line()))
+        .or_else(|| locate::find(lines, &field));
+    Diagnostic {
+        severity: Severity::Error,
+        file: Some(path.to_path_buf()),
+        line,
+        path: field,
+        message,
+        hint,
+    }
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -1043,6 +1117,72 @@ mod tests {
             diagnostic.hint.as_deref().unwrap_or("").contains("steps"),
             "{diagnostic}"
         );
+    }
+
+    #[test]
+    fn every_structural_error_is_reported_in_one_pass() {
+        let error = parse_one(
+            "server: {listne: x}\nrules:\n  - name: a\n    stpes: []\n    guards: {cooldown_secs: soon}\n  - name: b\n    steps: [{name: s, action: log, timeout_sec: 1}]\nsources:\n  - {type: http_probe, url: u}\n",
+        )
+        .unwrap_err();
+        let found: Vec<(&str, Option<usize>)> = error
+            .0
+            .iter()
+            .map(|diagnostic| (diagnostic.path.as_str(), diagnostic.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("server.listne", Some(1)),
+                ("rules[0].stpes", Some(4)),
+                ("rules[0].guards.cooldown_secs", Some(5)),
+                ("rules[1].steps[0].timeout_sec", Some(7)),
+                ("sources[0]", Some(9)),
+            ],
+            "{error}"
+        );
+        assert!(
+            error.0[4].message.contains("missing field `name`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_tree_reports_its_one_error() {
+        for text in [
+            "rules: [",
+            "rules: []\nrules: []\n",
+            "- a\n- b\n",
+            "42",
+            "rules: {a: b}",
+        ] {
+            let error = parse_one(text).unwrap_err();
+            assert_eq!(error.0.len(), 1, "{text}: {error}");
+        }
+    }
+
+    proptest::proptest! {
+        /// However many items of a list carry a typo, each is reported, at its own item.
+        #[test]
+        fn a_typo_in_each_item_is_each_reported(typos in proptest::collection::vec(
+            proptest::sample::select(vec!["stpes", "targt", "conditon", "descripton"]), 1..12)
+        ) {
+            let mut text = String::from("rules:\n");
+            for (index, typo) in typos.iter().enumerate() {
+                text.push_str(&format!("  - name: r{index}\n    {typo}: x\n    steps: [{{name: s, action: log}}]\n"));
+            }
+            let error = parse_one(&text).unwrap_err();
+            let paths: Vec<String> = error.0.iter().map(|diagnostic| diagnostic.path.clone()).collect();
+            let expected: Vec<String> = typos
+                .iter()
+                .enumerate()
+                .map(|(index, typo)| format!("rules[{index}].{typo}"))
+                .collect();
+            proptest::prop_assert_eq!(paths, expected);
+            for diagnostic in &error.0 {
+                proptest::prop_assert!(diagnostic.hint.as_deref().unwrap_or("").starts_with("did you mean"), "{}", diagnostic);
+            }
+        }
     }
 
     #[test]

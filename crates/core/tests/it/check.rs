@@ -106,6 +106,8 @@ fixtures! {
     store_postgres_password_inline,
     store_postgres_secret_url,
     store_postgres_valid,
+    structure_every_error,
+    suggestions,
     tokens,
 }
 

@@ -112,8 +112,12 @@ impl SqliteStore {
     }
 
     pub async fn open_with(path: &Path, settings: Options) -> Result<Self> {
+        // The path tried, absolute: a relative one says nothing of where it was looked for.
         let open_error = |error: sqlx::Error| Error::Open {
-            path: path.display().to_string(),
+            path: std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
             message: error.to_string(),
         };
         let options = SqliteConnectOptions::from_str("sqlite://")
