@@ -19,6 +19,7 @@ mod incidents_api;
 mod pipeline;
 mod runbook_crash;
 mod runbooks_api;
+mod shadow;
 mod slo_rules;
 mod support;
 mod upkeep;
