@@ -827,6 +827,9 @@ impl Store for SqliteStore {
         if let Some(after) = query.after_seq {
             filter.term("seq > ?", [Value::Int(after)]);
         }
+        if let Some(before) = query.before_seq {
+            filter.term("seq < ?", [Value::Int(before)]);
+        }
         if let Some(source) = &query.source {
             filter.term("source = ?", [Value::Text(source.clone())]);
         }
@@ -915,6 +918,17 @@ impl Store for SqliteStore {
         }
         if let Some(incident) = query.incident {
             filter.term("incident_id = ?", [Value::Int(incident)]);
+        }
+        if let Some((started_at, id)) = &query.before {
+            let started_at = millis(*started_at);
+            filter.term(
+                "(started_at < ? OR (started_at = ? AND id < ?))",
+                [
+                    Value::Int(started_at),
+                    Value::Int(started_at),
+                    Value::Text(id.clone()),
+                ],
+            );
         }
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY started_at DESC, id DESC LIMIT ?",
@@ -1069,6 +1083,9 @@ impl Store for SqliteStore {
         }
         if let Some(after) = query.opened_after {
             filter.term("opened_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some(before) = query.before_id {
+            filter.term("id < ?", [Value::Int(before)]);
         }
         if let Some((name, value)) = &query.label {
             filter.term(
