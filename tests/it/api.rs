@@ -644,6 +644,12 @@ impl Store for GatedStore {
     ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
         self.inner.journal_for_event(id).await
     }
+    async fn decisions_for_events(
+        &self,
+        ids: &[String],
+    ) -> homeostat_store::Result<Vec<homeostat_store::JournalEntry>> {
+        self.inner.decisions_for_events(ids).await
+    }
     async fn journal_for_run(
         &self,
         id: &str,

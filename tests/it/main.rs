@@ -26,6 +26,7 @@ mod reload;
 mod runbook_crash;
 mod runbooks_api;
 mod self_monitoring;
+mod shadow;
 mod slo_rules;
 mod support;
 mod systemd;

@@ -396,6 +396,9 @@ pub struct TimelineItem {
     pub event_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// For a `decision` line, what became of its event, as the events API shows it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<homeostat_core::journal::EventVerdict>,
 }
 
 impl TimelineItem {
@@ -407,6 +410,7 @@ impl TimelineItem {
             summary: entry.words(),
             event_id: entry.event_id.clone(),
             run_id: entry.run_id.clone(),
+            verdicts: entry.entry.verdicts(),
         }
     }
 }

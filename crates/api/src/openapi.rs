@@ -199,7 +199,16 @@ fn base_spec() -> Value {
                     "fingerprint": {"type": "string"}, "labels": {"$ref": "#/components/schemas/Labels"},
                     "annotations": {"$ref": "#/components/schemas/Labels"},
                     "starts_at": {"type": "string", "format": "date-time"}, "received_at": {"type": "string", "format": "date-time"},
-                    "ingested_by": {"type": "string", "description": "the API token's name, or hmac:<source> for a signed webhook"}}},
+                    "ingested_by": {"type": "string", "description": "the API token's name, or hmac:<source> for a signed webhook"},
+                    "verdicts": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"},
+                        "description": "what became of the event, one per thing that happened to it; empty for events journaled before verdicts were"}}},
+                "Verdict": {"type": "object", "required": ["kind", "detail"], "properties": {
+                    "kind": {"type": "string", "enum": ["acted", "dry_run", "skipped", "ignored", "error", "no_match", "repeat", "silenced", "inhibited", "flapping"]},
+                    "detail": {"type": "string", "description": "a sentence for people"},
+                    "rule": {"type": "string"},
+                    "until": {"type": "string", "format": "date-time", "description": "when the guard that held the rule back lets it act again (cooldown, rate limit)"},
+                    "run": {"type": "string", "description": "the run started, or the dry run recorded"},
+                    "incident": {"type": "integer"}}},
                 "JournalEntry": {"type": "object", "properties": {
                     "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                     "kind": {"type": "string", "enum": ["decision", "run_started", "step_started", "step_finished", "step_ended",
@@ -699,7 +708,8 @@ fn incident_schemas() -> Value {
             "seq": {"type": "integer"}, "at": time,
             "kind": {"type": "string", "description": "`opened`, `member_added`, `member_fired_again`, `member_resolved`, `acknowledged`, `mitigated`, `resolved`, `reopened`, `flapping`, `flapping_cleared`, `escalated`, `note`; `decision` for the rules' decisions on its alerts; and the journal kinds of its runs (`run_started`, `step_started`, `step_finished`, ..., `run_finished`)"},
             "summary": {"type": "string", "description": "one line in words"},
-            "event_id": {"type": "string"}, "run_id": {"type": "string"}}},
+            "event_id": {"type": "string"}, "run_id": {"type": "string"},
+            "verdicts": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}, "description": "on a `decision` line, what became of its event"}}},
         "IncidentContext": {"type": "object", "properties": {
             "runbooks": {"type": "array", "description": "the runbooks its runs ran (with their rules), then those its alerts link to (`runbook_url`, `runbook` annotations)",
                 "items": {"type": "object", "properties": {"runbook": {"type": "string"}, "rule": {"type": "string"}, "url": {"type": "string"}}}},

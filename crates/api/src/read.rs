@@ -3,7 +3,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use std::collections::HashMap;
+
 use homeostat_core::config::Scope;
+use homeostat_core::journal::{verdicts, EventVerdict};
 use homeostat_engine::Handle;
 use homeostat_store::{steps_from_journal, EventQuery, RunQuery, RunStatus};
 use serde::Deserialize;
@@ -83,8 +86,46 @@ pub async fn list_events(
         })
         .await
         .map_err(store_error)?;
+    let ids: Vec<String> = events
+        .iter()
+        .map(|record| record.event.id.clone())
+        .collect();
+    let decisions = handle
+        .store()
+        .decisions_for_events(&ids)
+        .await
+        .map_err(store_error)?;
+    let mut verdicts: HashMap<&str, Vec<EventVerdict>> = HashMap::new();
+    for entry in &decisions {
+        if let Some(id) = entry.event_id.as_deref() {
+            verdicts
+                .entry(id)
+                .or_default()
+                .extend(entry.entry.verdicts());
+        }
+    }
     let next = next_cursor(&events, limit, |event| event.seq.to_string());
+    let events: Vec<Value> = events
+        .iter()
+        .map(|record| {
+            with_verdicts(
+                record,
+                verdicts
+                    .remove(record.event.id.as_str())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// An event as the API shows it: its fields, and `verdicts`, what became of it.
+fn with_verdicts(record: &homeostat_store::EventRecord, verdicts: Vec<EventVerdict>) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("verdicts".into(), json!(verdicts));
+    }
+    value
 }
 
 pub async fn get_event(
@@ -105,6 +146,7 @@ pub async fn get_event(
         .journal_for_event(&id)
         .await
         .map_err(store_error)?;
+    let event = with_verdicts(&event, verdicts(&journal));
     Ok(Json(json!({ "event": event, "journal": journal })))
 }
 

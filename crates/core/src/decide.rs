@@ -30,8 +30,13 @@ pub enum Verdict {
     Run { run: PlannedRun },
     /// A run was planned as a dry run: its inputs are rendered and recorded, nothing executes.
     DryRun { run: PlannedRun },
-    /// A guard held it back.
-    Skipped { skip: Skip, message: String },
+    /// A guard held it back; for a dry run, a guard of the dry runs' own books would have.
+    Skipped {
+        skip: Skip,
+        message: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
     /// The labels matched but the rule does not act on this status (by default, on `resolved`).
     IgnoredStatus { status: crate::event::Status },
     /// The rule could not be applied: its condition or a template failed on this event.
@@ -43,7 +48,11 @@ impl Verdict {
         match self {
             Verdict::Run { .. } => "run",
             Verdict::DryRun { .. } => "dry_run",
-            Verdict::Skipped { skip, .. } => match skip {
+            Verdict::Skipped {
+                skip,
+                dry_run: false,
+                ..
+            } => match skip {
                 Skip::Locked { .. } => "skipped_locked",
                 Skip::Concurrency { .. } => "skipped_concurrency",
                 Skip::Cooldown { .. } => "skipped_cooldown",
@@ -51,6 +60,19 @@ impl Verdict {
                 Skip::BlastRadius { .. } => "refused_blast_radius",
                 Skip::Disabled { .. } => "skipped_disabled",
                 Skip::Loop { .. } => "stopped_loop",
+            },
+            Verdict::Skipped {
+                skip,
+                dry_run: true,
+                ..
+            } => match skip {
+                Skip::Locked { .. } => "dry_run_skipped_locked",
+                Skip::Concurrency { .. } => "dry_run_skipped_concurrency",
+                Skip::Cooldown { .. } => "dry_run_skipped_cooldown",
+                Skip::RateLimited { .. } => "dry_run_skipped_rate_limit",
+                Skip::BlastRadius { .. } => "dry_run_refused_blast_radius",
+                Skip::Disabled { .. } => "dry_run_skipped_disabled",
+                Skip::Loop { .. } => "dry_run_stopped_loop",
             },
             Verdict::IgnoredStatus { .. } => "ignored_status",
             Verdict::Error { .. } => "error",
@@ -78,11 +100,24 @@ pub struct DecisionRecord<'a> {
 #[derive(Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 enum VerdictRecord<'a> {
-    Run { run_id: &'a str },
-    DryRun { run_id: &'a str },
-    Skipped { skip: &'a Skip, message: &'a str },
-    IgnoredStatus { status: crate::event::Status },
-    Error { message: &'a str },
+    Run {
+        run_id: &'a str,
+    },
+    DryRun {
+        run_id: &'a str,
+    },
+    Skipped {
+        skip: &'a Skip,
+        message: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
+    IgnoredStatus {
+        status: crate::event::Status,
+    },
+    Error {
+        message: &'a str,
+    },
 }
 
 impl Decision {
@@ -90,7 +125,15 @@ impl Decision {
         let verdict = match &self.verdict {
             Verdict::Run { run } => VerdictRecord::Run { run_id: &run.id },
             Verdict::DryRun { run } => VerdictRecord::DryRun { run_id: &run.id },
-            Verdict::Skipped { skip, message } => VerdictRecord::Skipped { skip, message },
+            Verdict::Skipped {
+                skip,
+                message,
+                dry_run,
+            } => VerdictRecord::Skipped {
+                skip,
+                message,
+                dry_run: *dry_run,
+            },
             Verdict::IgnoredStatus { status } => VerdictRecord::IgnoredStatus { status: *status },
             Verdict::Error { message } => VerdictRecord::Error { message },
         };
@@ -336,12 +379,22 @@ fn decide_rule(
         }
         Err(render_error) => return error(String::new(), format!("target: {render_error}")),
     };
-    if let Err(skip) = guards.check(&rule.name, &rule.guards, &target, now) {
-        let message = skip.to_string();
+    // A dry run is checked against, and counted in, the dry runs' own books (shadow mode).
+    let dry_run = global_dry_run || rule.guards.dry_run;
+    if let Err(skip) = guards.check(&rule.name, &rule.guards, &target, dry_run, now) {
+        let message = if dry_run {
+            format!("dry run would have been {skip}")
+        } else {
+            skip.to_string()
+        };
         return Decision {
             rule: rule.name.clone(),
             target,
-            verdict: Verdict::Skipped { skip, message },
+            verdict: Verdict::Skipped {
+                skip,
+                message,
+                dry_run,
+            },
         };
     }
     let given: BTreeMap<String, serde_json::Value> = params
@@ -357,7 +410,6 @@ fn decide_rule(
             )
         }
     };
-    let dry_run = global_dry_run || rule.guards.dry_run;
     let run = PlannedRun {
         id: new_id(now),
         rule: rule.name.clone(),
@@ -371,7 +423,7 @@ fn decide_rule(
         spec: rule.runbook.spec.clone(),
         library: rule.runbook.library.clone(),
     };
-    guards.start(&rule.name, &rule.guards, &target, &run.id, now);
+    guards.start(&rule.name, &rule.guards, &target, &run.id, dry_run, now);
     let verdict = if dry_run {
         Verdict::DryRun { run }
     } else {

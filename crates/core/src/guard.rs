@@ -3,6 +3,11 @@
 //!
 //! The engine owns one [`GuardState`]; [`crate::decide::decide`] reads and updates it. Nothing here
 //! reads the clock: `now` is passed in, so every guard is tested on hand-made time.
+//!
+//! Dry runs keep books of their own (shadow mode): they are checked against, and counted in, the
+//! dry-run ledger only, so a rule tried in dry run first arms no live cooldown, spends nothing of
+//! `max_runs`, the concurrency limit or the blast-radius budget, and holds no lock a live run
+//! would wait on. Their own ledger is what lets a dry run still say "would be skipped: cooldown".
 
 use std::collections::{HashMap, VecDeque};
 
@@ -101,12 +106,21 @@ struct RuleState {
     running: HashMap<String, String>,
 }
 
-/// Guard bookkeeping for every rule, plus the global per-target locks.
+/// One set of books: every rule's recent starts and runs in progress, and the per-target locks.
 #[derive(Debug, Default, Clone)]
-pub struct GuardState {
+struct Ledger {
     rules: HashMap<String, RuleState>,
     /// Target to the run that holds it. Shared by all rules: two rules must not act on one pod at once.
     locks: HashMap<String, String>,
+}
+
+/// Guard bookkeeping for every rule, plus the global per-target locks: live runs and dry runs in
+/// separate ledgers.
+#[derive(Debug, Default, Clone)]
+pub struct GuardState {
+    live: Ledger,
+    /// What dry runs would have spent, apart from the live books.
+    dry: Ledger,
     /// `runs.max_targets`: the fleet-wide blast-radius budget.
     pub max_targets: Option<u32>,
     /// (rule, target) pairs loop detection turned off; kept in step with the correlator's.
@@ -114,14 +128,25 @@ pub struct GuardState {
 }
 
 impl GuardState {
-    /// Checks every guard of `rule` for `target` at `now`, in the order lock, concurrency, cooldown, rate.
+    fn ledger(&self, dry_run: bool) -> &Ledger {
+        if dry_run {
+            &self.dry
+        } else {
+            &self.live
+        }
+    }
+
+    /// Checks every guard of `rule` for `target` at `now`, in the order lock, concurrency, cooldown,
+    /// rate; a dry run against the dry-run ledger only.
     pub fn check(
         &self,
         rule: &str,
         guards: &Guards,
         target: &str,
+        dry_run: bool,
         now: DateTime<Utc>,
     ) -> Result<(), Skip> {
+        let ledger = self.ledger(dry_run);
         if self
             .disabled
             .contains(&(rule.to_string(), target.to_string()))
@@ -131,7 +156,7 @@ impl GuardState {
             });
         }
         if let Some(max) = self.max_targets {
-            let targets: std::collections::HashSet<&str> = self
+            let targets: std::collections::HashSet<&str> = ledger
                 .rules
                 .values()
                 .flat_map(|state| state.running.values().map(String::as_str))
@@ -145,14 +170,14 @@ impl GuardState {
             }
         }
         if guards.lock {
-            if let Some(run_id) = self.locks.get(target) {
+            if let Some(run_id) = ledger.locks.get(target) {
                 return Err(Skip::Locked {
                     target: target.to_string(),
                     run_id: run_id.clone(),
                 });
             }
         }
-        let Some(state) = self.rules.get(rule) else {
+        let Some(state) = ledger.rules.get(rule) else {
             return Ok(());
         };
         if let Some(max) = guards.max_concurrent {
@@ -192,16 +217,23 @@ impl GuardState {
         Ok(())
     }
 
-    /// Records that a run started; it holds the target's lock until [`GuardState::finish`].
+    /// Records that a run started (a dry run in the dry-run ledger); it holds the target's lock
+    /// until [`GuardState::finish`].
     pub fn start(
         &mut self,
         rule: &str,
         guards: &Guards,
         target: &str,
         run_id: &str,
+        dry_run: bool,
         now: DateTime<Utc>,
     ) {
-        let state = self.rules.entry(rule.to_string()).or_default();
+        let ledger = if dry_run {
+            &mut self.dry
+        } else {
+            &mut self.live
+        };
+        let state = ledger.rules.entry(rule.to_string()).or_default();
         state.starts.push_back(now);
         // Keep only what the rate window can still need, so memory stays bounded per rule.
         let keep = guards
@@ -218,20 +250,23 @@ impl GuardState {
         }
         state.running.insert(run_id.to_string(), target.to_string());
         if guards.lock {
-            self.locks.insert(target.to_string(), run_id.to_string());
+            ledger.locks.insert(target.to_string(), run_id.to_string());
         }
     }
 
-    /// Records that a run ended, releasing its lock and concurrency slot.
+    /// Records that a run ended, releasing its lock and concurrency slot (in whichever ledger
+    /// holds it: run ids are unique).
     pub fn finish(&mut self, rule: &str, run_id: &str) {
-        if let Some(state) = self.rules.get_mut(rule) {
-            if let Some(target) = state.running.remove(run_id) {
-                if self
-                    .locks
-                    .get(&target)
-                    .is_some_and(|holder| holder == run_id)
-                {
-                    self.locks.remove(&target);
+        for ledger in [&mut self.live, &mut self.dry] {
+            if let Some(state) = ledger.rules.get_mut(rule) {
+                if let Some(target) = state.running.remove(run_id) {
+                    if ledger
+                        .locks
+                        .get(&target)
+                        .is_some_and(|holder| holder == run_id)
+                    {
+                        ledger.locks.remove(&target);
+                    }
                 }
             }
         }
@@ -240,12 +275,16 @@ impl GuardState {
     /// Forgets cooldown entries that can no longer matter, so the state stays bounded by active targets.
     pub fn prune(&mut self, longest_cooldown_secs: u64, now: DateTime<Utc>) {
         let horizon = now - Duration::seconds(longest_cooldown_secs as i64);
-        for state in self.rules.values_mut() {
-            state.last_start.retain(|_, start| *start > horizon);
+        for ledger in [&mut self.live, &mut self.dry] {
+            for state in ledger.rules.values_mut() {
+                state.last_start.retain(|_, start| *start > horizon);
+            }
+            ledger.rules.retain(|_, state| {
+                !(state.running.is_empty()
+                    && state.last_start.is_empty()
+                    && state.starts.is_empty())
+            });
         }
-        self.rules.retain(|_, state| {
-            !(state.running.is_empty() && state.last_start.is_empty() && state.starts.is_empty())
-        });
     }
 }
 
@@ -364,43 +403,43 @@ mod tests {
             loop_limit: None,
         };
         let mut state = GuardState::default();
-        assert_eq!(state.check("r", &guards, "a", at(0)), Ok(()));
-        state.start("r", &guards, "a", "run1", at(0));
+        assert_eq!(state.check("r", &guards, "a", false, at(0)), Ok(()));
+        state.start("r", &guards, "a", "run1", false, at(0));
         assert!(matches!(
-            state.check("r", &guards, "a", at(1)),
+            state.check("r", &guards, "a", false, at(1)),
             Err(Skip::Locked { .. })
         ));
         assert!(
             matches!(
-                state.check("other", &guards, "a", at(1)),
+                state.check("other", &guards, "a", false, at(1)),
                 Err(Skip::Locked { .. })
             ),
             "locks span rules"
         );
-        state.start("r", &guards, "b", "run2", at(1));
+        state.start("r", &guards, "b", "run2", false, at(1));
         assert_eq!(
-            state.check("r", &guards, "c", at(2)),
+            state.check("r", &guards, "c", false, at(2)),
             Err(Skip::Concurrency { running: 2, max: 2 })
         );
         state.finish("r", "run1");
         state.finish("r", "run2");
         assert_eq!(
-            state.check("r", &guards, "a", at(30)),
+            state.check("r", &guards, "a", false, at(30)),
             Err(Skip::Cooldown {
                 target: "a".into(),
                 until: at(60)
             })
         );
         assert_eq!(
-            state.check("r", &guards, "c", at(30)),
+            state.check("r", &guards, "c", false, at(30)),
             Err(Skip::RateLimited {
                 count: 2,
                 window_secs: 300,
                 until: at(300)
             })
         );
-        assert_eq!(state.check("r", &guards, "c", at(301)), Ok(()));
-        assert_eq!(state.check("r", &guards, "a", at(301)), Ok(()));
+        assert_eq!(state.check("r", &guards, "c", false, at(301)), Ok(()));
+        assert_eq!(state.check("r", &guards, "a", false, at(301)), Ok(()));
     }
 
     #[test]
@@ -413,24 +452,68 @@ mod tests {
             max_targets: Some(2),
             ..GuardState::default()
         };
-        state.start("r1", &guards, "a", "run1", at(0));
-        state.start("r2", &guards, "b", "run2", at(0));
+        state.start("r1", &guards, "a", "run1", false, at(0));
+        state.start("r2", &guards, "b", "run2", false, at(0));
         assert_eq!(
-            state.check("r3", &guards, "c", at(1)),
+            state.check("r3", &guards, "c", false, at(1)),
             Err(Skip::BlastRadius { targets: 2, max: 2 })
         );
         assert_eq!(
-            state.check("r3", &guards, "a", at(1)),
+            state.check("r3", &guards, "a", false, at(1)),
             Ok(()),
             "a target already under remediation spends nothing more"
         );
         state.finish("r1", "run1");
-        assert_eq!(state.check("r3", &guards, "c", at(2)), Ok(()));
+        assert_eq!(state.check("r3", &guards, "c", false, at(2)), Ok(()));
         state.disabled.insert(("r3".into(), "c".into()));
         assert_eq!(
-            state.check("r3", &guards, "c", at(2)),
+            state.check("r3", &guards, "c", false, at(2)),
             Err(Skip::Disabled { target: "c".into() })
         );
+    }
+
+    #[test]
+    fn dry_runs_keep_books_of_their_own() {
+        let guards = Guards {
+            cooldown_secs: 600,
+            max_runs: Some(MaxRuns {
+                count: 1,
+                window_secs: 3600,
+            }),
+            max_concurrent: Some(1),
+            lock: true,
+            ..Guards::default()
+        };
+        let mut state = GuardState {
+            max_targets: Some(1),
+            ..GuardState::default()
+        };
+        state.start("r", &guards, "a", "dry1", true, at(0));
+        // Nothing live was spent: no lock, slot, budget, cooldown or rate.
+        assert_eq!(state.check("r", &guards, "a", false, at(1)), Ok(()));
+        assert_eq!(state.check("r", &guards, "b", false, at(1)), Ok(()));
+        // The dry run's own books still say what it would have met.
+        assert!(matches!(
+            state.check("r", &guards, "a", true, at(1)),
+            Err(Skip::Locked { .. })
+        ));
+        state.finish("r", "dry1");
+        assert!(matches!(
+            state.check("r", &guards, "a", true, at(1)),
+            Err(Skip::Cooldown { .. })
+        ));
+        // A live run spends nothing of the dry books either.
+        state.start("r", &guards, "a", "live1", false, at(2));
+        state.finish("r", "live1");
+        assert!(matches!(
+            state.check("r", &guards, "a", false, at(3)),
+            Err(Skip::Cooldown { .. })
+        ));
+        assert!(matches!(
+            state.check("r", &guards, "a", true, at(601)),
+            Err(Skip::RateLimited { .. })
+        ));
+        assert_eq!(state.check("r", &guards, "a", true, at(3601)), Ok(()));
     }
 
     #[test]
@@ -440,7 +523,7 @@ mod tests {
             ..Guards::default()
         };
         let mut state = GuardState::default();
-        state.start("r", &guards, "a", "run1", at(0));
-        assert_eq!(state.check("r", &guards, "a", at(0)), Ok(()));
+        state.start("r", &guards, "a", "run1", false, at(0));
+        assert_eq!(state.check("r", &guards, "a", false, at(0)), Ok(()));
     }
 }

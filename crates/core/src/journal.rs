@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::decide::{Decision, PlannedRun};
 use crate::event::Event;
 use crate::guard::Skip;
+use crate::incident::correlate::Verdict as Correlation;
 use crate::incident::silence::Silence;
 use crate::incident::{Incident, IncidentId, Member, TimelineEntry, TimelineKind};
 use crate::runbook::{Input, Record, RunEnd};
@@ -249,10 +250,13 @@ impl From<Event> for EncodedEvent {
 pub enum Write {
     /// An event as received; the writer assigns its sequence number.
     Event(EncodedEvent),
-    /// What the rules decided for an event (only written when at least one rule matched).
+    /// What became of an event: what correlation made of it and what the rules decided, its
+    /// triggers' (incident transitions') included. One per event the decide stage saw (commands
+    /// apart), so every event has a visible verdict; on its incident's timeline when it has one.
     Decisions {
         event_id: String,
         at: DateTime<Utc>,
+        correlation: Option<Correlation>,
         decisions: Vec<Decision>,
     },
     /// A run's full plan, recorded before any step executes.
@@ -361,17 +365,23 @@ impl Write {
             Write::Decisions {
                 event_id,
                 at,
+                correlation,
                 decisions,
             } => {
                 #[derive(Serialize)]
                 struct Body<'a> {
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    correlation: Option<&'a Correlation>,
                     decisions: Vec<crate::decide::DecisionRecord<'a>>,
                 }
                 let body = Body {
+                    correlation: correlation.as_ref(),
                     decisions: decisions.iter().map(Decision::record).collect(),
                 };
                 Row {
                     event_id: Some(event_id.clone()),
+                    // On the timeline of the incident the event was placed in.
+                    incident_id: correlation.as_ref().and_then(Correlation::incident),
                     ..row(*at, "decision", to_json(&body))
                 }
             }
@@ -443,18 +453,33 @@ pub struct DecisionEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum VerdictEntry {
-    Run { run_id: String },
-    DryRun { run_id: String },
-    Skipped { skip: Skip, message: String },
-    IgnoredStatus { status: crate::event::Status },
-    Error { message: String },
+    Run {
+        run_id: String,
+    },
+    DryRun {
+        run_id: String,
+    },
+    Skipped {
+        skip: Skip,
+        message: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
+    IgnoredStatus {
+        status: crate::event::Status,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// What a journal row records, as every reader sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
-    /// The rules' decisions for an event.
+    /// What became of an event: its correlation (absent in rows older versions wrote) and the
+    /// rules' decisions.
     Decision {
+        correlation: Option<Correlation>,
         decisions: Vec<DecisionEntry>,
     },
     /// A run's plan, before any step executes.
@@ -476,6 +501,71 @@ pub enum Entry {
         summary: String,
         detail: Value,
     },
+}
+
+/// What became of an event, as people read it: one per thing that happened to it. The API's
+/// event objects carry a list of these as `verdicts`; `kind` and `detail` are always there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventVerdict {
+    pub kind: VerdictKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// A sentence for people.
+    pub detail: String,
+    /// Until when a guard holds the rule back, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The run started (or the dry run recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentId>,
+}
+
+/// The kinds of [`EventVerdict`], as the API names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    /// A rule started a run.
+    Acted,
+    /// A rule in dry run recorded what it would do.
+    DryRun,
+    /// A guard held a rule back (for a dry run, would have).
+    Skipped,
+    /// A rule matched but does not act on the event's status.
+    Ignored,
+    /// A rule's condition or template failed on the event.
+    Error,
+    /// No rule matches the event.
+    NoMatch,
+    /// The same alert again, already decided: not decided again.
+    Repeat,
+    Silenced,
+    Inhibited,
+    /// Its incident is flapping: no page (the rules still decide a firing alert).
+    Flapping,
+}
+
+impl EventVerdict {
+    fn new(kind: VerdictKind, detail: String) -> Self {
+        Self {
+            kind,
+            rule: None,
+            detail,
+            until: None,
+            run: None,
+            incident: None,
+        }
+    }
+}
+
+/// The verdicts of an event, from its journal rows (the decision rows; others are ignored), in
+/// order.
+pub fn verdicts(entries: &[JournalEntry]) -> Vec<EventVerdict> {
+    entries
+        .iter()
+        .flat_map(|entry| entry.entry.verdicts())
+        .collect()
 }
 
 /// Why a stored row could not be read as an [`Entry`].
@@ -529,7 +619,15 @@ impl Entry {
     /// The body as stored.
     pub fn body(&self) -> Value {
         match self {
-            Entry::Decision { decisions } => serde_json::json!({ "decisions": decisions }),
+            Entry::Decision {
+                correlation,
+                decisions,
+            } => match correlation {
+                Some(correlation) => {
+                    serde_json::json!({ "correlation": correlation, "decisions": decisions })
+                }
+                None => serde_json::json!({ "decisions": decisions }),
+            },
             Entry::RunStarted(run) => serde_json::to_value(run).unwrap_or_default(),
             Entry::Step(record) => serde_json::to_value(record).unwrap_or_default(),
             Entry::StepFinished { input, outputs } => {
@@ -550,6 +648,119 @@ impl Entry {
         }
     }
 
+    /// What became of the event a decision row is about, in verdicts; none for other entries.
+    /// Rows older versions wrote hold no correlation: their verdicts are the rules' alone.
+    pub fn verdicts(&self) -> Vec<EventVerdict> {
+        let Entry::Decision {
+            correlation,
+            decisions,
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut verdicts = Vec::new();
+        let mut decided = true;
+        match correlation {
+            Some(Correlation::Repeat { incident }) => {
+                let of = incident
+                    .map(|incident| format!(" of incident {incident}"))
+                    .unwrap_or_default();
+                verdicts.push(EventVerdict {
+                    incident: *incident,
+                    ..EventVerdict::new(
+                        VerdictKind::Repeat,
+                        format!("repeat: the same alert{of} in the same state, already decided (under the rules of that time); not decided again until it resolves or fires anew"),
+                    )
+                });
+                decided = false;
+            }
+            Some(Correlation::Silenced { silence }) => {
+                verdicts.push(EventVerdict::new(
+                    VerdictKind::Silenced,
+                    format!("silenced by silence `{silence}`: recorded, no incident, not decided"),
+                ));
+                decided = false;
+            }
+            Some(Correlation::Inhibited { rule }) => {
+                verdicts.push(EventVerdict::new(
+                    VerdictKind::Inhibited,
+                    format!("inhibited by `incidents.inhibit_rules[{rule}]` while its source alert fires: recorded, no incident, not decided"),
+                ));
+                decided = false;
+            }
+            Some(Correlation::Flapping { incident }) => verdicts.push(EventVerdict {
+                incident: Some(*incident),
+                ..EventVerdict::new(
+                    VerdictKind::Flapping,
+                    format!("incident {incident} is flapping: no page, and the rules still decide a firing alert"),
+                )
+            }),
+            Some(Correlation::Rejected { message }) => {
+                verdicts.push(EventVerdict::new(
+                    VerdictKind::Error,
+                    format!("rejected: {message}"),
+                ));
+                decided = false;
+            }
+            Some(Correlation::Command { .. }) => decided = false,
+            _ => {}
+        }
+        for decision in decisions {
+            let rule = &decision.rule;
+            let on = match decision.target.as_str() {
+                "" => String::new(),
+                target => format!(" on `{target}`"),
+            };
+            let verdict = match &decision.verdict {
+                VerdictEntry::Run { run_id } => EventVerdict {
+                    run: Some(run_id.clone()),
+                    ..EventVerdict::new(
+                        VerdictKind::Acted,
+                        format!("rule `{rule}` started run {run_id}{on}"),
+                    )
+                },
+                VerdictEntry::DryRun { run_id } => EventVerdict {
+                    run: Some(run_id.clone()),
+                    ..EventVerdict::new(
+                        VerdictKind::DryRun,
+                        format!("rule `{rule}` would act{on}: dry run {run_id} records what it would do"),
+                    )
+                },
+                VerdictEntry::Skipped { skip, message, .. } => EventVerdict {
+                    until: match skip {
+                        Skip::Cooldown { until, .. } | Skip::RateLimited { until, .. } => {
+                            Some(*until)
+                        }
+                        _ => None,
+                    },
+                    ..EventVerdict::new(
+                        VerdictKind::Skipped,
+                        format!("rule `{rule}`{on}: {message}"),
+                    )
+                },
+                VerdictEntry::IgnoredStatus { status } => EventVerdict::new(
+                    VerdictKind::Ignored,
+                    format!("rule `{rule}` matches but does not act on `{}` alerts (its `on:`)", status.as_str()),
+                ),
+                VerdictEntry::Error { message } => EventVerdict::new(
+                    VerdictKind::Error,
+                    format!("rule `{rule}` could not decide: {message}"),
+                ),
+            };
+            verdicts.push(EventVerdict {
+                rule: Some(rule.clone()).filter(|rule| !rule.is_empty()),
+                ..verdict
+            });
+        }
+        if decisions.is_empty() && decided {
+            verdicts.push(EventVerdict {
+                incident: correlation.as_ref().and_then(Correlation::incident),
+                ..EventVerdict::new(VerdictKind::NoMatch, "no rule matches this event".into())
+            });
+        }
+        verdicts
+    }
+
     /// Reads a stored row back. Kinds that only older versions wrote are read as what they meant.
     pub fn from_row(kind: &str, body: Value) -> Result<Entry, Error> {
         let failed = |message: String| Error {
@@ -561,11 +772,14 @@ impl Entry {
                 #[derive(Deserialize)]
                 struct Body {
                     #[serde(default)]
+                    correlation: Option<Correlation>,
+                    #[serde(default)]
                     decisions: Vec<DecisionEntry>,
                 }
                 let body: Body =
                     serde_json::from_value(body).map_err(|error| failed(error.to_string()))?;
                 Entry::Decision {
+                    correlation: body.correlation,
                     decisions: body.decisions,
                 }
             }
@@ -846,7 +1060,10 @@ impl JournalEntry {
         let run = self.run_id.as_deref().unwrap_or("?");
         let attempt = |attempt: u32| (attempt > 1).then_some(attempt);
         match &self.entry {
-            Entry::Decision { decisions } => {
+            Entry::Decision {
+                correlation: None,
+                decisions,
+            } => {
                 if decisions.is_empty() {
                     "no rule acted".to_string()
                 } else {
@@ -857,6 +1074,13 @@ impl JournalEntry {
                         .join("; ")
                 }
             }
+            Entry::Decision { .. } => self
+                .entry
+                .verdicts()
+                .iter()
+                .map(|verdict| verdict.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
             Entry::RunStarted(plan) => {
                 let by = match (plan.rule.as_str(), plan.started_by.as_deref()) {
                     ("", Some(person)) => format!("started by `{person}`"),
@@ -1171,6 +1395,121 @@ mod tests {
         assert_eq!(entry.kind(), "step_skipped");
         let error = Entry::from_row("nonsense", serde_json::json!({})).expect_err("unknown");
         assert!(error.to_string().contains("`nonsense`"), "{error}");
+    }
+
+    #[test]
+    fn a_decision_row_gives_what_became_of_its_event() {
+        let until: DateTime<Utc> = "2026-01-01T10:00:00Z".parse().expect("a time");
+        let decision = |rule: &str, verdict: VerdictEntry| DecisionEntry {
+            rule: rule.into(),
+            target: "t".into(),
+            verdict,
+        };
+        let kinds = |entry: &Entry| -> Vec<(VerdictKind, Option<String>)> {
+            entry
+                .verdicts()
+                .into_iter()
+                .map(|verdict| (verdict.kind, verdict.rule))
+                .collect()
+        };
+        let entry = Entry::Decision {
+            correlation: Some(Correlation::Joined { incident: 2 }),
+            decisions: vec![
+                decision(
+                    "cool",
+                    VerdictEntry::Skipped {
+                        skip: Skip::Cooldown {
+                            target: "t".into(),
+                            until,
+                        },
+                        message: "skipped: cooldown".into(),
+                        dry_run: false,
+                    },
+                ),
+                decision(
+                    "on-firing",
+                    VerdictEntry::IgnoredStatus {
+                        status: crate::event::Status::Resolved,
+                    },
+                ),
+                decision(
+                    "broken",
+                    VerdictEntry::Error {
+                        message: "no `instance`".into(),
+                    },
+                ),
+            ],
+        };
+        let verdicts = entry.verdicts();
+        assert_eq!(
+            kinds(&entry),
+            vec![
+                (VerdictKind::Skipped, Some("cool".into())),
+                (VerdictKind::Ignored, Some("on-firing".into())),
+                (VerdictKind::Error, Some("broken".into())),
+            ]
+        );
+        assert_eq!(verdicts[0].until, Some(until));
+        assert!(verdicts[2].detail.contains("no `instance`"), "{verdicts:?}");
+        // Muted and repeated events are not decided: no `no_match` after them.
+        for (correlation, kind) in [
+            (
+                Correlation::Silenced {
+                    silence: "s1".into(),
+                },
+                VerdictKind::Silenced,
+            ),
+            (Correlation::Inhibited { rule: 0 }, VerdictKind::Inhibited),
+            (
+                Correlation::Repeat { incident: Some(4) },
+                VerdictKind::Repeat,
+            ),
+        ] {
+            let entry = Entry::Decision {
+                correlation: Some(correlation),
+                decisions: vec![],
+            };
+            assert_eq!(kinds(&entry), vec![(kind, None)]);
+        }
+        let silenced = Entry::Decision {
+            correlation: Some(Correlation::Silenced {
+                silence: "s1".into(),
+            }),
+            decisions: vec![],
+        };
+        assert!(silenced.verdicts()[0].detail.contains("`s1`"));
+        // An event placed in an incident that no rule matched.
+        let unmatched = Entry::Decision {
+            correlation: Some(Correlation::Opened { incident: 1 }),
+            decisions: vec![],
+        };
+        let verdicts = unmatched.verdicts();
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!(verdicts[0].kind, VerdictKind::NoMatch);
+        assert_eq!(verdicts[0].incident, Some(1));
+        // The API's form: `kind` and `detail` always, the rest where they apply.
+        let wire = serde_json::to_value(&verdicts[0]).expect("json");
+        assert_eq!(wire["kind"], "no_match");
+        assert!(wire["detail"].is_string());
+        assert!(wire.get("until").is_none() && wire.get("run").is_none());
+        // A row stores the correlation and reads it back.
+        let row = Write::Decisions {
+            event_id: "e9".into(),
+            at: DateTime::UNIX_EPOCH,
+            correlation: Some(Correlation::Flapping { incident: 7 }),
+            decisions: vec![],
+        }
+        .row()
+        .expect("a journal row");
+        assert_eq!(row.incident_id, Some(7), "on its incident's timeline");
+        let back = Entry::from_row(row.kind, serde_json::from_str(&row.body).expect("json"))
+            .expect("reads");
+        assert_eq!(
+            kinds(&back),
+            vec![(VerdictKind::Flapping, None), (VerdictKind::NoMatch, None)]
+        );
+        // Other entries are no verdict.
+        assert!(Entry::RunInput(Input::Start).verdicts().is_empty());
     }
 
     #[test]

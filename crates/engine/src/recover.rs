@@ -172,7 +172,15 @@ pub async fn guards(
         let rule_guards = rules
             .get(run.rule.as_str())
             .map_or(&default_guards, |rule| &rule.guards);
-        guards.start(&run.rule, rule_guards, &run.target, &run.id, run.started_at);
+        // Dry runs were counted in the dry runs' own books, and are rebuilt there.
+        guards.start(
+            &run.rule,
+            rule_guards,
+            &run.target,
+            &run.id,
+            run.dry_run,
+            run.started_at,
+        );
         if run.status != RunStatus::Running {
             guards.finish(&run.rule, &run.id);
         }

@@ -278,6 +278,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
             Write::Decisions {
                 event_id: "e1".into(),
                 at: t0,
+                correlation: None,
                 decisions: vec![],
             },
             Write::RunStarted {
@@ -361,6 +362,23 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
             .collect::<Vec<_>>(),
         vec!["decision", "run_started"]
     );
+    let decisions = store
+        .decisions_for_events(&["e1".to_string(), "nonexistent".to_string()])
+        .await
+        .expect("read");
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|entry| (entry.entry.kind(), entry.event_id.as_deref()))
+            .collect::<Vec<_>>(),
+        vec![("decision", Some("e1"))],
+        "only the decision rows of the events asked for"
+    );
+    assert!(store
+        .decisions_for_events(&[])
+        .await
+        .expect("read")
+        .is_empty());
     let runs = store
         .runs(&RunQuery {
             limit: 10,
@@ -661,6 +679,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
     let decisions = |event_id: &str, minutes: i64| Write::Decisions {
         event_id: event_id.into(),
         at: at(minutes),
+        correlation: None,
         decisions: vec![],
     };
     let mut joined = member(10, "t-fp", "t-first", at(0));
@@ -915,6 +934,7 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path, backup: Backup
     let decision = |event_id: &str, at: DateTime<Utc>| Write::Decisions {
         event_id: event_id.into(),
         at,
+        correlation: None,
         decisions: vec![],
     };
     // In time order, as the writer commits: sequence numbers and times grow together.

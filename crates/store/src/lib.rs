@@ -236,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, query: &EventQuery) -> Result<Vec<EventRecord>>;
     async fn event(&self, id: &str) -> Result<Option<EventRecord>>;
     async fn journal_for_event(&self, event_id: &str) -> Result<Vec<JournalEntry>>;
+    /// The decision rows (what became of each event) of these events, in journal order: what an
+    /// events list shows as each event's verdicts.
+    async fn decisions_for_events(&self, event_ids: &[String]) -> Result<Vec<JournalEntry>>;
     async fn journal_for_run(&self, run_id: &str) -> Result<Vec<JournalEntry>>;
     async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>>;
     async fn run(&self, id: &str) -> Result<Option<RunRecord>>;

@@ -84,8 +84,12 @@ pub struct InhibitRule {
 }
 
 mod defaults {
+    /// `service`, or Sloth's `sloth_service` where an alert has no `service`: burn-rate alerts
+    /// (generated rules, or the daemon's own SLO evaluation) name their service as Sloth does,
+    /// and keep that name so the generated rules match Sloth's exactly; grouping takes either,
+    /// so a burn joins its service's other alerts.
     pub fn group_by() -> Vec<String> {
-        vec!["service".into()]
+        vec!["service|sloth_service".into()]
     }
     pub fn window_secs() -> u64 {
         900

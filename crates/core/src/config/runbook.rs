@@ -285,7 +285,7 @@ pub struct Prometheus {
 }
 
 /// Top-level `runs:`: settings for every run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Runs {
     /// A notifier told when a run stops in `needs_attention` or fails its rollback.
@@ -295,9 +295,27 @@ pub struct Runs {
     /// across all rules. A rule's run beyond it is refused and the attention notifier is told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_targets: Option<u32>,
+    /// Values of an event's `severity` label that page someone: when a guard holds a rule back on
+    /// such an event (cooldown, rate, concurrency, a rule loop detection turned off), the
+    /// attention notifier is told, since nobody would otherwise know the page was not acted on.
+    #[serde(default = "defaults::page_severities")]
+    pub page_severities: Vec<String>,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Self {
+            attention_notifier: None,
+            max_targets: None,
+            page_severities: defaults::page_severities(),
+        }
+    }
 }
 
 mod defaults {
+    pub fn page_severities() -> Vec<String> {
+        vec!["page".into(), "critical".into()]
+    }
     pub fn backoff_secs() -> f64 {
         1.0
     }

@@ -30,10 +30,12 @@ struct RuleCopy {
 }
 
 impl GuardState {
-    /// A copy for readers outside the decide stage.
+    /// A copy for readers outside the decide stage: the live ledger, as dry runs hold nothing
+    /// back from live runs (shadow mode).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             rules: self
+                .live
                 .rules
                 .iter()
                 .map(|(name, state)| {
@@ -54,6 +56,7 @@ impl GuardState {
                 })
                 .collect(),
             locks: self
+                .live
                 .locks
                 .iter()
                 .map(|(target, run)| (target.clone(), run.clone()))
@@ -192,10 +195,10 @@ mod tests {
     fn a_rule_shows_what_the_next_check_would_say() {
         let guards = guards();
         let mut state = GuardState::default();
-        state.start("r", &guards, "a", "run1", at(0));
-        state.start("r", &guards, "b", "run2", at(10));
+        state.start("r", &guards, "a", "run1", false, at(0));
+        state.start("r", &guards, "b", "run2", false, at(10));
         state.finish("r", "run1");
-        state.start("other", &guards, "c", "run3", at(10));
+        state.start("other", &guards, "c", "run3", false, at(10));
         let disabled = [
             ("r".to_string(), "z".to_string()),
             ("other".to_string(), "y".to_string()),
@@ -230,7 +233,7 @@ mod tests {
         );
         // The check agrees on when the rate window lets a run through.
         assert!(matches!(
-            state.check("r", &guards, "new", at(30)),
+            state.check("r", &guards, "new", false, at(30)),
             Err(crate::guard::Skip::RateLimited { until, .. }) if until == at(300)
         ));
 

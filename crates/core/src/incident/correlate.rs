@@ -193,8 +193,12 @@ pub enum Verdict {
     MemberResolved {
         incident: IncidentId,
     },
-    /// The same alert, still firing since the same time (Alertmanager re-sends firing alerts).
-    Repeat,
+    /// The same alert, still firing since the same time (Alertmanager re-sends firing alerts), or
+    /// resolved again; with the incident it belongs to, when it was placed in one.
+    Repeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<IncidentId>,
+    },
     Silenced {
         silence: String,
     },
@@ -218,7 +222,9 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Whether rules should decide the event: not for repeats, muted or flapping alerts, commands.
+    /// Whether rules should decide the event: not for repeats, muted alerts or commands. A
+    /// flapping incident's member is decided: flapping stops pages, never the remediation of an
+    /// alert that fires (the rules' guards bound how often that runs).
     pub fn actionable(&self) -> bool {
         matches!(
             self,
@@ -227,6 +233,7 @@ impl Verdict {
                 | Verdict::FiredAgain { .. }
                 | Verdict::Reopened { .. }
                 | Verdict::MemberResolved { .. }
+                | Verdict::Flapping { .. }
                 | Verdict::Context
         )
     }
@@ -251,7 +258,7 @@ impl Verdict {
             Verdict::FiredAgain { .. } => "fired_again",
             Verdict::Reopened { .. } => "reopened",
             Verdict::MemberResolved { .. } => "member_resolved",
-            Verdict::Repeat => "repeat",
+            Verdict::Repeat { .. } => "repeat",
             Verdict::Silenced { .. } => "silenced",
             Verdict::Inhibited { .. } => "inhibited",
             Verdict::Flapping { .. } => "flapping",
@@ -600,7 +607,9 @@ impl Correlator {
         if let Some(alert) = previous {
             if alert.firing && alert.starts_at == starts_at {
                 if !alert.muted {
-                    return Verdict::Repeat;
+                    return Verdict::Repeat {
+                        incident: placed(alert.incident),
+                    };
                 }
                 // Muted when it began: still muted, or its silence has ended and it counts as new.
                 if let Some(muted) = self.mute(&event.labels, at, &[]) {
@@ -764,6 +773,27 @@ impl Correlator {
         if state_change || new_member {
             tracked.last_transition = now;
         }
+        if tracked.incident.state == State::Mitigated && !momentary {
+            // The fix did not hold (or something else broke): the incident is not mitigated while
+            // a member fires, and its verification no longer applies; the rules decide anew.
+            tracked.incident.state = if tracked.incident.acknowledged_at.is_some() {
+                State::Acknowledged
+            } else {
+                State::Open
+            };
+            tracked.verify = None;
+            out.changes.push(Change::Timeline(TimelineEntry {
+                incident: id,
+                kind: TimelineKind::MemberFiredAgain,
+                at,
+                event_id: Some(event.id.clone()),
+                summary: format!(
+                    "{} fires while the incident was mitigated: the incident is open again",
+                    alert_name(event)
+                ),
+                detail: serde_json::Value::Null,
+            }));
+        }
         if momentary {
             tracked.last_momentary = Some(now);
         } else if !already_counted || new_member {
@@ -841,7 +871,12 @@ impl Correlator {
             .contains_key(crate::ingest::cloudevents::ID_ANNOTATION)
             && self.alerts.contains_key(&key)
         {
-            return Verdict::Repeat;
+            return Verdict::Repeat {
+                incident: self
+                    .alerts
+                    .get(&key)
+                    .and_then(|alert| placed(alert.incident)),
+            };
         }
         let now = at.timestamp_millis();
         let mut alert = self
@@ -863,7 +898,9 @@ impl Correlator {
             return Verdict::Context;
         };
         if !alert.firing {
-            return Verdict::Repeat;
+            return Verdict::Repeat {
+                incident: placed(alert.incident),
+            };
         }
         alert.firing = false;
         self.remove_sources(alert.sources, &event.labels);
@@ -876,7 +913,20 @@ impl Correlator {
                 None => Verdict::Context,
             };
         }
-        self.count_transition(&mut alert, now);
+        let fixed = self
+            .incidents
+            .get(&alert.incident)
+            .is_some_and(|tracked| tracked.incident.state == State::Mitigated);
+        if fixed {
+            // A run of homeostat's succeeded and now the alert resolves: the fix working, not the
+            // alert flapping. Its count starts afresh, so fire, fix, resolve, fire again later
+            // never adds up to flapping; only changes nobody caused do.
+            alert.transitions = 0;
+            alert.window_start = now;
+            alert.last_transition = now;
+        } else {
+            self.count_transition(&mut alert, now);
+        }
         self.alerts.insert(key, alert);
         let flap_threshold = u32::from(alert.transitions) >= self.settings.flap_transitions;
         let Some(tracked) = self.incidents.get_mut(&alert.incident) else {
@@ -1354,6 +1404,11 @@ struct Head {
     disabled: Vec<(String, String)>,
     #[serde(default)]
     changes: Vec<(u64, Vec<RecentChange>)>,
+}
+
+/// An alert's incident, if it was ever placed in one (incidents are numbered from 1).
+fn placed(incident: IncidentId) -> Option<IncidentId> {
+    (incident > 0).then_some(incident)
 }
 
 fn equal_hash(equal: &[String], labels: &Labels) -> u64 {

@@ -91,6 +91,14 @@ pub struct Decided {
     pub message: Option<String>,
 }
 
+/// What the rules decided for one event, its incident transitions' included: journaled as one row,
+/// the run intents after it.
+#[derive(Default)]
+struct EventDecisions {
+    decisions: Vec<Decision>,
+    intents: Vec<Write>,
+}
+
 /// The output of one batch: what commits with it, and what to do once it has.
 #[derive(Debug, Default)]
 pub struct Step {
@@ -389,8 +397,18 @@ impl Decider {
                 self.escalation_notice(*incident, event, step);
             }
         }
+        // Every decision about this event, its incident transitions' included, goes into one
+        // journal row with its correlation; the run intents they cause follow it.
+        let mut decided = EventDecisions::default();
         if verdict.actionable() && event.kind != EventKind::Command {
-            self.decide_one(Trigger::Event, event, verdict.incident(), now, step);
+            self.decide_one(
+                Trigger::Event,
+                event,
+                verdict.incident(),
+                now,
+                step,
+                &mut decided,
+            );
         }
         for (incident, transition) in observed.transitions {
             if !self.incident_rules.contains(&transition) {
@@ -407,13 +425,25 @@ impl Decider {
                 Some(incident),
                 now,
                 step,
+                &mut decided,
             );
         }
+        // A command has its own timeline line; its row is written only when rules decided on the
+        // transition it caused.
+        if event.kind != EventKind::Command || !decided.decisions.is_empty() {
+            step.writes.push(Write::Decisions {
+                event_id: event.id.clone(),
+                at: now,
+                correlation: Some(verdict.clone()),
+                decisions: decided.decisions,
+            });
+        }
+        step.writes.append(&mut decided.intents);
         verdict
     }
 
-    /// Decides one event (or an incident's view) for the rules with this trigger, and journals the
-    /// decisions with the runs they plan.
+    /// Decides one event (or an incident's view) for the rules with this trigger, adding the
+    /// decisions and the run intents they cause to `decided`.
     fn decide_one(
         &mut self,
         trigger: Trigger,
@@ -421,6 +451,7 @@ impl Decider {
         incident: Option<IncidentId>,
         now: DateTime<Utc>,
         step: &mut Step,
+        decided: &mut EventDecisions,
     ) {
         // `decide` runs code from the config (CEL, templates): a panic there must cost one event's
         // decision, recorded as an error, not the writer and with it the daemon.
@@ -462,7 +493,6 @@ impl Decider {
             return;
         }
         self.stop_loops(&mut decisions, now);
-        let mut intents = Vec::new();
         for decision in &decisions {
             let message = match &decision.verdict {
                 Verdict::Skipped { message, .. } | Verdict::Error { message } => {
@@ -485,12 +515,12 @@ impl Decider {
                     // A dry run whose actions can ask their API (`dryRun=All`) is driven like a
                     // real run; its machine executes only those. Other dry runs complete at once.
                     if !run.dry_run || program.asks_server_dry_run() {
-                        intents.push(Write::RunStarted {
+                        decided.intents.push(Write::RunStarted {
                             run: run.clone(),
                             at: now,
                         });
                         if let Some(incident) = run.incident {
-                            intents.push(Write::RunIncident {
+                            decided.intents.push(Write::RunIncident {
                                 run_id: run.id.clone(),
                                 incident,
                             });
@@ -503,7 +533,9 @@ impl Decider {
                             planned_at: now,
                         });
                     } else {
-                        intents.extend(dry_run_writes(run, program, Some(event), now));
+                        decided
+                            .intents
+                            .extend(dry_run_writes(run, program, Some(event), now));
                         // It holds nothing: done as soon as decided.
                         self.guards.finish(&run.rule, &run.id);
                         step.dry_runs.push(DryRunDone {
@@ -515,30 +547,79 @@ impl Decider {
                 }
                 Verdict::Skipped {
                     message,
-                    skip: Skip::BlastRadius { .. },
-                } => {
-                    if let Some(notifier) = self.compiled.config.runs.attention_notifier.clone() {
-                        step.notices.push(Notice {
-                            key: format!("blast-radius/{}", event.id),
-                            notifier,
-                            summary: format!(
-                                "rule `{}` on `{}` {message}; people decide whether to act",
-                                decision.rule, decision.target
-                            ),
-                        });
-                    }
-                }
+                    skip,
+                    dry_run: false,
+                } => self.held_back(decision, skip, message, event, incident, step),
                 Verdict::Skipped { .. } | Verdict::Error { .. } | Verdict::IgnoredStatus { .. } => {
                 }
             }
         }
-        // The decision goes before the run intents it caused.
-        step.writes.push(Write::Decisions {
-            event_id: event.id.clone(),
-            at: now,
-            decisions,
-        });
-        step.writes.append(&mut intents);
+        decided.decisions.append(&mut decisions);
+    }
+
+    /// A guard held a live run back: people are told when nobody else would know. A refused
+    /// blast radius always; a held-back page (its `severity` one of `runs.page_severities`) when
+    /// the guard says the rule will not act for a while. A lock means another run is acting on the
+    /// target, and a stopped loop escalates the incident, which tells people itself.
+    fn held_back(
+        &self,
+        decision: &Decision,
+        skip: &Skip,
+        message: &str,
+        event: &Event,
+        incident: Option<IncidentId>,
+        step: &mut Step,
+    ) {
+        let runs = &self.compiled.config.runs;
+        let Some(notifier) = runs.attention_notifier.clone() else {
+            return;
+        };
+        let (rule, target) = (&decision.rule, &decision.target);
+        match skip {
+            Skip::BlastRadius { .. } => step.notices.push(Notice {
+                key: format!("blast-radius/{}", event.id),
+                notifier,
+                summary: format!(
+                    "rule `{rule}` on `{target}` {message}; people decide whether to act"
+                ),
+            }),
+            Skip::Cooldown { .. }
+            | Skip::RateLimited { .. }
+            | Skip::Concurrency { .. }
+            | Skip::Disabled { .. } => {
+                let Some(severity) = event
+                    .labels
+                    .get("severity")
+                    .filter(|severity| runs.page_severities.contains(severity))
+                else {
+                    return;
+                };
+                let of = incident
+                    .map(|incident| format!(" (incident {incident})"))
+                    .unwrap_or_default();
+                let summary = format!(
+                    "page not acted on: {} ({severity}){of}: rule `{rule}` on `{target}` {message}. People decide whether to act; see `homeostat events show {}`",
+                    crate::incident::correlate::alert_name(event),
+                    event.id
+                );
+                if let Some(incident) = incident {
+                    step.writes.push(Write::Timeline(TimelineEntry {
+                        incident,
+                        kind: TimelineKind::Notified,
+                        at: event.received_at,
+                        event_id: Some(event.id.clone()),
+                        summary: format!("told `{notifier}`: {summary}"),
+                        detail: serde_json::Value::Null,
+                    }));
+                }
+                step.notices.push(Notice {
+                    key: format!("held-back/{}/{rule}", event.id),
+                    notifier,
+                    summary,
+                });
+            }
+            Skip::Locked { .. } | Skip::Loop { .. } => {}
+        }
     }
 
     /// Loop detection: a run that would pass its rule's `loop` limit is stopped; the rule is
@@ -579,7 +660,11 @@ impl Decider {
                 ),
             });
             let message = skip.to_string();
-            decision.verdict = Verdict::Skipped { skip, message };
+            decision.verdict = Verdict::Skipped {
+                skip,
+                message,
+                dry_run: false,
+            };
         }
     }
 

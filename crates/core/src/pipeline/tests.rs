@@ -2,6 +2,8 @@
 //! run ends in, at a time), each with what it must give: correlation verdicts, each rule's
 //! decision, the runs dispatched, the commands the fold made itself, the notices and the
 //! verifications. Runs are named by the order they were dispatched in (`run1`, `run2`, ...).
+//! Optionally, the states of the incidents the batch changed, and what the journal says became of
+//! each event (the verdicts the API shows, read back through the journal's own encoding).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use crate::event::{Event, EventKind, Labels, Status};
 use crate::guard::{GuardState, LoopCounts};
 use crate::incident::correlate::Correlator;
 use crate::incident::Command;
-use crate::journal::{RunStatus, Write};
+use crate::journal::{Entry, RunStatus, Write};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,9 @@ struct Fixture {
 #[serde(deny_unknown_fields)]
 struct Batch {
     at: i64,
+    /// The config from this batch on, the fold's state kept (as a reload or a restart keeps it).
+    #[serde(default)]
+    config: Option<String>,
     #[serde(default)]
     events: Vec<FixtureEvent>,
     /// Runs that ended before this batch: `run1: succeeded`.
@@ -74,6 +79,14 @@ struct Expect {
     /// `incident runN`.
     #[serde(default)]
     verifications: Vec<String>,
+    /// `incident state`, for each incident the batch wrote (as it left it), with `flapping`
+    /// when it is; compared only when given.
+    #[serde(default)]
+    states: Option<Vec<String>>,
+    /// `eN kind [rule]`: each event's verdicts as the journal gives them back; compared only when
+    /// given.
+    #[serde(default)]
+    said: Option<Vec<String>>,
 }
 
 fn time(seconds: i64) -> DateTime<Utc> {
@@ -116,7 +129,7 @@ impl Runs {
     }
 }
 
-fn observed(step: &Step, runs: &mut Runs) -> Expect {
+fn observed(step: &Step, runs: &mut Runs, wanted: &Expect) -> Expect {
     let mut expect = Expect {
         verdicts: step
             .verdicts
@@ -181,16 +194,52 @@ fn observed(step: &Step, runs: &mut Runs) -> Expect {
             runs.name(&verification.run_id)
         ));
     }
+    if wanted.states.is_some() {
+        let mut states = BTreeMap::new();
+        for write in &step.writes {
+            if let Write::Incident(incident) = write {
+                let flapping = if incident.flapping { " flapping" } else { "" };
+                states.insert(
+                    incident.id,
+                    format!("{} {}{flapping}", incident.id, incident.state.as_str()),
+                );
+            }
+        }
+        expect.states = Some(states.into_values().collect());
+    }
+    if wanted.said.is_some() {
+        let mut said = Vec::new();
+        for write in &step.writes {
+            let Some(row) = write.row().filter(|row| row.kind == "decision") else {
+                continue;
+            };
+            let body = serde_json::from_str(&row.body).expect("a decision row is JSON");
+            let entry = Entry::from_row(row.kind, body).expect("a decision row reads back");
+            for verdict in entry.verdicts() {
+                let kind = serde_json::to_value(verdict.kind).expect("a kind");
+                let event = row.event_id.as_deref().unwrap_or_default();
+                said.push(match verdict.rule {
+                    Some(rule) => format!("{event} {} {rule}", kind.as_str().unwrap_or_default()),
+                    None => format!("{event} {}", kind.as_str().unwrap_or_default()),
+                });
+            }
+        }
+        expect.said = Some(said);
+    }
     expect
 }
 
-fn run(name: &str, fixture: &Fixture) {
-    let config = crate::config::parse(&[(PathBuf::from("fixture.yaml"), fixture.config.clone())])
+fn compile(name: &str, text: &str) -> Arc<crate::rule::Compiled> {
+    let config = crate::config::parse(&[(PathBuf::from("fixture.yaml"), text.to_string())])
         .unwrap_or_else(|diagnostics| panic!("{name}: the config: {diagnostics:?}"));
-    let compiled = Arc::new(
+    Arc::new(
         crate::rule::compile(&config)
             .unwrap_or_else(|diagnostics| panic!("{name}: the config: {diagnostics:?}")),
-    );
+    )
+}
+
+fn run(name: &str, fixture: &Fixture) {
+    let compiled = compile(name, &fixture.config);
     let correlator = Correlator::new(Arc::clone(&compiled.incidents), 0);
     let mut decider = Decider::new(
         Arc::clone(&compiled),
@@ -203,6 +252,15 @@ fn run(name: &str, fixture: &Fixture) {
     let mut next_event = 0;
     for (index, batch) in fixture.batches.iter().enumerate() {
         let at = time(batch.at);
+        if let Some(text) = &batch.config {
+            let Decider {
+                guards,
+                correlator,
+                loops,
+                ..
+            } = decider;
+            decider = Decider::new(compile(name, text), guards, correlator, loops, at);
+        }
         let events: Vec<Event> = batch
             .events
             .iter()
@@ -236,7 +294,7 @@ fn run(name: &str, fixture: &Fixture) {
             .collect();
         let refs: Vec<&Event> = events.iter().collect();
         let step = decider.apply(&refs, &ended, at);
-        let actual = observed(&step, &mut runs);
+        let actual = observed(&step, &mut runs, &batch.expect);
         assert_eq!(
             actual,
             batch.expect,

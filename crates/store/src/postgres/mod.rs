@@ -548,6 +548,22 @@ impl Store for PostgresStore {
         rows.iter().map(sql::journal_entry).collect()
     }
 
+    async fn decisions_for_events(&self, event_ids: &[String]) -> Result<Vec<JournalEntry>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One lookup of the `journal_event` index per id; a list is at most 1,000 events.
+        let text = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal \
+             WHERE kind = 'decision' AND event_id = ANY($1) ORDER BY seq"
+        );
+        let rows = sqlx::query(&text)
+            .bind(event_ids)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(sql::journal_entry).collect()
+    }
+
     async fn journal_for_run(&self, run_id: &str) -> Result<Vec<JournalEntry>> {
         let text = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 ORDER BY seq");
         let rows = sqlx::query(&text)

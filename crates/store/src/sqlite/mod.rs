@@ -516,6 +516,24 @@ impl Store for SqliteStore {
         rows.iter().map(sql::journal_entry).collect()
     }
 
+    async fn decisions_for_events(&self, event_ids: &[String]) -> Result<Vec<JournalEntry>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One lookup of the `journal_event` index per id; a list is at most 1,000 events.
+        let marks = vec!["?"; event_ids.len()].join(", ");
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal \
+             WHERE kind = 'decision' AND event_id IN ({marks}) ORDER BY seq"
+        );
+        let mut query = sqlx::query(&sql);
+        for id in event_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        rows.iter().map(sql::journal_entry).collect()
+    }
+
     async fn journal_for_run(&self, run_id: &str) -> Result<Vec<JournalEntry>> {
         let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY seq");
         let rows = sqlx::query(&sql)
