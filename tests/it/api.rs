@@ -23,6 +23,8 @@ pub struct Api {
 }
 
 pub const WRITE: &str = "write-token";
+/// A second `write` token, `w2`: someone other than `w`, for approvals that want another person.
+pub const WRITE2: &str = "write-token-2";
 pub const READ: &str = "read-token";
 pub const INGEST: &str = "ingest-token";
 pub const HMAC_KEY: &str = "hmac-key";
@@ -31,6 +33,7 @@ pub const HMAC_KEY: &str = "hmac-key";
 pub fn compile(dir: &std::path::Path, extra: &str) -> homeostat_core::rule::Compiled {
     for (name, value) in [
         ("write", WRITE),
+        ("write2", WRITE2),
         ("read", READ),
         ("ingest", INGEST),
         ("hmac", HMAC_KEY),
@@ -43,6 +46,7 @@ server: {{max_body_bytes: 2048, queue_capacity: 2}}
 store: {{path: {db:?}, synchronous: normal}}
 api_tokens:
   - {{name: w, scopes: [write], token: {{file: {w:?}}}}}
+  - {{name: w2, scopes: [write], token: {{file: {w2:?}}}}}
   - {{name: r, scopes: [read], token: {{file: {r:?}}}}}
   - {{name: i, scopes: [ingest], token: {{file: {i:?}}}}}
 sources:
@@ -55,6 +59,7 @@ sources:
 {extra}"#,
         db = dir.join("h.db").display().to_string(),
         w = dir.join("write").display().to_string(),
+        w2 = dir.join("write2").display().to_string(),
         r = dir.join("read").display().to_string(),
         i = dir.join("ingest").display().to_string(),
         h = dir.join("hmac").display().to_string(),

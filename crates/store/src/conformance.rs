@@ -323,6 +323,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
+                    rejected: None,
                 },
                 at: later,
             },
@@ -737,6 +738,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
+                    rejected: None,
                 },
                 at: at(3),
             },
@@ -887,6 +889,7 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path) {
         error: None,
         undone: vec![],
         outputs: serde_json::Value::Null,
+        rejected: None,
     };
     let step = |step: &str| Record::StepStarted {
         step: step.into(),
