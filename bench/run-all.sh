@@ -72,5 +72,14 @@ fi
 if wants scale; then
     run scale "$bench" scale --homeostat "$homeostat" --out "$results/scale.json" \
         --plots bench/plots
+    # The plots as PNG files too, drawn by headless Chromium (Debian's `chromium`).
+    if command -v chromium >/dev/null; then
+        for svg in bench/plots/*.svg; do
+            chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=760,460 \
+                --screenshot="${svg%.svg}.png" "file://$PWD/$svg" 2>/dev/null
+        done
+    else
+        echo "chromium is not installed: the plots stay SVG only (apt-get install chromium)" >&2
+    fi
 fi
 echo "results in $results/, stamped: $stamp" >&2

@@ -67,7 +67,7 @@ impl Coverage {
         (sequence, (sequence % self.accepted.len() as u64) as usize)
     }
 
-    fn sent(&self) -> u64 {
+    pub fn sent(&self) -> u64 {
         self.next.load(Ordering::Relaxed)
     }
 }

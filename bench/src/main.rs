@@ -10,6 +10,7 @@ mod pipeline;
 mod promhist;
 mod report;
 mod runbooks;
+mod scale;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ enum Command {
     Overload(overload::OverloadArgs),
     /// The store's size on disk through millions of events with retention on.
     Disk(disk::DiskArgs),
+    /// How cost grows: ingest against rules and history, restart against the journal's length,
+    /// list pages (first and deep) against the rows stored; tables, JSON and SVG plots.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args)]
@@ -174,7 +178,7 @@ impl Command {
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
             Command::Pipeline(_) | Command::Runbooks(_) | Command::Incidents(_) => 2,
-            Command::Overload(_) | Command::Disk(_) => 2,
+            Command::Overload(_) | Command::Disk(_) | Command::Scale(_) => 2,
         }
     }
 }
@@ -232,6 +236,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Incidents(args) => incidents::run(args).await,
         Command::Overload(args) => overload::run(args).await,
         Command::Disk(args) => disk::run(args).await,
+        Command::Scale(args) => scale::run(args).await,
     }
 }
 

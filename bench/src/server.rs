@@ -193,6 +193,39 @@ impl Server {
         }
     }
 
+    /// Kills homeostat as a crash would (SIGKILL) and starts it again on the same directory,
+    /// config and port; returns it once `/readyz` answers 200, and how long that took from the
+    /// start of the new process.
+    pub async fn restart_homeostat(mut self, binary: &Path) -> Result<(Server, Duration)> {
+        let _ = self.child.kill().await;
+        let port: u16 = self
+            .base_url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .context("the server's address has no port")?;
+        let Server { _dir: dir, .. } = self;
+        let config_path = dir.path().join("homeostat.yaml");
+        let binary = &resolve(binary)?;
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("HOMEOSTAT_BENCH_TOKEN", BENCH_TOKEN)
+            .env("HOMEOSTAT_BENCH_WEBHOOK_SECRET", BENCH_WEBHOOK_SECRET)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        let started = Instant::now();
+        let server = Server::spawn("homeostat", command, binary, dir, port)?;
+        let server = server
+            .wait_ready("/readyz", Duration::from_secs(3_600))
+            .await?;
+        Ok((server, started.elapsed()))
+    }
+
     /// The server's own temporary directory (homeostat's database is there).
     pub fn dir(&self) -> &Path {
         self._dir.path()
@@ -262,6 +295,9 @@ fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String
         action: exec
         with: {command: ["true"]}
 "#
+    } else if options.extra.starts_with("rules:") || options.extra.contains("\nrules:") {
+        // The extra config brings its own rules (the scale bench's rule sets).
+        ""
     } else {
         "rules: []\n"
     };

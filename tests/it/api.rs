@@ -171,6 +171,57 @@ async fn alertmanager_hook_commits_before_answering() {
 }
 
 #[tokio::test]
+async fn lists_page_by_cursor_without_skipping_or_repeating() {
+    let api = Api::start("").await;
+    let names: Vec<String> = (0..7).map(|index| format!("A{index}")).collect();
+    let alerts: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "firing")).collect();
+    let (status, _, body) = api
+        .call(post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            alertmanager_payload(&alerts),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (list, key) in [("events", "seq"), ("incidents", "id")] {
+        let mut seen = Vec::new();
+        let mut path = format!("/api/v1/{list}?limit=3");
+        let mut pages = 0;
+        loop {
+            let (status, _, body) = api.call(get(&path, Some(READ))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            pages += 1;
+            seen.extend(
+                body[list]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|item| item[key].as_i64().expect("a number")),
+            );
+            match body["next"].as_str() {
+                Some(next) => path = format!("/api/v1/{list}?limit=3&before={next}"),
+                None => break,
+            }
+        }
+        let expected: Vec<i64> = (1..=7).rev().collect();
+        assert_eq!(seen, expected, "{list}: newest first, each once");
+        assert_eq!(pages, 3, "{list}: 3 + 3 + 1");
+    }
+    let (status, _, body) = api
+        .call(get("/api/v1/incidents?before=tomorrow", Some(READ)))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_query");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("`before`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn every_auth_failure_has_its_code() {
     let api = Api::start("").await;
     let payload = alertmanager_payload(&[("A", "firing")]);

@@ -27,7 +27,9 @@ pub const TOKEN: &str = "homeostat-e2e-token-0123456789abcdef";
 pub const TOKEN_ENV: &str = "HOMEOSTAT_TEST_TOKEN";
 
 /// How long a started process gets to answer its readiness endpoint.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
+// Generous: a debug build replaying up to a snapshot interval of events (100,000) on a loaded
+// two-core machine can take tens of seconds, and a passing test never waits for it.
+const READY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How often readiness and test conditions are polled.
 pub const POLL: Duration = Duration::from_millis(50);

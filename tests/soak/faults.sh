@@ -17,8 +17,8 @@ binary=$(cargo test --test it --no-run --message-format=json 2>/dev/null \
 echo "== a full disk, $disk_full trials"
 HOMEOSTAT_DISK_FULL_TRIALS=$disk_full "$binary" --exact --nocapture \
     faults::a_full_disk_loses_nothing_acknowledged_and_the_daemon_recovers_by_itself \
-    2>&1 | grep -E '^disk full|test result|panicked'
+    2>&1 | grep -E -A45 '^disk full|test result|panicked'
 echo "== SIGKILL under load, $kills trials"
 HOMEOSTAT_KILL_TRIALS=$kills "$binary" --exact --nocapture \
     faults::sigkill_under_load_loses_nothing_acknowledged_and_repeats_no_effect \
-    2>&1 | grep -E '^sigkill|test result|panicked'
+    2>&1 | grep -E -A45 '^sigkill|test result|panicked'

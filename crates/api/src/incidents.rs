@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::auth::authorize;
 use crate::error::{ApiError, Code};
 use crate::ingest::read_body;
-use crate::read::{check_limit, store_error};
+use crate::read::{check_limit, next_cursor, numeric_cursor, store_error};
 use crate::runbooks::parse_json;
 
 /// How many runs of one incident are read for its context and postmortem.
@@ -44,6 +44,8 @@ pub struct ListQuery {
     limit: usize,
     /// `name=value`: only incidents grouped by this label value.
     label: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<String>,
 }
 
 fn default_limit() -> usize {
@@ -73,17 +75,20 @@ pub async fn list(
             }
         },
     };
+    let limit = check_limit(query.limit)?;
     let incidents = handle
         .store()
         .incidents(&IncidentQuery {
-            limit: check_limit(query.limit)?,
+            limit,
             open_only: query.open,
             label,
+            before_id: numeric_cursor(query.before.as_deref())?,
             ..Default::default()
         })
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({ "incidents": incidents })))
+    let next = next_cursor(&incidents, limit, |incident| incident.id.to_string());
+    Ok(Json(json!({ "incidents": incidents, "next": next })))
 }
 
 /// `GET /api/v1/incidents/{id}`: the incident, its members, its timeline in words and its context.

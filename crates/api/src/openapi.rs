@@ -131,9 +131,9 @@ fn base_spec() -> Value {
                 "get": {
                     "summary": "Recent events, newest first",
                     "operationId": "listEvents",
-                    "parameters": [limit, {"name": "source", "in": "query", "schema": {"type": "string"}}],
+                    "parameters": [limit, {"name": "source", "in": "query", "schema": {"type": "string"}}, {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "the `next` of the previous page"}],
                     "responses": with(json!({"200": {"description": "Events", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}}}}}),
+                        "type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next": {"type": ["string", "null"], "description": "give it back as `before` for the next page; null on the last page"}}}}}}}),
                         error_responses(&[400, 401, 403, 503]))
                 }
             },
@@ -151,9 +151,9 @@ fn base_spec() -> Value {
                 "operationId": "listRuns",
                 "parameters": [limit,
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/RunStatus"}},
-                    {"name": "rule", "in": "query", "schema": {"type": "string"}}],
+                    {"name": "rule", "in": "query", "schema": {"type": "string"}}, {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "the `next` of the previous page"}],
                 "responses": with(json!({"200": {"description": "Runs", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}}}}}}),
+                    "type": "object", "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}, "next": {"type": ["string", "null"], "description": "give it back as `before` for the next page; null on the last page"}}}}}}}),
                     error_responses(&[400, 401, 403, 503]))
             }},
             "/api/v1/runs/{id}": {"get": {
@@ -337,9 +337,9 @@ fn incident_paths() -> Value {
             "operationId": "listIncidents",
             "parameters": [limit,
                 {"name": "open", "in": "query", "schema": {"type": "boolean", "default": false}, "description": "only incidents not resolved"},
-                {"name": "label", "in": "query", "schema": {"type": "string"}, "description": "`name=value`: only incidents grouped by this label value"}],
+                {"name": "label", "in": "query", "schema": {"type": "string"}, "description": "`name=value`: only incidents grouped by this label value"}, {"name": "before", "in": "query", "schema": {"type": "string"}, "description": "the `next` of the previous page"}],
             "responses": with(json!({"200": {"description": "Incidents", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}}}}}),
+                "type": "object", "properties": {"incidents": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}, "next": {"type": ["string", "null"], "description": "give it back as `before` for the next page; null on the last page"}}}}}}}),
                 error_responses(&[400, 401, 403, 503]))
         }},
         "/api/v1/incidents/{id}": {"get": {

@@ -22,6 +22,8 @@ pub struct EventsQuery {
     #[serde(default = "default_limit")]
     limit: usize,
     source: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<String>,
 }
 
 fn default_limit() -> usize {
@@ -38,6 +40,29 @@ pub(crate) fn check_limit(limit: usize) -> Result<usize, ApiError> {
     Ok(limit)
 }
 
+/// A list page's cursor: the `next` a full page carries, given back as `before` for the page
+/// after it. Reading a page costs the same at any depth, as each cursor is a key of an index.
+pub(crate) fn next_cursor<T>(page: &[T], limit: usize, cursor: impl Fn(&T) -> String) -> Value {
+    match page.last() {
+        Some(last) if page.len() == limit => Value::String(cursor(last)),
+        _ => Value::Null,
+    }
+}
+
+/// A numeric cursor (an event's sequence number, an incident's number) read back from `before`.
+pub(crate) fn numeric_cursor(before: Option<&str>) -> Result<Option<i64>, ApiError> {
+    before
+        .map(|text| {
+            text.parse::<i64>().map_err(|_| {
+                ApiError::new(
+                    Code::InvalidQuery,
+                    format!("`before` is `{text}`; give back the `next` of the previous page"),
+                )
+            })
+        })
+        .transpose()
+}
+
 pub async fn list_events(
     State(handle): State<Handle>,
     headers: HeaderMap,
@@ -46,17 +71,20 @@ pub async fn list_events(
     authorize(&handle, &headers, Scope::Read)?;
     let Query(query) =
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
+    let limit = check_limit(query.limit)?;
     let events = handle
         .store()
         .events(&EventQuery {
-            limit: check_limit(query.limit)?,
+            limit,
             source: query.source,
             newest_first: true,
+            before_seq: numeric_cursor(query.before.as_deref())?,
             ..Default::default()
         })
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({ "events": events })))
+    let next = next_cursor(&events, limit, |event| event.seq.to_string());
+    Ok(Json(json!({ "events": events, "next": next })))
 }
 
 pub async fn get_event(
@@ -87,6 +115,30 @@ pub struct RunsQuery {
     limit: usize,
     status: Option<String>,
     rule: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<String>,
+}
+
+/// A run's place in the list (newest first), as a cursor: its start in milliseconds and its id.
+fn run_cursor(run: &homeostat_store::RunRecord) -> String {
+    format!("{}_{}", run.started_at.timestamp_millis(), run.id)
+}
+
+fn parse_run_cursor(text: &str) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
+    text.split_once('_')
+        .and_then(|(millis, id)| {
+            let millis = millis.parse::<i64>().ok()?;
+            Some((
+                chrono::DateTime::from_timestamp_millis(millis)?,
+                id.to_string(),
+            ))
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidQuery,
+                format!("`before` is `{text}`; give back the `next` of the previous page"),
+            )
+        })
 }
 
 pub async fn list_runs(
@@ -104,17 +156,21 @@ pub async fn list_runs(
                 .map_err(|message| ApiError::new(Code::InvalidQuery, message))?,
         ),
     };
+    let limit = check_limit(query.limit)?;
+    let before = query.before.as_deref().map(parse_run_cursor).transpose()?;
     let runs = handle
         .store()
         .runs(&RunQuery {
-            limit: check_limit(query.limit)?,
+            limit,
             status,
             rule: query.rule,
+            before,
             ..Default::default()
         })
         .await
         .map_err(store_error)?;
-    Ok(Json(json!({ "runs": runs })))
+    let next = next_cursor(&runs, limit, run_cursor);
+    Ok(Json(json!({ "runs": runs, "next": next })))
 }
 
 pub async fn get_run(

@@ -117,6 +117,8 @@ pub struct EventQuery {
     pub limit: usize,
     /// Only events with a larger sequence number.
     pub after_seq: Option<i64>,
+    /// Only events with a smaller sequence number: the cursor of the next page, newest first.
+    pub before_seq: Option<i64>,
     pub source: Option<String>,
     /// Newest first when true (for people); oldest first when false (for consumers).
     pub newest_first: bool,
@@ -140,6 +142,9 @@ pub struct RunQuery {
     pub started_after: Option<DateTime<Utc>>,
     /// Only runs linked to this incident.
     pub incident: Option<IncidentId>,
+    /// Only runs after this one in the list's order (started earlier, or at the same time with a
+    /// smaller id): the cursor of the next page.
+    pub before: Option<(DateTime<Utc>, String)>,
 }
 
 /// Which incidents to read, newest (highest number) first. Unset filters match everything; `limit`
@@ -154,6 +159,8 @@ pub struct IncidentQuery {
     pub opened_after: Option<DateTime<Utc>>,
     /// Only incidents whose grouping labels include this one (name, value).
     pub label: Option<(String, String)>,
+    /// Only incidents with a smaller number: the cursor of the next page.
+    pub before_id: Option<IncidentId>,
 }
 
 /// Room on the store's disk, for admission and `/metrics`.

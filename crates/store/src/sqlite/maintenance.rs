@@ -41,7 +41,7 @@ pub(super) fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn file_len(path: &Path) -> u64 {
+pub(super) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0)
 }
 
@@ -493,10 +493,12 @@ pub(super) async fn plan(
         });
     }
 
-    // By size: the oldest share of events and event-level journal rows that brings the database
-    // under 90% of the limit, estimated from the average row (rows are about alike in size).
-    if policy.max_bytes > 0 && plan.report.bytes_before > policy.max_bytes {
-        let goal = policy.max_bytes / 10 * 9;
+    // By size: past 80% of the limit, the oldest share of events and event-level journal rows that
+    // brings the database under 70% of it, estimated from the average row (rows are about alike in
+    // size). The headroom is what a busy store writes between two checks (every five seconds)
+    // and while the deletes take turns with ingest: the limit is a ceiling, not a target.
+    if policy.max_bytes > 0 && plan.report.bytes_before > policy.max_bytes / 10 * 8 {
+        let goal = policy.max_bytes / 10 * 7;
         let share = (plan.report.bytes_before - goal) as f64 / plan.report.bytes_before as f64;
         let (low, high): (Option<i64>, Option<i64>) =
             sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events")
@@ -624,10 +626,15 @@ pub(super) async fn prune(connection: &mut SqliteConnection, prune: &Prune) -> R
     Ok(deleted)
 }
 
-/// After a commit that pruned: gives the freed pages back to the file system (a database created
-/// with `auto_vacuum = INCREMENTAL`; others reuse them for new rows).
+/// Pages one prune's commit gives back at most (4 MiB of 4 KiB pages): moving pages to the freed
+/// ones is written to the WAL, and an unbounded vacuum after a large delete grew the log past
+/// `wal_max_bytes`. What is left goes with the next prunes, or is reused for new rows.
+const VACUUM_PAGES: u32 = 1024;
+
+/// In the commit that pruned: gives freed pages back to the file system (a database created with
+/// `auto_vacuum = INCREMENTAL`; others reuse them for new rows).
 pub(super) async fn vacuum(connection: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("PRAGMA incremental_vacuum")
+    sqlx::query(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
         .execute(&mut *connection)
         .await?;
     Ok(())

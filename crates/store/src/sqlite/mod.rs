@@ -48,6 +48,9 @@ pub struct SqliteStore {
     checkpointer: tokio::task::JoinHandle<()>,
     activity: maintenance::Activity,
     reserve: maintenance::Reserve,
+    /// The WAL file and its limit: past it, the writer checkpoints itself (see `commit`).
+    wal: PathBuf,
+    wal_max_bytes: u64,
 }
 
 impl Drop for SqliteStore {
@@ -172,6 +175,8 @@ impl SqliteStore {
             checkpointer,
             activity,
             reserve: maintenance::Reserve::new(path, settings.reserve_bytes),
+            wal: maintenance::wal_path(path),
+            wal_max_bytes: settings.wal_max_bytes,
         })
     }
 }
@@ -212,11 +217,14 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<()> {
         .await?;
     if applied == 0 {
         // Before the first table: retention can then give deleted pages back to the file system
-        // (`PRAGMA incremental_vacuum`). An existing database keeps its setting; its freed pages
-        // are reused for new rows.
+        // (`PRAGMA incremental_vacuum`). The connection set WAL mode first, which wrote the
+        // database's header, so the setting takes effect only through a VACUUM (instant on an
+        // empty file). An existing database keeps its setting; its freed pages are reused for new
+        // rows.
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(&mut *connection)
             .await?;
+        sqlx::query("VACUUM").execute(&mut *connection).await?;
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let version = index + 1;
@@ -816,6 +824,18 @@ impl Store for SqliteStore {
         };
         committed.pruned = pruned;
         self.activity.committed();
+        // The background checkpointer cannot reset the log while a long read (retention planning,
+        // a large API page) holds an old snapshot, and big prunes write much to it meanwhile. Past
+        // the limit the writer checkpoints itself: no commit can add to the log while it waits for
+        // the readers, so it gets to the end. It costs this one commit's caller a pause; a failure
+        // is the next commit's to retry.
+        if self.wal_max_bytes > 0 && maintenance::file_len(&self.wal) > self.wal_max_bytes {
+            if let Some(connection) = state.connection.as_mut() {
+                if let Err(error) = maintenance::checkpoint(connection, "TRUNCATE").await {
+                    tracing::warn!(%error, "the WAL is past its limit and could not be checkpointed; will retry");
+                }
+            }
+        }
         // Only a committed batch consumes sequence numbers.
         state.next_event_seq = event_seq;
         state.next_journal_seq = journal_seq;
@@ -826,6 +846,9 @@ impl Store for SqliteStore {
         let mut filter = Filter::default();
         if let Some(after) = query.after_seq {
             filter.term("seq > ?", [Value::Int(after)]);
+        }
+        if let Some(before) = query.before_seq {
+            filter.term("seq < ?", [Value::Int(before)]);
         }
         if let Some(source) = &query.source {
             filter.term("source = ?", [Value::Text(source.clone())]);
@@ -897,6 +920,17 @@ impl Store for SqliteStore {
         }
         if let Some(incident) = query.incident {
             filter.term("incident_id = ?", [Value::Int(incident)]);
+        }
+        if let Some((started_at, id)) = &query.before {
+            let started_at = millis(*started_at);
+            filter.term(
+                "(started_at < ? OR (started_at = ? AND id < ?))",
+                [
+                    Value::Int(started_at),
+                    Value::Int(started_at),
+                    Value::Text(id.clone()),
+                ],
+            );
         }
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs{} ORDER BY started_at DESC, id DESC LIMIT ?",
@@ -1051,6 +1085,9 @@ impl Store for SqliteStore {
         }
         if let Some(after) = query.opened_after {
             filter.term("opened_at >= ?", [Value::Int(millis(after))]);
+        }
+        if let Some(before) = query.before_id {
+            filter.term("id < ?", [Value::Int(before)]);
         }
         if let Some((name, value)) = &query.label {
             filter.term(
