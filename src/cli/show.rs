@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use homeostat_store::{
-    steps_from_journal, EventQuery, JournalEntry, RunQuery, RunRecord, RunStatus, Store,
+    steps_from_journal, EventQuery, JournalEntry, RunQuery, RunRecord, RunStatus, StepStatus, Store,
 };
 use serde_json::{json, Value};
 
@@ -431,6 +431,17 @@ pub async fn run(global: &Global, format: Format, id: &str) -> u8 {
         field("params", &params);
     }
     if let Some(end) = end {
+        if let Some(rejected) = &end.rejected {
+            let comment = rejected
+                .comment
+                .as_deref()
+                .map(|comment| format!(": {comment}"))
+                .unwrap_or_default();
+            field(
+                "rejected",
+                &format!("by `{}` at step `{}`{comment}", rejected.by, rejected.step),
+            );
+        }
         if !end.undone.is_empty() {
             field("undone", &end.undone.join(", "));
         }
@@ -447,12 +458,19 @@ pub async fn run(global: &Global, format: Format, id: &str) -> u8 {
                 .finished_at
                 .map(|end| took(step.started_at, end))
                 .unwrap_or_else(|| "-".into());
+            // A `wait` until a check counts its polls while it waits.
+            let status = match step.polls {
+                Some(polls) if step.status == StepStatus::Waiting => {
+                    format!("waiting (poll {polls})")
+                }
+                _ => step.status.to_string(),
+            };
             vec![
                 (index + 1).to_string(),
                 step.step.clone(),
                 step.action.clone(),
                 step.attempt.to_string(),
-                step.status.to_string(),
+                status,
                 step.started_at.format("%H:%M:%S%.3f").to_string(),
                 took,
                 step.error.clone().unwrap_or_default(),
@@ -465,6 +483,46 @@ pub async fn run(global: &Global, format: Format, id: &str) -> u8 {
         ],
         rows,
     );
+    // A dry run shows what each step would have run, from the inputs it rendered.
+    if run.dry_run {
+        println!();
+        for step in &steps {
+            if let Some(summary) = &step.summary {
+                println!("{}: would {summary}", step.step);
+            }
+        }
+    }
+    // What a waiting step waits for: an approval's approvers and deadline, a wait's last poll.
+    for step in steps
+        .iter()
+        .filter(|step| step.status == StepStatus::Waiting)
+    {
+        println!("\n--- step `{}` waiting ---", step.step);
+        if let Some(summary) = &step.summary {
+            println!("{summary}");
+        }
+        let deadline = step
+            .inputs
+            .as_ref()
+            .and_then(|inputs| inputs.get("deadline"))
+            .and_then(|deadline| deadline.as_str())
+            .and_then(|deadline| deadline.parse::<chrono::DateTime<chrono::Utc>>().ok());
+        if let Some(deadline) = deadline {
+            println!("until {}", time(deadline));
+        }
+        if let (Some(polls), Some(poll)) = (step.polls, &step.last_poll) {
+            let observed = if is_empty(&poll.output) {
+                String::new()
+            } else {
+                format!(" ({})", poll.output)
+            };
+            println!(
+                "poll {polls} at {}: {}{observed}",
+                time(poll.at),
+                poll.error.as_deref().unwrap_or(poll.status.as_str())
+            );
+        }
+    }
     for step in &steps {
         // A parallel or for_each step's outputs are its children's, shown with them.
         let composite = matches!(step.action.as_str(), "parallel" | "for_each");

@@ -23,6 +23,8 @@ pub struct Api {
 }
 
 pub const WRITE: &str = "write-token";
+/// A second `write` token, `w2`: someone other than `w`, for approvals that want another person.
+pub const WRITE2: &str = "write-token-2";
 pub const READ: &str = "read-token";
 pub const INGEST: &str = "ingest-token";
 pub const HMAC_KEY: &str = "hmac-key";
@@ -44,6 +46,7 @@ pub fn compile_with_store(
 ) -> homeostat_core::rule::Compiled {
     for (name, value) in [
         ("write", WRITE),
+        ("write2", WRITE2),
         ("read", READ),
         ("ingest", INGEST),
         ("hmac", HMAC_KEY),
@@ -56,6 +59,7 @@ server: {{max_body_bytes: 2048, queue_capacity: 2}}
 store: {store}
 api_tokens:
   - {{name: w, scopes: [write], token: {{file: {w:?}}}}}
+  - {{name: w2, scopes: [write], token: {{file: {w2:?}}}}}
   - {{name: r, scopes: [read], token: {{file: {r:?}}}}}
   - {{name: i, scopes: [ingest], token: {{file: {i:?}}}}}
 sources:
@@ -67,6 +71,7 @@ sources:
     labels: {{service: "{{{{ body.service }}}}", version: "{{{{ body.version }}}}"}}
 {extra}"#,
         w = dir.join("write").display().to_string(),
+        w2 = dir.join("write2").display().to_string(),
         r = dir.join("read").display().to_string(),
         i = dir.join("ingest").display().to_string(),
         h = dir.join("hmac").display().to_string(),

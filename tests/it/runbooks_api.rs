@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tower::ServiceExt;
 
-use crate::api::{get, post, Api, READ, WRITE};
+use crate::api::{get, post, Api, READ, WRITE, WRITE2};
 use crate::support::{base_config, wait_for, Daemon, TOKEN};
 
 /// How long a run gets to reach a state; runs of `log` steps take milliseconds.
@@ -41,6 +41,21 @@ runbooks:
     steps:
       - name: ok
         approval: {approvers: [alice]}
+  - name: four-eyes
+    params:
+      service: {type: string, default: api}
+    steps:
+      - name: ok
+        approval: {approvers: [w, w2], message: "restart {{ params.service }}?", distinct_from_starter: true}
+        timeout_secs: 600
+      - {name: restart, action: exec, with: {command: [systemctl, restart, "{{ params.service }}"]}}
+  - name: settle
+    steps:
+      - name: healthy
+        wait:
+          until: {http: {url: "http://127.0.0.1:1/health"}}
+          interval_secs: 0.05
+        timeout_secs: 600
 "#;
 
 fn start_body(params: Value) -> String {
@@ -122,8 +137,8 @@ async fn runbooks_are_listed_and_shown() {
         .iter()
         .filter_map(|runbook| runbook["name"].as_str())
         .collect();
-    assert_eq!(names, ["gated", "greet", "guarded"]);
-    let greet = &listed["runbooks"][1];
+    assert_eq!(names, ["four-eyes", "gated", "greet", "guarded", "settle"]);
+    let greet = &listed["runbooks"][2];
     assert_eq!(greet["description"], "Say hello.");
     assert_eq!(greet["steps"], json!(["hello", "again"]));
     assert_eq!(
@@ -337,7 +352,7 @@ async fn an_approved_run_goes_on_and_succeeds() {
 }
 
 #[tokio::test]
-async fn a_rejected_run_rolls_back_what_it_did() {
+async fn a_rejected_run_rolls_back_what_it_did_and_ends_rejected_saying_who_and_why() {
     let api = Api::start(RUNBOOKS).await;
     let id = start(&api, "gated", String::new()).await;
     wait_approval(&api, &id).await;
@@ -360,7 +375,16 @@ async fn a_rejected_run_rolls_back_what_it_did() {
         String::new,
     )
     .await;
-    assert_eq!(run["run"]["status"], "rolled_back", "{run:#}");
+    assert_eq!(run["run"]["status"], "rejected", "{run:#}");
+    assert_eq!(run["end"]["status"], "rejected", "{run:#}");
+    assert_eq!(
+        run["end"]["rejected"],
+        json!({"step": "ok", "by": "w", "comment": "not now"})
+    );
+    assert_eq!(
+        run["run"]["error"], "step `ok` rejected by `w`: not now",
+        "{run:#}"
+    );
     assert_eq!(run["end"]["undone"], json!(["prepare"]));
     let ok = step(&run, "ok");
     assert_eq!(ok["status"], "rejected");
@@ -618,6 +642,160 @@ async fn the_runbook_endpoints_and_codes_are_documented() {
     }
 }
 
+#[tokio::test]
+async fn an_approval_shows_who_may_answer_what_and_until_when_and_refuses_the_starter() {
+    let api = Api::start(RUNBOOKS).await;
+    let id = start(&api, "four-eyes", String::new()).await;
+    let run = wait_approval(&api, &id).await;
+    let pending = &run["pending_approvals"][0];
+    assert_eq!(pending["step"], "ok");
+    assert_eq!(pending["approvers"], json!(["w", "w2"]));
+    assert_eq!(pending["message"], "restart api?");
+    assert_eq!(pending["distinct_from_starter"], true);
+    assert_eq!(pending["started_by"], "w");
+    let started: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(run["run"]["started_at"].clone()).expect("a start time");
+    let deadline: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(pending["deadline"].clone()).expect("a deadline");
+    let waits = (deadline - started).num_seconds();
+    assert!((599..=601).contains(&waits), "{deadline} - {started}");
+    let ok = step(&run, "ok");
+    assert_eq!(ok["status"], "waiting");
+    assert_eq!(
+        ok["summary"],
+        "ask `w`, `w2` to approve, not `w`, who started the run: restart api?"
+    );
+
+    // The token that started the run may not answer it, yes or no.
+    let approval = format!("/api/v1/runs/{id}/approval");
+    for answer in [r#"{"approve": true}"#, r#"{"approve": false}"#] {
+        let (status, _, error) = api.call(post(&approval, Some(WRITE), answer)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+        assert_eq!(error["code"], "approver_is_starter");
+        assert_eq!(error["type"], "auth");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`w` started run")
+                && message.contains("`distinct_from_starter`")
+                && message.contains("ask another approver"),
+            "{message}"
+        );
+    }
+    assert_eq!(show_run(&api, &id).await["run"]["status"], "running");
+
+    // Someone else may, and a rejection ends the run `rejected` with who and why.
+    let (status, _, answer) = api
+        .call(post(
+            &approval,
+            Some(WRITE2),
+            r#"{"approve": false, "comment": "not during the sale"}"#,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["by"], "w2");
+    let run = wait_status(&api, &id, "rejected").await;
+    assert_eq!(
+        run["end"]["rejected"],
+        json!({"step": "ok", "by": "w2", "comment": "not during the sale"})
+    );
+    assert_eq!(run["pending_approvals"], json!([]));
+    assert_eq!(step(&run, "ok")["status"], "rejected");
+    assert!(
+        run["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().all(|step| step["step"] != "restart")),
+        "{run:#}"
+    );
+    let (status, _, error) = api
+        .call(post(&approval, Some(WRITE2), r#"{"approve": true}"#))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("it is `rejected`"),
+        "{error}"
+    );
+    let (status, _, listed) = api
+        .call(get("/api/v1/runs?status=rejected", Some(READ)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["runs"][0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_what_each_step_would_have_run() {
+    let api = Api::start(RUNBOOKS).await;
+    let (status, _, answer) = api
+        .call(post(
+            "/api/v1/runbooks/four-eyes/runs",
+            Some(WRITE),
+            r#"{"params": {"service": "checkout"}, "dry_run": true}"#,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["status"], "dry_run");
+    let run = show_run(&api, answer["run_id"].as_str().expect("an id")).await;
+    assert_eq!(run["run"]["status"], "dry_run", "{run:#}");
+    let restart = step(&run, "restart");
+    assert_eq!(restart["status"], "dry_run");
+    assert_eq!(
+        restart["inputs"],
+        json!({"command": ["systemctl", "restart", "checkout"]})
+    );
+    assert_eq!(restart["summary"], "run `systemctl restart checkout`");
+    assert_eq!(
+        step(&run, "ok")["summary"],
+        "ask `w`, `w2` to approve, not `w`, who started the run: restart checkout?"
+    );
+}
+
+#[tokio::test]
+async fn a_polling_wait_shows_waiting_with_its_polls_and_what_it_last_saw() {
+    let api = Api::start(RUNBOOKS).await;
+    let id = start(&api, "settle", String::new()).await;
+    let run = wait_for(
+        "the wait to have polled three times",
+        WITHIN,
+        || async {
+            let run = show_run(&api, &id).await;
+            (step(&run, "healthy")["polls"].as_u64() >= Some(3)).then_some(run)
+        },
+        String::new,
+    )
+    .await;
+    let healthy = step(&run, "healthy");
+    assert_eq!(healthy["status"], "waiting", "{run:#}");
+    assert_eq!(run["run"]["status"], "running");
+    assert_eq!(healthy["last_poll"]["status"], "failed");
+    assert!(
+        healthy["last_poll"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("http://127.0.0.1:1/health"),
+        "{healthy}"
+    );
+    assert_eq!(
+        healthy["summary"],
+        "wait until GET http://127.0.0.1:1/health answers 2xx, for up to 600 s"
+    );
+    // One step however many polls: a poll is not a step of its own.
+    let records = run["steps"].as_array().map(|steps| {
+        steps
+            .iter()
+            .filter(|step| step["step"] == "healthy")
+            .count()
+    });
+    assert_eq!(records, Some(1), "{run:#}");
+    let (status, _, answer) = api
+        .call(post(&format!("/api/v1/runs/{id}/cancel"), Some(WRITE), ""))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let run = wait_status(&api, &id, "cancelled").await;
+    assert_eq!(step(&run, "healthy")["status"], "cancelled");
+}
+
 // The command line against the real daemon.
 
 /// The daemon's token is named `test` (see `support::base_config`).
@@ -825,8 +1003,18 @@ async fn the_cli_follow_fails_when_the_run_is_rejected_or_cancelled() {
     assert!(rejected.contains("rejected step `ok`"), "{rejected}");
     let (code, followed, stderr) = finish(follower, stdout).await;
     assert_eq!(code, 1, "{followed}\n{stderr}");
-    assert!(followed.contains("rolled_back"), "{followed}");
+    assert!(followed.contains("rejected"), "{followed}");
     assert!(followed.contains("undone: prepare"), "{followed}");
+    // `runs show` says the run was rejected, by whom, at which step, and what was undone.
+    let (code, shown, stderr) = cli_output(&daemon, &["runs", "show", &run_id]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for expected in [
+        "status     rejected",
+        "rejected   by `test` at step `ok`",
+        "undone     prepare",
+    ] {
+        assert!(shown.contains(expected), "no `{expected}` in:\n{shown}");
+    }
 
     let (follower, run_id, stdout) = follow_gated(&daemon, "v3").await;
     wait_pending(&daemon, &run_id).await;
@@ -859,4 +1047,17 @@ async fn the_cli_prints_a_dry_run_s_rendered_inputs() {
     assert!(stdout.contains("prepare v9"), "{stdout}");
     assert!(stdout.contains("echo applied v9"), "{stdout}");
     assert!(stdout.contains("dry_run"), "{stdout}");
+
+    // `runs show` of the dry run says what each step would have run, as the dry run rendered it.
+    let run_id = stdout.lines().next().unwrap_or_default().trim().to_string();
+    let (code, shown, stderr) = cli_output(&daemon, &["runs", "show", &run_id]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for expected in [
+        "status     dry_run (dry run)",
+        "prepare: would log: prepare v9",
+        "ok: would ask `test` to approve: apply v9?",
+        "apply: would run `/bin/sh -c 'echo applied v9'`",
+    ] {
+        assert!(shown.contains(expected), "no `{expected}` in:\n{shown}");
+    }
 }

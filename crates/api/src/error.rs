@@ -16,6 +16,7 @@ pub enum Code {
     StaleDelivery,
     ForbiddenScope,
     NotAnApprover,
+    ApproverIsStarter,
     NoTokensConfigured,
     NotFound,
     RunbookNotFound,
@@ -52,6 +53,7 @@ impl Code {
             Code::ReplayedDelivery => "replayed_delivery",
             Code::ForbiddenScope => "forbidden_scope",
             Code::NotAnApprover => "not_an_approver",
+            Code::ApproverIsStarter => "approver_is_starter",
             Code::NoTokensConfigured => "no_tokens_configured",
             Code::NotFound => "not_found",
             Code::RunbookNotFound => "runbook_not_found",
@@ -87,7 +89,9 @@ impl Code {
             | Code::InvalidSignature
             | Code::StaleDelivery
             | Code::NoTokensConfigured => StatusCode::UNAUTHORIZED,
-            Code::ForbiddenScope | Code::NotAnApprover => StatusCode::FORBIDDEN,
+            Code::ForbiddenScope | Code::NotAnApprover | Code::ApproverIsStarter => {
+                StatusCode::FORBIDDEN
+            }
             Code::NotFound
             | Code::RunbookNotFound
             | Code::IncidentNotFound
@@ -137,6 +141,7 @@ impl Code {
             | Code::StaleDelivery
             | Code::ForbiddenScope
             | Code::NotAnApprover
+            | Code::ApproverIsStarter
             | Code::NoTokensConfigured => "auth",
             Code::Overloaded | Code::Unavailable | Code::Internal => "system",
         }
@@ -153,6 +158,7 @@ impl Code {
         Code::ReplayedDelivery,
         Code::ForbiddenScope,
         Code::NotAnApprover,
+        Code::ApproverIsStarter,
         Code::NoTokensConfigured,
         Code::NotFound,
         Code::RunbookNotFound,

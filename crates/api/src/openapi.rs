@@ -3,6 +3,8 @@
 use axum::Json;
 use serde_json::{json, Value};
 
+use homeostat_core::journal::{RunStatus, StepStatus};
+
 use crate::error::Code;
 
 pub async fn document() -> Json<Value> {
@@ -15,7 +17,7 @@ fn error_responses(codes: &[u16]) -> Value {
         let description = match code {
             400 => "Malformed payload, query or parameter; `message` names the field",
             401 => "Missing or wrong credentials",
-            403 => "The token lacks the needed scope, or is not one of the step's approvers",
+            403 => "The token lacks the needed scope, or is not one of the step's approvers, or started the run and the step asks for someone else",
             404 => "No such resource",
             409 => "The resource is not in a state that allows it: the run is not in progress or has no approval waiting, the incident is resolved or already acknowledged, the silence has expired, the rule is not disabled for the target",
             413 => "The body is larger than `server.max_body_bytes`",
@@ -62,6 +64,38 @@ pub fn spec() -> Value {
 
 fn base_spec() -> Value {
     let codes: Vec<&str> = Code::ALL.iter().map(|code| code.as_str()).collect();
+    let run_statuses = RunStatus::ALL.map(RunStatus::as_str);
+    let step_statuses = StepStatus::ALL.map(StepStatus::as_str);
+    // Apart from the document's one `json!`, which would nest too deep for the macro.
+    let step_schema = json!({"type": "object", "description": "One attempt of one step, folded from the journal", "properties": {
+        "step": {"type": "string", "description": "the step's path: `name`, `parallel.branch.name`, `each[2].name`, `call.name`, `name.rollback`"},
+        "name": {"type": "string"}, "attempt": {"type": "integer"},
+        "action": {"type": "string", "description": "the action, or the step's kind (`wait`, `approval`, `parallel`, ...)"},
+        "status": {"type": "string", "enum": step_statuses,
+            "description": "`waiting`: an approval, or a `wait` whose check has not held yet (see `polls` and `last_poll`)"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "inputs": {"description": "the rendered inputs"}, "output": {"description": "what the action returned (for exec: exit code, stdout, stderr)"},
+        "outputs": {"description": "the step's declared outputs"}, "error": {"type": ["string", "null"]},
+        "resumed": {"type": "boolean", "description": "started again after a restart"},
+        "summary": {"type": "string", "description": "what the step does, in words, from its rendered inputs: `run `systemctl restart api``, `POST https://...`, the Kubernetes object and its change; in a dry run, what would have run"},
+        "polls": {"type": "integer", "description": "a `wait` until a check: how many times the check ran"},
+        "last_poll": {"type": "object", "description": "a `wait` until a check: what the latest check observed", "properties": {
+            "at": {"type": "string", "format": "date-time"}, "status": {"type": "string", "enum": ["succeeded", "failed", "timed_out"]},
+            "output": {"description": "for PromQL: the query, its number of series and the first value; for HTTP: the status"},
+            "error": {"type": "string", "description": "why the check did not hold"}}}}});
+    let run_end_schema = json!({"type": "object", "properties": {
+        "status": {"$ref": "#/components/schemas/RunStatus"}, "error": {"type": ["string", "null"]},
+        "undone": {"type": "array", "items": {"type": "string"}, "description": "steps whose rollbacks ran and succeeded, in order"},
+        "outputs": {},
+        "rejected": {"type": "object", "description": "a `rejected` run: the approval step, the token that rejected it and its comment", "properties": {
+            "step": {"type": "string"}, "by": {"type": "string"}, "comment": {"type": "string"}}}}});
+    let pending_approval_schema = json!({"type": "object", "properties": {
+        "step": {"type": "string"},
+        "approvers": {"type": "array", "items": {"type": "string"}, "description": "the tokens that may answer; any `write` token when empty"},
+        "message": {"type": ["string", "null"]}, "deadline": {"type": "string", "format": "date-time"},
+        "distinct_from_starter": {"type": "boolean", "description": "the token that started the run may not answer (403 `approver_is_starter`)"},
+        "started_by": {"type": ["string", "null"], "description": "the token that started the run by hand; null for a rule's run"}}});
     let limit = json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}});
     json!({
         "openapi": "3.1.0",
@@ -174,7 +208,8 @@ fn base_spec() -> Value {
                     "type": {"type": "string", "enum": ["invalid_request", "auth", "system"]}, "link": {"type": "string"}}},
                 "Labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "Status": {"type": "string", "enum": ["firing", "resolved"]},
-                "RunStatus": {"type": "string", "enum": ["running", "succeeded", "failed", "rolled_back", "cancelled", "dry_run", "needs_attention"]},
+                "RunStatus": {"type": "string", "enum": run_statuses,
+                    "description": "`rejected`: a person rejected an approval the run waited for (`end.rejected` says who and why)"},
                 "AlertmanagerWebhook": {"type": "object", "required": ["version", "alerts"], "properties": {
                     "version": {"const": "4"}, "receiver": {"type": "string"}, "groupKey": {"type": "string"},
                     "alerts": {"type": "array", "items": {"type": "object", "required": ["status", "labels"], "properties": {
@@ -222,23 +257,9 @@ fn base_spec() -> Value {
                     "dry_run": {"type": "boolean"}, "started_at": {"type": "string", "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "format": "date-time"}, "error": {"type": ["string", "null"]},
                     "plan": {"type": "object"}}},
-                "Step": {"type": "object", "description": "One attempt of one step, folded from the journal", "properties": {
-                    "step": {"type": "string", "description": "the step's path: `name`, `parallel.branch.name`, `each[2].name`, `call.name`, `name.rollback`"},
-                    "name": {"type": "string"}, "attempt": {"type": "integer"},
-                    "action": {"type": "string", "description": "the action, or the step's kind (`wait`, `approval`, `parallel`, ...)"},
-                    "status": {"type": "string", "description": "`running`, `waiting`, `succeeded`, `failed`, `timed_out`, `skipped`, `rejected`, `cancelled`, `dry_run`, ..."},
-                    "started_at": {"type": "string", "format": "date-time"},
-                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
-                    "inputs": {"description": "the rendered inputs"}, "output": {"description": "what the action returned (for exec: exit code, stdout, stderr)"},
-                    "outputs": {"description": "the step's declared outputs"}, "error": {"type": ["string", "null"]},
-                    "resumed": {"type": "boolean", "description": "started again after a restart"}}},
-                "RunEnd": {"type": "object", "properties": {
-                    "status": {"$ref": "#/components/schemas/RunStatus"}, "error": {"type": ["string", "null"]},
-                    "undone": {"type": "array", "items": {"type": "string"}, "description": "steps whose rollbacks ran and succeeded, in order"},
-                    "outputs": {}}},
-                "PendingApproval": {"type": "object", "properties": {
-                    "step": {"type": "string"}, "approvers": {"type": "array", "items": {"type": "string"}},
-                    "message": {"type": ["string", "null"]}, "deadline": {"type": "string", "format": "date-time"}}},
+                "Step": step_schema,
+                "RunEnd": run_end_schema,
+                "PendingApproval": pending_approval_schema,
                 "RunbookSummary": {"type": "object", "properties": {
                     "name": {"type": "string"}, "description": {"type": ["string", "null"]},
                     "params": {"type": "object", "additionalProperties": {"type": "object", "properties": {

@@ -193,12 +193,10 @@ pub async fn list_runs(
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => Some(text.parse::<RunStatus>().ok().ok_or_else(|| {
-            ApiError::new(
-                Code::InvalidQuery,
-                format!("unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention"),
-            )
-        })?),
+        Some(text) => Some(
+            text.parse::<RunStatus>()
+                .map_err(|message| ApiError::new(Code::InvalidQuery, message))?,
+        ),
     };
     let limit = check_limit(query.limit)?;
     let before = query.before.as_deref().map(parse_run_cursor).transpose()?;

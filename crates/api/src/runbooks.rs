@@ -372,6 +372,9 @@ async fn run_error(handle: &Handle, id: &str, error: runs::Error) -> ApiError {
         },
         runs::Error::NoApproval { .. } => ApiError::new(Code::NoApprovalWaiting, error.to_string()),
         runs::Error::NotApprover { .. } => ApiError::new(Code::NotAnApprover, error.to_string()),
+        runs::Error::StarterMayNotApprove { .. } => {
+            ApiError::new(Code::ApproverIsStarter, error.to_string())
+        }
     }
 }
 

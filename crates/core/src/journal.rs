@@ -31,10 +31,12 @@ pub enum RunStatus {
     /// A step failed and the rollbacks of the steps already done all succeeded.
     RolledBack,
     Cancelled,
+    /// A person rejected an approval the run waited for. Not a failure: someone decided.
+    Rejected,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
@@ -42,6 +44,7 @@ impl RunStatus {
         RunStatus::NeedsAttention,
         RunStatus::RolledBack,
         RunStatus::Cancelled,
+        RunStatus::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl RunStatus {
             RunStatus::NeedsAttention => "needs_attention",
             RunStatus::RolledBack => "rolled_back",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Rejected => "rejected",
         }
     }
 
@@ -919,6 +923,31 @@ pub struct StepRecord {
     /// Started again after a restart.
     #[serde(default)]
     pub resumed: bool,
+    /// What the step does, in words, from its rendered inputs (`run `systemctl restart api``); in
+    /// a dry run, what would have run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// For a `wait` until a check: how many times the check has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u32>,
+    /// For a `wait` until a check: what its latest check observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_poll: Option<Poll>,
+}
+
+/// One check of a `wait` step that polls until it holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Poll {
+    pub at: DateTime<Utc>,
+    /// `succeeded` when the check held.
+    pub status: OutcomeStatus,
+    /// What the check read (for PromQL: the query, its series and the first value; for HTTP: the
+    /// status).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+    /// Why it did not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Folds a run's journal entries into its steps, one record per step attempt, in journal order.
@@ -950,6 +979,9 @@ pub fn steps(entries: &[JournalEntry]) -> Vec<StepRecord> {
                             outputs: None,
                             error: None,
                             resumed: false,
+                            summary: None,
+                            polls: None,
+                            last_poll: None,
                         });
                         steps.len() - 1
                     }
@@ -982,6 +1014,9 @@ pub fn steps(entries: &[JournalEntry]) -> Vec<StepRecord> {
                     outputs: None,
                     error: None,
                     resumed: *resumed,
+                    summary: crate::runbook::words::step_summary(action, inputs),
+                    polls: None,
+                    last_poll: None,
                 })
             }
             Entry::Step(Record::StepSkipped { step, name, reason }) => steps.push(StepRecord {
@@ -997,6 +1032,9 @@ pub fn steps(entries: &[JournalEntry]) -> Vec<StepRecord> {
                 outputs: None,
                 error: Some(reason.clone()),
                 resumed: false,
+                summary: None,
+                polls: None,
+                last_poll: None,
             }),
             Entry::Step(Record::StepEnded {
                 step,
@@ -1025,6 +1063,23 @@ pub fn steps(entries: &[JournalEntry]) -> Vec<StepRecord> {
                     },
                 outputs,
             } => {
+                // A `wait` until a check numbers its polls as attempts of its one start, and only
+                // its own end (held, timed out, cancelled) ends it: a check that does not hold
+                // leaves it waiting.
+                let polled = find(&steps, step, None).filter(|index| {
+                    steps[*index].action == "wait" && steps[*index].status == StepStatus::Waiting
+                });
+                if let Some(index) = polled {
+                    let record = &mut steps[index];
+                    record.polls = Some(*attempt);
+                    record.last_poll = Some(Poll {
+                        at,
+                        status: *status,
+                        output: output.clone(),
+                        error: error.clone(),
+                    });
+                    continue;
+                }
                 let index = ended(&mut steps, step, "", Some(*attempt));
                 let record = &mut steps[index];
                 record.status = status.step();

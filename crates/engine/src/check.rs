@@ -43,7 +43,36 @@ pub async fn evaluate(
                     .body_contains
                     .as_deref()
                     .is_none_or(|needle| body.contains(needle));
-                Ok((status_ok && body_ok, json!({ "status": status.as_u16() })))
+                // Why it does not hold, for a `wait` step's last poll.
+                let reason = if !status_ok {
+                    let expected = if request.expect_status.is_empty() {
+                        "2xx".to_string()
+                    } else {
+                        request
+                            .expect_status
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    };
+                    format!(
+                        "{} `{}` answered {}, not {expected}",
+                        request.method,
+                        request.url,
+                        status.as_u16()
+                    )
+                } else {
+                    format!(
+                        "the body of `{}` lacks `{}`",
+                        request.url,
+                        request.body_contains.as_deref().unwrap_or_default()
+                    )
+                };
+                Ok((
+                    status_ok && body_ok,
+                    json!({ "status": status.as_u16() }),
+                    reason,
+                ))
             }
             (None, None) => Err("the check has neither `promql` nor `http`".to_string()),
         }
@@ -51,8 +80,8 @@ pub async fn evaluate(
     match tokio::time::timeout(timeout, evaluation).await {
         Err(_) => Outcome::timed_out(json!({}), timeout),
         Ok(Err(message)) => Outcome::failed(json!({}), message),
-        Ok(Ok((true, output))) => Outcome::succeeded(output),
-        Ok(Ok((false, output))) => Outcome::failed(output, "the check does not hold"),
+        Ok(Ok((true, output, _))) => Outcome::succeeded(output),
+        Ok(Ok((false, output, reason))) => Outcome::failed(output, reason),
     }
 }
 
@@ -62,7 +91,7 @@ async fn promql(
     prometheus: Option<&Prometheus>,
     http: &reqwest::Client,
     timeout: Duration,
-) -> Result<(bool, Value), String> {
+) -> Result<(bool, Value, String), String> {
     let base = check
         .prometheus_url
         .as_deref()
@@ -80,5 +109,25 @@ async fn promql(
         _ => false,
     };
     let series = data["result"].as_array().map(Vec::len).unwrap_or(0);
-    Ok((holds, json!({ "query": query, "series": series })))
+    // The value read: a scalar's, or the first series' latest sample.
+    let value = match data["resultType"].as_str() {
+        Some("scalar") => data["result"][1].clone(),
+        Some("vector") => data["result"][0]["value"][1].clone(),
+        Some("matrix") => data["result"][0]["values"]
+            .as_array()
+            .and_then(|values| values.last())
+            .map(|sample| sample[1].clone())
+            .unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let reason = if series == 0 && !value.is_string() {
+        format!("`{query}` returned no series")
+    } else {
+        format!("`{query}` is {}", value.as_str().unwrap_or("0"))
+    };
+    let mut output = json!({ "query": query, "series": series });
+    if !value.is_null() {
+        output["value"] = value;
+    }
+    Ok((holds, output, reason))
 }

@@ -18,7 +18,7 @@ use homeostat_core::config::{Notifier, Prometheus};
 use homeostat_core::decide::PlannedRun;
 use homeostat_core::journal::RunStatus;
 use homeostat_core::pipeline::RunEnded;
-use homeostat_core::runbook::machine::PendingApproval;
+use homeostat_core::runbook::machine::{PendingApproval, Refusal};
 use homeostat_core::runbook::{Effect, Input, Machine, Program, Transition};
 use homeostat_core::Event;
 use homeostat_store::Write;
@@ -42,6 +42,12 @@ pub enum Error {
         run: String,
         by: String,
         approvers: String,
+    },
+    #[error("`{by}` started run `{run}` and may not approve it: step `{step}` asks for someone else (`distinct_from_starter`); ask another approver")]
+    StarterMayNotApprove {
+        run: String,
+        step: String,
+        by: String,
     },
 }
 
@@ -197,12 +203,27 @@ impl Runs {
             .ok_or_else(|| Error::NoApproval {
                 run: run_id.to_string(),
             })?;
-        if !pending.approvers.is_empty() && !pending.approvers.iter().any(|name| name == by) {
-            return Err(Error::NotApprover {
-                run: run_id.to_string(),
-                by: by.to_string(),
-                approvers: pending.approvers.join(", "),
-            });
+        match pending.refuses(by) {
+            None => {}
+            Some(Refusal::NotAnApprover) => {
+                return Err(Error::NotApprover {
+                    run: run_id.to_string(),
+                    by: by.to_string(),
+                    approvers: pending
+                        .approvers
+                        .iter()
+                        .map(|name| format!("`{name}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+            Some(Refusal::Starter) => {
+                return Err(Error::StarterMayNotApprove {
+                    run: run_id.to_string(),
+                    step: pending.step.clone(),
+                    by: by.to_string(),
+                })
+            }
         }
         let step = pending.step.clone();
         run.inputs

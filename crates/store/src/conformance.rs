@@ -325,6 +325,7 @@ async fn runs_and_steps_round_trip(store: &dyn Store, t0: DateTime<Utc>) {
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
+                    rejected: None,
                 },
                 at: later,
             },
@@ -757,6 +758,7 @@ async fn incident_timeline_gathers_its_journal(store: &dyn Store, t0: DateTime<U
                     error: None,
                     undone: vec![],
                     outputs: serde_json::Value::Null,
+                    rejected: None,
                 },
                 at: at(3),
             },
@@ -916,6 +918,7 @@ pub async fn run_upkeep(store: &dyn Store, dir: &std::path::Path, backup: Backup
         error: None,
         undone: vec![],
         outputs: serde_json::Value::Null,
+        rejected: None,
     };
     let step = |step: &str| Record::StepStarted {
         step: step.into(),

@@ -552,6 +552,16 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            if let [only] = approval.approvers.as_slice() {
+                if approval.distinct_from_starter {
+                    self.warning(
+                        site,
+                        &field("approval.distinct_from_starter"),
+                        format!("`{only}` is the only approver, so a run `{only}` starts by hand can never be approved"),
+                        format!("name a second approver, or let `{only}` start this runbook only through rules"),
+                    );
+                }
+            }
             if let Some(message) = &approval.message {
                 self.template(scope, &field("approval.message"), message, false);
             }

@@ -273,6 +273,11 @@ pub struct Approval {
     /// A notifier told that an approval is waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// The approver must not be whoever started the run (four eyes): a run started by hand with
+    /// an API token cannot be approved with that same token. A run a rule started has no person
+    /// as its starter, so any approver may answer it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub distinct_from_starter: bool,
 }
 
 /// Top-level `prometheus:`: the API that PromQL checks query by default.

@@ -140,6 +140,20 @@ pub struct RunEnd {
     pub undone: Vec<String>,
     #[serde(default)]
     pub outputs: Value,
+    /// For a `rejected` run: the approval that was rejected, who rejected it and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Rejection>,
+}
+
+/// An approval answered no.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The approval step's path.
+    pub step: String,
+    /// The API token that rejected it.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// The result of applying one input.
@@ -158,9 +172,36 @@ pub struct Transition {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PendingApproval {
     pub step: String,
+    /// The API tokens that may answer; any token with the `write` scope when empty.
     pub approvers: Vec<String>,
     pub message: Option<String>,
     pub deadline: DateTime<Utc>,
+    /// The step's `distinct_from_starter`: the token that started the run may not answer.
+    pub distinct_from_starter: bool,
+    /// The token that started the run by hand; none when a rule started it.
+    pub started_by: Option<String>,
+}
+
+impl PendingApproval {
+    /// Why `by` may not answer this approval, if it may not.
+    pub fn refuses(&self, by: &str) -> Option<Refusal> {
+        if !self.approvers.is_empty() && !self.approvers.iter().any(|name| name == by) {
+            return Some(Refusal::NotAnApprover);
+        }
+        if self.distinct_from_starter && self.started_by.as_deref() == Some(by) {
+            return Some(Refusal::Starter);
+        }
+        None
+    }
+}
+
+/// Why an answer to an approval is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token is not among the step's approvers.
+    NotAnApprover,
+    /// The token started the run, and the step wants someone else to approve it.
+    Starter,
 }
 
 #[derive(Debug)]
@@ -184,8 +225,17 @@ struct Frame {
     /// Why this frame stopped, and how its first failed step wants the run to react. Kept per frame,
     /// not per run: a failure inside a composite step with `on_failure: continue` must not decide
     /// how a later, unrelated failure ends the run.
-    failure: Option<(String, OnFailure)>,
+    failure: Option<Failure>,
     done: bool,
+}
+
+/// The first failed step of a frame.
+#[derive(Clone, Debug)]
+struct Failure {
+    message: String,
+    on_failure: OnFailure,
+    /// The step was an approval a person rejected: the run ends `rejected`, not `failed`.
+    rejection: Option<Rejection>,
 }
 
 #[derive(Debug)]
@@ -333,7 +383,12 @@ impl Machine {
             .filter_map(|(path, active)| match &active.state {
                 State::Approval { deadline, message } => {
                     let node = self.node(active.frame, active.index);
-                    let Kind::Approval { approvers, .. } = &node.kind else {
+                    let Kind::Approval {
+                        approvers,
+                        distinct_from_starter,
+                        ..
+                    } = &node.kind
+                    else {
                         return None;
                     };
                     Some(PendingApproval {
@@ -341,6 +396,8 @@ impl Machine {
                         approvers: approvers.clone(),
                         message: message.clone(),
                         deadline: *deadline,
+                        distinct_from_starter: *distinct_from_starter,
+                        started_by: self.started_by(),
                     })
                 }
                 _ => None,
@@ -389,6 +446,16 @@ impl Machine {
             Input::Recover => self.recover(now, &mut out),
         }
         out
+    }
+
+    /// The API token that started the run by hand (`run.started_by`); none for a rule's run.
+    fn started_by(&self) -> Option<String> {
+        let globals = self.globals_map();
+        globals
+            .get("run")
+            .and_then(|run| run.get("started_by"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     fn node(&self, frame: usize, index: usize) -> &Node {
@@ -609,9 +676,11 @@ impl Machine {
                     (Some(seconds), _) => json!({ "duration_secs": seconds }),
                     (None, Some(check)) => {
                         match check.render(&program.templates, &self.context(frame, &[])) {
-                            Ok(check) => {
-                                json!({ "until": check, "timeout_secs": node.timeout_secs })
-                            }
+                            Ok(check) => json!({
+                                "until": check,
+                                "timeout_secs": node.timeout_secs,
+                                "deadline": now + secs(node.timeout_secs),
+                            }),
                             Err(error) if self.dry_run => {
                                 json!({ "unrendered": error.to_string() })
                             }
@@ -687,6 +756,7 @@ impl Machine {
                 approvers,
                 message,
                 notify,
+                distinct_from_starter,
             } => {
                 let message = match message {
                     Some(template) => match program.templates.render(
@@ -714,14 +784,17 @@ impl Machine {
                     None => None,
                 };
                 let deadline = now + secs(node.timeout_secs);
+                let mut inputs =
+                    json!({ "approvers": approvers, "message": message, "deadline": deadline });
+                if *distinct_from_starter {
+                    inputs["distinct_from_starter"] = Value::Bool(true);
+                    inputs["started_by"] = json!(self.started_by());
+                }
                 out.records.push(started(
                     &path,
                     &name,
                     "approval",
-                    with_note(
-                        json!({ "approvers": approvers, "message": message, "deadline": deadline }),
-                        condition_note,
-                    ),
+                    with_note(inputs, condition_note),
                 ));
                 if self.dry_run {
                     self.end_step(
@@ -1288,8 +1361,26 @@ impl Machine {
         if failed && on_failure != OnFailure::Continue && status != StepStatus::Cancelled {
             state.failed = true;
             if state.failure.is_none() {
-                let message = format!("step `{path}` {status}: {}", error.unwrap_or_default());
-                state.failure = Some((message, on_failure));
+                // A rejection's error already says `rejected by ...`.
+                let (message, rejection) = match status {
+                    StepStatus::Rejected => (
+                        format!("step `{path}` {}", error.unwrap_or_default()),
+                        Some(Rejection {
+                            step: path.to_string(),
+                            by: outputs["by"].as_str().unwrap_or_default().to_string(),
+                            comment: outputs["comment"].as_str().map(str::to_string),
+                        }),
+                    ),
+                    _ => (
+                        format!("step `{path}` {status}: {}", error.unwrap_or_default()),
+                        None,
+                    ),
+                };
+                state.failure = Some(Failure {
+                    message,
+                    on_failure,
+                    rejection,
+                });
             }
         }
         work.push(frame);
@@ -1418,7 +1509,7 @@ impl Machine {
         } else if any_failed {
             (
                 StepStatus::Failed,
-                child_failure.map(|(message, _)| message),
+                child_failure.map(|failure| failure.message),
             )
         } else if self.cancelled.is_some() {
             (StepStatus::Cancelled, None)
@@ -1700,11 +1791,16 @@ impl Machine {
             out.ignored = true;
             return;
         }
-        if let Kind::Approval { approvers, .. } = &self.node(frame, index).kind {
-            if !approvers.is_empty() && !approvers.iter().any(|name| name == by) {
-                out.ignored = true;
-                return;
-            }
+        // The engine refuses such answers before they reach the run; a journal written otherwise
+        // still replays the same.
+        let refused = self
+            .pending_approvals()
+            .iter()
+            .find(|pending| pending.step == path)
+            .is_some_and(|pending| pending.refuses(by).is_some());
+        if refused {
+            out.ignored = true;
+            return;
         }
         let mut work = Vec::new();
         let outputs = json!({ "by": by, "approved": approved, "comment": comment });
@@ -1866,6 +1962,7 @@ impl Machine {
                 )),
                 undone: self.rollback.as_ref().map(|r| r.undone.clone()).unwrap_or_default(),
                 outputs: Value::Null,
+                rejected: None,
             };
             out.records.push(Record::RunEnded(end.clone()));
             self.end = Some(end);
@@ -1896,10 +1993,10 @@ impl Machine {
                 return;
             }
             let rollback = self.rollback.take().unwrap_or_default();
-            let failure = self.frames[0]
+            let (failure, rejection) = self.frames[0]
                 .failure
                 .as_ref()
-                .map(|(message, _)| message.clone())
+                .map(|failure| (failure.message.clone(), failure.rejection.clone()))
                 .unwrap_or_default();
             let end = if self.cancelled.is_some() {
                 RunEnd {
@@ -1907,13 +2004,20 @@ impl Machine {
                     error: Some(format!("{failure}; rollback cancelled")),
                     undone: rollback.undone,
                     outputs: Value::Null,
+                    rejected: None,
                 }
             } else if rollback.failed.is_empty() {
+                // A rejected run whose rollbacks all succeeded is still the rejection's.
                 RunEnd {
-                    status: RunStatus::RolledBack,
+                    status: if rejection.is_some() {
+                        RunStatus::Rejected
+                    } else {
+                        RunStatus::RolledBack
+                    },
                     error: Some(failure),
                     undone: rollback.undone,
                     outputs: Value::Null,
+                    rejected: rejection,
                 }
             } else {
                 RunEnd {
@@ -1929,6 +2033,7 @@ impl Machine {
                     )),
                     undone: rollback.undone,
                     outputs: Value::Null,
+                    rejected: rejection,
                 }
             };
             self.finish(end, out);
@@ -1943,13 +2048,14 @@ impl Machine {
                 error: Some(format!("cancelled by `{by}`")),
                 undone: Vec::new(),
                 outputs: Value::Null,
+                rejected: None,
             };
             self.finish(end, out);
             return;
         }
-        if let Some((message, mode)) = self.frames[0].failure.clone() {
+        if let Some(failure) = self.frames[0].failure.clone() {
             if self.frames[0].failed {
-                if mode == OnFailure::Rollback && !self.completed.is_empty() {
+                if failure.on_failure == OnFailure::Rollback && !self.completed.is_empty() {
                     let mut queue = self.completed.clone();
                     queue.reverse();
                     out.records.push(Record::RollbackStarted {
@@ -1964,10 +2070,15 @@ impl Machine {
                     return;
                 }
                 let end = RunEnd {
-                    status: RunStatus::Failed,
-                    error: Some(message),
+                    status: if failure.rejection.is_some() {
+                        RunStatus::Rejected
+                    } else {
+                        RunStatus::Failed
+                    },
+                    error: Some(failure.message),
                     undone: Vec::new(),
                     outputs: Value::Null,
+                    rejected: failure.rejection,
                 };
                 self.finish(end, out);
                 return;
@@ -1985,6 +2096,7 @@ impl Machine {
                         error: Some(message),
                         undone: Vec::new(),
                         outputs: Value::Null,
+                        rejected: None,
                     };
                     self.finish(end, out);
                     return;
@@ -2002,6 +2114,7 @@ impl Machine {
                 error: None,
                 undone: Vec::new(),
                 outputs,
+                rejected: None,
             },
             out,
         );

@@ -6,6 +6,7 @@
 
 pub mod machine;
 pub mod program;
+pub mod words;
 
 pub use machine::{Effect, Input, Machine, Record, RunEnd, Transition};
 pub use program::{coerce_params, Program};

@@ -166,6 +166,7 @@ pub(crate) enum Kind {
         approvers: Vec<String>,
         message: Option<Template>,
         notify: Option<String>,
+        distinct_from_starter: bool,
     },
     Assert(CheckTemplates),
 }
@@ -404,6 +405,7 @@ impl Compiler<'_> {
                     .map(|text| self.template(text, path))
                     .transpose()?,
                 notify: approval.notify.clone(),
+                distinct_from_starter: approval.distinct_from_starter,
             }
         } else if let Some(check) = &step.assert {
             Kind::Assert(self.check(check, path)?)

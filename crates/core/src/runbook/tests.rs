@@ -9,11 +9,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
 use super::machine::{
-    Effect, Input, Machine, PendingApproval, Record, RunEnd, TimerKind, Transition,
+    Effect, Input, Machine, PendingApproval, Record, Rejection, RunEnd, TimerKind, Transition,
 };
 use super::program::{coerce_params, Program};
 use crate::action::{self, Action};
 use crate::config::Runbook;
+use crate::journal::{Entry, JournalEntry, StepRecord, StepStatus, Write};
 
 // ----- the harness -----
 
@@ -98,6 +99,7 @@ fn run_ended(status: &str, error: Option<&str>, undone: &[&str], outputs: Value)
         error: error.map(str::to_string),
         undone: undone.iter().map(|step| step.to_string()).collect(),
         outputs,
+        rejected: None,
     })
 }
 
@@ -123,6 +125,8 @@ struct Run {
     /// Execute, Check and Timer effects without an answering input yet, in the order asked.
     pending: Vec<Effect>,
     records: Vec<Record>,
+    /// The journal rows the engine would write, read back as readers see them.
+    entries: Vec<JournalEntry>,
 }
 
 impl Run {
@@ -150,6 +154,7 @@ impl Run {
             journal: Vec::new(),
             pending: Vec::new(),
             records: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -175,6 +180,35 @@ impl Run {
             });
         }
         if !transition.ignored {
+            // As the engine journals a transition: its input (but `Start`), then its records.
+            let mut writes = Vec::new();
+            if !matches!(input, Input::Start) {
+                writes.push(Write::RunInput {
+                    run_id: "run-1".into(),
+                    input: input.clone(),
+                    outputs: transition.outputs.clone(),
+                    at: self.now,
+                });
+            }
+            for record in &transition.records {
+                writes.push(crate::pipeline::record_write(
+                    "run-1",
+                    record.clone(),
+                    self.now,
+                ));
+            }
+            for write in writes {
+                let row = write.row().expect("a run's write is a journal row");
+                let body = serde_json::from_str(&row.body).expect("a JSON body");
+                self.entries.push(JournalEntry {
+                    seq: self.entries.len() as i64 + 1,
+                    at: row.at,
+                    event_id: row.event_id,
+                    run_id: row.run_id,
+                    incident_id: row.incident_id,
+                    entry: Entry::from_row(row.kind, body).expect("the row reads back"),
+                });
+            }
             self.journal
                 .push((input, self.now, transition.effects.clone()));
         }
@@ -302,6 +336,7 @@ impl Run {
             journal: Vec::new(),
             pending: Vec::new(),
             records: Vec::new(),
+            entries: Vec::new(),
         };
         for (input, now, _) in &self.journal[..count] {
             replayed.now = *now;
@@ -1273,6 +1308,8 @@ fn an_approval_waits_for_an_approver_and_passes_who_on() {
             approvers: vec!["alice".into(), "bob".into()],
             message: Some("restart api?".into()),
             deadline: at(600),
+            distinct_from_starter: false,
+            started_by: None,
         }]
     );
 
@@ -1302,7 +1339,7 @@ fn an_approval_waits_for_an_approver_and_passes_who_on() {
 }
 
 #[test]
-fn a_rejected_approval_rolls_back_and_names_who() {
+fn a_rejected_approval_rolls_back_and_ends_the_run_rejected_naming_who_and_why() {
     let mut run = Run::new(APPROVAL, "gated", json!({}));
     run.start();
     run.succeed("prepare", Value::Null);
@@ -1326,9 +1363,155 @@ fn a_rejected_approval_rolls_back_and_names_who() {
         [execute("prepare.rollback", 1, log("unprepare"))]
     );
     run.succeed("prepare.rollback", Value::Null);
-    let end = run.end();
-    assert_eq!(end.status, "rolled_back");
-    assert!(end.error.unwrap().contains("`alice`"));
+    // Rejected, not rolled back nor failed: a person decided, and the undo is listed.
+    assert_eq!(
+        run.end(),
+        RunEnd {
+            status: "rejected".parse().unwrap(),
+            error: Some("step `approve` rejected by `alice`: not now".into()),
+            undone: vec!["prepare".into()],
+            outputs: Value::Null,
+            rejected: Some(Rejection {
+                step: "approve".into(),
+                by: "alice".into(),
+                comment: Some("not now".into()),
+            }),
+        }
+    );
+    let steps = crate::journal::steps(&run.entries);
+    let approve = steps.iter().find(|step| step.step == "approve").unwrap();
+    assert_eq!(approve.status, StepStatus::Rejected);
+}
+
+#[test]
+fn a_rejection_with_nothing_to_undo_ends_rejected_and_one_in_a_branch_too() {
+    let yaml = r#"
+runbooks:
+  - name: plain
+    steps:
+      - { name: approve, approval: {} }
+      - { name: go, action: log, with: { message: go } }
+  - name: fan
+    steps:
+      - name: both
+        parallel:
+          - name: ask
+            steps: [{ name: approve, approval: {} }]
+          - name: work
+            steps: [{ name: one, action: log, with: { message: one } }]
+      - { name: go, action: log, with: { message: go } }
+  - name: optional
+    steps:
+      - { name: approve, approval: {}, on_failure: continue }
+      - { name: go, action: log, with: { message: go } }
+"#;
+    let mut plain = Run::new(yaml, "plain", json!({}));
+    plain.start();
+    plain.approve("approve", "bob", false);
+    let end = plain.end();
+    assert_eq!(end.status, "rejected");
+    assert_eq!(
+        end.error.as_deref(),
+        Some("step `approve` rejected by `bob`")
+    );
+    assert_eq!(
+        end.rejected.map(|rejection| rejection.by),
+        Some("bob".into())
+    );
+    assert!(plain.executing().is_empty());
+
+    let mut fan = Run::new(yaml, "fan", json!({}));
+    fan.start();
+    fan.approve("both.ask.approve", "bob", false);
+    fan.succeed("both.work.one", Value::Null);
+    let end = fan.end();
+    assert_eq!(end.status, "rejected");
+    assert_eq!(
+        end.rejected.map(|rejection| rejection.step),
+        Some("both.ask.approve".into())
+    );
+
+    // A step that may fail (`on_failure: continue`) may be rejected: the run goes on.
+    let mut optional = Run::new(yaml, "optional", json!({}));
+    optional.start();
+    optional.approve("approve", "bob", false);
+    optional.succeed("go", Value::Null);
+    assert_eq!(optional.end().status, "succeeded");
+}
+
+const FOUR_EYES: &str = r#"
+runbooks:
+  - name: risky
+    steps:
+      - name: approve
+        approval: { approvers: [alice, bob], message: "go?", distinct_from_starter: true }
+      - { name: go, action: log, with: { message: go } }
+"#;
+
+/// A run of `FOUR_EYES` with `run.started_by` as the API would set it.
+fn started_by(starter: Option<&str>) -> Run {
+    let mut run = Run::new(FOUR_EYES, "risky", json!({}));
+    run.globals = object(json!({ "run": { "id": "run-1", "started_by": starter } }));
+    run.machine = Machine::new(
+        Arc::clone(&run.program),
+        run.params.clone(),
+        run.globals.clone(),
+        false,
+    );
+    run
+}
+
+#[test]
+fn an_approval_distinct_from_the_starter_refuses_the_starter_and_says_who_started() {
+    let mut run = started_by(Some("alice"));
+    let start = run.start();
+    assert_eq!(
+        start.records,
+        [started(
+            "approve",
+            1,
+            "approval",
+            json!({
+                "approvers": ["alice", "bob"],
+                "message": "go?",
+                "deadline": "2024-05-01T13:00:00Z",
+                "distinct_from_starter": true,
+                "started_by": "alice",
+            })
+        )]
+    );
+    let pending = run.machine.pending_approvals();
+    assert_eq!(
+        (
+            pending[0].distinct_from_starter,
+            pending[0].started_by.as_deref()
+        ),
+        (true, Some("alice"))
+    );
+    assert_eq!(
+        pending[0].refuses("alice"),
+        Some(super::machine::Refusal::Starter)
+    );
+    assert_eq!(
+        pending[0].refuses("mallory"),
+        Some(super::machine::Refusal::NotAnApprover)
+    );
+    assert_eq!(pending[0].refuses("bob"), None);
+    // The starter's answer changes nothing, yes or no; another approver's does.
+    assert!(run.approve("approve", "alice", true).ignored);
+    assert!(run.approve("approve", "alice", false).ignored);
+    run.approve("approve", "bob", true);
+    run.succeed("go", Value::Null);
+    assert_eq!(run.end().status, "succeeded");
+
+    // A rule's run has no person as its starter: any approver may answer.
+    let mut automated = started_by(None);
+    automated.start();
+    assert_eq!(
+        automated.machine.pending_approvals()[0].refuses("alice"),
+        None
+    );
+    assert!(!automated.approve("approve", "alice", true).ignored);
 }
 
 #[test]
@@ -1502,7 +1685,7 @@ fn a_wait_sleeps_then_polls_until_its_check_holds() {
                 "healthy",
                 1,
                 "wait",
-                json!({ "until": health_check(), "timeout_secs": 12.0 })
+                json!({ "until": health_check(), "timeout_secs": 12.0, "deadline": "2024-05-01T12:00:42Z" })
             ),
         ]
     );
@@ -2650,4 +2833,126 @@ fn a_dry_run_executes_kubernetes_actions_as_server_dry_runs_and_nothing_else() {
     // `exec` cannot be asked what it would do: it completes as a dry run without executing.
     assert!(run.executing().is_empty());
     assert_eq!(run.end().status, "dry_run");
+}
+
+// ----- what people read: the steps folded from the journal -----
+
+fn step_record<'a>(steps: &'a [StepRecord], path: &str) -> &'a StepRecord {
+    steps
+        .iter()
+        .rev()
+        .find(|step| step.step == path)
+        .unwrap_or_else(|| panic!("no step `{path}` in {steps:#?}"))
+}
+
+#[test]
+fn a_polling_wait_reads_as_waiting_with_its_polls_until_its_check_holds() {
+    let mut run = Run::new(WAIT, "settle", json!({}));
+    run.start();
+    run.fire_next_timer();
+    let healthy = || json!({ "status": 503 });
+    let attempt = run.attempt_of("healthy");
+    run.outcome("healthy", attempt, "failed", healthy());
+    let steps = crate::journal::steps(&run.entries);
+    let record = step_record(&steps, "healthy");
+    assert_eq!(record.status, StepStatus::Waiting);
+    assert_eq!(record.polls, Some(1));
+    let poll = record.last_poll.as_ref().expect("a poll");
+    assert_eq!(poll.output, healthy());
+    assert_eq!(poll.error.as_deref(), Some("exit 1 from healthy"));
+    assert_eq!(
+        record.summary.as_deref(),
+        Some("wait until GET http://api/health answers 2xx, for up to 12 s")
+    );
+
+    run.fire_next_timer();
+    run.fail("healthy");
+    run.fire_next_timer();
+    let steps = crate::journal::steps(&run.entries);
+    // One record for the step however many polls: the later polls are not steps of their own.
+    assert_eq!(
+        steps.iter().filter(|step| step.step == "healthy").count(),
+        1
+    );
+    assert_eq!(step_record(&steps, "healthy").status, StepStatus::Waiting);
+    assert_eq!(step_record(&steps, "healthy").polls, Some(2));
+
+    run.succeed("healthy", json!({ "status": 200 }));
+    let steps = crate::journal::steps(&run.entries);
+    let record = step_record(&steps, "healthy");
+    assert_eq!(record.status, StepStatus::Succeeded);
+    assert_eq!(record.polls, Some(3));
+    assert_eq!(record.outputs, Some(json!({ "polls": 3 })));
+}
+
+#[test]
+fn a_polling_wait_that_never_holds_reads_as_timed_out_after_its_polls() {
+    let mut run = Run::new(WAIT, "settle", json!({}));
+    run.start();
+    run.fire_next_timer();
+    for _ in 0..2 {
+        run.fail("healthy");
+        run.fire_next_timer();
+    }
+    run.fail("healthy");
+    let steps = crate::journal::steps(&run.entries);
+    assert_eq!(step_record(&steps, "healthy").status, StepStatus::Waiting);
+    assert_eq!(step_record(&steps, "healthy").polls, Some(3));
+    run.fire_next_timer();
+    let steps = crate::journal::steps(&run.entries);
+    let record = step_record(&steps, "healthy");
+    assert_eq!(record.status, StepStatus::TimedOut);
+    assert_eq!(record.polls, Some(3));
+    assert_eq!(
+        record.error.as_deref(),
+        Some("the check did not hold within 12 s")
+    );
+}
+
+#[test]
+fn a_dry_run_reads_as_what_would_have_run() {
+    let mut run = Run::build(compile(DRY, "plan"), json!({}), true);
+    run.start();
+    assert_eq!(run.end().status, "dry_run");
+    let steps = crate::journal::steps(&run.entries);
+    let summaries: Vec<(&str, StepStatus, Option<&str>)> = steps
+        .iter()
+        .map(|step| (step.step.as_str(), step.status, step.summary.as_deref()))
+        .collect();
+    let dry = StepStatus::DryRun;
+    assert_eq!(
+        summaries,
+        [
+            ("find", dry, Some("run `find api`")),
+            (
+                "restart",
+                dry,
+                Some(
+                    "exec, not rendered before the run: template `{{ steps.find.outputs.pod }}` \
+                     failed: undefined value; consider `| default(\"...\")` for values that may \
+                     be missing"
+                )
+            ),
+            ("maybe", dry, Some("log: maybe")),
+            ("each", dry, Some("run its steps for 3 items, 1 at a time")),
+            ("each[0].drain", dry, Some("log: drain p0")),
+            ("each[1].drain", dry, Some("log: drain p1")),
+            ("each[2].drain", dry, Some("log: drain p2")),
+            ("par", dry, Some("run branches `a` at once")),
+            ("par.a.one", dry, Some("log: one")),
+            ("call", dry, Some("call runbook `child` with pod=api")),
+            ("call.delete", dry, Some("log: delete api")),
+            (
+                "approve",
+                dry,
+                Some("ask any token with the `write` scope to approve: ok?")
+            ),
+            ("pause", dry, Some("wait 60 s")),
+            (
+                "healthy",
+                dry,
+                Some("wait until `up{job=\"api\"} == 1` holds, for up to 3600 s")
+            ),
+        ]
+    );
 }
