@@ -132,15 +132,17 @@ pub(crate) async fn client_task(
 }
 
 /// Every `id` label of the `CrashLoad` alerts in the store, read by `homeostat events --store`
-/// straight from the SQLite file beside the config ([`base_config`]'s) rather than through the API,
-/// whose pages stop at 1000.
+/// straight from the config's SQLite file (`store.path`, relative to the config's folder, beside it
+/// by default as in [`base_config`]) rather than through the API, whose pages stop at 1000.
 ///
 /// [`base_config`]: crate::support::base_config
 pub(crate) async fn stored_ids(config: &std::path::Path) -> BTreeSet<u64> {
-    let database = config
+    let folder = config
         .parent()
-        .expect("the config is in the test's directory")
-        .join("homeostat.db");
+        .expect("the config is in the test's directory");
+    let text = std::fs::read_to_string(config).expect("read the config");
+    let parsed: Value = serde_yaml_ng::from_str(&text).expect("the config is YAML");
+    let database = folder.join(parsed["store"]["path"].as_str().unwrap_or("homeostat.db"));
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_homeostat"))
         .arg("events")
         .arg("--store")

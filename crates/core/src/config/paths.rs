@@ -60,7 +60,11 @@ pub(super) fn resolve(config: &mut Config) {
         .map(|index| of_item("slos", index))
         .collect();
 
-    join(&store_dir, &mut config.store.path);
+    // With `store.url` (PostgreSQL) the path is unused, and left as written so that `check` can
+    // tell one given beside the url from the default.
+    if config.store.url.is_none() {
+        join(&store_dir, &mut config.store.path);
+    }
     if let Some(kubeconfig) = config
         .kubernetes
         .as_mut()
