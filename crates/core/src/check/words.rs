@@ -65,7 +65,12 @@ pub(crate) fn nearest<'n>(word: &str, known: impl IntoIterator<Item = &'n str>) 
             let similarity = strsim::jaro_winkler(&word_lower, &name_lower);
             let allowed = (name.chars().count().max(word.chars().count()) / 4).max(1);
             let prefix = word_lower.chars().count() >= 3 && name_lower.starts_with(&word_lower);
-            (typos <= allowed || similarity >= 0.88 || prefix).then_some((name, typos, similarity))
+            // A word of a snake_case name: `tokens` for `api_tokens`, `secs` for `timeout_secs`.
+            let part = word_lower.chars().count() >= 4
+                && name_lower.split('_').count() > 1
+                && name_lower.split('_').any(|piece| piece == word_lower);
+            (typos <= allowed || similarity >= 0.88 || prefix || part)
+                .then_some((name, typos, similarity))
         })
         .max_by(|a, b| {
             b.1.cmp(&a.1)
@@ -113,6 +118,10 @@ mod tests {
         assert_eq!(nearest("http", actions), Some("http_request"));
         assert_eq!(did_you_mean("lgo", actions), "did you mean `log`? ");
         assert_eq!(did_you_mean("deploy", actions), "");
+        // A word of a snake_case name: the section people call by its last word.
+        let top = ["server", "store", "api_tokens", "rules", "runbooks"];
+        assert_eq!(nearest("tokens", top), Some("api_tokens"));
+        assert_eq!(nearest("colour", top), None);
     }
 
     #[test]

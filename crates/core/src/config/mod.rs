@@ -1037,7 +1037,7 @@ fn diagnose(
             hint = Some(
                 match crate::check::words::nearest(unknown, repair::backticked(expected)) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("remove it, or use one of {expected}"),
+                    None => format!("remove it, or use {expected}"),
                 },
             );
         }
