@@ -9,15 +9,10 @@ use super::Global;
 
 /// `homeostat detectors status`: every series of every detector the daemon runs.
 pub async fn status(global: &Global, format: Format) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
+    let detectors = match Remote::list(global, "/api/v1/detectors", "detectors").await {
+        Ok(list) => list,
         Err(code) => return code,
     };
-    let answer = match remote.get("/api/v1/detectors").await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
-    };
-    let detectors = answer["detectors"].as_array().cloned().unwrap_or_default();
     if format.print_data(&detectors) {
         return 0;
     }

@@ -22,20 +22,15 @@ pub struct List {
 
 /// `homeostat incidents [list]`: a table, newest first.
 pub async fn list(global: &Global, format: Format, list: List) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
-        Err(code) => return code,
-    };
     let path = format!(
         "/api/v1/incidents?limit={}{}",
         list.limit,
         if list.open { "&open=true" } else { "" }
     );
-    let answer = match remote.get(&path).await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
+    let incidents = match Remote::list(global, &path, "incidents").await {
+        Ok(list) => list,
+        Err(code) => return code,
     };
-    let incidents = answer["incidents"].as_array().cloned().unwrap_or_default();
     if format.print_data(&incidents) {
         return 0;
     }

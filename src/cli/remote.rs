@@ -123,6 +123,14 @@ impl Remote {
         &self.base
     }
 
+    /// `GET path` of a list for a command: the array under `key` (empty when absent), or the exit
+    /// code once the failure has been reported.
+    pub async fn list(global: &Global, path: &str, key: &str) -> Result<Vec<Value>, u8> {
+        let remote = Remote::new(global)?;
+        let answer = remote.get(path).await.map_err(|failure| failure.report())?;
+        Ok(answer[key].as_array().cloned().unwrap_or_default())
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         let request = self.client.get(self.url(path)).timeout(REQUEST_TIMEOUT);
         self.json(request).await.map(|(_, body)| body)

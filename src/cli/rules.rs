@@ -14,15 +14,10 @@ use super::Global;
 
 /// `homeostat rules [list]`: one line per rule.
 pub async fn list(global: &Global, format: Format) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
+    let rules = match Remote::list(global, "/api/v1/rules", "rules").await {
+        Ok(list) => list,
         Err(code) => return code,
     };
-    let answer = match remote.get("/api/v1/rules").await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
-    };
-    let rules = answer["rules"].as_array().cloned().unwrap_or_default();
     if format.print_data(&rules) {
         return 0;
     }
@@ -245,15 +240,10 @@ fn describe(rule: &Value) -> String {
 
 /// `homeostat rules disabled`: a table of rule and target, by rule then target.
 pub async fn disabled(global: &Global, format: Format) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
+    let disabled = match Remote::list(global, "/api/v1/rules/disabled", "disabled").await {
+        Ok(list) => list,
         Err(code) => return code,
     };
-    let answer = match remote.get("/api/v1/rules/disabled").await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
-    };
-    let disabled = answer["disabled"].as_array().cloned().unwrap_or_default();
     if format.print_data(&disabled) {
         return 0;
     }

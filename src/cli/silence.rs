@@ -63,20 +63,15 @@ pub async fn add(global: &Global, add: Add) -> u8 {
 
 /// `homeostat silence list [--expired]`.
 pub async fn list(global: &Global, format: Format, expired: bool) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
-        Err(code) => return code,
-    };
     let path = if expired {
         "/api/v1/silences?expired=true"
     } else {
         "/api/v1/silences"
     };
-    let answer = match remote.get(path).await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
+    let silences = match Remote::list(global, path, "silences").await {
+        Ok(list) => list,
+        Err(code) => return code,
     };
-    let silences = answer["silences"].as_array().cloned().unwrap_or_default();
     if format.print_data(&silences) {
         return 0;
     }

@@ -180,15 +180,10 @@ pub fn rules(args: RulesArgs<'_>) -> u8 {
 
 /// `homeostat slo status`: every SLO the daemon evaluates, with its error budget and burn rates.
 pub async fn status(global: &Global, format: Format) -> u8 {
-    let remote = match Remote::new(global) {
-        Ok(remote) => remote,
+    let slos = match Remote::list(global, "/api/v1/slos", "slos").await {
+        Ok(list) => list,
         Err(code) => return code,
     };
-    let answer = match remote.get("/api/v1/slos").await {
-        Ok(answer) => answer,
-        Err(failure) => return failure.report(),
-    };
-    let slos = answer["slos"].as_array().cloned().unwrap_or_default();
     if format.print_data(&slos) {
         return 0;
     }
