@@ -253,7 +253,8 @@ impl Server {
 
     /// Kills the server and waits for it, so that its directory can be removed.
     pub async fn stop(mut self) {
-        // For digging into a run: `HOMEOSTAT_BENCH_METRICS_DIR=DIR` keeps each server's last `/metrics`.
+        // For digging into a run: `HOMEOSTAT_BENCH_METRICS_DIR=DIR` keeps each server's last `/metrics`
+        // and its stderr.
         if let Ok(dir) = std::env::var("HOMEOSTAT_BENCH_METRICS_DIR") {
             let url = format!("{}/metrics", self.base_url);
             if let Ok(response) = reqwest::get(&url).await {
@@ -262,6 +263,8 @@ impl Server {
                     let _ = std::fs::write(path, text);
                 }
             }
+            let log = Path::new(&dir).join(format!("{}-{}.stderr.log", self.name, self.pid));
+            let _ = std::fs::copy(&self.stderr_path, log);
         }
         // A kill that fails means the process is already gone, which is what stopping wants.
         let _ = self.child.kill().await;

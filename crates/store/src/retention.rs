@@ -68,9 +68,13 @@ async fn first_seq_at(
             .await?
             .and_then(|row| Some((row.first().copied()??, row.get(1).copied()??)));
         match row {
-            Some((seq, time)) if time < target => low = seq + 1,
-            Some((seq, _)) => high = seq.min(high),
-            None => high = middle,
+            // Rows past `high` say nothing new: `[middle, high)` has no rows (retention leaves gaps,
+            // as it keeps a run's or an incident's journal rows among the loose ones it deletes), so
+            // the answer is at `middle` or before. Taking such a row as the new `high` left it where
+            // it was, and the search spun forever: size retention stopped for good.
+            Some((seq, time)) if seq < high && time < target => low = seq + 1,
+            Some((seq, _)) if seq < high => high = seq,
+            _ => high = middle,
         }
     }
     Ok(low)
@@ -359,12 +363,12 @@ pub(crate) async fn plan(
         });
     }
 
-    // By size: past 80% of the limit, the oldest share of events and event-level journal rows that
-    // brings the database under 70% of it, estimated from the average row (rows are about alike in
-    // size). The headroom is what a busy store writes between two checks (every five seconds)
+    // By size: past 75% of the limit, the oldest share of events and event-level journal rows that
+    // brings the database under 65% of it, estimated from the average row (rows are about alike in
+    // size). The headroom is what a busy store writes between two checks (every second)
     // and while the deletes take turns with ingest: the limit is a ceiling, not a target.
-    if policy.max_bytes > 0 && plan.report.bytes_before > policy.max_bytes / 10 * 8 {
-        let goal = policy.max_bytes / 10 * 7;
+    if policy.max_bytes > 0 && plan.report.bytes_before > policy.max_bytes / 100 * 75 {
+        let goal = policy.max_bytes / 100 * 65;
         let share = (plan.report.bytes_before - goal) as f64 / plan.report.bytes_before as f64;
         let (low, high) = seq_bounds(connection, "events").await?;
         if let (Some(low), Some(high)) = (low, high) {
@@ -492,4 +496,62 @@ pub(crate) async fn prune(connection: &mut impl Sql, prune: &Prune) -> Result<u6
         }
     };
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, SqliteConnection};
+
+    /// The search ends, and finds the first row at or after a time, in a table with gaps of every
+    /// width (as retention leaves them), for every time from before the first row to after the last.
+    #[tokio::test]
+    async fn first_seq_at_ends_and_is_right_over_gaps() {
+        let mut connection = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL)")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        // Times grow with seq; the gaps are 1, 2, 3, ... rows wide; some times repeat.
+        let mut rows = Vec::new();
+        let (mut seq, mut at) = (5i64, 1_000i64);
+        for gap in 0..40 {
+            rows.push((seq, at));
+            seq += 1 + gap % 7;
+            at += gap % 3;
+        }
+        for (seq, at) in &rows {
+            sqlx::query("INSERT INTO t VALUES (?, ?)")
+                .bind(seq)
+                .bind(at)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        let last = rows.last().unwrap();
+        for target in 990..last.1 + 3 {
+            let found = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                first_seq_at(&mut connection, "t", "at", from_millis(target)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the search for {target} did not end"))
+            .unwrap();
+            // What it must find: the first row at or after the time; past the last, one past it.
+            let want = rows
+                .iter()
+                .find(|(_, at)| *at >= target)
+                .map_or(last.0 + 1, |(seq, _)| *seq);
+            // A bound in a gap before that row selects the same rows.
+            let before = rows
+                .iter()
+                .filter(|(seq, _)| *seq < want)
+                .map(|(seq, _)| *seq)
+                .max();
+            assert!(
+                found <= want && before.is_none_or(|before| found > before),
+                "at {target}: found {found}, the first row is {want}"
+            );
+        }
+    }
 }

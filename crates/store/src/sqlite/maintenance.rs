@@ -78,15 +78,18 @@ pub(super) fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0)
 }
 
-/// Copies the WAL into the database in the background. A passive checkpoint never blocks the
-/// writer, but under sustained load it never gets to the end of the log either, so the file only
-/// grows; past half of `wal_max_bytes`, and whenever the store has gone quiet, a TRUNCATE
-/// checkpoint waits for the writer's current transaction, copies everything and cuts the file back
-/// to zero.
+/// Copies the WAL into the database in the background: a passive checkpoint while the store is
+/// busy, which never blocks the writer and leaves less for the writer's own checkpoint to copy
+/// (see `SqliteStore::commit`), and a TRUNCATE checkpoint once it has gone quiet, which cuts the
+/// file back to zero.
+///
+/// Never a TRUNCATE while the writer is busy: it must take the write lock between two of the
+/// writer's transactions, which come back to back under load, and SQLite's busy handler polls
+/// with sleeps, so it can wait for seconds, holding the checkpoint lock all along. With that lock
+/// held, the writer's own checkpoint is refused at once, and the log grew to 2.6 times its limit.
 pub(super) async fn checkpointer(
     mut connection: SqliteConnection,
     wal: PathBuf,
-    wal_max_bytes: u64,
     activity: Activity,
 ) {
     let mut interval = tokio::time::interval(CHECKPOINT_EVERY);
@@ -98,16 +101,55 @@ pub(super) async fn checkpointer(
         let idle = now == seen;
         seen = now;
         let size = file_len(&wal);
-        // At half the limit: the log keeps growing while the checkpoint waits for the writer.
-        let mode = if size > wal_max_bytes / 2 || (idle && size > 0) {
-            "TRUNCATE"
-        } else if idle {
-            continue;
-        } else {
-            "PASSIVE"
+        let mode = match (idle, size > 0) {
+            (true, true) => "TRUNCATE",
+            (true, false) => continue,
+            (false, _) => "PASSIVE",
         };
         if let Err(error) = checkpoint(&mut connection, mode).await {
             tracing::warn!(%error, mode, wal_bytes = size, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
+/// How long the writer waits, past three quarters of the WAL's limit, for a checkpoint that
+/// another connection is running to end so that its own can cut the log back.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
+
+/// The writer's own TRUNCATE checkpoint, past half of `wal_max_bytes`. Below three quarters of
+/// the limit a busy answer (the background's passive checkpoint holds the checkpoint lock; SQLite
+/// does not wait for that lock) is the next commit's to retry. Past it the writer waits: the
+/// background's passive checkpoint ends with an fsync of the database, which took long enough on
+/// a loaded disk for the log to reach 106 MiB against a 64 MiB limit while every retry was
+/// refused. Waiting here holds the next commit, which is the limit's backpressure; the quarter
+/// left is room for the one batch (ingest and eight prunes) committed before the wait, which took
+/// a log waited for at the limit itself to 70 MiB.
+pub(super) async fn checkpoint_in_writer(
+    connection: &mut SqliteConnection,
+    wal: &Path,
+    wal_max_bytes: u64,
+) {
+    let must = wal_max_bytes / 4 * 3;
+    let deadline = tokio::time::Instant::now() + CHECKPOINT_WAIT;
+    loop {
+        match checkpoint(connection, "TRUNCATE").await {
+            Ok(true) => return,
+            Ok(false) if file_len(wal) > must && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(false) if file_len(wal) > must => {
+                tracing::warn!(
+                    wal_bytes = file_len(wal),
+                    wal_max_bytes,
+                    "the WAL is near its limit and could not be checkpointed for 10 s; will retry"
+                );
+                return;
+            }
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(%error, "the WAL is past half its limit and could not be checkpointed; will retry");
+                return;
+            }
         }
     }
 }

@@ -155,7 +155,6 @@ impl SqliteStore {
         let checkpointer = tokio::spawn(maintenance::checkpointer(
             checkpoint_connection,
             maintenance::wal_path(path),
-            settings.wal_max_bytes,
             activity.clone(),
         ));
         let maintenance_connection = SqliteConnection::connect_with(&options)
@@ -443,16 +442,14 @@ impl Store for SqliteStore {
         };
         committed.pruned = pruned;
         self.activity.committed();
-        // The background checkpointer cannot reset the log while a long read (retention planning,
-        // a large API page) holds an old snapshot, and big prunes write much to it meanwhile. Past
-        // the limit the writer checkpoints itself: no commit can add to the log while it waits for
-        // the readers, so it gets to the end. It costs this one commit's caller a pause; a failure
-        // is the next commit's to retry.
-        if self.wal_max_bytes > 0 && maintenance::file_len(&self.wal) > self.wal_max_bytes {
+        // Past half its limit, the writer checkpoints the WAL itself, between two of its own
+        // transactions: no commit can add to the log meanwhile, and it needs no lock that a
+        // commit holds, so it gets to the end and cuts the file back (readers on an older
+        // snapshot are waited for). It costs this commit's caller the copy of what the
+        // background's passive checkpoints left.
+        if self.wal_max_bytes > 0 && maintenance::file_len(&self.wal) > self.wal_max_bytes / 2 {
             if let Some(connection) = state.connection.as_mut() {
-                if let Err(error) = maintenance::checkpoint(connection, "TRUNCATE").await {
-                    tracing::warn!(%error, "the WAL is past its limit and could not be checkpointed; will retry");
-                }
+                maintenance::checkpoint_in_writer(connection, &self.wal, self.wal_max_bytes).await;
             }
         }
         // Only a committed batch consumes sequence numbers.
