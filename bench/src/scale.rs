@@ -170,6 +170,9 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
 }
 
 fn options(extra: String) -> HomeostatOptions {
+    // The history curve opens up to 1.1 million incidents that never resolve: the correlator's
+    // worst case, which `incidents.max_open` (50,000 by default) would cut short.
+    let extra = format!("incidents: {{max_open: 0}}\n{extra}");
     HomeostatOptions {
         queue_capacity: 4096,
         synchronous: "full",

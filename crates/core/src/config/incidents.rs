@@ -36,6 +36,13 @@ pub struct Incidents {
     /// went quiet, momentary members aging out.
     #[serde(default = "defaults::sweep_secs")]
     pub sweep_secs: u64,
+    /// The most incidents tracked at once: open ones, and resolved ones within
+    /// `reopen_window_secs`, the overflow incident not counted. Past it, an alert that would open a new incident joins one overflow
+    /// incident instead (group `{homeostat_overflow="true"}`), so an alert storm of distinct groups
+    /// cannot grow memory (about 4 KB an incident) and the decide stage without bound. Its alerts
+    /// are journaled and decided as any others. `0`: no limit.
+    #[serde(default = "defaults::max_open")]
+    pub max_open: u64,
 }
 
 impl Default for Incidents {
@@ -49,6 +56,7 @@ impl Default for Incidents {
             change_lookback_secs: defaults::change_lookback_secs(),
             escalation_notifier: None,
             sweep_secs: defaults::sweep_secs(),
+            max_open: defaults::max_open(),
         }
     }
 }
@@ -108,5 +116,9 @@ mod defaults {
     }
     pub fn sweep_secs() -> u64 {
         5
+    }
+    /// About 200 MB of incidents; far more than people can work, far less than a storm opens.
+    pub fn max_open() -> u64 {
+        50_000
     }
 }

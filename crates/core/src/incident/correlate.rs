@@ -32,7 +32,12 @@ pub struct Settings {
     flap_window_ms: i64,
     inhibit: Vec<Inhibit>,
     change_lookback_ms: i64,
+    /// `max_open`; `usize::MAX` for no limit.
+    max_tracked: usize,
 }
+
+/// The group of the overflow incident, which alerts join once `incidents.max_open` are tracked.
+pub const OVERFLOW_GROUP: &str = "{homeostat_overflow=\"true\"}";
 
 #[derive(Debug)]
 struct Inhibit {
@@ -117,6 +122,10 @@ impl Settings {
             flap_window_ms: millis(config.flapping.window_secs),
             inhibit,
             change_lookback_ms: millis(config.change_lookback_secs),
+            max_tracked: match config.max_open {
+                0 => usize::MAX,
+                limit => usize::try_from(limit).unwrap_or(usize::MAX),
+            },
         })
     }
 
@@ -644,6 +653,41 @@ impl Correlator {
         verdict
     }
 
+    /// Incidents tracked, the overflow incident not counted.
+    fn tracked_besides_overflow(&self) -> usize {
+        let overflow = self
+            .groups
+            .get(&hash_str(OVERFLOW_GROUP))
+            .is_some_and(|id| self.incidents.contains_key(id));
+        self.incidents.len() - usize::from(overflow)
+    }
+
+    /// The id, state and resolution time of a group's latest tracked incident.
+    fn current(&self, group: u64) -> Option<(IncidentId, State, Option<DateTime<Utc>>)> {
+        self.groups
+            .get(&group)
+            .and_then(|id| self.incidents.get(id))
+            .map(|tracked| {
+                (
+                    tracked.incident.id,
+                    tracked.incident.state,
+                    tracked.incident.resolved_at,
+                )
+            })
+    }
+
+    /// Whether a firing member of a group with this latest incident opens a new one: the group
+    /// has none, or its last resolved longer than the reopen window ago (see [`Self::place`]).
+    fn opens(&self, current: Option<(IncidentId, State, Option<DateTime<Utc>>)>, now: i64) -> bool {
+        match current {
+            Some((_, state, _)) if state != State::Resolved => false,
+            Some((_, State::Resolved, Some(resolved_at))) => {
+                now - resolved_at.timestamp_millis() > self.settings.reopen_ms
+            }
+            _ => true,
+        }
+    }
+
     fn count_transition(&self, alert: &mut Alert, now: i64) {
         if now - alert.window_start > self.settings.flap_window_ms {
             alert.window_start = now;
@@ -665,19 +709,19 @@ impl Correlator {
     ) -> (IncidentId, Verdict) {
         let now = at.timestamp_millis();
         let momentary = event.kind == EventKind::Info;
-        let (group_key, group_labels) = self.settings.group(event);
-        let group = hash_str(&group_key);
-        let current = self
-            .groups
-            .get(&group)
-            .and_then(|id| self.incidents.get(id))
-            .map(|tracked| {
-                (
-                    tracked.incident.id,
-                    tracked.incident.state,
-                    tracked.incident.resolved_at,
-                )
-            });
+        let (mut group_key, mut group_labels) = self.settings.group(event);
+        let mut group = hash_str(&group_key);
+        let mut current = self.current(group);
+        let mut overflow = false;
+        if self.tracked_besides_overflow() >= self.settings.max_tracked && self.opens(current, now)
+        {
+            // At the limit: the alert joins the overflow incident (opened past the limit, once).
+            group_key = OVERFLOW_GROUP.to_string();
+            group_labels = [("homeostat_overflow".to_string(), "true".to_string())].into();
+            group = hash_str(&group_key);
+            current = self.current(group);
+            overflow = true;
+        }
         let flap_threshold = u32::from(alert.transitions) >= self.settings.flap_transitions;
         let (id, mut verdict) = match current {
             Some((id, state, _)) if state != State::Resolved => {
@@ -762,7 +806,15 @@ impl Correlator {
                     kind: TimelineKind::Opened,
                     at,
                     event_id: Some(event.id.clone()),
-                    summary: format!("opened by {} (group {group_key})", alert_name(event)),
+                    summary: if overflow {
+                        format!(
+                            "opened by {}: {} incidents are tracked, the limit (incidents.max_open); alerts that would open a new incident join this one until fewer are",
+                            alert_name(event),
+                            self.settings.max_tracked
+                        )
+                    } else {
+                        format!("opened by {} (group {group_key})", alert_name(event))
+                    },
                     detail: serde_json::json!({ "group_key": group_key }),
                 }));
                 (id, Verdict::Opened { incident: id })
