@@ -22,14 +22,18 @@ pub struct List {
 
 /// `homeostat incidents [list]`: a table, newest first.
 pub async fn list(global: &Global, format: Format, list: List) -> u8 {
-    let path = format!(
-        "/api/v1/incidents?limit={}{}",
-        list.limit,
-        if list.open { "&open=true" } else { "" }
-    );
-    let incidents = match Remote::list(global, &path, "incidents").await {
-        Ok(list) => list,
+    let path = if list.open {
+        "/api/v1/incidents?open=true"
+    } else {
+        "/api/v1/incidents"
+    };
+    let remote = match Remote::new(global) {
+        Ok(remote) => remote,
         Err(code) => return code,
+    };
+    let incidents = match remote.pages(path, "incidents", list.limit).await {
+        Ok(list) => list,
+        Err(failure) => return failure.report(),
     };
     if format.print_data(&incidents) {
         return 0;

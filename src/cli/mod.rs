@@ -272,11 +272,22 @@ enum Command {
     },
 }
 
+/// `--limit`: a count of one or more; past 1,000 the lists read several of the daemon's pages.
+fn limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!(
+            "`{text}` is not a count; use a whole number such as 100"
+        )),
+    }
+}
+
 /// The flags of the event list.
 #[derive(clap::Args, Debug)]
 struct EventsList {
-    /// How many events to list [default: 20; at most 1000 through the daemon].
-    #[arg(long)]
+    /// How many events to list [default: 20].
+    #[arg(long, value_parser = limit)]
     limit: Option<usize>,
     /// Only events from this source.
     #[arg(long)]
@@ -298,10 +309,10 @@ enum EventsCommand {
 #[derive(clap::Args, Debug)]
 struct RunsList {
     /// How many runs to list [default: 20].
-    #[arg(long)]
+    #[arg(long, value_parser = limit)]
     limit: Option<usize>,
-    /// Only runs in this state: running, succeeded, failed, rolled_back, cancelled, dry_run,
-    /// needs_attention.
+    /// Only runs in this state: running, succeeded, failed, rolled_back, cancelled, rejected,
+    /// dry_run, needs_attention.
     #[arg(long)]
     status: Option<String>,
 }
@@ -326,7 +337,7 @@ struct IncidentsList {
     #[arg(long)]
     open: bool,
     /// How many incidents to list [default: 20].
-    #[arg(long)]
+    #[arg(long, value_parser = limit)]
     limit: Option<usize>,
 }
 

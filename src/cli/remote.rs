@@ -131,6 +131,32 @@ impl Remote {
         Ok(answer[key].as_array().cloned().unwrap_or_default())
     }
 
+    /// Up to `limit` items of a paged list (`path` with its filters, no `limit`), following the
+    /// API's `next` cursors: a page holds at most 1,000, so `--limit 5000` reads five.
+    pub async fn pages(&self, path: &str, key: &str, limit: usize) -> Result<Vec<Value>, Failure> {
+        const PAGE: usize = 1000;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut before: Option<String> = None;
+        // At least one request: the API refuses `limit=0` with its own words.
+        loop {
+            let want = (limit - items.len()).min(PAGE);
+            let mut url = format!("{path}{separator}limit={want}");
+            if let Some(cursor) = &before {
+                url.push_str(&format!("&before={}", super::runbook::segment(cursor)));
+            }
+            let answer = self.get(&url).await?;
+            let page = answer[key].as_array().cloned().unwrap_or_default();
+            let full = page.len() == want;
+            items.extend(page);
+            match answer["next"].as_str() {
+                Some(next) if full && items.len() < limit => before = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         let request = self.client.get(self.url(path)).timeout(REQUEST_TIMEOUT);
         self.json(request).await.map(|(_, body)| body)

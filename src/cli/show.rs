@@ -108,12 +108,12 @@ pub async fn events(global: &Global, format: Format, limit: usize, source: Optio
             Ok(remote) => remote,
             Err(code) => return code,
         };
-        let mut path = format!("/api/v1/events?limit={limit}");
+        let mut path = "/api/v1/events".to_string();
         if let Some(source) = &source {
-            path.push_str(&format!("&source={}", segment(source)));
+            path.push_str(&format!("?source={}", segment(source)));
         }
-        match remote.get(&path).await {
-            Ok(answer) => answer["events"].as_array().cloned().unwrap_or_default(),
+        match remote.pages(&path, "events", limit).await {
+            Ok(events) => events,
             Err(failure) => return failure.report(),
         }
     };
@@ -253,7 +253,15 @@ pub async fn runs(global: &Global, format: Format, limit: usize, status: Option<
         None => None,
         Some((_, Some(status))) => Some(status),
         Some((text, None)) => {
-            eprintln!("error: unknown status `{text}`; use running, succeeded, failed, rolled_back, cancelled, dry_run or needs_attention");
+            // From the enum, so a new status cannot be missing here (`rejected` was).
+            let known: Vec<&str> = RunStatus::ALL
+                .iter()
+                .map(|status| status.as_str())
+                .collect();
+            eprintln!(
+                "error: unknown status `{text}`; use one of {}",
+                known.join(", ")
+            );
             return EXIT_USAGE;
         }
     };
@@ -279,14 +287,14 @@ pub async fn runs(global: &Global, format: Format, limit: usize, status: Option<
             Ok(remote) => remote,
             Err(code) => return code,
         };
-        let mut path = format!("/api/v1/runs?limit={limit}");
+        let mut path = "/api/v1/runs".to_string();
         if let Some(status) = &status {
-            path.push_str(&format!("&status={}", segment(status)));
+            path.push_str(&format!("?status={}", segment(status)));
         }
         match remote
-            .get(&path)
+            .pages(&path, "runs", limit)
             .await
-            .and_then(|answer| typed(&answer["runs"]))
+            .and_then(|runs| typed(&Value::Array(runs)))
         {
             Ok(runs) => runs,
             Err(failure) => return failure.report(),

@@ -503,6 +503,71 @@ async fn every_command_works_with_only_a_server_and_a_token() {
     );
 }
 
+/// A page of the API holds at most 1,000 items: `--limit` past that follows the `next` cursors,
+/// newest first, with nothing repeated or skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_past_one_page_follow_the_cursors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start_with_env(
+        dir.path(),
+        "cli-pages",
+        &config(dir.path()),
+        &[(READER_ENV, READER)],
+    )
+    .await;
+    let empty = tempfile::tempdir().expect("an empty working directory");
+    let user = User {
+        cwd: empty.path(),
+        server: daemon.url(""),
+    };
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..420)
+            .map(|index| json!({"labels": {"alertname": "Paged", "service": "pages", "n": format!("{batch}-{index}")}}))
+            .collect();
+        let response = daemon
+            .client()
+            .post(daemon.url("/api/v1/events"))
+            .json(&events)
+            .send()
+            .await
+            .expect("the daemon answers");
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
+    let seqs = |events: &Value| -> Vec<i64> {
+        events
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|event| event["seq"].as_i64().expect("a seq"))
+            .collect()
+    };
+    let all = seqs(&user.json(&["events", "--limit", "5000"]).await);
+    assert_eq!(all.len(), 1260, "every event, over two pages");
+    assert!(
+        all.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first, none repeated"
+    );
+    let some = seqs(&user.json(&["events", "--limit", "1100"]).await);
+    assert_eq!(some, all[..1100], "the first 1,100 of them");
+    let runs_or_incidents = user.json(&["incidents", "--limit", "1500"]).await;
+    assert_eq!(
+        runs_or_incidents.as_array().map(Vec::len),
+        Some(1),
+        "one incident: one service"
+    );
+    let refused = user.run(&["events", "--limit", "0"]).await;
+    assert_eq!(refused.code, 64, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--limit") && refused.stderr.contains("at least 1"),
+        "{}",
+        refused.stderr
+    );
+}
+
 #[tokio::test]
 async fn reload_names_a_daemon_too_old_to_reload() {
     let empty = tempfile::tempdir().expect("tempdir");

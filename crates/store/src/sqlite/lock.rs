@@ -68,9 +68,17 @@ impl Lock {
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
+                // Absolute: the second daemon may have been started from another directory than
+                // the first, and a relative `homeostat.db` names neither.
+                let absolute = |path: &Path| {
+                    std::path::absolute(path)
+                        .unwrap_or_else(|_| path.to_path_buf())
+                        .display()
+                        .to_string()
+                };
                 return Err(Error::Held {
-                    store: store.display().to_string(),
-                    lock: path.display().to_string(),
+                    store: absolute(store),
+                    lock: absolute(&path),
                     holder: describe(&holder),
                 });
             }
