@@ -102,6 +102,22 @@ async fn dry_run_then_live_on_the_same_target_runs_at_once() {
     assert_eq!(listed["events"][0]["verdicts"][0]["kind"], "skipped");
     assert_eq!(listed["events"][1]["verdicts"][0]["kind"], "dry_run");
     assert!(!marker.exists(), "a dry run executes nothing");
+    // Shadow mode's count of what it would have run: one dry run, the skipped one not counted.
+    let metrics = shadow
+        .client()
+        .get(shadow.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "homeostat_runs_finished_total{status=\"dry_run\"} 1"),
+        "{metrics}"
+    );
     drop(shadow);
 
     // Live now, on the same store: the guards are rebuilt from the journal, dry runs apart.

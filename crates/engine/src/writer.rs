@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use homeostat_core::clock::SharedClock;
 use homeostat_core::incident::correlate::Verdict as Correlation;
-use homeostat_core::journal::Write;
+use homeostat_core::journal::{RunStatus, Write};
 use homeostat_core::pipeline::{Decider, RunEnded, Step};
 use homeostat_core::rule::Compiled;
 use homeostat_core::Event;
@@ -458,6 +458,14 @@ impl Stage {
         self.disabled_rules.publish(self.decider.disabled());
         for incident in &step.resolved {
             self.metrics.incident_resolved(incident);
+        }
+        if !step.dry_runs.is_empty() {
+            // A dry run ends where it is decided: it never reaches the run driver, which counts
+            // the others; shadow mode's "how often would it have acted" is this count.
+            self.metrics
+                .runs_finished
+                .get_or_create(&vec![("status", RunStatus::DryRun.to_string())])
+                .inc_by(step.dry_runs.len() as u64);
         }
         for seconds in &step.mitigations {
             self.metrics
