@@ -128,6 +128,11 @@ impl User<'_> {
     }
 }
 
+/// The daemon the CLI talks to, with this file's config and the read-only token's secret.
+async fn start(dir: &Path, name: &str) -> Daemon {
+    Daemon::start_with_env(dir, name, &config(dir), &[(READER_ENV, READER)]).await
+}
+
 fn names(headers: &[&str]) -> Vec<String> {
     headers.iter().map(|h| h.to_string()).collect()
 }
@@ -135,13 +140,7 @@ fn names(headers: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_works_with_only_a_server_and_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start_with_env(
-        dir.path(),
-        "cli",
-        &config(dir.path()),
-        &[(READER_ENV, READER)],
-    )
-    .await;
+    let daemon = start(dir.path(), "cli").await;
     let empty = tempfile::tempdir().expect("an empty working directory");
     let user = User {
         cwd: empty.path(),
@@ -508,13 +507,7 @@ async fn every_command_works_with_only_a_server_and_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_past_one_page_follow_the_cursors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = Daemon::start_with_env(
-        dir.path(),
-        "cli-pages",
-        &config(dir.path()),
-        &[(READER_ENV, READER)],
-    )
-    .await;
+    let daemon = start(dir.path(), "cli-pages").await;
     let empty = tempfile::tempdir().expect("an empty working directory");
     let user = User {
         cwd: empty.path(),
