@@ -56,6 +56,10 @@ if wants pipeline; then
         run "pipeline-$sync" "$bench" pipeline --batch 1,100 --synchronous "$sync"
         run "pipeline-dispatch-$sync" "$bench" pipeline --batch 1 --with-rule --synchronous "$sync"
     done
+    # The same engine on PostgreSQL (a server from the Debian package, started for the run).
+    if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        run pipeline-postgres "$bench" pipeline --batch 1,100 --store postgres
+    fi
 fi
 if wants runbooks; then
     run runbooks "$bench" runbooks

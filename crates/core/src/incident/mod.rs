@@ -372,7 +372,7 @@ impl Command {
         event
             .data
             .as_ref()
-            .and_then(|data| serde_json::from_value(data.clone()).ok())
+            .and_then(|data| serde::Deserialize::deserialize(data).ok())
     }
 }
 
