@@ -122,8 +122,8 @@ const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
 /// background's passive checkpoint ends with an fsync of the database, which took long enough on
 /// a loaded disk for the log to reach 106 MiB against a 64 MiB limit while every retry was
 /// refused. Waiting here holds the next commit, which is the limit's backpressure; the quarter
-/// left is room for the one batch (ingest and eight prunes) committed before the wait, which took
-/// a log waited for at the limit itself to 70 MiB.
+/// left is room for the one batch (ingest and eight prunes) committed before the wait: waiting
+/// only at the limit itself let the log reach 70 MiB.
 pub(super) async fn checkpoint_in_writer(
     connection: &mut SqliteConnection,
     wal: &Path,
