@@ -108,10 +108,7 @@ pub async fn events(global: &Global, format: Format, limit: usize, source: Optio
             Ok(remote) => remote,
             Err(code) => return code,
         };
-        let mut path = "/api/v1/events".to_string();
-        if let Some(source) = &source {
-            path.push_str(&format!("?source={}", segment(source)));
-        }
+        let path = filtered("/api/v1/events", "source", source.as_deref());
         match remote.pages(&path, "events", limit).await {
             Ok(events) => events,
             Err(failure) => return failure.report(),
@@ -287,10 +284,7 @@ pub async fn runs(global: &Global, format: Format, limit: usize, status: Option<
             Ok(remote) => remote,
             Err(code) => return code,
         };
-        let mut path = "/api/v1/runs".to_string();
-        if let Some(status) = &status {
-            path.push_str(&format!("?status={}", segment(status)));
-        }
+        let path = filtered("/api/v1/runs", "status", status.as_deref());
         match remote
             .pages(&path, "runs", limit)
             .await
@@ -342,6 +336,14 @@ pub async fn runs(global: &Global, format: Format, limit: usize, status: Option<
 }
 
 /// A value of the API's answer as the record type both sides share.
+/// A list's path with its one optional filter, `?name=value`, encoded.
+fn filtered(path: &str, name: &str, value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("{path}?{name}={}", segment(value)),
+        None => path.to_string(),
+    }
+}
+
 fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, super::remote::Failure> {
     serde_json::from_value(value.clone()).map_err(|error| {
         super::remote::Failure::Connection(format!(
