@@ -406,61 +406,82 @@ async fn a_full_disk_loses_nothing_acknowledged_and_the_daemon_recovers_by_itsel
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_acknowledged_and_repeats_no_effect() {
     let trials = trials("HOMEOSTAT_KILL_TRIALS", 3);
+    // Trials share a store in rounds of this many, each round checked before the next starts on a
+    // fresh store: a store grown to gigabytes over a thousand trials with no retention would time
+    // the restarts rather than the crashes (each round is still a hundred kills of one store).
+    let round_size = self::trials("HOMEOSTAT_KILL_ROUND", 100).max(1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store_dir = dir.path().join("store");
-    std::fs::create_dir_all(&store_dir).expect("create the store dir");
-    let effects_path = dir.path().join("effects.log");
-    let config = config(&store_dir, &effects_path, "");
     let next_id = Arc::new(AtomicU64::new(0));
-    let mut acknowledged = BTreeSet::new();
     // A fixed sequence of pauses before the kill, spread over 50-800 ms.
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    for trial in 0..trials {
-        let mut daemon = Daemon::start(dir.path(), &format!("trial-{}", trial % 4), &config).await;
-        let load = Load::start(&daemon, &next_id);
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let pause = Duration::from_millis(50 + seed % 750);
-        let started = Instant::now();
-        while started.elapsed() < pause || load.tally.in_flight.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut total = Effects::default();
+    let (mut acknowledged_total, mut stored_total) = (0, 0);
+    for (round, first) in (0..trials).step_by(round_size).enumerate() {
+        let round_dir = dir.path().join(format!("round-{round}"));
+        let store_dir = round_dir.join("store");
+        std::fs::create_dir_all(&store_dir).expect("create the store dir");
+        let effects_path = round_dir.join("effects.log");
+        let config = config(&store_dir, &effects_path, "");
+        let mut acknowledged = BTreeSet::new();
+        for trial in first..trials.min(first + round_size) {
+            let mut daemon =
+                Daemon::start(&round_dir, &format!("trial-{}", trial % 4), &config).await;
+            let load = Load::start(&daemon, &next_id);
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let pause = Duration::from_millis(50 + seed % 750);
+            let started = Instant::now();
+            while started.elapsed() < pause || load.tally.in_flight.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            daemon.kill_9();
+            let tally = load.stop().await;
+            acknowledged.extend(tally.acknowledged());
+            drop(daemon);
         }
-        daemon.kill_9();
-        let tally = load.stop().await;
-        acknowledged.extend(tally.acknowledged());
-        drop(daemon);
+        let last = Daemon::start(&round_dir, "last", &config).await;
+        runs_settle(&last).await;
+        let stored = stored_ids(&last.config_path).await;
+        drop(last);
+        let missing: Vec<u64> = acknowledged.difference(&stored).copied().collect();
+        let report = effects(&store_dir, &effects_path).await;
+        println!(
+            "sigkill round {round} (trials {first}..{}): {} acknowledged, {} missing; {} runs, {} effects, \
+             {} repeated, {} without intent",
+            trials.min(first + round_size),
+            acknowledged.len(),
+            missing.len(),
+            report.runs,
+            report.executed,
+            report.repeated.len(),
+            report.without_intent.len(),
+        );
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged alerts missing: {:?}",
+            &missing[..missing.len().min(20)]
+        );
+        assert!(
+            report.repeated.is_empty(),
+            "round {round}: non-idempotent effects repeated: {:?}",
+            report.repeated
+        );
+        assert!(
+            report.without_intent.is_empty(),
+            "round {round}: effects without an intent: {:?}",
+            report.without_intent
+        );
+        acknowledged_total += acknowledged.len();
+        stored_total += stored.len();
+        total.runs += report.runs;
+        total.executed += report.executed;
+        // The round passed: its store is not needed any more (a thousand trials would fill a disk).
+        std::fs::remove_dir_all(&round_dir).expect("remove the round's store");
     }
-    let last = Daemon::start(dir.path(), "last", &config).await;
-    runs_settle(&last).await;
-    let stored = stored_ids(&last.config_path).await;
-    drop(last);
-    let missing: Vec<u64> = acknowledged.difference(&stored).copied().collect();
-    let report = effects(&store_dir, &effects_path).await;
     println!(
-        "sigkill, {trials} trials: {} alerts acknowledged, {} stored, {} missing; {} runs, {} effects, \
-         {} non-idempotent effects repeated, {} without intent",
-        acknowledged.len(),
-        stored.len(),
-        missing.len(),
-        report.runs,
-        report.executed,
-        report.repeated.len(),
-        report.without_intent.len(),
-    );
-    assert!(
-        missing.is_empty(),
-        "acknowledged alerts missing: {:?}",
-        &missing[..missing.len().min(20)]
-    );
-    assert!(
-        report.repeated.is_empty(),
-        "non-idempotent effects repeated: {:?}",
-        report.repeated
-    );
-    assert!(
-        report.without_intent.is_empty(),
-        "effects without an intent: {:?}",
-        report.without_intent
+        "sigkill, {trials} trials: {acknowledged_total} alerts acknowledged, {stored_total} stored, 0 missing; \
+         {} runs, {} effects, 0 non-idempotent effects repeated, 0 without intent",
+        total.runs, total.executed,
     );
 }

@@ -5,6 +5,9 @@
 # event lost, any non-idempotent effect repeated or any effect without its intent fails the run.
 #
 #   tests/soak/faults.sh [DISK_FULL_TRIALS] [KILL_TRIALS]     # default 100 and 1000
+#
+# The SIGKILL trials share a store in rounds of HOMEOSTAT_KILL_ROUND (default 100), each round
+# checked on its own store before the next starts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 disk_full=${1:-100}
