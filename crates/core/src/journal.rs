@@ -415,19 +415,22 @@ impl Write {
                 ..row(*at, "run_finished", to_json(end))
             },
             Write::Timeline(entry) => {
-                let mut body = serde_json::Map::new();
-                body.insert("summary".into(), entry.summary.clone().into());
-                if !entry.detail.is_null() {
-                    body.insert("detail".into(), entry.detail.clone());
+                // Keys in order (`detail` before `summary`), as the JSON object this replaced
+                // wrote them, so stored bodies stay byte for byte the same.
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    #[serde(skip_serializing_if = "Value::is_null")]
+                    detail: &'a Value,
+                    summary: &'a str,
                 }
+                let body = Body {
+                    detail: &entry.detail,
+                    summary: &entry.summary,
+                };
                 Row {
                     event_id: entry.event_id.clone(),
                     incident_id: Some(entry.incident),
-                    ..row(
-                        entry.at,
-                        entry.kind.as_str(),
-                        Value::Object(body).to_string(),
-                    )
+                    ..row(entry.at, entry.kind.as_str(), to_json(&body))
                 }
             }
             Write::Event(_)
@@ -1424,6 +1427,33 @@ mod tests {
         }
         .row()
         .is_none());
+        // A timeline entry's body, byte for byte as stored before it was written from borrowed
+        // fields (keys sorted, `detail` left out when null).
+        let entry = |detail: Value| {
+            Write::Timeline(TimelineEntry {
+                incident: 7,
+                kind: TimelineKind::Opened,
+                at: DateTime::UNIX_EPOCH,
+                event_id: Some("e1".into()),
+                summary: "opened by `A` \"quoted\"".into(),
+                detail,
+            })
+            .row()
+            .expect("a journal row")
+        };
+        let row = entry(serde_json::json!({"group_key": "{service=\"api\"}", "a": 1}));
+        assert_eq!(
+            row.body,
+            r#"{"detail":{"a":1,"group_key":"{service=\"api\"}"},"summary":"opened by `A` \"quoted\""}"#
+        );
+        assert_eq!(
+            (row.kind, row.event_id.as_deref(), row.incident_id),
+            ("opened", Some("e1"), Some(7))
+        );
+        assert_eq!(
+            entry(Value::Null).body,
+            r#"{"summary":"opened by `A` \"quoted\""}"#
+        );
     }
 
     #[test]
