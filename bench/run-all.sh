@@ -42,6 +42,12 @@ if wants ingest; then
         --batch 1,100 --connections 64 --out "$results/ingest.json"
     run ingest-256 "$bench" ingest --homeostat "$homeostat" --alertmanager "$alertmanager" \
         --batch 1 --connections 256 --out "$results/ingest-256.json"
+    # The same side by side with homeostat's store on PostgreSQL (a server from the Debian package
+    # per daemon, started for the run).
+    if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        run ingest-postgres "$bench" ingest --homeostat "$homeostat" --alertmanager "$alertmanager" \
+            --batch 1,100 --connections 64 --store postgres --out "$results/ingest-postgres.json"
+    fi
 fi
 if wants latency; then
     for sync in full normal; do
@@ -50,6 +56,12 @@ if wants latency; then
                 --synchronous "$sync" --out "$results/latency-$rate-$sync.json"
         done
     done
+    if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        for rate in 10000 2000; do
+            run "latency-$rate-postgres" "$bench" latency --homeostat "$homeostat" --rate "$rate" \
+                --store postgres --out "$results/latency-$rate-postgres.json"
+        done
+    fi
 fi
 if wants pipeline; then
     for sync in full normal; do

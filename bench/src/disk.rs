@@ -59,6 +59,7 @@ pub async fn run(args: DiskArgs) -> Result<()> {
         ),
         extra: String::new(),
         max_open_files: None,
+        postgres: false,
     };
     let server = Server::start_homeostat(&args.homeostat, &options).await?;
     let database = server.dir().join("homeostat.db");

@@ -93,6 +93,27 @@ struct HomeostatArgs {
     /// `store.synchronous`; `full` is the durable commit the targets are stated for.
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     synchronous: Synchronous,
+    /// `sqlite`, or `postgres`: each daemon's store on a PostgreSQL server started for it from the
+    /// Debian package (`/usr/lib/postgresql/*/bin`), with its default durability (`fsync`,
+    /// `synchronous_commit` on), on 127.0.0.1 with its own data directory, stopped after; the
+    /// server CPU then includes PostgreSQL's processes. `--synchronous` is SQLite's only.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    fn as_config(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -353,6 +374,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                 server: String::new(),
                 store: String::new(),
                 max_open_files: None,
+                postgres: args.homeostat_options.store == StoreKind::Postgres,
             };
             eprintln!(
                 "batch {batch}: starting homeostat from `{}`",
@@ -436,6 +458,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
             "with_rule": args.with_rule,
             "queue_capacity": args.homeostat_options.queue_capacity,
             "synchronous": args.homeostat_options.synchronous.as_config(),
+            "store": args.homeostat_options.store.as_config(),
             "homeostat_version": homeostat_version,
             "alertmanager_version": alertmanager_version,
             "machine": machine_json(),
@@ -525,6 +548,7 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         server: String::new(),
         store: String::new(),
         max_open_files: None,
+        postgres: args.homeostat_options.store == StoreKind::Postgres,
     };
     eprintln!(
         "starting homeostat from `{}` with rule `bench-dispatch`",
@@ -545,6 +569,7 @@ async fn latency(args: LatencyArgs) -> Result<()> {
             "distinct_alerts": distinct_alerts,
             "queue_capacity": args.homeostat_options.queue_capacity,
             "synchronous": args.homeostat_options.synchronous.as_config(),
+            "store": args.homeostat_options.store.as_config(),
             "homeostat_version": version_of(&args.homeostat, "--version").await,
             "machine": machine_json(),
         });

@@ -320,6 +320,7 @@ pub async fn run(args: OverloadArgs) -> Result<()> {
         store: String::new(),
         extra: "sources:\n  - type: webhook\n    name: checks\n    secret: {env: HOMEOSTAT_BENCH_WEBHOOK_SECRET}\n    items: /checks\n    labels:\n      alertname: CheckFailing\n      check: \"{{ item.name }}\"\n      host: \"{{ item.host }}\"\n".into(),
         max_open_files: Some(args.max_open_files),
+        postgres: false,
     };
     let duration = Duration::from_secs(args.duration_secs);
     let backoff = Duration::from_millis(args.backoff_ms);

@@ -175,9 +175,10 @@ pub fn ingest_table(rows: &[IngestRow], batches: &[usize]) -> String {
     }
     out.push_str(
         "\nLatency columns are client-side per request (2xx only). RSS +MiB is VmRSS after minus before the load; \
-         B/alert divides it by the distinct alerts accepted. homeostat also writes every alert to SQLite on disk, \
-         which RSS does not show; Alertmanager keeps them in memory only. CPU is percent of one core over the \
-         measured phase (the machine's cores are shared by the generator and the server).\n",
+         B/alert divides it by the distinct alerts accepted. homeostat also writes every alert to its store on disk \
+         (SQLite, or PostgreSQL with `--store postgres`), which RSS does not show; Alertmanager keeps them in memory \
+         only. CPU is percent of one core over the measured phase (the machine's cores are shared by the generator \
+         and the server); with `--store postgres`, homeostat's includes PostgreSQL's processes.\n",
     );
     out
 }

@@ -182,6 +182,7 @@ fn options(extra: String) -> HomeostatOptions {
         server: String::new(),
         store: String::new(),
         max_open_files: None,
+        postgres: false,
     }
 }
 

@@ -35,6 +35,9 @@ pub struct HomeostatOptions {
     pub store: String,
     /// Starts the daemon with this `ulimit -n`, as a common default of 1,024 would hold it.
     pub max_open_files: Option<u64>,
+    /// Puts the store on a PostgreSQL server started for this daemon (from the Debian package,
+    /// its default durability, its own data directory and port) instead of SQLite.
+    pub postgres: bool,
 }
 
 /// A running server under test; killed and its directory removed by [`Server::stop`] or on drop.
@@ -44,6 +47,9 @@ pub struct Server {
     child: Child,
     pub pid: u32,
     stderr_path: PathBuf,
+    /// The daemon's PostgreSQL server, if its store is there: stopped when this is dropped, after
+    /// the daemon was killed.
+    database: Option<homeostat_store::postgres::testing::Server>,
     // Kept for its `Drop`, which removes the directory after the child is gone.
     _dir: TempDir,
 }
@@ -63,9 +69,28 @@ impl Server {
             .tempdir()
             .context("failed to create a temporary directory for homeostat")?;
         let port = free_port()?;
+        let mut database = None;
+        let mut store = None;
+        if options.postgres {
+            let server = homeostat_store::postgres::testing::Server::start_with(&[]).context(
+                "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install `postgresql`",
+            )?;
+            // The url (with its password) by a secret file, as a deployment would give it.
+            let secret = dir.path().join("database.url");
+            std::fs::write(&secret, server.database("bench").await)
+                .context("failed to write the database url")?;
+            store = Some(format!(
+                "store:\n  url: {{file: {:?}}}\n",
+                secret.display().to_string()
+            ));
+            database = Some(server);
+        }
         let config_path = dir.path().join("homeostat.yaml");
-        std::fs::write(&config_path, homeostat_config(port, dir.path(), options))
-            .with_context(|| format!("failed to write `{}`", config_path.display()))?;
+        std::fs::write(
+            &config_path,
+            homeostat_config(port, dir.path(), options, store.as_deref()),
+        )
+        .with_context(|| format!("failed to write `{}`", config_path.display()))?;
         let binary = &resolve(binary)?;
         let mut command = match options.max_open_files {
             // `exec` keeps the pid, so the samples read the daemon's own /proc entry.
@@ -90,7 +115,8 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             );
-        let server = Server::spawn("homeostat", command, binary, dir, port)?;
+        let mut server = Server::spawn("homeostat", command, binary, dir, port)?;
+        server.database = database;
         server.wait_ready("/readyz", options.ready_timeout).await
     }
 
@@ -155,6 +181,7 @@ impl Server {
             child,
             pid,
             stderr_path,
+            database: None,
             _dir: dir,
         })
     }
@@ -204,7 +231,11 @@ impl Server {
             .next()
             .and_then(|port| port.parse().ok())
             .context("the server's address has no port")?;
-        let Server { _dir: dir, .. } = self;
+        let Server {
+            _dir: dir,
+            database,
+            ..
+        } = self;
         let config_path = dir.path().join("homeostat.yaml");
         let binary = &resolve(binary)?;
         let mut command = Command::new(binary);
@@ -219,7 +250,8 @@ impl Server {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             );
         let started = Instant::now();
-        let server = Server::spawn("homeostat", command, binary, dir, port)?;
+        let mut server = Server::spawn("homeostat", command, binary, dir, port)?;
+        server.database = database;
         let server = server
             .wait_ready("/readyz", Duration::from_secs(3_600))
             .await?;
@@ -247,8 +279,15 @@ impl Server {
         Ok(())
     }
 
+    /// The daemon's memory and CPU; with its store on PostgreSQL, the CPU of the PostgreSQL
+    /// server's processes is added (SQLite's work is inside the daemon's own process), while its
+    /// memory is not (shared buffers are a cache, as SQLite's page cache outside `VmRSS` is).
     pub fn sample(&self) -> Result<ProcessSample> {
-        sample_process(&self.pid.to_string())
+        let mut sample = sample_process(&self.pid.to_string())?;
+        if let Some(database) = &self.database {
+            sample.cpu_secs += postgres_cpu_secs(database.data_dir())?;
+        }
+        Ok(sample)
     }
 
     /// Kills the server and waits for it, so that its directory can be removed.
@@ -286,7 +325,13 @@ impl Server {
     }
 }
 
-fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String {
+/// The daemon's config; `store` replaces the SQLite `store:` block (and its extra fields).
+fn homeostat_config(
+    port: u16,
+    dir: &Path,
+    options: &HomeostatOptions,
+    store: Option<&str>,
+) -> String {
     let rules = if options.with_rule {
         r#"rules:
   - name: bench-dispatch
@@ -304,14 +349,20 @@ fn homeostat_config(port: u16, dir: &Path, options: &HomeostatOptions) -> String
     } else {
         "rules: []\n"
     };
+    let store = match store {
+        Some(store) => store.to_string(),
+        None => format!(
+            "store:\n  path: {db}\n  synchronous: {sync}\n{store}",
+            db = dir.join("homeostat.db").display(),
+            sync = options.synchronous,
+            store = options.store,
+        ),
+    };
     format!(
-        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\n{server}store:\n  path: {db}\n  synchronous: {sync}\n{store}\
+        "server:\n  listen: 127.0.0.1:{port}\n  queue_capacity: {queue}\n{server}{store}\
          api_tokens:\n  - name: bench\n    scopes: [write]\n    token: {{env: HOMEOSTAT_BENCH_TOKEN}}\n{rules}{extra}",
         queue = options.queue_capacity,
-        db = dir.join("homeostat.db").display(),
-        sync = options.synchronous,
         server = options.server,
-        store = options.store,
         extra = options.extra,
     )
 }
@@ -333,6 +384,53 @@ fn free_port() -> Result<u16> {
 }
 
 /// The bench's own process, to show how much of the two cores the generator took.
+/// The CPU time of a PostgreSQL server: its postmaster (with the backends that exited, which it
+/// waited for) and every process it runs now.
+fn postgres_cpu_secs(data_dir: &Path) -> Result<f64> {
+    let pid_file = data_dir.join("postmaster.pid");
+    let text = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("failed to read `{}`", pid_file.display()))?;
+    let postmaster: u32 = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .with_context(|| format!("no pid in `{}`", pid_file.display()))?;
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(fields) = stat_fields(&pid.to_string()) else {
+            continue;
+        };
+        let field = |index: usize| -> u64 {
+            fields
+                .get(index)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        // `ppid` is the 4th field, the 2nd after the command name; `cutime` and `cstime` the 16th
+        // and 17th.
+        if pid == postmaster {
+            ticks += field(11) + field(12) + field(13) + field(14);
+        } else if field(1) == u64::from(postmaster) {
+            ticks += field(11) + field(12);
+        }
+    }
+    Ok(ticks as f64 / 100.0)
+}
+
+/// The fields of `/proc/PID/stat` after the command name, which may hold spaces.
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 pub fn sample_self() -> Result<ProcessSample> {
     sample_process("self")
 }
@@ -395,14 +493,23 @@ mod tests {
             server: String::new(),
             store: String::new(),
             max_open_files: None,
+            postgres: false,
         };
-        let plain = homeostat_config(9000, Path::new("/tmp/x"), &options);
+        let plain = homeostat_config(9000, Path::new("/tmp/x"), &options, None);
         assert!(plain.contains("rules: []"));
         assert!(plain.contains("synchronous: full"));
         assert!(plain.contains("path: /tmp/x/homeostat.db"));
         options.with_rule = true;
-        let with_rule = homeostat_config(9000, Path::new("/tmp/x"), &options);
+        let with_rule = homeostat_config(9000, Path::new("/tmp/x"), &options, None);
         assert!(with_rule.contains("name: bench-dispatch"));
         assert!(with_rule.contains("target: \"{{ labels.instance }}\""));
+        // A PostgreSQL store replaces the SQLite block, whose path and synchronous it cannot take.
+        let store = "store:\n  url: {file: \"/tmp/x/database.url\"}\n";
+        let on_postgres = homeostat_config(9000, Path::new("/tmp/x"), &options, Some(store));
+        assert!(on_postgres.contains(store));
+        assert!(!on_postgres.contains("synchronous"));
+        assert!(!on_postgres.contains("homeostat.db"));
+        homeostat_core::config::parse(&[(Path::new("/tmp/x/homeostat.yaml").into(), on_postgres)])
+            .expect("the PostgreSQL config parses");
     }
 }
