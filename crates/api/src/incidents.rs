@@ -541,7 +541,7 @@ async fn recent_changes(
     let mut labels: BTreeSet<(String, String)> = incident
         .labels
         .iter()
-        .map(|(name, value)| (name.clone(), value.clone()))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
     for member in members {
         if let Some(service) = member.labels.get("service") {

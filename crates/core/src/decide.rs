@@ -252,7 +252,7 @@ pub fn incident_event(
     changes: &[(DateTime<Utc>, String, String)],
 ) -> Event {
     let mut labels = cause.labels.clone();
-    labels.extend(incident.labels.clone());
+    labels.extend(incident.labels.to_labels());
     labels.insert("incident".into(), incident.id.to_string());
     labels.insert("transition".into(), transition.as_str().into());
     let mut annotations = cause.annotations.clone();

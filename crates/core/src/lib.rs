@@ -24,4 +24,4 @@ pub mod runbook;
 pub mod slo;
 pub mod template;
 
-pub use event::{Event, EventKind, Labels, Status};
+pub use event::{Event, EventKind, LabelSet, Labels, Status};

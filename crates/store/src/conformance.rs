@@ -69,7 +69,7 @@ fn incident(id: IncidentId, service: &str, state: State, at: DateTime<Utc>) -> I
         state,
         title: format!("HighLatency on {service}"),
         group_key: format!("{{service=\"{service}\"}}"),
-        labels: labels(&[("service", service)]),
+        labels: labels(&[("service", service)]).into(),
         flapping: false,
         escalated: false,
         members_firing: 1,

@@ -386,8 +386,9 @@ struct Tracked {
     last_transition: i64,
     /// A remediation succeeded: the incident must resolve by this deadline (milliseconds), or it
     /// escalates. With the run and rule, for the escalation's reason.
+    /// Boxed: most incidents never have one, and every open incident carries the field.
     #[serde(default)]
-    verify: Option<(i64, String, String)>,
+    verify: Option<Box<(i64, String, String)>>,
 }
 
 /// The correlator's whole state.
@@ -399,7 +400,8 @@ pub struct Correlator {
     alerts: HashMap<u64, Alert>,
     /// Each group's latest incident.
     groups: HashMap<u64, IncidentId>,
-    incidents: HashMap<IncidentId, Tracked>,
+    /// Boxed, so the table's spare capacity costs a pointer per slot, not a whole incident.
+    incidents: HashMap<IncidentId, Box<Tracked>>,
     /// Firing source alerts per (inhibition rule, hash of their `equal` label values).
     sources: HashMap<(u8, u64), u32>,
     /// (rule, target) pairs loop detection turned off, until a person turns them on again.
@@ -773,7 +775,7 @@ impl Correlator {
                     state: State::Open,
                     title: title(event),
                     group_key: group_key.clone(),
-                    labels: group_labels,
+                    labels: group_labels.into(),
                     flapping: false,
                     escalated: false,
                     members_firing: 0,
@@ -791,13 +793,13 @@ impl Correlator {
                 };
                 self.incidents.insert(
                     id,
-                    Tracked {
+                    Box::new(Tracked {
                         incident,
                         group,
                         last_momentary: None,
                         last_transition: now,
                         verify: None,
-                    },
+                    }),
                 );
                 self.groups.insert(group, id);
                 out.transitions.push((id, Transition::Opened));
@@ -1196,11 +1198,11 @@ impl Correlator {
                 incident.mitigated_at = Some(at);
                 incident.state = State::Mitigated;
                 tracked.verify = verify_within_secs.map(|seconds| {
-                    (
+                    Box::new((
                         at.timestamp_millis() + millis(seconds),
                         run_id.clone(),
                         rule.clone(),
-                    )
+                    ))
                 });
                 (
                     TimelineKind::Mitigated,
@@ -1238,7 +1240,7 @@ impl Correlator {
             Command::Verified { run_id, check, .. } => {
                 if tracked
                     .verify
-                    .as_ref()
+                    .as_deref()
                     .is_none_or(|(_, run, _)| run != run_id)
                 {
                     return Verdict::Rejected {
@@ -1305,7 +1307,7 @@ impl Correlator {
             if flapping_quiet || momentary_done {
                 due.push(Command::Settle { incident: *id });
             }
-            if let Some((deadline, run_id, rule)) = &tracked.verify {
+            if let Some((deadline, run_id, rule)) = tracked.verify.as_deref() {
                 if now_ms >= *deadline {
                     let mitigated = tracked
                         .incident
@@ -1424,7 +1426,7 @@ impl Correlator {
             incidents: head
                 .incidents
                 .into_iter()
-                .map(|tracked| (tracked.incident.id, tracked))
+                .map(|tracked| (tracked.incident.id, Box::new(tracked)))
                 .collect(),
             sources: head
                 .sources

@@ -14,7 +14,7 @@ pub mod silence;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Labels, Status};
+use crate::event::{LabelSet, Labels, Status};
 
 /// Incidents are numbered in the order they open: `homeostat incidents show 42`.
 pub type IncidentId = i64;
@@ -70,7 +70,7 @@ pub struct Incident {
     /// The grouping labels and their values, as matchers: `{service="checkout"}`.
     pub group_key: String,
     /// The grouping labels of this incident.
-    pub labels: Labels,
+    pub labels: LabelSet,
     /// A member alert flaps: its re-firing updates the incident instead of paging again.
     pub flapping: bool,
     /// A remediation did not clear it, or a remediation loop was stopped: people were told.
