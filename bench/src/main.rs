@@ -99,6 +99,18 @@ struct HomeostatArgs {
     /// server CPU then includes PostgreSQL's processes. `--synchronous` is SQLite's only.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
+    /// `store.wal_max_bytes` (SQLite), when given; 0 leaves the WAL unbounded.
+    #[arg(long)]
+    wal_max_bytes: Option<u64>,
+}
+
+impl HomeostatArgs {
+    /// Extra `store:` lines for the daemon's config.
+    fn store_lines(&self) -> String {
+        self.wal_max_bytes
+            .map(|bytes| format!("  wal_max_bytes: {bytes}\n"))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -372,7 +384,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                 ready_timeout,
                 extra: String::new(),
                 server: String::new(),
-                store: String::new(),
+                store: args.homeostat_options.store_lines(),
                 max_open_files: None,
                 postgres: args.homeostat_options.store == StoreKind::Postgres,
             };
@@ -546,7 +558,7 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         ready_timeout: Duration::from_secs(args.generator.ready_timeout_secs),
         extra: String::new(),
         server: String::new(),
-        store: String::new(),
+        store: args.homeostat_options.store_lines(),
         max_open_files: None,
         postgres: args.homeostat_options.store == StoreKind::Postgres,
     };

@@ -155,6 +155,7 @@ impl SqliteStore {
         let checkpointer = tokio::spawn(maintenance::checkpointer(
             checkpoint_connection,
             maintenance::wal_path(path),
+            settings.wal_max_bytes,
             activity.clone(),
         ));
         let maintenance_connection = SqliteConnection::connect_with(&options)
@@ -444,10 +445,16 @@ impl Store for SqliteStore {
         self.activity.committed();
         // Past half its limit, the writer checkpoints the WAL itself, between two of its own
         // transactions: no commit can add to the log meanwhile, and it needs no lock that a
-        // commit holds, so it gets to the end and cuts the file back (readers on an older
-        // snapshot are waited for). It costs this commit's caller the copy of what the
-        // background's passive checkpoints left.
-        if self.wal_max_bytes > 0 && maintenance::file_len(&self.wal) > self.wal_max_bytes / 2 {
+        // commit holds, so it gets to the end and the next commit writes the log from its start
+        // (readers on an older snapshot are waited for). It costs this commit's caller the copy
+        // of what the checkpointer's passive passes left: below three quarters of the limit, it
+        // is done only once the checkpointer has handed it over, right after a pass (see
+        // `maintenance::checkpointer`).
+        let wal_bytes = maintenance::file_len(&self.wal);
+        if self.wal_max_bytes > 0
+            && wal_bytes > self.wal_max_bytes / 2
+            && (self.activity.take_hand_off() || wal_bytes > self.wal_max_bytes / 4 * 3)
+        {
             if let Some(connection) = state.connection.as_mut() {
                 maintenance::checkpoint_in_writer(connection, &self.wal, self.wal_max_bytes).await;
             }
