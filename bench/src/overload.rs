@@ -279,7 +279,16 @@ async fn signed_webhook(server: &Server, items: usize) -> Result<Value> {
         .map(|index| json!({"name": format!("check-{index}"), "state": "failing", "host": format!("host-{index}")}))
         .collect();
     let body = Bytes::from(serde_json::to_vec(&json!({"checks": checks}))?);
-    let signature = homeostat_core::ingest::webhook::sign(BENCH_WEBHOOK_SECRET.as_bytes(), &body);
+    // Signed as a sender does under the source's default replay protection: a delivery id and the
+    // time, under the signature with the body.
+    let delivery = format!("bench-{items}-{}", std::process::id());
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = homeostat_core::ingest::webhook::sign_delivery(
+        BENCH_WEBHOOK_SECRET.as_bytes(),
+        &delivery,
+        &timestamp,
+        &body,
+    );
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(120))
@@ -289,6 +298,8 @@ async fn signed_webhook(server: &Server, items: usize) -> Result<Value> {
     let response = client
         .post(format!("{}/api/v1/hooks/checks", server.base_url))
         .header("X-Homeostat-Signature", signature)
+        .header("X-Homeostat-Delivery", delivery)
+        .header("X-Homeostat-Timestamp", timestamp)
         .header("Content-Type", "application/json")
         .body(body.clone())
         .send()
@@ -387,6 +398,17 @@ pub async fn run(args: OverloadArgs) -> Result<()> {
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("failed to write `{}`", path.display()))?;
+    }
+    // A refused webhook times the refusal, not the mapping: the figure would mean nothing.
+    for webhook in [&report["webhook_1000"], &report["webhook_10000"]] {
+        let status = webhook["status"].as_u64().unwrap_or(0);
+        if !(200..300).contains(&status) {
+            anyhow::bail!(
+                "the signed webhook of {} items was answered {status}: {}",
+                webhook["items"],
+                webhook["answer"]
+            );
+        }
     }
     Ok(())
 }
