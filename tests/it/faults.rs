@@ -118,6 +118,32 @@ struct Effects {
     runs: usize,
 }
 
+impl Effects {
+    /// What the trial did, for its line of the report.
+    fn counts(&self) -> String {
+        format!(
+            "{} runs, {} effects, {} repeated, {} without intent",
+            self.runs,
+            self.executed,
+            self.repeated.len(),
+            self.without_intent.len()
+        )
+    }
+
+    /// Fails `what` (a trial, a round) if an acknowledged alert is missing or an effect was
+    /// repeated or happened without its intent; `context` follows the lists (a daemon's stderr).
+    fn assert_clean(&self, what: &str, missing: &[u64], context: &str) {
+        assert!(
+            missing.is_empty() && self.repeated.is_empty() && self.without_intent.is_empty(),
+            "{what}: acknowledged alerts missing {:?}, non-idempotent effects repeated {:?}, \
+             effects without an intent {:?}\n{context}",
+            &missing[..missing.len().min(20)],
+            self.repeated,
+            self.without_intent
+        );
+    }
+}
+
 async fn effects(store_dir: &Path, effects: &Path) -> Effects {
     let text = std::fs::read_to_string(effects).unwrap_or_default();
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -366,14 +392,11 @@ async fn a_full_disk_loses_nothing_acknowledged_and_the_daemon_recovers_by_itsel
         println!(
             "disk full, trial {trial}: filled {written} bytes; {} alerts acknowledged, {} requests refused \
              ({refused_while_full} while full), /readyz 503 {unready_while_full} times while full; \
-             {} missing after restart; {} runs, {} effects, {} repeated, {} without intent",
+             {} missing after restart; {}",
             acknowledged.len(),
             tally.refused_requests.load(Ordering::SeqCst),
             missing.len(),
-            report.runs,
-            report.executed,
-            report.repeated.len(),
-            report.without_intent.len(),
+            report.counts(),
         );
         assert!(
             refused_while_full > 0,
@@ -389,13 +412,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_the_daemon_recovers_by_itsel
         acknowledged_total += acknowledged.len();
         refused_total += tally.refused_requests.load(Ordering::SeqCst);
         executed_total += report.executed;
-        assert!(
-            missing.is_empty() && report.repeated.is_empty() && report.without_intent.is_empty(),
-            "trial {trial}: missing {:?}, repeated {:?}, without intent {:?}\n{first_stderr}",
-            &missing[..missing.len().min(20)],
-            report.repeated,
-            report.without_intent
-        );
+        report.assert_clean(&format!("trial {trial}"), &missing, &first_stderr);
     }
     println!(
         "disk full, {trials} trials: {acknowledged_total} alerts acknowledged, {refused_total} requests refused, \
@@ -447,31 +464,13 @@ async fn sigkill_under_load_loses_nothing_acknowledged_and_repeats_no_effect() {
         let missing: Vec<u64> = acknowledged.difference(&stored).copied().collect();
         let report = effects(&store_dir, &effects_path).await;
         println!(
-            "sigkill round {round} (trials {first}..{}): {} acknowledged, {} missing; {} runs, {} effects, \
-             {} repeated, {} without intent",
+            "sigkill round {round} (trials {first}..{}): {} acknowledged, {} missing; {}",
             trials.min(first + round_size),
             acknowledged.len(),
             missing.len(),
-            report.runs,
-            report.executed,
-            report.repeated.len(),
-            report.without_intent.len(),
+            report.counts(),
         );
-        assert!(
-            missing.is_empty(),
-            "round {round}: acknowledged alerts missing: {:?}",
-            &missing[..missing.len().min(20)]
-        );
-        assert!(
-            report.repeated.is_empty(),
-            "round {round}: non-idempotent effects repeated: {:?}",
-            report.repeated
-        );
-        assert!(
-            report.without_intent.is_empty(),
-            "round {round}: effects without an intent: {:?}",
-            report.without_intent
-        );
+        report.assert_clean(&format!("round {round}"), &missing, "");
         acknowledged_total += acknowledged.len();
         stored_total += stored.len();
         total.runs += report.runs;
