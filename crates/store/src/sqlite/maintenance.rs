@@ -118,6 +118,14 @@ pub(super) async fn checkpointer(
     wal_max_bytes: u64,
     activity: Activity,
 ) {
+    // A frame is a page and its 24-byte header.
+    let frame_bytes = sqlx::query_scalar::<_, i64>("PRAGMA page_size")
+        .fetch_one(&mut connection)
+        .await
+        .ok()
+        .and_then(|size| u64::try_from(size).ok())
+        .unwrap_or(4096)
+        + 24;
     let mut interval = tokio::time::interval(CHECKPOINT_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = activity.count();
@@ -137,10 +145,18 @@ pub(super) async fn checkpointer(
             (true, false) => continue,
             (false, _) => "PASSIVE",
         };
-        if let Err(error) = checkpoint(&mut connection, mode).await {
-            tracing::warn!(%error, mode, wal_bytes = size, "WAL checkpoint failed; will retry");
-        } else if !idle && wal_max_bytes > 0 && file_len(&wal) > wal_max_bytes / 2 {
-            activity.hand_off();
+        match checkpoint_frames(&mut connection, mode).await {
+            Err(error) => {
+                tracing::warn!(%error, mode, wal_bytes = size, "WAL checkpoint failed; will retry");
+            }
+            // What the log holds, not the file's size: after the writer's RESTART the file keeps
+            // its size while the log starts again from its beginning.
+            Ok((_, frames)) if !idle && wal_max_bytes > 0 => {
+                if frames.saturating_mul(frame_bytes) > wal_max_bytes / 2 {
+                    activity.hand_off();
+                }
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -154,7 +170,8 @@ const CHECKPOINT_WAIT: Duration = Duration::from_secs(10);
 /// is grown again block by block, and with a commit's fsync that also commits the file's new
 /// size, the resets were the slowest commits (`homeostat-bench latency --rate 2000`: receipt to
 /// dispatch p99 81 ms with TRUNCATE, 12 ms with RESTART, `synchronous: normal`). The file keeps
-/// its size (half the limit and a batch); the checkpointer cuts it to zero once the store is idle.
+/// its size (half the limit and a pass's worth of commits); the checkpointer cuts it to zero once
+/// the store is idle, and past three quarters of the limit the writer's checkpoint is a TRUNCATE.
 ///
 /// Below three quarters of the limit a busy answer (a reader still on the log, or the
 /// checkpointer's pass holding the checkpoint lock; SQLite does not wait for that lock) is the
@@ -170,9 +187,16 @@ pub(super) async fn checkpoint_in_writer(
     wal_max_bytes: u64,
 ) {
     let must = wal_max_bytes / 4 * 3;
+    // Past three quarters the file itself is cut back, or it would stay past them and every
+    // commit would take this path again.
+    let mode = if file_len(wal) > must {
+        "TRUNCATE"
+    } else {
+        "RESTART"
+    };
     let deadline = tokio::time::Instant::now() + CHECKPOINT_WAIT;
     loop {
-        match checkpoint(connection, "RESTART").await {
+        match checkpoint(connection, mode).await {
             Ok(true) => return,
             Ok(false) if file_len(wal) > must && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -197,11 +221,18 @@ pub(super) async fn checkpoint_in_writer(
 /// Runs one checkpoint. A RESTART or TRUNCATE checkpoint that could not finish (a reader was still on the
 /// log) reports busy in its first column rather than failing.
 pub(super) async fn checkpoint(connection: &mut SqliteConnection, mode: &str) -> Result<bool> {
+    Ok(checkpoint_frames(connection, mode).await?.0)
+}
+
+/// As [`checkpoint`], with the frames in the log (since it was last written from its start): what
+/// it holds, which after a RESTART is less than the file's size.
+async fn checkpoint_frames(connection: &mut SqliteConnection, mode: &str) -> Result<(bool, u64)> {
     let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
         .fetch_one(&mut *connection)
         .await?;
     let busy: i64 = row.try_get(0)?;
-    Ok(busy == 0)
+    let frames: i64 = row.try_get(1)?;
+    Ok((busy == 0, u64::try_from(frames).unwrap_or(0)))
 }
 
 /// A file of `bytes` held beside the database and deleted when the disk fills, so that the journal

@@ -443,17 +443,17 @@ impl Store for SqliteStore {
         };
         committed.pruned = pruned;
         self.activity.committed();
-        // Past half its limit, the writer checkpoints the WAL itself, between two of its own
+        // Past half its limit (what the log holds, as the checkpointer's last pass counted it: the
+        // file keeps its size after a RESTART), the writer checkpoints the WAL itself, between two of its own
         // transactions: no commit can add to the log meanwhile, and it needs no lock that a
         // commit holds, so it gets to the end and the next commit writes the log from its start
         // (readers on an older snapshot are waited for). It costs this commit's caller the copy
         // of what the checkpointer's passive passes left: below three quarters of the limit, it
         // is done only once the checkpointer has handed it over, right after a pass (see
         // `maintenance::checkpointer`).
-        let wal_bytes = maintenance::file_len(&self.wal);
         if self.wal_max_bytes > 0
-            && wal_bytes > self.wal_max_bytes / 2
-            && (self.activity.take_hand_off() || wal_bytes > self.wal_max_bytes / 4 * 3)
+            && (self.activity.take_hand_off()
+                || maintenance::file_len(&self.wal) > self.wal_max_bytes / 4 * 3)
         {
             if let Some(connection) = state.connection.as_mut() {
                 maintenance::checkpoint_in_writer(connection, &self.wal, self.wal_max_bytes).await;
