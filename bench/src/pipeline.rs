@@ -56,15 +56,9 @@ pub async fn run(args: PipelineArgs) -> Result<()> {
                 args.synchronous
             ),
             "postgres" => {
-                let server = homeostat_store::postgres::testing::Server::start_with(&[])
-                    .ok_or_else(|| anyhow!("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install `postgresql`"))?;
-                let secret = dir.path().join("database.url");
-                std::fs::write(&secret, server.database("bench").await)?;
+                let (server, block) = crate::server::postgres_store(dir.path()).await?;
                 _server = Some(server);
-                format!(
-                    "store: {{url: {{file: {:?}}}}}\n",
-                    secret.display().to_string()
-                )
+                block
             }
             other => return Err(anyhow!("`--store {other}`: use `sqlite` or `postgres`")),
         };

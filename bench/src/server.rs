@@ -72,17 +72,8 @@ impl Server {
         let mut database = None;
         let mut store = None;
         if options.postgres {
-            let server = homeostat_store::postgres::testing::Server::start_with(&[]).context(
-                "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install `postgresql`",
-            )?;
-            // The url (with its password) by a secret file, as a deployment would give it.
-            let secret = dir.path().join("database.url");
-            std::fs::write(&secret, server.database("bench").await)
-                .context("failed to write the database url")?;
-            store = Some(format!(
-                "store:\n  url: {{file: {:?}}}\n",
-                secret.display().to_string()
-            ));
+            let (server, block) = postgres_store(dir.path()).await?;
+            store = Some(block);
             database = Some(server);
         }
         let config_path = dir.path().join("homeostat.yaml");
@@ -384,6 +375,25 @@ fn free_port() -> Result<u16> {
 }
 
 /// The bench's own process, to show how much of the two cores the generator took.
+/// A PostgreSQL server for one store, from the Debian package with its default durability, and
+/// the `store:` block that reaches it: the url (with its password) by a secret file in `dir`, as a
+/// deployment would give it. The server stops when dropped.
+pub async fn postgres_store(
+    dir: &Path,
+) -> Result<(homeostat_store::postgres::testing::Server, String)> {
+    let server = homeostat_store::postgres::testing::Server::start_with(&[]).context(
+        "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin; install `postgresql`",
+    )?;
+    let secret = dir.join("database.url");
+    std::fs::write(&secret, server.database("bench").await)
+        .context("failed to write the database url")?;
+    let block = format!(
+        "store:\n  url: {{file: {:?}}}\n",
+        secret.display().to_string()
+    );
+    Ok((server, block))
+}
+
 /// The CPU time of a PostgreSQL server: its postmaster (with the backends that exited, which it
 /// waited for) and every process it runs now.
 fn postgres_cpu_secs(data_dir: &Path) -> Result<f64> {
@@ -446,16 +456,8 @@ fn sample_process(pid: &str) -> Result<ProcessSample> {
             .and_then(|value| value.parse().ok())
             .unwrap_or(0)
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("failed to read `/proc/{pid}/stat`"))?;
-    // The command name may hold spaces, so fields are counted from after its closing parenthesis:
-    // `utime` and `stime` are the 14th and 15th fields, the 12th and 13th after it.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    // `utime` and `stime` are the 14th and 15th fields, the 12th and 13th after the command name.
+    let fields = stat_fields(pid).with_context(|| format!("failed to read `/proc/{pid}/stat`"))?;
     let ticks = |index: usize| -> u64 {
         fields
             .get(index)
