@@ -4,6 +4,10 @@
 #
 #   fuzz/run.sh                      # every target, 10M executions each
 #   RUNS=100000 fuzz/run.sh cel      # one target, a short run
+#   JOBS=2 fuzz/run.sh cel           # two processes sharing the corpus
+#
+# JOBS=N runs N processes per target on the same corpus directory (libFuzzer re-reads it, so each
+# picks up what the others found), RUNS/N executions each; the table sums them.
 #
 # Runs under `nice`; new inputs that reach new code are added to corpus/TARGET, crashes land in
 # artifacts/TARGET and logs in logs/TARGET.log. `MERGE=1` minimizes each corpus afterwards.
@@ -22,6 +26,7 @@ TARGETS=("${@:-${ALL[@]}}")
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+JOBS=${JOBS:-1}
 # With an explicit `--target`, RUSTFLAGS skip build scripts, which must not be instrumented.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 nice cargo build --release --bins --target "$HOST" >&2
@@ -31,19 +36,31 @@ mkdir -p logs
 printf '%-14s %14s %8s %s\n' target executions panics artifacts
 for target in "${TARGETS[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
-  # A panic aborts the run (libFuzzer stops at the first crash); the exit status says so.
-  status=0
   # A config file is longer than the payloads.
   max_len=$MAX_LEN
   [ "$target" = config ] && max_len=$((MAX_LEN * 4))
-  nice "$BIN/$target" "corpus/$target" -runs="$RUNS" -max_len="$max_len" \
-    -timeout="${TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="artifacts/$target/" >"logs/$target.log" 2>&1 || status=$?
-  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$target.log" | tail -1)
-  if [ -z "$executions" ]; then
-    # libFuzzer prints no final stats after a crash; its last status line has the count.
-    executions=$(grep -o '^#[0-9]*' "logs/$target.log" | tail -1 | tr -d '#')
-  fi
+  # A panic aborts a process (libFuzzer stops at the first crash); the exit status says so.
+  pids=() logs=()
+  for job in $(seq 1 "$JOBS"); do
+    log="logs/$target.log"
+    [ "$JOBS" -gt 1 ] && log="logs/$target.$job.log"
+    logs+=("$log")
+    nice "$BIN/$target" "corpus/$target" -runs="$((RUNS / JOBS))" -max_len="$max_len" \
+      -timeout="${TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="artifacts/$target/" >"$log" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+  executions=0
+  for log in "${logs[@]}"; do
+    n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    if [ -z "$n" ]; then
+      # libFuzzer prints no final stats after a crash; its last status line has the count.
+      n=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+    fi
+    executions=$((executions + ${n:-0}))
+  done
   panics=$(find "artifacts/$target" -type f -name 'crash-*' | wc -l)
   [ "$status" -ne 0 ] && [ "$panics" -eq 0 ] && panics="exit $status"
   printf '%-14s %14s %8s %s\n' "$target" "${executions:-0}" "$panics" "artifacts/$target"
