@@ -57,7 +57,7 @@ pub const MAX_CEL_NESTING: usize = 12;
 
 /// Compiles CEL, turning a panic of the `cel` crate into an error.
 pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
-    let depth = cel_nesting(source_text);
+    let depth = cel_nesting(source_text)?;
     if depth > MAX_CEL_NESTING {
         return Err(format!(
             "brackets nest {depth} deep, more than the {MAX_CEL_NESTING} allowed; \
@@ -69,14 +69,17 @@ pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
         .map_err(|error| error.to_string().lines().next().unwrap_or("").to_string())
 }
 
-/// The deepest nesting of `(`, `[` and `{` in a CEL expression, outside string literals.
+/// The deepest nesting of `(`, `[` and `{` in a CEL expression, as the parser will see it; an
+/// error for a string literal the lexer would not take whole.
 ///
-/// It must never count less than the parser will nest, or the bound above is no bound: a closer
-/// that does not match the innermost opener is not counted as closing it (the parser's error
-/// recovery may drop it), a quote the lexer might end sooner is taken to end there (`r"\"` is
-/// raw, so its backslash escapes nothing), and a string that does not end, in which the lexer
-/// skips the quote and reads on, is scanned again as code.
-fn cel_nesting(text: &str) -> usize {
+/// It must never count less than the parser nests, or the bound above is no bound. So it lexes
+/// as CEL's grammar does where that decides what is code: `//` comments, identifiers and numbers
+/// (an `r` or `b` prefix makes a string raw or bytes only where it starts a token), and string
+/// literals with their escapes. A literal that does not lex whole (not closed, a bad escape, a
+/// control character) is refused: the ANTLR lexer would fall back to shorter tokens and read part
+/// of it as code, and such an expression is invalid anyway. A closer that does not match the
+/// innermost opener does not close it (the parser's error recovery may drop it).
+fn cel_nesting(text: &str) -> Result<usize, String> {
     let bytes = text.as_bytes();
     let (mut open, mut deepest, mut i) = (Vec::new(), 0, 0);
     while i < bytes.len() {
@@ -84,6 +87,7 @@ fn cel_nesting(text: &str) -> usize {
             opener @ (b'(' | b'[' | b'{') => {
                 open.push(opener);
                 deepest = deepest.max(open.len());
+                i += 1;
             }
             closer @ (b')' | b']' | b'}') => {
                 let opener = match closer {
@@ -94,43 +98,128 @@ fn cel_nesting(text: &str) -> usize {
                 if open.last() == Some(&opener) {
                     open.pop();
                 }
+                i += 1;
             }
-            quote @ (b'"' | b'\'') => {
-                let raw = i > 0 && matches!(bytes[i - 1], b'r' | b'R');
-                if let Some(end) = string_end(bytes, i, quote, raw) {
-                    i = end;
-                    continue;
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
                 }
             }
+            b'"' | b'\'' => i = string_end(bytes, i, false)?,
+            byte if byte.is_ascii_alphabetic() || byte == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                // `r'...'`, `b"..."`, `br'...'`: a prefix is a whole identifier before a quote.
+                let word = bytes[start..i].to_ascii_lowercase();
+                if matches!(word.as_slice(), b"r" | b"b" | b"br")
+                    && matches!(bytes.get(i), Some(b'"' | b'\''))
+                {
+                    i = string_end(bytes, i, word.contains(&b'r'))?;
+                }
+            }
+            byte if byte.is_ascii_digit() => i = number_end(bytes, i),
+            _ => i += 1,
+        }
+    }
+    Ok(deepest)
+}
+
+/// Where a number that starts at `start` ends, as the lexer takes it: `0x1F`, `12u`, `1.5e-3`.
+/// Only where a following identifier starts matters, for a string prefix after it.
+fn number_end(bytes: &[u8], start: usize) -> usize {
+    let digits = |mut i: usize, hex: bool| {
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || hex && bytes[i].is_ascii_hexdigit())
+        {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start;
+    if bytes[i] == b'0'
+        && matches!(bytes.get(i + 1), Some(b'x' | b'X'))
+        && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    {
+        i = digits(i + 2, true);
+    } else {
+        i = digits(i, false);
+        if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i = digits(i + 1, false);
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+            if bytes.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+                i = digits(i + 1 + sign, false);
+            }
+        }
+    }
+    if matches!(bytes.get(i), Some(b'u' | b'U')) {
+        i += 1;
+    }
+    i
+}
+
+/// Where the string literal whose quote is at `start` ends (just past its closing quote).
+fn string_end(bytes: &[u8], start: usize, raw: bool) -> Result<usize, String> {
+    let quote = bytes[start];
+    let triple = bytes.get(start..start + 3) == Some(&[quote; 3][..]);
+    let refuse = |at: usize, what: &str| {
+        Err(format!(
+            "the string literal at byte {start} {what} (at byte {at}); close it, and write \
+             special characters as escapes such as \\n, \\\\, \\\", \\x00 or \\u00e9"
+        ))
+    };
+    let mut i = start + if triple { 3 } else { 1 };
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == quote {
+            if !triple {
+                return Ok(i + 1);
+            }
+            if bytes.get(i..i + 3) == Some(&[quote; 3][..]) {
+                return Ok(i + 3);
+            }
+        }
+        match byte {
+            b'\n' | b'\r' if !triple => return refuse(i, "ends at a line break"),
+            b'\t' | b'\n' | b'\r' => {}
+            control if control < 0x20 || control == 0x7f => {
+                return refuse(i, "holds a control character")
+            }
+            b'\\' if !raw => match escape_len(&bytes[i + 1..]) {
+                Some(len) => i += len,
+                None => return refuse(i, "has an escape CEL does not know"),
+            },
             _ => {}
         }
         i += 1;
     }
-    deepest
+    refuse(bytes.len(), "is not closed")
 }
 
-/// Where the string literal opening at `start` ends (just past its closing quote), or `None` if
-/// it does not end: at the end of the text, or at a line break in a single-quoted one.
-fn string_end(bytes: &[u8], start: usize, quote: u8, raw: bool) -> Option<usize> {
-    let triple = bytes.get(start..start + 3) == Some(&[quote; 3][..]);
-    let mut i = start + if triple { 3 } else { 1 };
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if !raw => i += 2,
-            b'\n' | b'\r' if !triple => return None,
-            byte if byte == quote => {
-                if !triple {
-                    return Some(i + 1);
-                }
-                if bytes.get(i..i + 3) == Some(&[quote; 3][..]) {
-                    return Some(i + 3);
-                }
-                i += 1;
-            }
-            _ => i += 1,
+/// How many bytes after a backslash make a CEL escape: `n`, `x41`, `u00e9`, `U0001F600`, `101`.
+fn escape_len(rest: &[u8]) -> Option<usize> {
+    let hex = |count: usize| {
+        (rest.len() > count && rest[1..=count].iter().all(u8::is_ascii_hexdigit))
+            .then_some(count + 1)
+    };
+    match *rest.first()? {
+        b'a' | b'b' | b'f' | b'n' | b'r' | b't' | b'v' | b'"' | b'\'' | b'\\' | b'?' | b'`' => {
+            Some(1)
         }
+        b'x' | b'X' => hex(2),
+        b'u' => hex(4),
+        b'U' => hex(8),
+        b'0'..=b'3'
+            if rest.len() > 2
+                && (b'0'..=b'7').contains(&rest[1])
+                && (b'0'..=b'7').contains(&rest[2]) =>
+        {
+            Some(3)
+        }
+        _ => None,
     }
-    None
 }
 
 impl Expr {
@@ -667,26 +756,65 @@ mod tests {
     }
 
     #[test]
-    fn cel_nesting_counts_brackets_outside_strings_and_never_less_than_the_parser() {
+    fn cel_nesting_counts_brackets_as_the_parser_sees_them() {
         let cases = [
             (r#"labels.env == "prod""#, 0),
             ("size(labels) > 0 && [1, [2]].exists(x, x == 1)", 2),
-            // Brackets in a regular expression are text.
+            // Brackets in a regular expression, a comment or any string are text.
             (r#"labels.pod.matches("^((a|b)[0-9]{2})+$")"#, 1),
-            (r#"'(((' + """[[[""" + '''{{{''' + r"((\" + "\"((" "#, 0),
+            (
+                r#"'(((' + """[[[""" + '''{{{''' + r"((\" + "\"((" + b'[[' + BR"((\" "#,
+                0,
+            ),
+            ("1 // [[[ '''\n + [2]", 1),
             // A raw string ends at the first quote: its backslash does not hide the brackets.
             (r#"r"\"[[[ "#, 3),
-            // A string that does not end is read on as code, as the lexer skips its quote.
-            (r#""abc[[["#, 3),
-            ("'ab\n[[[ '", 3),
+            // `r` starts a raw string only where it starts a token: `foor` is an identifier, and
+            // its string escapes the quote.
+            (r#"foor"\"[[[" + [1]"#, 1),
+            (r#"0xbr"\"[[[ "#, 3),
+            (r#"1er"\"[[[""#, 0),
             // A closer that matches no opener does not close the innermost one.
             ("[--(--][--(--]", 4),
             ("[[[]]]", 3),
             ("]]][[", 2),
         ];
         for (text, depth) in cases {
-            assert_eq!(cel_nesting(text), depth, "{text}");
+            assert_eq!(cel_nesting(text), Ok(depth), "{text}");
         }
+    }
+
+    #[test]
+    fn cel_string_literals_that_do_not_lex_whole_are_refused() {
+        // The lexer would read these in shorter tokens, parts of the literal as code; all found
+        // by fuzzing to hide nesting that took the parser seconds and gigabytes.
+        for text in [
+            "\"\\q[--[--\"",
+            "'abc",
+            "'ab\n[[[ '",
+            "\"a\0[--\"",
+            "r'''\n[[[",
+            "'''''",
+            "\"\\x4\"",
+            "\"\\u12\"",
+            "\"\\8\"",
+        ] {
+            let error = cel_nesting(text).unwrap_err();
+            assert!(
+                error.contains("string literal at byte"),
+                "{text:?}: {error}"
+            );
+            assert!(compile_cel(text).is_err(), "{text:?}");
+        }
+        for text in [
+            r#""\a\b\f\n\r\t\v\"\'\\\?\`\x41\u00e9\U0001F600\101""#,
+            "'''a\nb'''",
+        ] {
+            assert_eq!(cel_nesting(text), Ok(0), "{text:?}");
+            assert!(compile_cel(text).is_ok(), "{text:?}");
+        }
+        // The grammar's lexer takes `\X41` whole; the crate refuses it after (a parse error).
+        assert_eq!(cel_nesting(r#""\X41[[[""#), Ok(0));
     }
 
     #[test]
