@@ -213,7 +213,8 @@ struct Line {
     text: String,
 }
 
-pub async fn run(timeout_secs: u64, keep: bool) -> u8 {
+/// `ui`: serve the dashboard after the game day, on this address (empty: a free loopback port).
+pub async fn run(timeout_secs: u64, keep: bool, ui: Option<String>) -> u8 {
     let dir = match tempfile::Builder::new().prefix("homeostat-demo-").tempdir() {
         Ok(dir) => dir,
         Err(error) => {
@@ -221,7 +222,7 @@ pub async fn run(timeout_secs: u64, keep: bool) -> u8 {
             return EXIT_ERROR;
         }
     };
-    let code = game_day(dir.path(), timeout_secs).await;
+    let code = game_day(dir.path(), timeout_secs, ui.as_deref()).await;
     kill_service(dir.path());
     if keep {
         let kept = dir.keep();
@@ -234,7 +235,7 @@ pub async fn run(timeout_secs: u64, keep: bool) -> u8 {
     code
 }
 
-async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
+async fn game_day(dir: &Path, timeout_secs: u64, ui: Option<&str>) -> u8 {
     let clock = Arc::new(SystemClock::default());
     let (service_port, notify_port) = match (free_port(), free_port()) {
         (Ok(a), Ok(b)) => (a, b),
@@ -290,7 +291,17 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
     eprintln!("  service up on 127.0.0.1:{service_port}, watched by an http_probe every 0.2s");
 
     let config_path = dir.join("homeostat.yaml");
-    if let Err(error) = std::fs::write(&config_path, demo_config(dir, service_port, notify_port)) {
+    let mut text = demo_config(dir, service_port, notify_port);
+    if ui.is_some() {
+        match dashboard_token(dir) {
+            Ok(tokens) => text.push_str(&tokens),
+            Err(error) => {
+                eprintln!("error: cannot write the dashboard's token: {error}");
+                return EXIT_ERROR;
+            }
+        }
+    }
+    if let Err(error) = std::fs::write(&config_path, text) {
         eprintln!("error: cannot write the demo config: {error}");
         return EXIT_ERROR;
     }
@@ -336,9 +347,18 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
     };
     // The notification is the last step; give its delivery a moment to be seen.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    engine.abort();
+    let serving = match ui {
+        Some(listen) => Some((listen.to_string(), engine)),
+        None => {
+            engine.abort();
+            None
+        }
+    };
 
     let Some(outcome) = outcome else {
+        if let Some((_, engine)) = serving {
+            engine.abort();
+        }
         eprintln!("error: nothing was detected within {timeout_secs}s");
         return EXIT_FAILED;
     };
@@ -369,7 +389,7 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
         Some(mttd) => println!("time to detect  (MTTD): {mttd:.3}s"),
         None => println!("time to detect  (MTTD): not detected"),
     }
-    match seconds(outcome.recovered) {
+    let code = match seconds(outcome.recovered) {
         Some(mttr) => {
             println!("time to recover (MTTR): {mttr:.3}s");
             println!("result: healed; the probe passes again after an automatic restart");
@@ -381,6 +401,89 @@ async fn game_day(dir: &Path, timeout_secs: u64) -> u8 {
                 "result: NOT healed; see `homeostat runs show` in the kept directory (--keep)"
             );
             EXIT_FAILED
+        }
+    };
+    match serving {
+        Some((listen, engine)) => {
+            let served = serve_dashboard(dir, &listen, &engine).await;
+            engine.shutdown().await;
+            if served == 0 {
+                code
+            } else {
+                served
+            }
+        }
+        None => code,
+    }
+}
+
+/// The `api_tokens` section of `--ui`: one `write` token, random, in a file only this user reads.
+fn dashboard_token(dir: &Path) -> std::io::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("dashboard-token");
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?
+        .write_all(token.as_bytes())?;
+    Ok(format!(
+        "api_tokens:\n  - {{name: demo, scopes: [write], token: {{file: {path:?}}}}}\n",
+        path = path.display().to_string()
+    ))
+}
+
+/// Serves the API and the dashboard for the game day's engine until Ctrl-C.
+async fn serve_dashboard(dir: &Path, listen: &str, engine: &homeostat_engine::Engine) -> u8 {
+    let address = if listen.is_empty() {
+        "127.0.0.1:0"
+    } else {
+        listen
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on `{address}`: {error}; try --listen 127.0.0.1:PORT");
+            return EXIT_ERROR;
+        }
+    };
+    let bound = listener
+        .local_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_else(|_| address.to_string());
+    let handle = &engine.handle;
+    let compiled = handle.compiled();
+    println!();
+    println!("dashboard: http://{bound}/");
+    println!(
+        "  sign in with the token in {} (it is not printed: `cat` it)",
+        dir.join("dashboard-token").display()
+    );
+    println!(
+        "  the daemon goes on probing the service; Ctrl-C stops it and removes the demo's files"
+    );
+    let served = homeostat_api::server::serve(
+        listener,
+        homeostat_api::router(handle.clone()),
+        homeostat_api::server::Limits::from_config(&compiled.config.server),
+        handle.clock().clone(),
+        handle.metrics().clone(),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
+    .await;
+    match served {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: the dashboard's server failed: {error}");
+            EXIT_ERROR
         }
     }
 }

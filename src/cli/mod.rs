@@ -117,6 +117,13 @@ enum Command {
         /// Keep the demo's working directory (config, database, logs) instead of deleting it.
         #[arg(long)]
         keep: bool,
+        /// After the game day, keep its daemon running and serve the dashboard on loopback
+        /// (`--listen`, a free port by default) until Ctrl-C, to see the incident and its run.
+        #[arg(long)]
+        ui: bool,
+        /// Where `--ui` serves, such as `127.0.0.1:9393`.
+        #[arg(long, requires = "ui")]
+        listen: Option<String>,
     },
     /// Events, newest first (`events` or `events list`), or one with its verdicts and what the
     /// rules decided (`events show ID`).
@@ -530,7 +537,12 @@ pub async fn run(args: Args) -> ExitCode {
     let code = match args.command {
         Command::Serve { listen } => serve::run(&global.config_path(), listen).await,
         Command::Check { path } => config::check(&path.unwrap_or_else(|| global.config_path())),
-        Command::Demo { timeout_secs, keep } => demo::run(timeout_secs, keep).await,
+        Command::Demo {
+            timeout_secs,
+            keep,
+            ui,
+            listen,
+        } => demo::run(timeout_secs, keep, ui.then(|| listen.unwrap_or_default())).await,
         Command::Events {
             output,
             list,

@@ -691,6 +691,9 @@ impl Store for GatedStore {
     ) -> homeostat_store::Result<Option<homeostat_core::incident::Incident>> {
         self.inner.incident(id).await
     }
+    async fn incident_counts(&self) -> homeostat_store::Result<homeostat_store::IncidentCounts> {
+        self.inner.incident_counts().await
+    }
     async fn incidents(
         &self,
         query: &homeostat_store::IncidentQuery,

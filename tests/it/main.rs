@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod config_paths;
 mod crash;
+mod dashboard;
 mod demo;
 mod e2e_alertmanager;
 mod e2e_alertmanager_api;

@@ -182,19 +182,7 @@ pub async fn acknowledge(
     let by = authorize(&handle, &headers, Scope::Write)?;
     let id = parse_id(&id)?;
     let body: CommentBody = optional_json(&read_body(&handle, &headers, body).await?)?;
-    let incident = load(&handle, id).await?;
-    if incident.is_resolved() {
-        return Err(resolved(&incident, "acknowledged"));
-    }
-    if incident.acknowledged_at.is_some() {
-        return Err(already_acknowledged(&incident));
-    }
-    let command = Command::Acknowledge {
-        incident: id,
-        by: by.clone(),
-        comment: clean(body.comment),
-    };
-    apply(&handle, id, command, &by).await
+    answer(act(&handle, id, &by, Act::Acknowledge(body.comment)).await)
 }
 
 /// `POST /api/v1/incidents/{id}/resolve`: the calling token says it is over.
@@ -207,16 +195,7 @@ pub async fn resolve(
     let by = authorize(&handle, &headers, Scope::Write)?;
     let id = parse_id(&id)?;
     let body: CommentBody = optional_json(&read_body(&handle, &headers, body).await?)?;
-    let incident = load(&handle, id).await?;
-    if incident.is_resolved() {
-        return Err(resolved(&incident, "resolved again"));
-    }
-    let command = Command::Resolve {
-        incident: id,
-        by: by.clone(),
-        comment: clean(body.comment),
-    };
-    apply(&handle, id, command, &by).await
+    answer(act(&handle, id, &by, Act::Resolve(body.comment)).await)
 }
 
 /// `POST /api/v1/incidents/{id}/notes`: a line of free text on the timeline.
@@ -229,19 +208,70 @@ pub async fn note(
     let by = authorize(&handle, &headers, Scope::Write)?;
     let id = parse_id(&id)?;
     let body: NoteBody = parse_json(&read_body(&handle, &headers, body).await?)?;
-    let Some(text) = clean(Some(body.text)) else {
-        return Err(ApiError::new(
-            Code::InvalidPayload,
-            "text: the note is empty; write what to record",
-        ));
+    answer(act(&handle, id, &by, Act::Note(body.text)).await)
+}
+
+fn answer(result: Result<Incident, ApiError>) -> Result<Json<Value>, ApiError> {
+    result.map(|incident| Json(json!({ "incident": incident })))
+}
+
+/// What a person does to an incident, from the API or the dashboard.
+pub(crate) enum Act {
+    /// With an optional comment.
+    Acknowledge(Option<String>),
+    Resolve(Option<String>),
+    Note(String),
+}
+
+/// Checks `act` against the incident as stored, submits it as `by`, and answers the incident as
+/// it is after it.
+pub(crate) async fn act(
+    handle: &Handle,
+    id: IncidentId,
+    by: &str,
+    act: Act,
+) -> Result<Incident, ApiError> {
+    let incident = load(handle, id).await?;
+    let by = by.to_string();
+    let command = match act {
+        Act::Acknowledge(comment) => {
+            if incident.is_resolved() {
+                return Err(resolved(&incident, "acknowledged"));
+            }
+            if incident.acknowledged_at.is_some() {
+                return Err(already_acknowledged(&incident));
+            }
+            Command::Acknowledge {
+                incident: id,
+                by: by.clone(),
+                comment: clean(comment),
+            }
+        }
+        Act::Resolve(comment) => {
+            if incident.is_resolved() {
+                return Err(resolved(&incident, "resolved again"));
+            }
+            Command::Resolve {
+                incident: id,
+                by: by.clone(),
+                comment: clean(comment),
+            }
+        }
+        Act::Note(text) => {
+            let Some(text) = clean(Some(text)) else {
+                return Err(ApiError::new(
+                    Code::InvalidPayload,
+                    "text: the note is empty; write what to record",
+                ));
+            };
+            Command::Note {
+                incident: id,
+                by: by.clone(),
+                text,
+            }
+        }
     };
-    load(&handle, id).await?;
-    let command = Command::Note {
-        incident: id,
-        by: by.clone(),
-        text,
-    };
-    apply(&handle, id, command, &by).await
+    apply(handle, id, command, &by).await
 }
 
 /// Submits `command` and answers the incident as it is after it. The store was checked before, but
@@ -252,14 +282,12 @@ async fn apply(
     id: IncidentId,
     command: Command,
     by: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Incident, ApiError> {
     let acknowledging = matches!(command, Command::Acknowledge { .. });
     let applied = handle.command(command, by).await.map_err(command_error)?;
     let incident = load(handle, id).await?;
     match applied.verdict {
-        Correlation::Command { incident: applied } if applied == id => {
-            Ok(Json(json!({ "incident": incident })))
-        }
+        Correlation::Command { incident: applied } if applied == id => Ok(incident),
         _ if incident.is_resolved() => Err(resolved(&incident, "changed")),
         _ if acknowledging && incident.acknowledged_at.is_some() => {
             Err(already_acknowledged(&incident))
@@ -327,7 +355,7 @@ fn clean(text: Option<String>) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
+pub(crate) fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
     text.parse::<IncidentId>().map_err(|_| {
         ApiError::new(
             Code::IncidentNotFound,
@@ -351,17 +379,17 @@ async fn load(handle: &Handle, id: IncidentId) -> Result<Incident, ApiError> {
 }
 
 /// What the journal knows of one incident.
-struct Record {
-    incident: Incident,
-    members: Vec<Member>,
-    timeline: Vec<TimelineItem>,
+pub(crate) struct Record {
+    pub incident: Incident,
+    pub members: Vec<Member>,
+    pub timeline: Vec<TimelineItem>,
     /// Its runs, newest first.
-    runs: Vec<RunRecord>,
-    context: Context,
+    pub runs: Vec<RunRecord>,
+    pub context: Context,
 }
 
 impl Record {
-    async fn read(handle: &Handle, id: IncidentId) -> Result<Self, ApiError> {
+    pub(crate) async fn read(handle: &Handle, id: IncidentId) -> Result<Self, ApiError> {
         let incident = load(handle, id).await?;
         let store = &handle.store();
         let members = store.incident_members(id).await.map_err(store_error)?;
@@ -417,7 +445,7 @@ impl TimelineItem {
 
 /// What surrounded an incident: how to act on it, what changed, what happened before, what fired.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-struct Context {
+pub(crate) struct Context {
     runbooks: Vec<RunbookRef>,
     recent_changes: Vec<Change>,
     related: Vec<Related>,

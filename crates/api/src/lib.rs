@@ -18,6 +18,7 @@ pub mod runbooks;
 pub mod server;
 pub mod silences;
 pub mod slos;
+pub mod ui;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -93,6 +94,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(ui::routes())
         .fallback(not_found)
         .with_state(handle)
 }

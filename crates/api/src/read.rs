@@ -162,11 +162,13 @@ pub struct RunsQuery {
 }
 
 /// A run's place in the list (newest first), as a cursor: its start in milliseconds and its id.
-fn run_cursor(run: &homeostat_store::RunRecord) -> String {
+pub(crate) fn run_cursor(run: &homeostat_store::RunRecord) -> String {
     format!("{}_{}", run.started_at.timestamp_millis(), run.id)
 }
 
-fn parse_run_cursor(text: &str) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
+pub(crate) fn parse_run_cursor(
+    text: &str,
+) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
     text.split_once('_')
         .and_then(|(millis, id)| {
             let millis = millis.parse::<i64>().ok()?;
@@ -221,6 +223,13 @@ pub async fn get_run(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
+    run_view(&handle, &id).await.map(Json)
+}
+
+/// A run with its steps, how it ended and its waiting approvals, as `GET /api/v1/runs/{id}`
+/// answers it and the dashboard shows it.
+pub(crate) async fn run_view(handle: &Handle, id: &str) -> Result<Value, ApiError> {
+    let id = id.to_string();
     // Read the live approvals before the journal: an approval becomes pending only after its step
     // was journaled, so read in this order every approval shown has its step in `steps`.
     let mut pending_approvals = handle.runs().pending_approvals(&id).unwrap_or_default();
@@ -251,11 +260,11 @@ pub async fn get_run(
                 .find(|record| record.step == approval.step)
                 .is_some_and(|record| record.status == "waiting")
     });
-    Ok(Json(json!({
+    Ok(json!({
         "run": run,
         "steps": steps,
         "end": end,
         "pending_approvals": pending_approvals,
         "journal": journal,
-    })))
+    }))
 }

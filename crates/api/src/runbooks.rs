@@ -195,6 +195,17 @@ pub async fn approvals(
     let axum::extract::Query(query) =
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
     let can_write = authorize(&handle, &headers, Scope::Write).is_ok();
+    let listed = waiting(&handle, &by, can_write, query.all).await?;
+    Ok(Json(json!({ "approvals": listed })))
+}
+
+/// The approvals waiting now, soonest deadline first: those `by` may give, or with `all` every one.
+pub(crate) async fn waiting(
+    handle: &Handle,
+    by: &str,
+    can_write: bool,
+    all: bool,
+) -> Result<Vec<Value>, ApiError> {
     let mut listed = Vec::new();
     for (run_id, waiting) in handle.runs().waiting_approvals() {
         // A run that ended since it was listed live is not waiting any more.
@@ -207,9 +218,10 @@ pub async fn approvals(
             continue;
         };
         for approval in waiting {
-            let may_approve =
-                can_write && (approval.approvers.is_empty() || approval.approvers.contains(&by));
-            if !may_approve && !query.all {
+            let may_approve = can_write
+                && (approval.approvers.is_empty()
+                    || approval.approvers.iter().any(|approver| approver == by));
+            if !may_approve && !all {
                 continue;
             }
             listed.push(json!({
@@ -237,7 +249,7 @@ pub async fn approvals(
             .cmp(&b["deadline"].as_str())
             .then(a["run_id"].as_str().cmp(&b["run_id"].as_str()))
     });
-    Ok(Json(json!({ "approvals": listed })))
+    Ok(listed)
 }
 
 /// What runs once the approval at `path` is given: the steps after it in its own list, as
@@ -307,22 +319,41 @@ pub async fn approval(
     let by = authorize(&handle, &headers, Scope::Write)?;
     let bytes = read_body(&handle, &headers, body).await?;
     let body: ApprovalBody = parse_json(&bytes)?;
-    match handle
-        .runs()
-        .approve(&id, body.step.as_deref(), &by, body.approve, body.comment)
-    {
-        Ok(step) => Ok(Json(
-            json!({ "run_id": id, "step": step, "approved": body.approve, "by": by }),
-        )),
+    let step = answer(
+        &handle,
+        &id,
+        body.step.as_deref(),
+        &by,
+        body.approve,
+        body.comment,
+    )
+    .await?;
+    Ok(Json(
+        json!({ "run_id": id, "step": step, "approved": body.approve, "by": by }),
+    ))
+}
+
+/// Gives `by`'s answer to the approval of run `id` waiting at `step` (or the only one waiting);
+/// answers the step's path.
+pub(crate) async fn answer(
+    handle: &Handle,
+    id: &str,
+    step: Option<&str>,
+    by: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<String, ApiError> {
+    match handle.runs().approve(id, step, by, approve, comment) {
+        Ok(step) => Ok(step),
         Err(runs::Error::NoApproval { .. }) => {
             let waiting: Vec<String> = handle
                 .runs()
-                .pending_approvals(&id)
+                .pending_approvals(id)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|approval| format!("`{}`", approval.step))
                 .collect();
-            let message = match &body.step {
+            let message = match step {
                 Some(step) if !waiting.is_empty() => format!(
                     "run `{id}` has no approval waiting at step `{step}`; waiting: {}",
                     waiting.join(", ")
@@ -331,7 +362,7 @@ pub async fn approval(
             };
             Err(ApiError::new(Code::NoApprovalWaiting, message))
         }
-        Err(error) => Err(run_error(&handle, &id, error).await),
+        Err(error) => Err(run_error(handle, id, error).await),
     }
 }
 
@@ -343,13 +374,19 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
-    match handle.runs().cancel(&id, &by) {
-        Ok(()) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "run_id": id, "status": "cancelling", "by": by })),
-        )
-            .into_response()),
-        Err(error) => Err(run_error(&handle, &id, error).await),
+    cancel_as(&handle, &id, &by).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_id": id, "status": "cancelling", "by": by })),
+    )
+        .into_response())
+}
+
+/// Asks run `id` to stop, as `by`.
+pub(crate) async fn cancel_as(handle: &Handle, id: &str, by: &str) -> Result<(), ApiError> {
+    match handle.runs().cancel(id, by) {
+        Ok(()) => Ok(()),
+        Err(error) => Err(run_error(handle, id, error).await),
     }
 }
 

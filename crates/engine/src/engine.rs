@@ -7,7 +7,7 @@ use homeostat_core::clock::SharedClock;
 use homeostat_core::rule::Compiled;
 use homeostat_store::Store;
 
-use crate::handle::{self, DisabledRules, GuardStatus, Handle};
+use crate::handle::{self, Commits, DisabledRules, GuardStatus, Handle};
 use crate::metrics::Metrics;
 use crate::recover;
 use crate::runs::{self, Runs};
@@ -134,6 +134,7 @@ pub async fn start_with_store(
     let caught_up = recover::catch_up(&*store, &mut decider, &clock).await?;
     let disabled_rules = DisabledRules::default();
     let guards = GuardStatus::default();
+    let commits = Commits::default();
     let mut tasks = vec![queue.spawn(writer::Stage {
         store: store.clone(),
         compiled: compiled.clone(),
@@ -143,6 +144,7 @@ pub async fn start_with_store(
         decider,
         disabled_rules: disabled_rules.clone(),
         guards: guards.clone(),
+        commits: commits.clone(),
         max_writes: 8192,
     })];
     for start in resumed {
@@ -170,6 +172,7 @@ pub async fn start_with_store(
         runs,
         disabled_rules,
         guards,
+        commits,
         sources: crate::source::Sources::new(http, cluster),
     });
     handle.sources().apply(&handle, &compiled);

@@ -132,6 +132,29 @@ impl DisabledRules {
     }
 }
 
+/// How many batches with writes the writer has committed: pages that follow the journal live
+/// (the dashboard's server-sent events) wait on it instead of polling the store.
+#[derive(Clone)]
+pub struct Commits(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Commits {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl Commits {
+    /// A receiver that sees the count change after each commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    /// Counts one commit; only the writer calls it.
+    pub(crate) fn publish(&self) {
+        self.0.send_modify(|count| *count += 1);
+    }
+}
+
 /// The guard state as of the last commit that could change it: cooldowns, rate windows, runs in
 /// progress and their locks, for `GET /api/v1/rules`.
 ///
@@ -187,6 +210,8 @@ pub struct Handle {
     disabled_rules: DisabledRules,
     /// The guard state, as of the last commit that could change it.
     guards: GuardStatus,
+    /// Counts commits, for pages that follow the journal.
+    commits: Commits,
     /// Every SLO's latest evaluation.
     slos: SloStatuses,
     /// Every anomaly detector's series, as of its latest evaluation.
@@ -223,6 +248,7 @@ pub(crate) struct Parts {
     pub runs: Runs,
     pub disabled_rules: DisabledRules,
     pub guards: GuardStatus,
+    pub commits: Commits,
     pub sources: Sources,
 }
 
@@ -248,6 +274,7 @@ impl Handle {
             runs: parts.runs,
             disabled_rules: parts.disabled_rules,
             guards: parts.guards,
+            commits: parts.commits,
             slos: SloStatuses::default(),
             detectors: DetectorStatuses::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -300,6 +327,11 @@ impl Handle {
         &self.guards
     }
 
+    /// Counts the writer's commits: subscribe to follow the journal.
+    pub fn commits(&self) -> &Commits {
+        &self.commits
+    }
+
     /// Every SLO's latest evaluation.
     pub fn slos(&self) -> &SloStatuses {
         &self.slos
@@ -325,6 +357,17 @@ impl Handle {
             .tokens
             .iter()
             .find(|token| token.matches(presented))
+            .cloned()
+    }
+
+    /// The configured token that `token` was, if it still is one: the dashboard's sessions hold
+    /// the token they signed in with and ask again on every request, so a token removed or
+    /// changed by a reload ends its sessions, and its scopes are today's.
+    pub fn token_still(&self, token: &Token) -> Option<Token> {
+        self.current()
+            .tokens
+            .iter()
+            .find(|current| current.name == token.name && current.digest == token.digest)
             .cloned()
     }
 

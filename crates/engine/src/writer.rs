@@ -20,7 +20,7 @@ use homeostat_core::Event;
 use homeostat_store::{Error, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::handle::{DisabledRules, GuardStatus};
+use crate::handle::{Commits, DisabledRules, GuardStatus};
 use crate::metrics::Metrics;
 use crate::runs::{Runs, Start};
 
@@ -238,6 +238,8 @@ pub struct Stage {
     pub disabled_rules: DisabledRules,
     /// The guard state's published copy.
     pub guards: GuardStatus,
+    /// Counts commits with writes, for pages that follow the journal.
+    pub commits: Commits,
     /// The most writes of requests one transaction takes (the decide stage's come on top).
     pub max_writes: usize,
 }
@@ -336,6 +338,7 @@ async fn run(mut queue: Queue, mut stage: Stage) {
         let began = tokio::time::Instant::now();
         // A batch with nothing to commit (a tick with nothing due) says nothing about whether the
         // journal can take writes.
+        let wrote = !writes.is_empty();
         let result = if writes.is_empty() {
             Ok(homeostat_store::Committed::default())
         } else {
@@ -353,6 +356,9 @@ async fn run(mut queue: Queue, mut stage: Stage) {
         match result {
             Ok(mut committed) => {
                 stage.committed(&step).await;
+                if wrote {
+                    stage.commits.publish();
+                }
                 // Only decisions, run ends and the sweep's pruning change the guards: copying them
                 // after every batch of plain events would cost the ingest path for nothing.
                 if !step.decided.is_empty() || !ended.is_empty() || step.swept {

@@ -602,6 +602,33 @@ async fn incidents_upsert_and_filter(store: &dyn Store, t0: DateTime<Utc>) {
         vec![3],
         "limit 0 reads one"
     );
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            state: Some(State::Resolved),
+            ..Default::default()
+        })
+        .await,
+        vec![3, 2]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            limit: 10,
+            state: Some(State::Acknowledged),
+            ..Default::default()
+        })
+        .await,
+        vec![1]
+    );
+    assert_eq!(
+        store.incident_counts().await.expect("read"),
+        crate::IncidentCounts {
+            open: 0,
+            acknowledged: 1,
+            mitigated: 0,
+            resolved: 2,
+        }
+    );
 }
 
 async fn members_keep_how_they_joined(store: &dyn Store, t0: DateTime<Utc>) {

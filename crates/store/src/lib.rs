@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homeostat_core::decide::PlannedRun;
 use homeostat_core::incident::silence::Silence;
-use homeostat_core::incident::{Incident, IncidentId, Member};
+use homeostat_core::incident::{Incident, IncidentId, Member, State};
 use homeostat_core::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 
@@ -167,6 +167,8 @@ pub struct IncidentQuery {
     pub limit: usize,
     /// Only incidents not resolved.
     pub open_only: bool,
+    /// Only incidents in this state.
+    pub state: Option<State>,
     pub group_key: Option<String>,
     /// Only incidents opened at or after this time.
     pub opened_after: Option<DateTime<Utc>>,
@@ -174,6 +176,35 @@ pub struct IncidentQuery {
     pub label: Option<(String, String)>,
     /// Only incidents with a smaller number: the cursor of the next page.
     pub before_id: Option<IncidentId>,
+}
+
+/// How many incidents are in each state, for the dashboard's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IncidentCounts {
+    pub open: u64,
+    pub acknowledged: u64,
+    pub mitigated: u64,
+    pub resolved: u64,
+}
+
+impl IncidentCounts {
+    /// Adds `count` incidents in `state`, as a store's rows name it.
+    pub fn add(&mut self, state: &str, count: i64) -> Result<()> {
+        let count = u64::try_from(count).unwrap_or(0);
+        let Some(state) = State::parse(state) else {
+            return Err(Error::Corrupt {
+                id: "incidents".into(),
+                message: format!("unknown incident state `{state}`"),
+            });
+        };
+        match state {
+            State::Open => self.open += count,
+            State::Acknowledged => self.acknowledged += count,
+            State::Mitigated => self.mitigated += count,
+            State::Resolved => self.resolved += count,
+        }
+        Ok(())
+    }
 }
 
 /// Room on the store's disk, for admission and `/metrics`.
@@ -254,6 +285,8 @@ pub trait Store: Send + Sync + 'static {
     async fn incident(&self, id: IncidentId) -> Result<Option<Incident>>;
     /// Incidents matching the query, newest (highest number) first.
     async fn incidents(&self, query: &IncidentQuery) -> Result<Vec<Incident>>;
+    /// How many incidents are in each state.
+    async fn incident_counts(&self) -> Result<IncidentCounts>;
     /// An incident's member alerts, in the order they joined (`first_seen`).
     async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>>;
     /// Everything the journal holds about an incident, in journal order: its timeline entries, every

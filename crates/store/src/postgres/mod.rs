@@ -23,8 +23,8 @@ pub mod testing;
 use crate::retention::{self, Sql};
 use crate::sql::{self, Filter, Value, JOURNAL_COLUMNS, RUN_COLUMNS};
 use crate::{
-    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RetentionPlan,
-    RunQuery, RunRecord, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentCounts, IncidentQuery, JournalEntry, Result,
+    RetentionPlan, RunQuery, RunRecord, Store, Write,
 };
 
 /// Numbered migrations, applied in order; the table `schema_migrations` records which ran.
@@ -672,6 +672,9 @@ impl Store for PostgresStore {
             // The condition of the partial index `incidents_open`.
             filter.term("state <> 'resolved'", []);
         }
+        if let Some(state) = query.state {
+            filter.term("state = ?", [Value::Text(state.as_str().to_string())]);
+        }
         if let Some(group_key) = &query.group_key {
             filter.term("group_key = ?", [Value::Text(group_key.clone())]);
         }
@@ -696,6 +699,27 @@ impl Store for PostgresStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(sql::incident_record).collect()
+    }
+
+    async fn incident_counts(&self) -> Result<IncidentCounts> {
+        // The states short of resolved from the partial index `incidents_open`; resolved ones,
+        // which pile up, as the rest of the total.
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM incidents WHERE state <> 'resolved' GROUP BY state",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+            .fetch_one(&self.readers)
+            .await?;
+        let mut counts = IncidentCounts::default();
+        let mut not_resolved = 0;
+        for (state, count) in open {
+            counts.add(&state, count)?;
+            not_resolved += count;
+        }
+        counts.add("resolved", total - not_resolved)?;
+        Ok(counts)
     }
 
     async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>> {

@@ -25,8 +25,8 @@ use crate::sql::{self, Filter, Value, JOURNAL_COLUMNS, RUN_COLUMNS};
 mod maintenance;
 
 use crate::{
-    Committed, Error, EventQuery, EventRecord, IncidentQuery, JournalEntry, Result, RetentionPlan,
-    RunQuery, RunRecord, Space, Store, Write,
+    Committed, Error, EventQuery, EventRecord, IncidentCounts, IncidentQuery, JournalEntry, Result,
+    RetentionPlan, RunQuery, RunRecord, Space, Store, Write,
 };
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -720,6 +720,9 @@ impl Store for SqliteStore {
             // Word for word the condition of the partial index `incidents_open`.
             filter.term("state <> 'resolved'", []);
         }
+        if let Some(state) = query.state {
+            filter.term("state = ?", [Value::Text(state.as_str().to_string())]);
+        }
         if let Some(group_key) = &query.group_key {
             filter.term("group_key = ?", [Value::Text(group_key.clone())]);
         }
@@ -744,6 +747,27 @@ impl Store for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(sql::incident_record).collect()
+    }
+
+    async fn incident_counts(&self) -> Result<IncidentCounts> {
+        // The states short of resolved from the partial index `incidents_open`; resolved ones,
+        // which pile up, as the rest of the total.
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM incidents WHERE state <> 'resolved' GROUP BY state",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+            .fetch_one(&self.readers)
+            .await?;
+        let mut counts = IncidentCounts::default();
+        let mut not_resolved = 0;
+        for (state, count) in open {
+            counts.add(&state, count)?;
+            not_resolved += count;
+        }
+        counts.add("resolved", total - not_resolved)?;
+        Ok(counts)
     }
 
     async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>> {

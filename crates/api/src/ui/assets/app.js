@@ -1,0 +1,57 @@
+// homeostat's dashboard script: live refresh and the theme switch. No dependencies, no build step.
+// Every page works without it; with it, the parts of a page marked `data-live` follow the journal.
+(function () {
+  "use strict";
+
+  // Theme: the system's unless the viewer chose; the choice is kept in this browser only.
+  var root = document.documentElement;
+  var saved = localStorage.getItem("homeostat-theme");
+  if (saved === "light" || saved === "dark") root.setAttribute("data-theme", saved);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.querySelector("[data-theme-toggle]");
+    if (toggle) {
+      toggle.hidden = false;
+      toggle.addEventListener("click", function () {
+        var dark = root.getAttribute("data-theme") === "dark" ||
+          (!root.getAttribute("data-theme") && matchMedia("(prefers-color-scheme: dark)").matches);
+        var next = dark ? "light" : "dark";
+        root.setAttribute("data-theme", next);
+        localStorage.setItem("homeostat-theme", next);
+      });
+    }
+    if (document.querySelector("[data-live]") && window.EventSource) follow();
+  });
+
+  // Re-reads this page when the journal changes and swaps in its `data-live` parts, so an
+  // alert appears in the list without a reload. Forms are outside those parts, so what the
+  // viewer is typing is never replaced.
+  function follow() {
+    var busy = false, again = false;
+    var source = new EventSource("/live");
+    source.addEventListener("changed", refresh);
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (response) {
+          if (!response.ok || response.redirected) throw new Error("status " + response.status);
+          return response.text();
+        })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").querySelectorAll("[data-live]");
+          var current = document.querySelectorAll("[data-live]");
+          if (fresh.length !== current.length) return;
+          for (var i = 0; i < current.length; i++) {
+            if (current[i].innerHTML !== fresh[i].innerHTML) current[i].innerHTML = fresh[i].innerHTML;
+          }
+          document.body.setAttribute("data-refreshed", String(Date.now()));
+        })
+        .catch(function () { /* the next change tries again */ })
+        .then(function () {
+          busy = false;
+          if (again) { again = false; refresh(); }
+        });
+    }
+  }
+})();

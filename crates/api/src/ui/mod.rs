@@ -1,0 +1,946 @@
+//! The web dashboard: pages drawn on the server from templates and assets built into the binary.
+//!
+//! Every page reads well without JavaScript; the one vendored script (`assets/app.js`, no
+//! dependencies) only follows `/live`, the server-sent events of the writer's commits, to refresh
+//! the part of a page marked `data-live`, and switches the theme. Reads and actions go through the
+//! same functions as the JSON API ([`crate::incidents::act`], [`crate::runbooks::answer`], ...),
+//! so the dashboard can do nothing the API would refuse. Sign-in, the session cookie and CSRF are
+//! in [`session`].
+
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use chrono::{DateTime, Utc};
+use homeostat_core::incident::{IncidentId, State as IncidentState};
+use homeostat_core::matcher;
+use homeostat_engine::Handle;
+use homeostat_store::{IncidentQuery, RunQuery, RunStatus};
+use minijinja::{context, Environment, Value};
+use serde::Deserialize;
+
+use crate::error::{ApiError, Code};
+use crate::incidents::{act, parse_id, Act, Record};
+use session::{csrf_matches, Sessions, Viewer};
+
+/// Rows a list page shows.
+const PAGE: usize = 50;
+
+/// How many incidents a matcher search reads, at most, to fill one page; past it, the page ends
+/// early and its "older" link goes on from where the search stopped.
+const SEARCH_BUDGET: usize = 5_000;
+
+/// The dashboard's routes, merged into the API's router.
+pub fn routes() -> Router<Handle> {
+    let ui = Arc::new(Ui::new());
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident))
+        .route("/incidents/{id}/{action}", post(incident_action))
+        .route("/runs", get(runs))
+        .route("/runs/{id}", get(run))
+        .route("/runs/{id}/{action}", post(run_action))
+        .route("/approvals", get(approvals))
+        .route("/live", get(live))
+        .route("/assets/{file}", get(asset))
+        .layer(Extension(ui))
+}
+
+/// The templates and the sessions.
+pub struct Ui {
+    templates: Environment<'static>,
+    sessions: Sessions,
+}
+
+impl Ui {
+    fn new() -> Self {
+        let mut templates = Environment::new();
+        // A field left out of a record (an empty map, a time not reached yet) renders as nothing,
+        // and so does anything read through it.
+        templates.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        for (name, source) in TEMPLATES {
+            templates
+                .add_template(name, source)
+                .expect("the dashboard's templates compile");
+        }
+        templates.add_filter("when", when);
+        templates.add_filter("clock", clock);
+        templates.add_filter("ago", ago);
+        templates.add_filter("took", took);
+        templates.add_filter("web_link", web_link);
+        templates.add_filter("seconds_since", seconds_since);
+        Self {
+            templates,
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// Renders a page: `200` with the headers every page carries.
+    fn page(&self, name: &str, viewer: Option<&Viewer>, values: Value) -> Response {
+        self.render(StatusCode::OK, name, viewer, values)
+    }
+
+    fn render(
+        &self,
+        status: StatusCode,
+        name: &str,
+        viewer: Option<&Viewer>,
+        values: Value,
+    ) -> Response {
+        let viewer = viewer.map(|viewer| {
+            context! {
+                name => viewer.name,
+                can_write => viewer.can_write,
+                csrf => viewer.csrf,
+            }
+        });
+        let html = self
+            .templates
+            .get_template(name)
+            .and_then(|template| template.render(context! { viewer, ..values }));
+        match html {
+            Ok(html) => (status, page_headers(), html).into_response(),
+            Err(error) => {
+                tracing::error!(%error, template = name, "a dashboard page failed to render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    page_headers(),
+                    "the page failed to render; see the server log",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// A page saying what went wrong, with the API's status for it.
+    fn error(&self, viewer: Option<&Viewer>, error: ApiError) -> Response {
+        let message = match error.code {
+            Code::Internal => {
+                tracing::error!(detail = %error.message, "dashboard request failed");
+                "internal error; see the server log".to_string()
+            }
+            _ => error.message,
+        };
+        self.render(
+            error.code.status(),
+            "error.html",
+            viewer,
+            context! { message, code => error.code.as_str() },
+        )
+    }
+}
+
+const TEMPLATES: [(&str, &str); 8] = [
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("incidents.html", include_str!("templates/incidents.html")),
+    ("incident.html", include_str!("templates/incident.html")),
+    ("runs.html", include_str!("templates/runs.html")),
+    ("run.html", include_str!("templates/run.html")),
+    ("approvals.html", include_str!("templates/approvals.html")),
+];
+
+/// Headers of every page: no caching of what a token may see, no framing, scripts and styles only
+/// from this server.
+fn page_headers() -> [(header::HeaderName, HeaderValue); 5] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
+    ]
+}
+
+/// The viewer, or a redirect to sign in that comes back to `here`.
+fn signed_in(
+    ui: &Ui,
+    handle: &Handle,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<Viewer, Box<Response>> {
+    ui.sessions.viewer(handle, headers).ok_or_else(|| {
+        let next: String =
+            percent_encoding::utf8_percent_encode(here, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        Box::new(see_other(&format!("/login?next={next}")))
+    })
+}
+
+fn invalid_query(error: QueryRejection) -> ApiError {
+    ApiError::new(Code::InvalidQuery, error.body_text())
+}
+
+fn see_other(location: &str) -> Response {
+    let location = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// A path on this server to go back to after signing in; anything else goes to the start page,
+/// so the sign-in page cannot send anyone to another site.
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => {
+            next
+        }
+        _ => "/incidents",
+    }
+}
+
+/// Checks a form's CSRF token and that the viewer may change things.
+fn may_change(ui: &Ui, viewer: &Viewer, csrf: &str) -> Result<(), Box<Response>> {
+    if !csrf_matches(&viewer.csrf, csrf) {
+        return Err(Box::new(ui.error(
+            Some(viewer),
+            ApiError::new(
+                Code::InvalidToken,
+                "this form is stale or was not sent from this dashboard; reload the page and try again",
+            ),
+        )));
+    }
+    if !viewer.can_write {
+        return Err(Box::new(ui.error(
+            Some(viewer),
+            ApiError::new(
+                Code::ForbiddenScope,
+                format!("token `{}` lacks the `write` scope", viewer.name),
+            ),
+        )));
+    }
+    Ok(())
+}
+
+async fn home() -> Response {
+    see_other("/incidents")
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+}
+
+async fn login_form(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let next = local_path(query.next.as_deref()).to_string();
+    if ui.sessions.viewer(&handle, &headers).is_some() {
+        return see_other(&next);
+    }
+    ui.page(
+        "login.html",
+        None,
+        context! { next, tokens => handle.has_tokens() },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+/// Signs in with an API token that has at least the `read` scope.
+async fn login(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = local_path(form.next.as_deref()).to_string();
+    let refused = |message: &str| {
+        ui.render(
+            StatusCode::UNAUTHORIZED,
+            "login.html",
+            None,
+            context! { next, message, tokens => handle.has_tokens() },
+        )
+    };
+    let Some(token) = handle.authenticate(form.token.trim()) else {
+        return refused("that token is not one of the configured `api_tokens`");
+    };
+    if !token.allows(homeostat_core::config::Scope::Read) {
+        return refused("that token has no `read` scope, so there is nothing it may see here");
+    }
+    tracing::info!(token = %token.name, "signed in to the dashboard");
+    let id = ui.sessions.start(token, handle.clock().now());
+    let mut response = see_other(&next);
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session::set_cookie(&id));
+    response
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    // Only a form of this dashboard may sign its viewer out.
+    if let Some(viewer) = ui.sessions.viewer(&handle, &headers) {
+        if csrf_matches(&viewer.csrf, &form.csrf) {
+            ui.sessions.end(&headers);
+        }
+    }
+    let mut response = see_other("/login");
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session::set_cookie(""));
+    response
+}
+
+#[derive(Deserialize, Default)]
+struct IncidentsQuery {
+    /// `active` (not resolved; the default), `all`, or one state.
+    state: Option<String>,
+    /// `name=value`: only incidents grouped by this label value.
+    label: Option<String>,
+    /// Alertmanager matchers over the incident's grouping labels: `{service=~"check.*"}`.
+    q: Option<String>,
+    /// A label to group the page's rows by.
+    group: Option<String>,
+    before: Option<IncidentId>,
+}
+
+async fn incidents(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Result<Query<IncidentsQuery>, QueryRejection>,
+) -> Response {
+    let here = uri.to_string();
+    let viewer = match signed_in(&ui, &handle, &headers, &here) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
+    };
+    match incidents_page(&handle, &query).await {
+        Ok(values) => ui.page("incidents.html", Some(&viewer), values),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+async fn incidents_page(handle: &Handle, query: &IncidentsQuery) -> Result<Value, ApiError> {
+    let state_name = query.state.as_deref().unwrap_or("active");
+    let (open_only, state) = match state_name {
+        "active" => (true, None),
+        "all" => (false, None),
+        other => match IncidentState::parse(other) {
+            Some(state) => (false, Some(state)),
+            None => {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("state: `{other}` is not one of active, all, open, acknowledged, mitigated, resolved"),
+                ))
+            }
+        },
+    };
+    let label = match query.label.as_deref().filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => match text.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Some((name.trim().to_string(), value.to_string()))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("label: `{text}` is not `name=value`, such as `service=checkout`"),
+                ))
+            }
+        },
+    };
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let matchers = match search {
+        None => Vec::new(),
+        Some(text) => matcher::parse_list(text).map_err(|error| {
+            ApiError::new(
+                Code::InvalidQuery,
+                format!("search: {error}; write matchers such as {{service=\"checkout\", severity=~\"page|critical\"}}"),
+            )
+        })?,
+    };
+    let store = handle.store();
+    let counts = store
+        .incident_counts()
+        .await
+        .map_err(crate::read::store_error)?;
+    // Read pages from the store until this one is full; with matchers, up to a budget.
+    let mut shown = Vec::new();
+    let mut before = query.before;
+    let mut read = 0;
+    let mut exhausted = false;
+    while shown.len() < PAGE && read < SEARCH_BUDGET.max(PAGE) {
+        let limit = if matchers.is_empty() { PAGE } else { 500 };
+        let batch = store
+            .incidents(&IncidentQuery {
+                limit,
+                open_only,
+                state,
+                label: label.clone(),
+                before_id: before,
+                ..Default::default()
+            })
+            .await
+            .map_err(crate::read::store_error)?;
+        read += batch.len();
+        if batch.len() < limit {
+            exhausted = true;
+        }
+        for incident in batch {
+            before = Some(incident.id);
+            let matched = matchers.iter().all(|matcher| {
+                matcher.matches_value(incident.labels.get(&matcher.name).unwrap_or(""))
+            });
+            if matched {
+                shown.push(incident);
+                if shown.len() == PAGE {
+                    break;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    // Older pages exist unless the store ran out before this page filled.
+    let next = if exhausted && shown.len() < PAGE {
+        None
+    } else {
+        before
+    };
+    let groups = query
+        .group
+        .as_deref()
+        .filter(|group| !group.is_empty())
+        .map(|group| {
+            let mut groups: Vec<(String, Vec<&homeostat_core::incident::Incident>)> = Vec::new();
+            for incident in &shown {
+                let value = incident.labels.get(group).unwrap_or("").to_string();
+                match groups.iter_mut().find(|(name, _)| *name == value) {
+                    Some((_, members)) => members.push(incident),
+                    None => groups.push((value, vec![incident])),
+                }
+            }
+            groups
+        });
+    Ok(context! {
+        now => handle.clock().now(),
+        counts,
+        active => counts.open + counts.acknowledged + counts.mitigated,
+        all => counts.open + counts.acknowledged + counts.mitigated + counts.resolved,
+        state => state_name,
+        label => query.label.clone().unwrap_or_default(),
+        q => search.unwrap_or_default(),
+        group => query.group.clone().unwrap_or_default(),
+        groups,
+        incidents => shown,
+        next,
+        first_page => query.before.is_none(),
+        searched => read,
+    })
+}
+
+async fn incident(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, &format!("/incidents/{id}")) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let record = match parse_id(&id) {
+        Ok(id) => Record::read(&handle, id).await,
+        Err(error) => Err(error),
+    };
+    let record = match record {
+        Ok(record) => record,
+        Err(error) => return ui.error(Some(&viewer), error),
+    };
+    let incident = &record.incident;
+    let since = |at: Option<DateTime<Utc>>, from: DateTime<Utc>| {
+        at.map(|at| (at - from).num_milliseconds() as f64 / 1000.0)
+    };
+    let durations = context! {
+        detect => since(Some(incident.opened_at), incident.started_at),
+        acknowledge => since(incident.acknowledged_at, incident.opened_at),
+        mitigate => since(incident.mitigated_at, incident.opened_at),
+        resolve => since(incident.resolved_at, incident.opened_at),
+    };
+    let prometheus = handle
+        .compiled()
+        .config
+        .prometheus_url(None)
+        .map(|url| url.trim_end_matches('/').to_string());
+    ui.page(
+        "incident.html",
+        Some(&viewer),
+        context! {
+            now => handle.clock().now(),
+            incident => record.incident,
+            members => record.members,
+            timeline => record.timeline,
+            runs => record.runs,
+            context => record.context,
+            durations,
+            prometheus,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn incident_action(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let page = format!("/incidents/{id}");
+    let viewer = match signed_in(&ui, &handle, &headers, &page) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    let act_on = match action.as_str() {
+        "ack" => Act::Acknowledge(Some(form.text)),
+        "resolve" => Act::Resolve(Some(form.text)),
+        "note" => Act::Note(form.text),
+        other => {
+            return ui.error(
+                Some(&viewer),
+                ApiError::new(Code::NotFound, format!("no incident action `{other}`")),
+            )
+        }
+    };
+    let result = match parse_id(&id) {
+        Ok(id) => act(&handle, id, &viewer.name, act_on).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(_) => see_other(&page),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RunsQuery {
+    status: Option<String>,
+    rule: Option<String>,
+    before: Option<String>,
+}
+
+async fn runs(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, &uri.to_string()) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
+    };
+    let page = async {
+        let status = match query.status.as_deref().filter(|status| !status.is_empty()) {
+            None => None,
+            Some(text) => Some(
+                text.parse::<RunStatus>()
+                    .map_err(|message| ApiError::new(Code::InvalidQuery, message))?,
+            ),
+        };
+        let before = query
+            .before
+            .as_deref()
+            .filter(|before| !before.is_empty())
+            .map(crate::read::parse_run_cursor)
+            .transpose()?;
+        let runs = handle
+            .store()
+            .runs(&RunQuery {
+                limit: PAGE,
+                status,
+                rule: query.rule.clone().filter(|rule| !rule.is_empty()),
+                before,
+                ..Default::default()
+            })
+            .await
+            .map_err(crate::read::store_error)?;
+        let next = (runs.len() == PAGE)
+            .then(|| runs.last().map(crate::read::run_cursor))
+            .flatten();
+        Ok::<_, ApiError>(context! {
+            now => handle.clock().now(),
+            runs,
+            next,
+            status => query.status.clone().unwrap_or_default(),
+            rule => query.rule.clone().unwrap_or_default(),
+            statuses => RunStatus::ALL.iter().map(|status| status.as_str()).collect::<Vec<_>>(),
+        })
+    };
+    match page.await {
+        Ok(values) => ui.page("runs.html", Some(&viewer), values),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+async fn run(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, &format!("/runs/{id}")) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    match crate::read::run_view(&handle, &id).await {
+        Ok(view) => {
+            let can_approve = can_approve(&handle, &viewer, &id);
+            ui.page(
+                "run.html",
+                Some(&viewer),
+                context! {
+                    now => handle.clock().now(),
+                    view => Value::from_serialize(&view),
+                    can_approve,
+                },
+            )
+        }
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+/// The steps of run `id` waiting for an approval the viewer may give.
+fn can_approve(handle: &Handle, viewer: &Viewer, id: &str) -> Vec<String> {
+    if !viewer.can_write {
+        return Vec::new();
+    }
+    handle
+        .runs()
+        .pending_approvals(id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|approval| {
+            approval.approvers.is_empty() || approval.approvers.contains(&viewer.name)
+        })
+        .map(|approval| approval.step)
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct RunActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    step: Option<String>,
+    #[serde(default)]
+    comment: String,
+    /// Where to go after: the approvals page or the run's.
+    #[serde(default)]
+    back: Option<String>,
+}
+
+async fn run_action(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<RunActionForm>,
+) -> Response {
+    let page = format!("/runs/{id}");
+    let viewer = match signed_in(&ui, &handle, &headers, &page) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    let comment = Some(form.comment.trim().to_string()).filter(|comment| !comment.is_empty());
+    let step = form.step.as_deref().filter(|step| !step.is_empty());
+    let result = match action.as_str() {
+        "approve" | "reject" => crate::runbooks::answer(
+            &handle,
+            &id,
+            step,
+            &viewer.name,
+            action == "approve",
+            comment,
+        )
+        .await
+        .map(|_| ()),
+        "cancel" => crate::runbooks::cancel_as(&handle, &id, &viewer.name).await,
+        other => Err(ApiError::new(
+            Code::NotFound,
+            format!("no run action `{other}`"),
+        )),
+    };
+    let back = match form.back.as_deref() {
+        Some("approvals") => "/approvals".to_string(),
+        _ => page,
+    };
+    match result {
+        Ok(()) => see_other(&back),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+async fn approvals(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/approvals") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    // Every waiting approval is shown; the buttons only where this viewer may answer.
+    match crate::runbooks::waiting(&handle, &viewer.name, viewer.can_write, true).await {
+        Ok(approvals) => ui.page(
+            "approvals.html",
+            Some(&viewer),
+            context! { now => handle.clock().now(), approvals => Value::from_serialize(&approvals) },
+        ),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+/// `GET /live`: server-sent events, one `changed` at most every half second while the journal
+/// takes commits, and a comment every 15 s to keep proxies from closing the stream.
+async fn live(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    if ui.sessions.viewer(&handle, &headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let commits = handle.commits().subscribe();
+    let runs = handle.runs().subscribe();
+    let stream = futures::stream::unfold((commits, runs), |(mut commits, mut runs)| async move {
+        tokio::select! {
+            changed = commits.changed() => changed.ok()?,
+            // A step's progress is journaled too, but a run's own notice comes sooner.
+            _ = runs.recv() => {}
+        }
+        // Coalesce a burst of commits into one refresh.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        commits.borrow_and_update();
+        runs = runs.resubscribe();
+        let event = SseEvent::default().event("changed").data("journal");
+        Some((Ok::<_, std::convert::Infallible>(event), (commits, runs)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// The stylesheet and the script, built into the binary.
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "app.css" => (include_str!("assets/app.css"), "text/css; charset=utf-8"),
+        "app.js" => (
+            include_str!("assets/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `{{ url|web_link }}`: the URL if it is `http` or `https`, else nothing. Links come from alert
+/// payloads (`generatorURL`, `runbook_url`), and a `javascript:` one must not become a link.
+fn web_link(value: Value) -> String {
+    let text = value.as_str().unwrap_or("").trim();
+    let scheme = text
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => text.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `{{ at|when }}`: a time as `2026-12-07 23:40:12Z`.
+fn when(value: Value) -> String {
+    parse_time(&value)
+        .map(|at| at.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// `{{ at|clock }}`: the time of day to the millisecond, `23:40:12.345`, for lines of one timeline.
+fn clock(value: Value) -> String {
+    parse_time(&value)
+        .map(|at| at.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
+}
+
+/// `{{ at|ago(now) }}`: how long before `now`, as `5m ago`.
+fn ago(value: Value, now: Value) -> String {
+    match (parse_time(&value), parse_time(&now)) {
+        (Some(at), Some(now)) => {
+            let seconds = (now - at).num_seconds();
+            if seconds < 0 {
+                "just now".to_string()
+            } else {
+                format!("{} ago", words(seconds as f64))
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// `{{ end|seconds_since(start) }}`: the seconds between two times.
+fn seconds_since(end: Value, start: Value) -> Option<f64> {
+    let (end, start) = (parse_time(&end)?, parse_time(&start)?);
+    Some((end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+/// `{{ seconds|took }}`: a duration as `4m 12s`.
+fn took(value: Value) -> String {
+    match f64::try_from(value) {
+        Ok(seconds) if seconds.is_finite() => words(seconds.max(0.0)),
+        _ => String::new(),
+    }
+}
+
+fn words(seconds: f64) -> String {
+    if seconds < 10.0 {
+        return format!("{seconds:.1}s");
+    }
+    let seconds = seconds.round() as i64;
+    let (days, hours, minutes, rest) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{rest}s"),
+        (0, 0, _) => format!("{minutes}m {rest}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
+    let text = value.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local_path(Some("/incidents/4")), "/incidents/4");
+        assert_eq!(
+            local_path(Some("/runs?status=failed")),
+            "/runs?status=failed"
+        );
+        for foreign in [
+            "//evil.example/x",
+            "https://evil.example",
+            "/\\evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(Some(foreign)), "/incidents", "{foreign}");
+        }
+        assert_eq!(local_path(None), "/incidents");
+    }
+
+    #[test]
+    fn only_web_urls_become_links() {
+        assert_eq!(web_link(Value::from("https://x/graph")), "https://x/graph");
+        assert_eq!(web_link(Value::from("HTTP://x")), "HTTP://x");
+        for other in [
+            "javascript:alert(1)",
+            " JavaScript:alert(1)",
+            "data:text/html,x",
+            "//x",
+            "",
+        ] {
+            assert_eq!(web_link(Value::from(other)), "", "{other}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(words(0.3), "0.3s");
+        assert_eq!(words(42.0), "42s");
+        assert_eq!(words(252.0), "4m 12s");
+        assert_eq!(words(7260.0), "2h 1m");
+        assert_eq!(words(90_000.0), "1d 1h");
+    }
+
+    #[test]
+    fn every_template_compiles() {
+        let ui = Ui::new();
+        for (name, _) in TEMPLATES {
+            assert!(ui.templates.get_template(name).is_ok(), "{name}");
+        }
+    }
+}
