@@ -384,6 +384,9 @@ async fn a_read_only_token_sees_no_controls_and_its_forged_posts_are_refused() {
     // The approver approves from the approvals page and sees the run finish.
     let mut approver = Browser::new(&api);
     approver.sign_in(WRITE).await;
+    let page = approver.get(&format!("/runs/{run}")).await;
+    assert!(page.body.contains("Waiting for approval at <code>ok</code>"), "{}", page.body);
+    assert!(page.body.contains(&format!(r#"formaction="/runs/{run}/reject""#)));
     let page = approver.get("/approvals").await;
     assert!(page
         .body
@@ -496,7 +499,7 @@ async fn the_list_filters_by_state_label_and_matchers_and_groups_and_pages() {
     for (query, says) in [
         ("state=bogus", "state: `bogus` is not one of"),
         ("q=%7Bservice%3D~%22((%22%7D", "search:"),
-        ("label=service", "label: `service` is not `name=value`"),
+        ("label=service", "`label` is `service`; use `name=value`"),
         ("before=x", "before"),
     ] {
         let page = browser.get(&format!("/incidents?{query}")).await;

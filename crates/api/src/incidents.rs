@@ -61,20 +61,7 @@ pub async fn list(
     authorize(&handle, &headers, Scope::Read)?;
     let Query(query) =
         query.map_err(|error| ApiError::new(Code::InvalidQuery, error.body_text()))?;
-    let label = match query.label.as_deref() {
-        None => None,
-        Some(text) => match text.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                Some((name.trim().to_string(), value.to_string()))
-            }
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidQuery,
-                    format!("`label` is `{text}`; use `name=value`, such as `service=checkout`"),
-                ))
-            }
-        },
-    };
+    let label = query.label.as_deref().map(parse_label).transpose()?;
     let limit = check_limit(query.limit)?;
     let incidents = handle
         .store()
@@ -89,6 +76,19 @@ pub async fn list(
         .map_err(store_error)?;
     let next = next_cursor(&incidents, limit, |incident| incident.id.to_string());
     Ok(Json(json!({ "incidents": incidents, "next": next })))
+}
+
+/// A `label` filter, `name=value`.
+pub(crate) fn parse_label(text: &str) -> Result<(String, String), ApiError> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        _ => Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("`label` is `{text}`; use `name=value`, such as `service=checkout`"),
+        )),
+    }
 }
 
 /// `GET /api/v1/incidents/{id}`: the incident, its members, its timeline in words and its context.

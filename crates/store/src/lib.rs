@@ -188,8 +188,22 @@ pub struct IncidentCounts {
 }
 
 impl IncidentCounts {
+    /// The counts from a store's rows: incidents per state short of resolved (read through the
+    /// partial index of open incidents), and how many incidents there are in all, the rest of
+    /// which are resolved (they pile up, so they are not counted one by one).
+    pub fn from_rows(not_resolved: Vec<(String, i64)>, total: i64) -> Result<Self> {
+        let mut counts = Self::default();
+        let mut open = 0;
+        for (state, count) in not_resolved {
+            counts.add(&state, count)?;
+            open += count;
+        }
+        counts.add("resolved", total - open)?;
+        Ok(counts)
+    }
+
     /// Adds `count` incidents in `state`, as a store's rows name it.
-    pub fn add(&mut self, state: &str, count: i64) -> Result<()> {
+    fn add(&mut self, state: &str, count: i64) -> Result<()> {
         let count = u64::try_from(count).unwrap_or(0);
         let Some(state) = State::parse(state) else {
             return Err(Error::Corrupt {

@@ -141,8 +141,9 @@ impl Ui {
     }
 }
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("templates/base.html")),
+    ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
@@ -373,20 +374,12 @@ async fn incidents_page(handle: &Handle, query: &IncidentsQuery) -> Result<Value
             }
         },
     };
-    let label = match query.label.as_deref().filter(|text| !text.is_empty()) {
-        None => None,
-        Some(text) => match text.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                Some((name.trim().to_string(), value.to_string()))
-            }
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidQuery,
-                    format!("label: `{text}` is not `name=value`, such as `service=checkout`"),
-                ))
-            }
-        },
-    };
+    let label = query
+        .label
+        .as_deref()
+        .filter(|text| !text.is_empty())
+        .map(crate::incidents::parse_label)
+        .transpose()?;
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let matchers = match search {
         None => Vec::new(),

@@ -750,8 +750,6 @@ impl Store for SqliteStore {
     }
 
     async fn incident_counts(&self) -> Result<IncidentCounts> {
-        // The states short of resolved from the partial index `incidents_open`; resolved ones,
-        // which pile up, as the rest of the total.
         let open: Vec<(String, i64)> = sqlx::query_as(
             "SELECT state, COUNT(*) FROM incidents WHERE state <> 'resolved' GROUP BY state",
         )
@@ -760,14 +758,7 @@ impl Store for SqliteStore {
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
             .fetch_one(&self.readers)
             .await?;
-        let mut counts = IncidentCounts::default();
-        let mut not_resolved = 0;
-        for (state, count) in open {
-            counts.add(&state, count)?;
-            not_resolved += count;
-        }
-        counts.add("resolved", total - not_resolved)?;
-        Ok(counts)
+        IncidentCounts::from_rows(open, total)
     }
 
     async fn incident_members(&self, id: IncidentId) -> Result<Vec<Member>> {
