@@ -385,8 +385,15 @@ async fn a_read_only_token_sees_no_controls_and_its_forged_posts_are_refused() {
     let mut approver = Browser::new(&api);
     approver.sign_in(WRITE).await;
     let page = approver.get(&format!("/runs/{run}")).await;
-    assert!(page.body.contains("Waiting for approval at <code>ok</code>"), "{}", page.body);
-    assert!(page.body.contains(&format!(r#"formaction="/runs/{run}/reject""#)));
+    assert!(
+        page.body
+            .contains("Waiting for approval at <code>ok</code>"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains(&format!(r#"formaction="/runs/{run}/reject""#)));
     let page = approver.get("/approvals").await;
     assert!(page
         .body
@@ -538,4 +545,105 @@ async fn the_live_stream_says_when_the_journal_changed() {
     // The page the script then reads has the new incident in its live part.
     let page = browser.get("/incidents").await;
     assert!(page.body.contains("DiskFull"));
+}
+
+#[tokio::test]
+async fn a_silence_is_previewed_created_and_expired_from_the_page() {
+    let api = Api::start("").await;
+    ingest(&api, &[("DiskFull", "firing"), ("HighLatency", "firing")]).await;
+    let mut browser = Browser::new(&api);
+    browser.sign_in(WRITE).await;
+    let page = browser.get("/silences").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No silences in effect"));
+    let csrf = page.csrf();
+
+    let preview = |matchers: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("matchers", matchers.to_string()),
+            ("duration", "2h".to_string()),
+            ("comment", "disk swap".to_string()),
+            ("action", "preview".to_string()),
+        ]
+    };
+    let fields = preview("alertname=\"DiskFull\"\ninstance=~\"i.*\"");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = browser.form("/silences", &fields).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("It would mute 1 alert firing now"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<strong>DiskFull</strong>"));
+    assert!(!page.body.contains("<strong>HighLatency</strong>"));
+    // The form keeps what was typed, and nothing was created.
+    assert!(page.body.contains("disk swap"));
+    assert!(page.body.contains("No silences in effect"));
+
+    let fields = preview("alertname=~\"((\"");
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = browser.form("/silences", &fields).await;
+    assert!(page.body.contains(r#"class="notice bad""#), "{}", page.body);
+
+    let page = browser
+        .form(
+            "/silences",
+            &[
+                ("csrf", &csrf),
+                ("matchers", "alertname=\"DiskFull\""),
+                ("duration", "2h"),
+                ("comment", "disk swap"),
+                ("action", "create"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location()),
+        (StatusCode::SEE_OTHER, "/silences"),
+        "{}",
+        page.body
+    );
+    let page = browser.get("/silences").await;
+    assert!(
+        page.body
+            .contains(r#"<span class="badge silence-active">active</span>"#),
+        "{}",
+        page.body
+    );
+    let (_, _, listed) = api.call(get("/api/v1/silences", Some(READ))).await;
+    let id = listed["silences"][0]["id"]
+        .as_str()
+        .expect("a silence")
+        .to_string();
+    assert_eq!(listed["silences"][0]["created_by"], "w");
+    assert!(page
+        .body
+        .contains(&format!(r#"action="/silences/{id}/expire""#)));
+
+    // A reader sees it without the button, and cannot expire it.
+    let mut reader = Browser::new(&api);
+    reader.sign_in(READ).await;
+    let page = reader.get("/silences").await;
+    assert!(page.body.contains("disk swap") && !page.body.contains("/expire"));
+    let refused = reader
+        .form(&format!("/silences/{id}/expire"), &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let page = browser
+        .form(&format!("/silences/{id}/expire"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(browser
+        .get("/silences")
+        .await
+        .body
+        .contains("No silences in effect"));
+    let page = browser.get("/silences?expired=1").await;
+    assert!(page
+        .body
+        .contains(r#"<span class="badge silence-expired">expired</span>"#));
+    assert!(page.body.contains("expired by w"));
 }

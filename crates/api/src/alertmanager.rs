@@ -100,7 +100,7 @@ fn flag(flags: &[(String, String)], name: &str, default: bool) -> Result<bool, A
 }
 
 /// Firing members of open incidents: the alerts homeostat holds as active.
-async fn active_alerts(handle: &Handle) -> Result<Vec<(Member, Value)>, ApiError> {
+pub(crate) async fn active_alerts(handle: &Handle) -> Result<Vec<(Member, Value)>, ApiError> {
     let incidents = handle
         .store()
         .incidents(&IncidentQuery {

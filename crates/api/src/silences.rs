@@ -89,11 +89,49 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
     let body: CreateBody = parse_json(&read_body(&handle, &headers, body).await?)?;
+    let stored = create_as(&handle, &by, body.into()).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/silences/{}", stored.id))],
+        Json(json!({ "silence": shown(&stored, handle.clock().now()) })),
+    )
+        .into_response())
+}
+
+/// What a person asks for in a new silence, from the API or the dashboard.
+#[derive(Debug, Default)]
+pub(crate) struct NewSilence {
+    pub matchers: Vec<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// `2h`, `90m`, `1h30m`, `1d`: the end, counted from the start.
+    pub duration: Option<String>,
+    pub comment: String,
+}
+
+impl From<CreateBody> for NewSilence {
+    fn from(body: CreateBody) -> Self {
+        Self {
+            matchers: body.matchers,
+            starts_at: body.starts_at,
+            ends_at: body.ends_at,
+            duration: body.duration,
+            comment: body.comment,
+        }
+    }
+}
+
+/// Creates a silence for `by`; answers it as stored.
+pub(crate) async fn create_as(
+    handle: &Handle,
+    by: &str,
+    new: NewSilence,
+) -> Result<Silence, ApiError> {
     let now = handle.clock().now();
     // As Alertmanager: a start in the past is now.
-    let starts_at = body.starts_at.map_or(now, |start| start.max(now));
+    let starts_at = new.starts_at.map_or(now, |start| start.max(now));
     let ends_at =
-        match (body.ends_at, body.duration.as_deref()) {
+        match (new.ends_at, new.duration.as_deref()) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "duration: give `ends_at` or `duration`, not both".to_string(),
@@ -110,15 +148,15 @@ pub async fn create(
         };
     let silence = Silence {
         id: homeostat_core::event::new_id(now),
-        matchers: body
+        matchers: new
             .matchers
             .iter()
             .map(|matcher| matcher.trim().to_string())
             .collect(),
         starts_at,
         ends_at,
-        created_by: by.clone(),
-        comment: body.comment.trim().to_string(),
+        created_by: by.to_string(),
+        comment: new.comment.trim().to_string(),
         created_at: now,
         expired_by: None,
     };
@@ -127,16 +165,10 @@ pub async fn create(
         .map_err(|error| invalid(error.to_string()))?;
     let id = silence.id.clone();
     handle
-        .command(Command::Silence { silence }, &by)
+        .command(Command::Silence { silence }, by)
         .await
         .map_err(command_error)?;
-    let stored = stored(&handle, &id).await?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/api/v1/silences/{id}"))],
-        Json(json!({ "silence": shown(&stored, handle.clock().now()) })),
-    )
-        .into_response())
+    stored(handle, &id).await
 }
 
 /// `DELETE /api/v1/silences/{id}`: expires the silence now, for the calling token.
@@ -146,7 +178,15 @@ pub async fn expire(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
-    let silence = load(&handle, &id).await?;
+    let stored = expire_as(&handle, &id, &by).await?;
+    Ok(Json(
+        json!({ "silence": shown(&stored, handle.clock().now()) }),
+    ))
+}
+
+/// Expires silence `id` now, for `by`; answers it as stored.
+pub(crate) async fn expire_as(handle: &Handle, id: &str, by: &str) -> Result<Silence, ApiError> {
+    let silence = load(handle, id).await?;
     let now = handle.clock().now();
     if silence.state(now) == SilenceState::Expired {
         let by = silence
@@ -169,24 +209,21 @@ pub async fn expire(
     let expired = Silence {
         starts_at,
         ends_at: now,
-        expired_by: Some(by.clone()),
+        expired_by: Some(by.to_string()),
         ..silence
     };
     expired
         .compile()
         .map_err(|error| ApiError::new(Code::Internal, format!("expiring `{id}`: {error}")))?;
     handle
-        .command(Command::Silence { silence: expired }, &by)
+        .command(Command::Silence { silence: expired }, by)
         .await
         .map_err(command_error)?;
-    let stored = stored(&handle, &id).await?;
-    Ok(Json(
-        json!({ "silence": shown(&stored, handle.clock().now()) }),
-    ))
+    stored(handle, id).await
 }
 
 /// The silence as the API shows it: its fields and its `state` now.
-fn shown(silence: &Silence, now: DateTime<Utc>) -> Value {
+pub(crate) fn shown(silence: &Silence, now: DateTime<Utc>) -> Value {
     let mut value = serde_json::to_value(silence).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.insert("state".into(), silence.state(now).as_str().into());

@@ -3,7 +3,7 @@
 //! Every page reads well without JavaScript; the one vendored script (`assets/app.js`, no
 //! dependencies) only follows `/live`, the server-sent events of the writer's commits, to refresh
 //! the part of a page marked `data-live`, and switches the theme. Reads and actions go through the
-//! same functions as the JSON API ([`crate::incidents::act`], [`crate::runbooks::answer`], ...),
+//! same functions as the JSON API (`incidents::act`, `runbooks::answer`, ...),
 //! so the dashboard can do nothing the API would refuse. Sign-in, the session cookie and CSRF are
 //! in [`session`].
 
@@ -52,6 +52,8 @@ pub fn routes() -> Router<Handle> {
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/{action}", post(run_action))
         .route("/approvals", get(approvals))
+        .route("/silences", get(silences).post(create_silence))
+        .route("/silences/{id}/expire", post(expire_silence))
         .route("/live", get(live))
         .route("/assets/{file}", get(asset))
         .layer(Extension(ui))
@@ -141,7 +143,7 @@ impl Ui {
     }
 }
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -151,6 +153,7 @@ const TEMPLATES: [(&str, &str); 9] = [
     ("runs.html", include_str!("templates/runs.html")),
     ("run.html", include_str!("templates/run.html")),
     ("approvals.html", include_str!("templates/approvals.html")),
+    ("silences.html", include_str!("templates/silences.html")),
 ];
 
 /// Headers of every page: no caching of what a token may see, no framing, scripts and styles only
@@ -746,6 +749,170 @@ async fn approvals(
             Some(&viewer),
             context! { now => handle.clock().now(), approvals => Value::from_serialize(&approvals) },
         ),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct SilencesQuery {
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+/// The lines of a matchers field, each one entry of a silence.
+fn matcher_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GET /silences`: silences newest first, and a form for a new one.
+async fn silences(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Result<Query<SilencesQuery>, QueryRejection>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, &uri.to_string()) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let expired = match query {
+        Ok(Query(query)) => query.expired.is_some_and(|value| !value.is_empty()),
+        Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
+    };
+    let form = SilenceForm {
+        duration: "2h".into(),
+        ..SilenceForm::default()
+    };
+    match silences_page(&handle, expired, &form, false).await {
+        Ok(values) => ui.page("silences.html", Some(&viewer), values),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+/// The silences page; with `preview`, the alerts firing now that the form's matchers would mute,
+/// or why a line does not parse.
+async fn silences_page(
+    handle: &Handle,
+    expired: bool,
+    form: &SilenceForm,
+    preview: bool,
+) -> Result<Value, ApiError> {
+    let now = handle.clock().now();
+    let listed: Vec<serde_json::Value> = handle
+        .store()
+        .silences(expired, now)
+        .await
+        .map_err(crate::read::store_error)?
+        .iter()
+        .map(|silence| crate::silences::shown(silence, now))
+        .collect();
+    let mut muted = None;
+    let mut problem = None;
+    if preview {
+        let mut matchers = Vec::new();
+        for line in matcher_lines(&form.matchers) {
+            match matcher::parse_list(&line) {
+                Ok(parsed) => matchers.extend(parsed),
+                Err(error) => {
+                    problem = Some(format!("`{line}`: {error}"));
+                    break;
+                }
+            }
+        }
+        if matchers.is_empty() && problem.is_none() {
+            problem = Some("write at least one matcher, such as service=\"checkout\"".into());
+        }
+        if problem.is_none() {
+            muted = Some(
+                crate::alertmanager::active_alerts(handle)
+                    .await?
+                    .into_iter()
+                    .filter(|(member, _)| matcher::all_match(&matchers, &member.labels))
+                    .map(|(member, _)| member)
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    Ok(context! {
+        now,
+        silences => Value::from_serialize(&listed),
+        expired,
+        matchers => form.matchers,
+        duration => form.duration,
+        comment => form.comment,
+        preview => muted,
+        problem,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct SilenceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    matchers: String,
+    #[serde(default)]
+    duration: String,
+    #[serde(default)]
+    comment: String,
+    /// `preview` shows what the silence would mute now; anything else creates it.
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST /silences`: previews or creates a silence, as the form's button says.
+async fn create_silence(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Form(form): Form<SilenceForm>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/silences") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    if form.action == "preview" {
+        return match silences_page(&handle, false, &form, true).await {
+            Ok(values) => ui.page("silences.html", Some(&viewer), values),
+            Err(error) => ui.error(Some(&viewer), error),
+        };
+    }
+    let new = crate::silences::NewSilence {
+        matchers: matcher_lines(&form.matchers),
+        duration: Some(form.duration),
+        comment: form.comment,
+        ..Default::default()
+    };
+    match crate::silences::create_as(&handle, &viewer.name, new).await {
+        Ok(_) => see_other("/silences"),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+async fn expire_silence(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/silences") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    match crate::silences::expire_as(&handle, &id, &viewer.name).await {
+        Ok(_) => see_other("/silences"),
         Err(error) => ui.error(Some(&viewer), error),
     }
 }
