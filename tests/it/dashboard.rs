@@ -647,3 +647,87 @@ async fn a_silence_is_previewed_created_and_expired_from_the_page() {
         .contains(r#"<span class="badge silence-expired">expired</span>"#));
     assert!(page.body.contains("expired by w"));
 }
+
+#[tokio::test]
+async fn rules_show_their_guards_and_a_rule_disabled_by_loop_detection_is_enabled_again() {
+    let api = Api::start(
+        r#"
+incidents: {sweep_secs: 1}
+rules:
+  - name: restart-orders
+    description: Restart orders when it is down.
+    match: ['service="orders"']
+    on_incident: [opened, escalated]
+    target: "{{ labels.service }}"
+    verify: {within_secs: 1}
+    guards: {loop: {runs: 1, window_secs: 3600}, cooldown_secs: 0, max_runs: {count: 5, window_secs: 600}}
+    steps:
+      - {name: restart, action: log, with: {message: "restarting {{ labels.service }}"}}
+"#,
+    )
+    .await;
+    let mut browser = Browser::new(&api);
+    browser.sign_in(WRITE).await;
+    let page = browser.get("/rules").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for shown in [
+        "<code>restart-orders</code>",
+        "Restart orders when it is down.",
+        r#"<code class="label">service=&quot;orders&quot;</code>"#,
+        "0 of 5 in 10m 0s",
+        "1 run in 1h 0m",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    assert!(!page.body.contains("Disabled by loop detection"));
+
+    // The alert never resolves, so the second run on `orders` is a loop: stopped and disabled.
+    let payload = serde_json::json!({"version": "4", "status": "firing", "receiver": "homeostat",
+        "alerts": [{"status": "firing", "labels": {"alertname": "OrdersDown", "service": "orders"}}]});
+    let (status, _, body) = api
+        .call(post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            payload.to_string(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let page = loop {
+        let page = browser.get("/rules").await;
+        if page.body.contains("Disabled by loop detection") {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page
+        .body
+        .contains(r#"action="/rules/restart-orders/enable""#));
+    let mut reader = Browser::new(&api);
+    reader.sign_in(READ).await;
+    let seen = reader.get("/rules").await;
+    assert!(
+        seen.body.contains("Disabled by loop detection") && !seen.body.contains("Enable again")
+    );
+
+    let page = browser
+        .form(
+            "/rules/restart-orders/enable",
+            &[("csrf", &page.csrf()), ("target", "orders")],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location()),
+        (StatusCode::SEE_OTHER, "/rules"),
+        "{}",
+        page.body
+    );
+    assert!(!browser
+        .get("/rules")
+        .await
+        .body
+        .contains("Disabled by loop detection"));
+    let (_, _, listed) = api.call(get("/api/v1/rules/disabled", Some(READ))).await;
+    assert_eq!(listed["disabled"], serde_json::json!([]));
+}

@@ -42,17 +42,21 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
+    Ok(Json(json!({ "rules": every_rule(&handle) })))
+}
+
+/// Every rule of the config, in its order, as the API shows them.
+pub(crate) fn every_rule(handle: &Handle) -> Vec<Value> {
     let snapshot = handle.guards().snapshot();
     let disabled = handle.disabled_rules().list();
     let now = handle.clock().now();
-    let rules: Vec<Value> = handle
+    handle
         .compiled()
         .config
         .rules
         .iter()
-        .map(|rule| describe(&handle, rule, &snapshot, &disabled, now))
-        .collect();
-    Ok(Json(json!({ "rules": rules })))
+        .map(|rule| describe(handle, rule, &snapshot, &disabled, now))
+        .collect()
 }
 
 /// `GET /api/v1/rules/{rule}`: one rule with its guards' state.
@@ -138,7 +142,20 @@ pub async fn enable(
 ) -> Result<Json<Value>, ApiError> {
     let by = authorize(&handle, &headers, Scope::Write)?;
     let body: EnableBody = parse_json(&read_body(&handle, &headers, body).await?)?;
-    let target = body.target.trim().to_string();
+    let target = enable_as(&handle, &rule, &body.target, &by).await?;
+    Ok(Json(
+        json!({ "rule": rule, "target": target, "enabled": true }),
+    ))
+}
+
+/// Turns `rule` back on for `target`, for `by`; answers the target as trimmed.
+pub(crate) async fn enable_as(
+    handle: &Handle,
+    rule: &str,
+    target: &str,
+    by: &str,
+) -> Result<String, ApiError> {
+    let target = target.trim().to_string();
     if target.is_empty() {
         return Err(ApiError::new(
             Code::InvalidPayload,
@@ -147,7 +164,7 @@ pub async fn enable(
     }
     // A pair disabled before the rule left the config can still be enabled, so it does not stay
     // listed for ever.
-    if !handle.disabled_rules().contains(&rule, &target) {
+    if !handle.disabled_rules().contains(rule, &target) {
         if !handle
             .compiled()
             .rules
@@ -167,13 +184,11 @@ pub async fn enable(
         ));
     }
     let command = Command::EnableRule {
-        rule: rule.clone(),
+        rule: rule.to_string(),
         target: target.clone(),
-        by: by.clone(),
+        by: by.to_string(),
     };
-    handle.command(command, &by).await.map_err(command_error)?;
+    handle.command(command, by).await.map_err(command_error)?;
     tracing::info!(%rule, %target, %by, "rule enabled by hand");
-    Ok(Json(
-        json!({ "rule": rule, "target": target, "enabled": true }),
-    ))
+    Ok(target)
 }

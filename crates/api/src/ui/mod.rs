@@ -53,6 +53,8 @@ pub fn routes() -> Router<Handle> {
         .route("/runs/{id}/{action}", post(run_action))
         .route("/approvals", get(approvals))
         .route("/silences", get(silences).post(create_silence))
+        .route("/rules", get(rules))
+        .route("/rules/{rule}/enable", post(enable_rule))
         .route("/silences/{id}/expire", post(expire_silence))
         .route("/live", get(live))
         .route("/assets/{file}", get(asset))
@@ -143,7 +145,7 @@ impl Ui {
     }
 }
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -154,6 +156,7 @@ const TEMPLATES: [(&str, &str); 10] = [
     ("run.html", include_str!("templates/run.html")),
     ("approvals.html", include_str!("templates/approvals.html")),
     ("silences.html", include_str!("templates/silences.html")),
+    ("rules.html", include_str!("templates/rules.html")),
 ];
 
 /// Headers of every page: no caching of what a token may see, no framing, scripts and styles only
@@ -913,6 +916,53 @@ async fn expire_silence(
     }
     match crate::silences::expire_as(&handle, &id, &viewer.name).await {
         Ok(_) => see_other("/silences"),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+/// `GET /rules`: every rule with what it matches and runs, its guards as configured and what they
+/// hold now, and the targets loop detection disabled it for.
+async fn rules(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/rules") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let rules = crate::rules::every_rule(&handle);
+    ui.page(
+        "rules.html",
+        Some(&viewer),
+        context! { now => handle.clock().now(), rules => Value::from_serialize(&rules) },
+    )
+}
+
+#[derive(Deserialize)]
+struct EnableForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    target: String,
+}
+
+async fn enable_rule(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(rule): Path<String>,
+    Form(form): Form<EnableForm>,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/rules") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    match crate::rules::enable_as(&handle, &rule, &form.target, &viewer.name).await {
+        Ok(_) => see_other("/rules"),
         Err(error) => ui.error(Some(&viewer), error),
     }
 }
