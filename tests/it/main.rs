@@ -2,6 +2,7 @@
 //! end-to-end tests against the real `homeostat` binary, Prometheus and Alertmanager on loopback.
 
 mod api;
+mod browser;
 mod cli;
 mod config_paths;
 mod crash;

@@ -30,6 +30,9 @@
     var busy = false, again = false;
     var source = new EventSource("/live");
     source.addEventListener("changed", refresh);
+    // A browser holds few connections per server (six over HTTP/1.1); a stream left open by a page
+    // the viewer left would take one for good, and the seventh page would wait for ever.
+    window.addEventListener("pagehide", function () { source.close(); });
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
