@@ -50,10 +50,16 @@ impl std::fmt::Debug for Expr {
 ///
 /// The `cel` crate's ANTLR parser takes time and memory exponential in the nesting of brackets
 /// around unary operators: `[--` repeated 20 times (60 bytes) takes 0.8 s and 400 MB, 25 times
-/// 38 s and 10 GB, valid or not (found by fuzzing); each level doubles it. At 12 the worst found
-/// costs about 40 us per byte of expression (8 kB in 0.34 s), and a condition a person writes
-/// rarely nests past four.
+/// 38 s and 10 GB, valid or not (found by fuzzing); each level doubles it. A condition a person
+/// writes rarely nests past four.
 pub const MAX_CEL_NESTING: usize = 12;
+
+/// How many unary operators (`-`, `!`) may follow one another.
+///
+/// Within that nesting, the parser's cost still grew with runs of unary operators among syntax
+/// errors: a 1.7 kB input of `--!--!---` runs took 19 s and 2 GB at 12 deep. With runs capped at
+/// two it takes 45 ms. Two is what an expression needs (`!!x`, `a - -1`).
+pub const MAX_CEL_UNARY_RUN: usize = 2;
 
 /// Compiles CEL, turning a panic of the `cel` crate into an error.
 pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
@@ -70,7 +76,8 @@ pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
 }
 
 /// The deepest nesting of `(`, `[` and `{` in a CEL expression, as the parser will see it; an
-/// error for a string literal the lexer would not take whole.
+/// error for a string literal the lexer would not take whole, or for a run of unary operators
+/// longer than [`MAX_CEL_UNARY_RUN`].
 ///
 /// It must never count less than the parser nests, or the bound above is no bound. So it lexes
 /// as CEL's grammar does where that decides what is code: `//` comments, identifiers and numbers
@@ -82,7 +89,38 @@ pub(crate) fn compile_cel(source_text: &str) -> Result<cel::Program, String> {
 fn cel_nesting(text: &str) -> Result<usize, String> {
     let bytes = text.as_bytes();
     let (mut open, mut deepest, mut i) = (Vec::new(), 0, 0);
+    // Unary operators in a row, whitespace and comments between them counted in.
+    let mut run = 0;
     while i < bytes.len() {
+        match bytes[i] {
+            b'-' | b'!' if bytes[i] == b'-' || bytes.get(i + 1) != Some(&b'=') => {
+                run += 1;
+                if run > MAX_CEL_UNARY_RUN {
+                    return Err(format!(
+                        "{run} operators `-` or `!` in a row at byte {i}, more than the \
+                         {MAX_CEL_UNARY_RUN} allowed; write `!!x` or `a - -1` at most"
+                    ));
+                }
+                i += 1;
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            // What is always a token of its own ends a run: an operand, a bracket, another
+            // operator. Whitespace does not, nor `=`, `&` and `|` (tokens only when doubled), nor
+            // anything the lexer skips as an error (a NUL, `$`), since the parser never sees it.
+            byte if byte.is_ascii_alphanumeric() || b"_\"'()[]{}.,?:+*%<>/".contains(&byte) => {
+                run = 0
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
         match bytes[i] {
             opener @ (b'(' | b'[' | b'{') => {
                 open.push(opener);
@@ -99,11 +137,6 @@ fn cel_nesting(text: &str) -> Result<usize, String> {
                     open.pop();
                 }
                 i += 1;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
             }
             b'"' | b'\'' => i = string_end(bytes, i, false)?,
             byte if byte.is_ascii_alphabetic() || byte == b'_' => {
@@ -815,6 +848,33 @@ mod tests {
         }
         // The grammar's lexer takes `\X41` whole; the crate refuses it after (a parse error).
         assert_eq!(cel_nesting(r#""\X41[[[""#), Ok(0));
+    }
+
+    #[test]
+    fn cel_runs_of_unary_operators_past_two_are_refused() {
+        for text in [
+            "!!labels.x",
+            "1 - -1",
+            "-(-1) == 1",
+            "a != -b",
+            "!a && !b",
+            "x--1",
+            "-1 <= -2",
+        ] {
+            assert!(cel_nesting(text).is_ok(), "{text}");
+        }
+        for text in [
+            "!!!x",
+            "1 - - -1",
+            "- -\t-1",
+            "-//c\n--1",
+            "-\0-\0-1",
+            "-$-&-1",
+            "--==-1",
+        ] {
+            let error = cel_nesting(text).unwrap_err();
+            assert!(error.contains("in a row"), "{text:?}: {error}");
+        }
     }
 
     #[test]
