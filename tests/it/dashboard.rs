@@ -17,6 +17,12 @@ const WITHIN: Duration = Duration::from_secs(15);
 
 const RUNBOOKS: &str = r#"
 runbooks:
+  - name: greet
+    params:
+      who: {type: string, required: true}
+      times: {type: integer, default: 1}
+    steps:
+      - {name: hello, action: log, with: {message: "hello {{ params.who }} x{{ params.times }}"}}
   - name: gated
     steps:
       - {name: prepare, action: log, with: {message: prepared}}
@@ -284,6 +290,20 @@ async fn an_alert_appears_in_the_list_and_is_acknowledged_and_noted_from_its_pag
     assert!(!page.body.contains("<b>cleaning</b>"));
     let (_, _, incident) = api.call(get("/api/v1/incidents/1", Some(READ))).await;
     assert_eq!(incident["incident"]["acknowledged_by"], "w");
+
+    // The postmortem draft the page links to opens in the browser, with the session.
+    assert!(page.body.contains(r#"href="/incidents/1/postmortem.md""#));
+    let draft = browser.get("/incidents/1/postmortem.md").await;
+    assert_eq!(draft.status, StatusCode::OK);
+    assert!(draft.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    assert!(
+        draft.body.contains("DiskFull") && draft.body.contains("disk at 99%"),
+        "{}",
+        draft.body
+    );
 
     // Acknowledging again says why not.
     let page = browser
@@ -730,4 +750,108 @@ rules:
         .contains("Disabled by loop detection"));
     let (_, _, listed) = api.call(get("/api/v1/rules/disabled", Some(READ))).await;
     assert_eq!(listed["disabled"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_runbook_is_run_against_an_incident_from_its_page() {
+    let api = Api::start(RUNBOOKS).await;
+    ingest(&api, &[("DiskFull", "firing")]).await;
+    let mut browser = Browser::new(&api);
+    browser.sign_in(WRITE).await;
+    let page = browser.get("/incidents/1").await;
+    assert!(
+        page.body.contains(r#"action="/incidents/1/run""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"<option value="greet">greet (times, who*)</option>"#),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+
+    // A parameter of the wrong type is refused with the API's message, and nothing runs.
+    let refused = browser
+        .form(
+            "/incidents/1/run",
+            &[
+                ("csrf", &csrf),
+                ("runbook", "greet"),
+                ("params", "who=ops\ntimes=many"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.body.contains("param `times`"), "{}", refused.body);
+    let refused = browser
+        .form(
+            "/incidents/1/run",
+            &[("csrf", &csrf), ("runbook", "greet"), ("params", "who")],
+        )
+        .await;
+    assert!(
+        refused.body.contains("is not `name=value`"),
+        "{}",
+        refused.body
+    );
+
+    let started = browser
+        .form(
+            "/incidents/1/run",
+            &[
+                ("csrf", &csrf),
+                ("runbook", "greet"),
+                ("params", "who = ops\ntimes=3"),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let run_page = started.location().to_string();
+    assert!(run_page.starts_with("/runs/"), "{run_page}");
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let page = loop {
+        let page = browser.get(&run_page).await;
+        if page
+            .body
+            .contains(r#"<span class="badge run-succeeded">succeeded</span>"#)
+        {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        page.body.contains(r#"<a href="/incidents/1">#1</a>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("hello ops x3"), "{}", page.body);
+    let incident = browser.get("/incidents/1").await;
+    assert!(
+        incident.body.contains("started by `w`"),
+        "{}",
+        incident.body
+    );
+
+    // Started again with the same parameters, target and incident: a new run.
+    assert!(page.body.contains("Start again with the same parameters"));
+    let again = browser
+        .form(&format!("{run_page}/again"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    assert_ne!(again.location(), run_page);
+    let first = run_page.trim_start_matches("/runs/");
+    let second = again.location().trim_start_matches("/runs/");
+    let (_, _, one) = api
+        .call(get(&format!("/api/v1/runs/{first}"), Some(READ)))
+        .await;
+    let (_, _, two) = api
+        .call(get(&format!("/api/v1/runs/{second}"), Some(READ)))
+        .await;
+    for field in ["runbook", "target", "incident_id"] {
+        assert_eq!(one["run"][field], two["run"][field], "{field}");
+    }
+    assert_eq!(one["run"]["plan"]["params"], two["run"]["plan"]["params"]);
 }

@@ -115,8 +115,17 @@ pub async fn postmortem(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    let id = parse_id(&id)?;
-    let record = Record::read(&handle, id).await?;
+    let markdown = postmortem_draft(&handle, parse_id(&id)?).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        markdown,
+    )
+        .into_response())
+}
+
+/// An incident's postmortem draft, in Markdown.
+pub(crate) async fn postmortem_draft(handle: &Handle, id: IncidentId) -> Result<String, ApiError> {
+    let record = Record::read(handle, id).await?;
     let items: Vec<postmortem::Item> = record
         .timeline
         .iter()
@@ -144,19 +153,14 @@ pub async fn postmortem(
             error: run.error.clone(),
         })
         .collect();
-    let markdown = postmortem::render(
+    Ok(postmortem::render(
         &record.incident,
         &record.members,
         &items,
         &actions,
         &record.context.for_postmortem(),
         handle.clock().now(),
-    );
-    Ok((
-        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        markdown,
-    )
-        .into_response())
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -139,17 +139,7 @@ pub async fn start(
             body.incident,
         )
         .await
-        .map_err(|error| match error {
-            StartError::UnknownRunbook { .. } => unknown_runbook(&handle, &name),
-            StartError::UnknownIncident { incident } => ApiError::new(
-                Code::IncidentNotFound,
-                format!(
-                    "no incident has the number `{incident}`; `GET /api/v1/incidents` lists them"
-                ),
-            ),
-            StartError::Param(error) => ApiError::new(Code::InvalidParam, error.to_string()),
-            StartError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
-        })?;
+        .map_err(|error| start_error(&handle, &name, error))?;
     // A dry run is complete now, unless its actions ask their API for a dry run
     // (`kubernetes.*`): then it runs like a real one.
     let complete = plan.dry_run
@@ -172,6 +162,19 @@ pub async fn start(
         })),
     )
         .into_response())
+}
+
+/// Why runbook `name` did not start, as the API answers it.
+pub(crate) fn start_error(handle: &Handle, name: &str, error: StartError) -> ApiError {
+    match error {
+        StartError::UnknownRunbook { .. } => unknown_runbook(handle, name),
+        StartError::UnknownIncident { incident } => ApiError::new(
+            Code::IncidentNotFound,
+            format!("no incident has the number `{incident}`; `GET /api/v1/incidents` lists them"),
+        ),
+        StartError::Param(error) => ApiError::new(Code::InvalidParam, error.to_string()),
+        StartError::Unavailable(message) => ApiError::new(Code::Unavailable, message),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

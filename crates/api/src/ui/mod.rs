@@ -48,6 +48,8 @@ pub fn routes() -> Router<Handle> {
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident))
         .route("/incidents/{id}/{action}", post(incident_action))
+        .route("/incidents/{id}/postmortem.md", get(postmortem))
+        .route("/incidents/{id}/run", post(run_for_incident))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
         .route("/runs/{id}/{action}", post(run_action))
@@ -510,10 +512,27 @@ async fn incident(
         .config
         .prometheus_url(None)
         .map(|url| url.trim_end_matches('/').to_string());
+    // The runbooks a person may run against it, with their parameters, for the form.
+    let runbooks: Vec<serde_json::Value> = handle
+        .compiled()
+        .config
+        .runbooks
+        .iter()
+        .map(|runbook| {
+            serde_json::json!({
+                "name": runbook.name,
+                "description": runbook.description,
+                "params": runbook.params.iter().map(|(name, param)| serde_json::json!({
+                    "name": name, "required": param.required && param.default.is_none(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     ui.page(
         "incident.html",
         Some(&viewer),
         context! {
+            runbooks => Value::from_serialize(&runbooks),
             now => handle.clock().now(),
             incident => record.incident,
             members => record.members,
@@ -524,6 +543,120 @@ async fn incident(
             prometheus,
         },
     )
+}
+
+/// `GET /incidents/{id}/postmortem.md`: the postmortem draft as a Markdown file to save or paste.
+async fn postmortem(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let viewer = match signed_in(
+        &ui,
+        &handle,
+        &headers,
+        &format!("/incidents/{id}/postmortem.md"),
+    ) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let draft = match parse_id(&id) {
+        Ok(number) => crate::incidents::postmortem_draft(&handle, number)
+            .await
+            .map(|markdown| (number, markdown)),
+        Err(error) => Err(error),
+    };
+    match draft {
+        Ok((number, markdown)) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_string(),
+                ),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("inline; filename=\"incident-{number}-postmortem.md\""),
+                ),
+            ],
+            markdown,
+        )
+            .into_response(),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
+#[derive(Deserialize)]
+struct RunForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    runbook: String,
+    #[serde(default)]
+    target: String,
+    /// `name=value` per line; values convert to the declared types.
+    #[serde(default)]
+    params: String,
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+/// `POST /incidents/{id}/run`: runs a runbook against the incident, as the viewer; the run shows on
+/// the incident's timeline, credited to them.
+async fn run_for_incident(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<RunForm>,
+) -> Response {
+    let page = format!("/incidents/{id}");
+    let viewer = match signed_in(&ui, &handle, &headers, &page) {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
+        return *refused;
+    }
+    let started = async {
+        let incident = parse_id(&id)?;
+        let mut params = std::collections::BTreeMap::new();
+        for line in form
+            .params
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+        {
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    format!("params: `{line}` is not `name=value`; write one parameter a line"),
+                ));
+            };
+            params.insert(
+                name.trim().to_string(),
+                serde_json::Value::String(value.trim().to_string()),
+            );
+        }
+        let target = Some(form.target.trim().to_string()).filter(|target| !target.is_empty());
+        handle
+            .start_runbook_for(
+                &form.runbook,
+                &params,
+                target,
+                form.dry_run.is_some(),
+                &viewer.name,
+                Some(incident),
+            )
+            .await
+            .map_err(|error| crate::runbooks::start_error(&handle, &form.runbook, error))
+    };
+    match started.await {
+        Ok(plan) => see_other(&format!("/runs/{}", plan.id)),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
 }
 
 #[derive(Deserialize)]
@@ -648,6 +781,15 @@ async fn run(
     match crate::read::run_view(&handle, &id).await {
         Ok(view) => {
             let can_approve = can_approve(&handle, &viewer, &id);
+            // A rule's own steps (`rule:NAME`) start only from the rule.
+            let startable = view["run"]["runbook"].as_str().is_some_and(|runbook| {
+                handle
+                    .compiled()
+                    .config
+                    .runbooks
+                    .iter()
+                    .any(|known| known.name == runbook)
+            });
             ui.page(
                 "run.html",
                 Some(&viewer),
@@ -655,6 +797,7 @@ async fn run(
                     now => handle.clock().now(),
                     view => Value::from_serialize(&view),
                     can_approve,
+                    startable,
                 },
             )
         }
@@ -721,6 +864,11 @@ async fn run_action(
         .await
         .map(|_| ()),
         "cancel" => crate::runbooks::cancel_as(&handle, &id, &viewer.name).await,
+        "again" => match start_again(&handle, &id, &viewer.name).await {
+            // The new run's page, not this one's.
+            Ok(new) => return see_other(&format!("/runs/{new}")),
+            Err(error) => Err(error),
+        },
         other => Err(ApiError::new(
             Code::NotFound,
             format!("no run action `{other}`"),
@@ -734,6 +882,35 @@ async fn run_action(
         Ok(()) => see_other(&back),
         Err(error) => ui.error(Some(&viewer), error),
     }
+}
+
+/// Starts run `id`'s runbook again with its parameters, target, mode and incident, as `by`; the
+/// new run's id. Only a runbook of the config can be started by hand, not a rule's own steps.
+async fn start_again(handle: &Handle, id: &str, by: &str) -> Result<String, ApiError> {
+    let Some(run) = handle
+        .store()
+        .run(id)
+        .await
+        .map_err(crate::read::store_error)?
+    else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("no run has the id `{id}`"),
+        ));
+    };
+    let params = run.plan.params.clone().into_iter().collect();
+    let plan = handle
+        .start_runbook_for(
+            &run.runbook,
+            &params,
+            Some(run.target.clone()),
+            run.dry_run,
+            by,
+            run.incident_id,
+        )
+        .await
+        .map_err(|error| crate::runbooks::start_error(handle, &run.runbook, error))?;
+    Ok(plan.id)
 }
 
 async fn approvals(
