@@ -536,6 +536,8 @@ async fn every_page_renders_in_the_browser_light_and_dark() {
         ("approvals", "/approvals".to_string()),
         ("silences", "/silences".to_string()),
         ("rules", "/rules".to_string()),
+        ("slos", "/slos".to_string()),
+        ("detectors", "/detectors".to_string()),
     ] {
         browser.open(&format!("{base}{path}")).await;
         let heading = browser

@@ -266,6 +266,13 @@ detectors:
             .is_some_and(|value| (0.19..0.22).contains(&value)),
         "{learning:#}"
     );
+    // The dashboard shows the same series, learning, with its value.
+    let page = daemon.page("/detectors").await;
+    assert!(page.contains("<code>checkout-latency</code>"), "{page}");
+    assert!(
+        page.contains("service=checkout") && page.contains(">learning<"),
+        "{page}"
+    );
     let one = daemon.get_json("/api/v1/detectors/checkout-latency").await;
     assert_eq!(one["name"], "checkout-latency");
 

@@ -287,6 +287,11 @@ async fn a_fast_burn_pages_opens_an_incident_spends_the_budget_and_resolves() {
     assert_eq!(steady["error_budget"], 0.01);
     assert_eq!(series(&steady)["firing"], serde_json::json!([]));
     assert!(stack.slo_events().await.is_empty());
+    // The dashboard shows the budget left as a bar with its figure.
+    let page = stack.daemon.page("/slos").await;
+    assert!(page.contains(&format!("<code>{SLO_ID}</code>")), "{page}");
+    assert!(page.contains("error budget left: "), "{page}");
+    assert!(page.contains("class=\"budget-ok\""), "{page}");
 
     // Half the requests fail: 50x the budget's pace.
     let raised = Instant::now();

@@ -211,6 +211,39 @@ impl Daemon {
         serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
     }
 
+    /// A dashboard page as a browser that signed in with the test token sees it; panics unless
+    /// it is 200.
+    pub async fn page(&self, path: &str) -> String {
+        let plain = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("build the http client");
+        let signed = plain
+            .post(self.url("/login"))
+            .form(&[("token", TOKEN), ("next", path)])
+            .send()
+            .await
+            .expect("sign in");
+        let cookie = signed
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .expect("a session cookie")
+            .to_string();
+        let response = plain
+            .get(self.url(path))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, reqwest::StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
     /// The end of the daemon's stderr, for failure messages.
     pub fn stderr_tail(&self) -> String {
         tail(&self.stderr_path, 40)

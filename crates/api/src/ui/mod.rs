@@ -56,6 +56,8 @@ pub fn routes() -> Router<Handle> {
         .route("/approvals", get(approvals))
         .route("/silences", get(silences).post(create_silence))
         .route("/rules", get(rules))
+        .route("/slos", get(slos))
+        .route("/detectors", get(detectors))
         .route("/rules/{rule}/enable", post(enable_rule))
         .route("/silences/{id}/expire", post(expire_silence))
         .route("/live", get(live))
@@ -86,6 +88,7 @@ impl Ui {
         templates.add_filter("took", took);
         templates.add_filter("web_link", web_link);
         templates.add_filter("seconds_since", seconds_since);
+        templates.add_filter("number", number);
         Self {
             templates,
             sessions: Sessions::default(),
@@ -147,7 +150,7 @@ impl Ui {
     }
 }
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -159,6 +162,8 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("approvals.html", include_str!("templates/approvals.html")),
     ("silences.html", include_str!("templates/silences.html")),
     ("rules.html", include_str!("templates/rules.html")),
+    ("slos.html", include_str!("templates/slos.html")),
+    ("detectors.html", include_str!("templates/detectors.html")),
 ];
 
 /// Headers of every page: no caching of what a token may see, no framing, scripts and styles only
@@ -1116,6 +1121,44 @@ async fn rules(
     )
 }
 
+/// `GET /slos`: every SLO the daemon evaluates, per series: the error budget left, the burn rate
+/// over each window, the time to exhaustion, the alerts firing.
+async fn slos(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/slos") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let slos = handle.slos().all();
+    ui.page(
+        "slos.html",
+        Some(&viewer),
+        context! { now => handle.clock().now(), slos => Value::from_serialize(&slos) },
+    )
+}
+
+/// `GET /detectors`: every anomaly detector, each series with its latest value, score, expected
+/// range and state.
+async fn detectors(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/detectors") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    let detectors = handle.detectors().all();
+    ui.page(
+        "detectors.html",
+        Some(&viewer),
+        context! { now => handle.clock().now(), detectors => Value::from_serialize(&detectors) },
+    )
+}
+
 #[derive(Deserialize)]
 struct EnableForm {
     #[serde(default)]
@@ -1243,6 +1286,27 @@ fn seconds_since(end: Value, start: Value) -> Option<f64> {
     Some((end - start).num_milliseconds() as f64 / 1000.0)
 }
 
+/// `{{ value|number }}`: a measurement to four significant digits, `—` when there is none.
+fn number(value: Value) -> String {
+    match f64::try_from(value) {
+        Ok(0.0) => "0".to_string(),
+        Ok(value) if value.is_finite() => {
+            let magnitude = value.abs();
+            if !(0.001..1e6).contains(&magnitude) {
+                format!("{value:.3e}")
+            } else {
+                let digits = if magnitude >= 1000.0 {
+                    0
+                } else {
+                    (3 - magnitude.log10().floor().max(-3.0) as i32).clamp(0, 6) as usize
+                };
+                format!("{value:.digits$}")
+            }
+        }
+        _ => "—".to_string(),
+    }
+}
+
 /// `{{ seconds|took }}`: a duration as `4m 12s`.
 fn took(value: Value) -> String {
     match f64::try_from(value) {
@@ -1312,6 +1376,16 @@ mod tests {
         ] {
             assert_eq!(web_link(Value::from(other)), "", "{other}");
         }
+    }
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        assert_eq!(number(Value::from(0.0)), "0");
+        assert_eq!(number(Value::from(12.3456)), "12.35");
+        assert_eq!(number(Value::from(0.012345)), "0.01235");
+        assert_eq!(number(Value::from(1234.6)), "1235");
+        assert_eq!(number(Value::from(2.5e7)), "2.500e7");
+        assert_eq!(number(Value::from(())), "—");
     }
 
     #[test]
