@@ -538,6 +538,7 @@ async fn every_page_renders_in_the_browser_light_and_dark() {
         ("rules", "/rules".to_string()),
         ("slos", "/slos".to_string()),
         ("detectors", "/detectors".to_string()),
+        ("health", "/health".to_string()),
     ] {
         browser.open(&format!("{base}{path}")).await;
         let heading = browser

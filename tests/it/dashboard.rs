@@ -855,3 +855,31 @@ async fn a_runbook_is_run_against_an_incident_from_its_page() {
     }
     assert_eq!(one["run"]["plan"]["params"], two["run"]["plan"]["params"]);
 }
+
+#[tokio::test]
+async fn the_health_page_shows_ingest_the_journal_and_detection_times() {
+    let api = Api::start("").await;
+    ingest(&api, &[("DiskFull", "firing"), ("HighLatency", "firing")]).await;
+    ingest(&api, &[("DiskFull", "resolved")]).await;
+    let mut browser = Browser::new(&api);
+    browser.sign_in(READ).await;
+    let page = browser.get("/health").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for shown in [
+        r#"<span class="badge resolved">taking work</span>"#,
+        "<code>alertmanager</code>",
+        "Runs that need a person",
+        "None: no run stopped with an outcome unknown.",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    // This week: two incidents opened, one resolved.
+    let week = page
+        .body
+        .split("<tbody>")
+        .nth(2)
+        .and_then(|rows| rows.split("</tr>").next())
+        .expect("this week's row");
+    assert!(week.contains(r#"<td class="num">2</td>"#), "{week}");
+    assert!(week.contains(r#"<td class="num">1</td>"#), "{week}");
+}

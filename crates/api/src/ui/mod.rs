@@ -7,6 +7,7 @@
 //! so the dashboard can do nothing the API would refuse. Sign-in, the session cookie and CSRF are
 //! in [`session`].
 
+mod health;
 pub mod session;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<Handle> {
         .route("/rules", get(rules))
         .route("/slos", get(slos))
         .route("/detectors", get(detectors))
+        .route("/health", get(health_page))
         .route("/rules/{rule}/enable", post(enable_rule))
         .route("/silences/{id}/expire", post(expire_silence))
         .route("/live", get(live))
@@ -69,6 +71,8 @@ pub fn routes() -> Router<Handle> {
 pub struct Ui {
     templates: Environment<'static>,
     sessions: Sessions,
+    /// The health page's previous reading, for rates between two views.
+    previous: health::Previous,
 }
 
 impl Ui {
@@ -92,6 +96,7 @@ impl Ui {
         Self {
             templates,
             sessions: Sessions::default(),
+            previous: health::Previous::default(),
         }
     }
 
@@ -150,7 +155,7 @@ impl Ui {
     }
 }
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -164,6 +169,7 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("rules.html", include_str!("templates/rules.html")),
     ("slos.html", include_str!("templates/slos.html")),
     ("detectors.html", include_str!("templates/detectors.html")),
+    ("health.html", include_str!("templates/health.html")),
 ];
 
 /// Headers of every page: no caching of what a token may see, no framing, scripts and styles only
@@ -1140,6 +1146,27 @@ async fn slos(
     )
 }
 
+/// `GET /health`: ingest per source, the journal's commits, what is open and running, the runs
+/// that need a person, and detection and recovery times per week.
+async fn health_page(
+    State(handle): State<Handle>,
+    Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
+) -> Response {
+    let viewer = match signed_in(&ui, &handle, &headers, "/health") {
+        Ok(viewer) => viewer,
+        Err(redirect) => return *redirect,
+    };
+    match health::figures(&handle, &ui.previous).await {
+        Ok(figures) => ui.page(
+            "health.html",
+            Some(&viewer),
+            context! { now => handle.clock().now(), health => Value::from_serialize(&figures) },
+        ),
+        Err(error) => ui.error(Some(&viewer), error),
+    }
+}
+
 /// `GET /detectors`: every anomaly detector, each series with its latest value, score, expected
 /// range and state.
 async fn detectors(
@@ -1289,7 +1316,8 @@ fn seconds_since(end: Value, start: Value) -> Option<f64> {
 /// `{{ value|number }}`: a measurement to four significant digits, `—` when there is none.
 fn number(value: Value) -> String {
     match f64::try_from(value) {
-        Ok(0.0) => "0".to_string(),
+        // Counts and gauges of whole things read as integers.
+        Ok(value) if value.fract() == 0.0 && value.abs() < 1e15 => format!("{value:.0}"),
         Ok(value) if value.is_finite() => {
             let magnitude = value.abs();
             if !(0.001..1e6).contains(&magnitude) {
@@ -1384,7 +1412,10 @@ mod tests {
         assert_eq!(number(Value::from(12.3456)), "12.35");
         assert_eq!(number(Value::from(0.012345)), "0.01235");
         assert_eq!(number(Value::from(1234.6)), "1235");
-        assert_eq!(number(Value::from(2.5e7)), "2.500e7");
+        assert_eq!(number(Value::from(2.5e7)), "25000000");
+        assert_eq!(number(Value::from(2.55e7)), "25500000");
+        assert_eq!(number(Value::from(421.0)), "421");
+        assert_eq!(number(Value::from(2.5e-5)), "2.500e-5");
         assert_eq!(number(Value::from(())), "—");
     }
 
