@@ -565,6 +565,31 @@ async fn the_live_stream_says_when_the_journal_changed() {
     // The page the script then reads has the new incident in its live part.
     let page = browser.get("/incidents").await;
     assert!(page.body.contains("DiskFull"));
+
+    // A page drawn before a change that came before its stream opened hears of it at once.
+    let drawn = page
+        .body
+        .split(r#"<body data-version=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's count")
+        .to_string();
+    ingest(&api, &[("HighLatency", "firing")]).await;
+    let mut request = Request::get(format!("/live?since={drawn}"))
+        .body(Body::empty())
+        .unwrap();
+    request.headers_mut().insert(
+        header::COOKIE,
+        browser.cookie.clone().unwrap().parse().unwrap(),
+    );
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let mut stream = response.into_body().into_data_stream();
+    let event = tokio::time::timeout(Duration::from_millis(300), stream.next())
+        .await
+        .expect("at once, not after the next change")
+        .expect("the stream goes on")
+        .expect("bytes");
+    assert!(String::from_utf8_lossy(&event).contains("event: changed"));
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(ui::routes())
+        .merge(ui::routes(&handle))
         .fallback(not_found)
         .with_state(handle)
 }

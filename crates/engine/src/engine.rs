@@ -7,7 +7,7 @@ use homeostat_core::clock::SharedClock;
 use homeostat_core::rule::Compiled;
 use homeostat_store::Store;
 
-use crate::handle::{self, Commits, DisabledRules, GuardStatus, Handle};
+use crate::handle::{self, Changes, DisabledRules, GuardStatus, Handle};
 use crate::metrics::Metrics;
 use crate::recover;
 use crate::runs::{self, Runs};
@@ -119,6 +119,7 @@ pub async fn start_with_store(
         .build()
         .map_err(|error| Error::Http(error.to_string()))?;
     let cluster = crate::kubernetes::Cluster::connect(&config).await?;
+    let changes = Changes::default();
     let runs = Runs::new(runs::Config {
         writer: writer.clone(),
         clock: clock.clone(),
@@ -126,6 +127,7 @@ pub async fn start_with_store(
         settings: runs::Settings::from_config(&config),
         http: http.clone(),
         cluster: cluster.clone(),
+        changes: changes.clone(),
     });
 
     let resumed = recover::runs(&*store, &compiled).await?;
@@ -134,7 +136,6 @@ pub async fn start_with_store(
     let caught_up = recover::catch_up(&*store, &mut decider, &clock).await?;
     let disabled_rules = DisabledRules::default();
     let guards = GuardStatus::default();
-    let commits = Commits::default();
     let mut tasks = vec![queue.spawn(writer::Stage {
         store: store.clone(),
         compiled: compiled.clone(),
@@ -144,7 +145,7 @@ pub async fn start_with_store(
         decider,
         disabled_rules: disabled_rules.clone(),
         guards: guards.clone(),
-        commits: commits.clone(),
+        changes: changes.clone(),
         max_writes: 8192,
     })];
     for start in resumed {
@@ -172,7 +173,7 @@ pub async fn start_with_store(
         runs,
         disabled_rules,
         guards,
-        commits,
+        changes,
         sources: crate::source::Sources::new(http, cluster),
     });
     handle.sources().apply(&handle, &compiled);

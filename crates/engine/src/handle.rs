@@ -132,24 +132,31 @@ impl DisabledRules {
     }
 }
 
-/// How many batches with writes the writer has committed: pages that follow the journal live
-/// (the dashboard's server-sent events) wait on it instead of polling the store.
+/// A count of changes pages may show: bumped after each commit with writes, and when a run's live
+/// state changes (an approval starts waiting, listed just after its step's commit). Pages that
+/// follow the journal live (the dashboard's server-sent events) wait on it instead of polling,
+/// and a page drawn at one count knows it is stale at another.
 #[derive(Clone)]
-pub struct Commits(Arc<tokio::sync::watch::Sender<u64>>);
+pub struct Changes(Arc<tokio::sync::watch::Sender<u64>>);
 
-impl Default for Commits {
+impl Default for Changes {
     fn default() -> Self {
         Self(Arc::new(tokio::sync::watch::channel(0).0))
     }
 }
 
-impl Commits {
-    /// A receiver that sees the count change after each commit.
+impl Changes {
+    /// The count now.
+    pub fn current(&self) -> u64 {
+        *self.0.borrow()
+    }
+
+    /// A receiver that sees the count change.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
     }
 
-    /// Counts one commit; only the writer calls it.
+    /// Counts one change; the writer and the runs call it.
     pub(crate) fn publish(&self) {
         self.0.send_modify(|count| *count += 1);
     }
@@ -210,8 +217,8 @@ pub struct Handle {
     disabled_rules: DisabledRules,
     /// The guard state, as of the last commit that could change it.
     guards: GuardStatus,
-    /// Counts commits, for pages that follow the journal.
-    commits: Commits,
+    /// Counts changes, for pages that follow the journal.
+    changes: Changes,
     /// Every SLO's latest evaluation.
     slos: SloStatuses,
     /// Every anomaly detector's series, as of its latest evaluation.
@@ -248,7 +255,7 @@ pub(crate) struct Parts {
     pub runs: Runs,
     pub disabled_rules: DisabledRules,
     pub guards: GuardStatus,
-    pub commits: Commits,
+    pub changes: Changes,
     pub sources: Sources,
 }
 
@@ -274,7 +281,7 @@ impl Handle {
             runs: parts.runs,
             disabled_rules: parts.disabled_rules,
             guards: parts.guards,
-            commits: parts.commits,
+            changes: parts.changes,
             slos: SloStatuses::default(),
             detectors: DetectorStatuses::default(),
             ready: Arc::new(AtomicBool::new(false)),
@@ -327,9 +334,9 @@ impl Handle {
         &self.guards
     }
 
-    /// Counts the writer's commits: subscribe to follow the journal.
-    pub fn commits(&self) -> &Commits {
-        &self.commits
+    /// Counts commits and run changes: subscribe to follow the journal.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// Every SLO's latest evaluation.

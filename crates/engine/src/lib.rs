@@ -22,5 +22,5 @@ pub use action::kubernetes;
 
 pub use engine::{start, start_locked, start_with_store, Engine};
 pub use handle::{
-    Admitted, Applied, Commits, DisabledRules, GuardStatus, Handle, IngestError, StartError, Token,
+    Admitted, Applied, Changes, DisabledRules, GuardStatus, Handle, IngestError, StartError, Token,
 };

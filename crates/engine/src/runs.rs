@@ -68,6 +68,7 @@ struct Inner {
     live: Mutex<HashMap<String, Live>>,
     /// Tells readers (the API's log streams) that a run's journal grew.
     changed: broadcast::Sender<String>,
+    changes: crate::handle::Changes,
 }
 
 impl Inner {
@@ -134,6 +135,8 @@ pub struct Config {
     pub http: reqwest::Client,
     /// The Kubernetes client of the `kubernetes.*` actions.
     pub cluster: crate::kubernetes::Cluster,
+    /// Bumped with every change followers are told of, for pages drawn at a count.
+    pub changes: crate::handle::Changes,
 }
 
 impl Runs {
@@ -149,6 +152,7 @@ impl Runs {
                 cluster: config.cluster,
                 live: Mutex::new(HashMap::new()),
                 changed,
+                changes: config.changes,
             }),
         }
     }
@@ -391,8 +395,21 @@ impl Runs {
                 // the next start resumes it through recovery.
                 break;
             }
-            if let Some(live) = self.live().get_mut(&run_id) {
-                live.approvals = approvals;
+            let waits_anew = match self.live().get_mut(&run_id) {
+                Some(live) => {
+                    let anew = approvals
+                        .iter()
+                        .any(|new| !live.approvals.iter().any(|old| old.step == new.step));
+                    live.approvals = approvals;
+                    anew
+                }
+                None => false,
+            };
+            // The commit told its followers already, before the approval was listed: tell them
+            // again, or a page refreshed by the first notice would not show it.
+            if waits_anew {
+                self.inner.changes.publish();
+                let _ = self.inner.changed.send(run_id.clone());
             }
             for effect in transition.effects {
                 match effect {
@@ -554,6 +571,7 @@ impl Runs {
         if starts_effects {
             failpoint::hit(failpoint::AFTER_INTENT_COMMIT);
         }
+        self.inner.changes.publish();
         let _ = self.inner.changed.send(run_id.to_string());
         Ok(())
     }

@@ -20,7 +20,7 @@ use homeostat_core::Event;
 use homeostat_store::{Error, Store};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::handle::{Commits, DisabledRules, GuardStatus};
+use crate::handle::{Changes, DisabledRules, GuardStatus};
 use crate::metrics::Metrics;
 use crate::runs::{Runs, Start};
 
@@ -238,8 +238,8 @@ pub struct Stage {
     pub disabled_rules: DisabledRules,
     /// The guard state's published copy.
     pub guards: GuardStatus,
-    /// Counts commits with writes, for pages that follow the journal.
-    pub commits: Commits,
+    /// Counts commits with writes (and run changes), for pages that follow the journal.
+    pub changes: Changes,
     /// The most writes of requests one transaction takes (the decide stage's come on top).
     pub max_writes: usize,
 }
@@ -357,7 +357,7 @@ async fn run(mut queue: Queue, mut stage: Stage) {
             Ok(mut committed) => {
                 stage.committed(&step).await;
                 if wrote {
-                    stage.commits.publish();
+                    stage.changes.publish();
                 }
                 // Only decisions, run ends and the sweep's pruning change the guards: copying them
                 // after every batch of plain events would cost the ingest path for nothing.

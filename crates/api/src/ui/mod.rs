@@ -40,8 +40,8 @@ const PAGE: usize = 50;
 const SEARCH_BUDGET: usize = 5_000;
 
 /// The dashboard's routes, merged into the API's router.
-pub fn routes() -> Router<Handle> {
-    let ui = Arc::new(Ui::new());
+pub fn routes(handle: &Handle) -> Router<Handle> {
+    let ui = Arc::new(Ui::new(handle.changes().clone()));
     Router::new()
         .route("/", get(home))
         .route("/login", get(login_form).post(login))
@@ -73,10 +73,12 @@ pub struct Ui {
     sessions: Sessions,
     /// The health page's previous reading, for rates between two views.
     previous: health::Previous,
+    /// The count of changes a page is drawn at, which `/live` compares with.
+    changes: homeostat_engine::Changes,
 }
 
 impl Ui {
-    fn new() -> Self {
+    fn new(changes: homeostat_engine::Changes) -> Self {
         let mut templates = Environment::new();
         // A field left out of a record (an empty map, a time not reached yet) renders as nothing,
         // and so does anything read through it.
@@ -97,6 +99,7 @@ impl Ui {
             templates,
             sessions: Sessions::default(),
             previous: health::Previous::default(),
+            changes,
         }
     }
 
@@ -119,10 +122,9 @@ impl Ui {
                 csrf => viewer.csrf,
             }
         });
-        let html = self
-            .templates
-            .get_template(name)
-            .and_then(|template| template.render(context! { viewer, ..values }));
+        let html = self.templates.get_template(name).and_then(|template| {
+            template.render(context! { viewer, version => self.changes.current(), ..values })
+        });
         match html {
             Ok(html) => (status, page_headers(), html).into_response(),
             Err(error) => {
@@ -198,19 +200,45 @@ fn page_headers() -> [(header::HeaderName, HeaderValue); 5] {
     ]
 }
 
-/// The viewer, or a redirect to sign in that comes back to `here`.
-fn signed_in(
-    ui: &Ui,
-    handle: &Handle,
-    headers: &HeaderMap,
-    here: &str,
-) -> Result<Viewer, Box<Response>> {
-    ui.sessions.viewer(handle, headers).ok_or_else(|| {
+/// The viewer of a page, from the request's session cookie. Without a live session a page
+/// (`GET`) is answered with a redirect to sign in that comes back to it; a form's `POST` is
+/// refused with a page that says the session ended, since what it carried cannot be replayed.
+pub(crate) struct SignedIn {
+    viewer: Viewer,
+    ui: Arc<Ui>,
+}
+
+impl axum::extract::FromRequestParts<Handle> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        handle: &Handle,
+    ) -> Result<Self, Response> {
+        let Some(ui) = parts.extensions.get::<Arc<Ui>>().cloned() else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        if let Some(viewer) = ui.sessions.viewer(handle, &parts.headers) {
+            return Ok(Self { viewer, ui });
+        }
+        if parts.method != axum::http::Method::GET {
+            return Err(ui.error(
+                None,
+                ApiError::new(
+                    Code::MissingToken,
+                    "your session has ended (signed out, expired, or the daemon restarted); sign in again and repeat what you did",
+                ),
+            ));
+        }
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/", axum::http::uri::PathAndQuery::as_str);
         let next: String =
             percent_encoding::utf8_percent_encode(here, percent_encoding::NON_ALPHANUMERIC)
                 .collect();
-        Box::new(see_other(&format!("/login?next={next}")))
-    })
+        Err(see_other(&format!("/login?next={next}")))
+    }
 }
 
 fn invalid_query(error: QueryRejection) -> ApiError {
@@ -358,16 +386,9 @@ struct IncidentsQuery {
 
 async fn incidents(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    SignedIn { viewer, ui }: SignedIn,
     query: Result<Query<IncidentsQuery>, QueryRejection>,
 ) -> Response {
-    let here = uri.to_string();
-    let viewer = match signed_in(&ui, &handle, &headers, &here) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     let query = match query {
         Ok(Query(query)) => query,
         Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
@@ -492,14 +513,9 @@ async fn incidents_page(handle: &Handle, query: &IncidentsQuery) -> Result<Value
 
 async fn incident(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, &format!("/incidents/{id}")) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     let record = match parse_id(&id) {
         Ok(id) => Record::read(&handle, id).await,
         Err(error) => Err(error),
@@ -559,19 +575,9 @@ async fn incident(
 /// `GET /incidents/{id}/postmortem.md`: the postmortem draft as a Markdown file to save or paste.
 async fn postmortem(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let viewer = match signed_in(
-        &ui,
-        &handle,
-        &headers,
-        &format!("/incidents/{id}/postmortem.md"),
-    ) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     let draft = match parse_id(&id) {
         Ok(number) => crate::incidents::postmortem_draft(&handle, number)
             .await
@@ -618,16 +624,10 @@ struct RunForm {
 /// the incident's timeline, credited to them.
 async fn run_for_incident(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<RunForm>,
 ) -> Response {
-    let page = format!("/incidents/{id}");
-    let viewer = match signed_in(&ui, &handle, &headers, &page) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -680,16 +680,11 @@ struct ActionForm {
 
 async fn incident_action(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
     let page = format!("/incidents/{id}");
-    let viewer = match signed_in(&ui, &handle, &headers, &page) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -723,15 +718,9 @@ struct RunsQuery {
 
 async fn runs(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    SignedIn { viewer, ui }: SignedIn,
     query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, &uri.to_string()) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     let query = match query {
         Ok(Query(query)) => query,
         Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
@@ -781,14 +770,9 @@ async fn runs(
 
 async fn run(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, &format!("/runs/{id}")) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     match crate::read::run_view(&handle, &id).await {
         Ok(view) => {
             let can_approve = can_approve(&handle, &viewer, &id);
@@ -848,16 +832,11 @@ struct RunActionForm {
 
 async fn run_action(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<RunActionForm>,
 ) -> Response {
     let page = format!("/runs/{id}");
-    let viewer = match signed_in(&ui, &handle, &headers, &page) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -924,15 +903,7 @@ async fn start_again(handle: &Handle, id: &str, by: &str) -> Result<String, ApiE
     Ok(plan.id)
 }
 
-async fn approvals(
-    State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/approvals") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
+async fn approvals(State(handle): State<Handle>, SignedIn { viewer, ui }: SignedIn) -> Response {
     // Every waiting approval is shown; the buttons only where this viewer may answer.
     match crate::runbooks::waiting(&handle, &viewer.name, viewer.can_write, true).await {
         Ok(approvals) => ui.page(
@@ -962,15 +933,9 @@ fn matcher_lines(text: &str) -> Vec<String> {
 /// `GET /silences`: silences newest first, and a form for a new one.
 async fn silences(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    SignedIn { viewer, ui }: SignedIn,
     query: Result<Query<SilencesQuery>, QueryRejection>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, &uri.to_string()) {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     let expired = match query {
         Ok(Query(query)) => query.expired.is_some_and(|value| !value.is_empty()),
         Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
@@ -1059,14 +1024,9 @@ struct SilenceForm {
 /// `POST /silences`: previews or creates a silence, as the form's button says.
 async fn create_silence(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Form(form): Form<SilenceForm>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/silences") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -1090,15 +1050,10 @@ async fn create_silence(
 
 async fn expire_silence(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/silences") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -1110,15 +1065,7 @@ async fn expire_silence(
 
 /// `GET /rules`: every rule with what it matches and runs, its guards as configured and what they
 /// hold now, and the targets loop detection disabled it for.
-async fn rules(
-    State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/rules") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
+async fn rules(State(handle): State<Handle>, SignedIn { viewer, ui }: SignedIn) -> Response {
     let rules = crate::rules::every_rule(&handle);
     ui.page(
         "rules.html",
@@ -1129,15 +1076,7 @@ async fn rules(
 
 /// `GET /slos`: every SLO the daemon evaluates, per series: the error budget left, the burn rate
 /// over each window, the time to exhaustion, the alerts firing.
-async fn slos(
-    State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/slos") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
+async fn slos(State(handle): State<Handle>, SignedIn { viewer, ui }: SignedIn) -> Response {
     let slos = handle.slos().all();
     ui.page(
         "slos.html",
@@ -1148,15 +1087,7 @@ async fn slos(
 
 /// `GET /health`: ingest per source, the journal's commits, what is open and running, the runs
 /// that need a person, and detection and recovery times per week.
-async fn health_page(
-    State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/health") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
+async fn health_page(State(handle): State<Handle>, SignedIn { viewer, ui }: SignedIn) -> Response {
     match health::figures(&handle, &ui.previous).await {
         Ok(figures) => ui.page(
             "health.html",
@@ -1169,15 +1100,7 @@ async fn health_page(
 
 /// `GET /detectors`: every anomaly detector, each series with its latest value, score, expected
 /// range and state.
-async fn detectors(
-    State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/detectors") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
+async fn detectors(State(handle): State<Handle>, SignedIn { viewer, ui }: SignedIn) -> Response {
     let detectors = handle.detectors().all();
     ui.page(
         "detectors.html",
@@ -1196,15 +1119,10 @@ struct EnableForm {
 
 async fn enable_rule(
     State(handle): State<Handle>,
-    Extension(ui): Extension<Arc<Ui>>,
-    headers: HeaderMap,
+    SignedIn { viewer, ui }: SignedIn,
     Path(rule): Path<String>,
     Form(form): Form<EnableForm>,
 ) -> Response {
-    let viewer = match signed_in(&ui, &handle, &headers, "/rules") {
-        Ok(viewer) => viewer,
-        Err(redirect) => return *redirect,
-    };
     if let Err(refused) = may_change(&ui, &viewer, &form.csrf) {
         return *refused;
     }
@@ -1214,30 +1132,38 @@ async fn enable_rule(
     }
 }
 
-/// `GET /live`: server-sent events, one `changed` at most every half second while the journal
-/// takes commits, and a comment every 15 s to keep proxies from closing the stream.
+#[derive(Deserialize)]
+struct LiveQuery {
+    /// The count of changes the page was drawn at; anything but a number is no count.
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// `GET /live?since=N`: server-sent events, a `changed` whenever the count of changes moves (at
+/// most every half second), and at once when it is not the `since` the page was drawn at: a
+/// change between drawing the page and opening this stream is not missed. A comment every 15 s
+/// keeps proxies from closing the stream.
 async fn live(
     State(handle): State<Handle>,
     Extension(ui): Extension<Arc<Ui>>,
     headers: HeaderMap,
+    Query(query): Query<LiveQuery>,
 ) -> Response {
     if ui.sessions.viewer(&handle, &headers).is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let commits = handle.commits().subscribe();
-    let runs = handle.runs().subscribe();
-    let stream = futures::stream::unfold((commits, runs), |(mut commits, mut runs)| async move {
-        tokio::select! {
-            changed = commits.changed() => changed.ok()?,
-            // A step's progress is journaled too, but a run's own notice comes sooner.
-            _ = runs.recv() => {}
+    let mut changes = handle.changes().subscribe();
+    let since = query.since.and_then(|since| since.parse::<u64>().ok());
+    let stale = since.is_some_and(|since| since != *changes.borrow_and_update());
+    let stream = futures::stream::unfold((changes, stale), |(mut changes, stale)| async move {
+        if !stale {
+            changes.changed().await.ok()?;
+            // Coalesce a burst of commits into one refresh.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            changes.borrow_and_update();
         }
-        // Coalesce a burst of commits into one refresh.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        commits.borrow_and_update();
-        runs = runs.resubscribe();
         let event = SseEvent::default().event("changed").data("journal");
-        Some((Ok::<_, std::convert::Infallible>(event), (commits, runs)))
+        Some((Ok::<_, std::convert::Infallible>(event), (changes, false)))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -1430,7 +1356,7 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        let ui = Ui::new();
+        let ui = Ui::new(homeostat_engine::Changes::default());
         for (name, _) in TEMPLATES {
             assert!(ui.templates.get_template(name).is_ok(), "{name}");
         }

@@ -28,7 +28,9 @@
   // viewer is typing is never replaced.
   function follow() {
     var busy = false, again = false;
-    var source = new EventSource("/live");
+    // The page says the count of changes it was drawn at; the stream says at once if that is
+    // already old, so nothing between drawing the page and opening the stream is missed.
+    var source = new EventSource("/live?since=" + encodeURIComponent(document.body.getAttribute("data-version") || ""));
     source.addEventListener("changed", refresh);
     // A browser holds few connections per server (six over HTTP/1.1); a stream left open by a page
     // the viewer left would take one for good, and the seventh page would wait for ever.
