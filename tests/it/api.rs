@@ -148,6 +148,18 @@ pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
     builder.body(Body::empty()).expect("request")
 }
 
+/// Sends `alerts` (name, status) to the Alertmanager hook as the ingest token; panics unless 200.
+pub async fn ingest(api: &Api, alerts: &[(&str, &str)]) {
+    let (status, _, body) = api
+        .call(post(
+            "/api/v1/hooks/alertmanager",
+            Some(INGEST),
+            alertmanager_payload(alerts),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 pub fn alertmanager_payload(alerts: &[(&str, &str)]) -> String {
     let alerts: Vec<Value> = alerts
         .iter()

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{alertmanager_payload, get, post, Api, INGEST, READ, WRITE};
+use crate::api::{get, ingest, post, Api, INGEST, READ, WRITE};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -297,17 +297,6 @@ runbooks:
         approval: {approvers: [w], message: "apply it?"}
       - {name: apply, action: log, with: {message: applied}}
 "#;
-
-async fn ingest(api: &Api, alerts: &[(&str, &str)]) {
-    let (status, _, body) = api
-        .call(post(
-            "/api/v1/hooks/alertmanager",
-            Some(INGEST),
-            alertmanager_payload(alerts),
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
 
 #[tokio::test]
 async fn an_on_call_engineer_works_an_incident_in_the_browser() {

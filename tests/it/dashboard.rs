@@ -10,7 +10,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::api::{alertmanager_payload, get, post, Api, INGEST, READ, WRITE};
+use crate::api::{get, ingest, post, Api, INGEST, READ, WRITE};
 use crate::support::wait_for;
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -135,17 +135,6 @@ impl<'a> Browser<'a> {
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         assert!(self.cookie.is_some());
     }
-}
-
-async fn ingest(api: &Api, alerts: &[(&str, &str)]) {
-    let (status, _, body) = api
-        .call(post(
-            "/api/v1/hooks/alertmanager",
-            Some(INGEST),
-            alertmanager_payload(alerts),
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
