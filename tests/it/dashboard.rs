@@ -587,8 +587,28 @@ async fn a_silence_is_previewed_created_and_expired_from_the_page() {
     ingest(&api, &[("DiskFull", "firing"), ("HighLatency", "firing")]).await;
     let mut browser = Browser::new(&api);
     browser.sign_in(WRITE).await;
-    let page = browser.get("/silences").await;
+    // An incident's firing alert links to a silence of exactly its labels.
+    let incident = browser.get("/incidents/1").await;
+    let link = incident
+        .body
+        .split(r#"<a href="/silences?matchers="#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|rest| format!("/silences?matchers={}", rest.replace("&amp;", "&")))
+        .expect("a silence link");
+    let page = browser.get(&link).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("alertname=&quot;DiskFull&quot;\ninstance=&quot;i1&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"value="incident #1""#),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("No silences in effect"));
     let csrf = page.csrf();
 

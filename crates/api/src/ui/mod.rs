@@ -919,6 +919,11 @@ async fn approvals(State(handle): State<Handle>, SignedIn { viewer, ui }: Signed
 struct SilencesQuery {
     #[serde(default)]
     expired: Option<String>,
+    /// A new silence's matchers and comment, filled in from a link ("silence this alert").
+    #[serde(default)]
+    matchers: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
 }
 
 /// The lines of a matchers field, each one entry of a silence.
@@ -936,12 +941,15 @@ async fn silences(
     SignedIn { viewer, ui }: SignedIn,
     query: Result<Query<SilencesQuery>, QueryRejection>,
 ) -> Response {
-    let expired = match query {
-        Ok(Query(query)) => query.expired.is_some_and(|value| !value.is_empty()),
+    let query = match query {
+        Ok(Query(query)) => query,
         Err(error) => return ui.error(Some(&viewer), invalid_query(error)),
     };
+    let expired = query.expired.is_some_and(|value| !value.is_empty());
     let form = SilenceForm {
         duration: "2h".into(),
+        matchers: query.matchers.unwrap_or_default(),
+        comment: query.comment.unwrap_or_default(),
         ..SilenceForm::default()
     };
     match silences_page(&handle, expired, &form, false).await {
@@ -1352,6 +1360,72 @@ mod tests {
         assert_eq!(words(252.0), "4m 12s");
         assert_eq!(words(7260.0), "2h 1m");
         assert_eq!(words(90_000.0), "1d 1h");
+    }
+
+    /// WCAG's contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |at: usize| {
+                let value = f64::from(u8::from_str_radix(&hex[at..at + 2], 16).unwrap()) / 255.0;
+                if value <= 0.039_28 {
+                    value / 12.92
+                } else {
+                    ((value + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The `--name: #rrggbb` variables of the stylesheet's block that starts with `selector`.
+    fn palette(selector: &str) -> std::collections::HashMap<String, String> {
+        let css = include_str!("assets/app.css");
+        let start = css.find(selector).expect("the theme's block") + selector.len();
+        let block = &css[start..start + css[start..].find('}').unwrap()];
+        block
+            .split(';')
+            .filter_map(|declaration| {
+                let (name, value) = declaration.split_once(':')?;
+                let name = name.trim().rsplit("--").next()?.trim();
+                let value = value.trim();
+                (value.starts_with('#') && value.len() == 7).then(|| (name.into(), value.into()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn text_passes_wcag_aa_contrast_in_both_themes() {
+        let pairs = [
+            ("fg", "bg"),
+            ("muted", "bg"),
+            ("link", "bg"),
+            ("fg", "panel"),
+            ("muted", "panel"),
+            ("link", "panel"),
+            ("on-link", "link"),
+            ("open", "open-bg"),
+            ("ack", "ack-bg"),
+            ("mitigated", "mitigated-bg"),
+            ("ok", "ok-bg"),
+            ("bad", "bad-bg"),
+            ("open", "bg"),
+            ("ack", "bg"),
+            ("ok", "bg"),
+            ("bad", "bg"),
+        ];
+        for theme in [
+            ":root {",
+            ":root[data-theme=\"dark\"] {",
+            ":root:not([data-theme=\"light\"]) {",
+        ] {
+            let colours = palette(theme);
+            for (text, background) in pairs {
+                let ratio = contrast(&colours[text], &colours[background]);
+                assert!(ratio >= 4.5, "{theme} {text} on {background}: {ratio:.2}");
+            }
+        }
     }
 
     #[test]
