@@ -5,7 +5,7 @@
 #
 #   bench/run-all.sh            # everything
 #   bench/run-all.sh ingest     # only the named parts: ingest latency pipeline runbooks incidents
-#                               # overload disk scale
+#                               # overload disk scale dashboard
 #
 # Every load is bounded in count and time and stops by itself; the servers run on loopback ports
 # and temporary directories the bench removes.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(ingest latency pipeline runbooks incidents overload disk scale)
+[ ${#parts[@]} -gt 0 ] || parts=(ingest latency pipeline runbooks incidents overload disk scale dashboard)
 wants() { local part; for part in "${parts[@]}"; do [ "$part" = "$1" ] && return 0; done; return 1; }
 
 alertmanager=${ALERTMANAGER:-/usr/bin/prometheus-alertmanager}
@@ -84,6 +84,10 @@ if wants overload; then
 fi
 if wants disk; then
     run disk "$bench" disk --homeostat "$homeostat" --events 10000000 --out "$results/disk.json"
+fi
+if wants dashboard; then
+    run dashboard "$bench" dashboard --homeostat "$homeostat" --incidents 100000 \
+        --out "$results/dashboard.json"
 fi
 if wants scale; then
     run scale "$bench" scale --homeostat "$homeostat" --out "$results/scale.json" \

@@ -1,6 +1,7 @@
 //! `homeostat-bench`: homeostat's ingest throughput and receipt-to-dispatch latency, measured beside a real Alertmanager.
 #![allow(clippy::disallowed_methods)] // a benchmark measures wall time
 
+mod dashboard;
 mod disk;
 mod incidents;
 mod load;
@@ -61,6 +62,9 @@ enum Command {
     /// How cost grows: ingest against rules and history, restart against the journal's length,
     /// list pages (first and deep) against the rows stored; tables, JSON and SVG plots.
     Scale(scale::ScaleArgs),
+    /// The dashboard's page loads with many incidents in the store, and an incident with a long
+    /// timeline.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(Args)]
@@ -211,7 +215,9 @@ impl Command {
             Command::Latency(args) => args.generator.generator_threads,
             // In process there is no separate server: the engine gets the whole machine.
             Command::Pipeline(_) | Command::Runbooks(_) | Command::Incidents(_) => 2,
-            Command::Overload(_) | Command::Disk(_) | Command::Scale(_) => 2,
+            Command::Overload(_) | Command::Disk(_) | Command::Scale(_) | Command::Dashboard(_) => {
+                2
+            }
         }
     }
 }
@@ -270,6 +276,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Overload(args) => overload::run(args).await,
         Command::Disk(args) => disk::run(args).await,
         Command::Scale(args) => scale::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     }
 }
 

@@ -169,7 +169,7 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
     Ok(())
 }
 
-fn options(extra: String) -> HomeostatOptions {
+pub(crate) fn options(extra: String) -> HomeostatOptions {
     // The history curve opens up to 1.1 million incidents that never resolve: the correlator's
     // worst case, which `incidents.max_open` (50,000 by default) would cut short.
     let extra = format!("incidents: {{max_open: 0}}\n{extra}");
@@ -200,7 +200,7 @@ fn rules_config(count: usize) -> String {
 }
 
 /// Sends `requests` more bodies of `bodies`, in order from where the coverage stands; alerts/s.
-async fn send(
+pub(crate) async fn send(
     target: &Arc<Target>,
     coverage: &Arc<Coverage>,
     bodies: &Bodies,
@@ -275,7 +275,12 @@ async fn page_ms(client: &reqwest::Client, base: &str, path: &str, samples: usiz
 /// The newest key of a list (`events` by `seq`, `incidents` by `id`): how many the store holds,
 /// read from the store rather than counted by the generator, whose tasks claim a few more bodies
 /// than they send at the end of each phase.
-async fn newest(client: &reqwest::Client, base: &str, list: &str, key: &str) -> Result<u64> {
+pub(crate) async fn newest(
+    client: &reqwest::Client,
+    base: &str,
+    list: &str,
+    key: &str,
+) -> Result<u64> {
     let body: Value = client
         .get(format!("{base}/api/v1/{list}?limit=1"))
         .bearer_auth(BENCH_TOKEN)
