@@ -178,6 +178,19 @@ async fn pages_ask_to_sign_in_and_a_token_becomes_a_strict_http_only_cookie() {
     assert!(page.body.contains("no `read` scope"), "{}", page.body);
     assert!(browser.cookie.is_none());
 
+    // Another site cannot sign a browser in, nor post a form with a session.
+    let forged = browser
+        .send(
+            Request::post("/login")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "cross-site")
+                .body(Body::from(format!("token={WRITE}")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert!(browser.cookie.is_none());
+
     // Only a path on this server is followed after signing in.
     let page = browser
         .form("/login", &[("token", WRITE), ("next", "//evil.example/")])
@@ -235,6 +248,17 @@ async fn an_alert_appears_in_the_list_and_is_acknowledged_and_noted_from_its_pag
     assert!(page.body.contains(r#"action="/incidents/1/ack""#));
     let csrf = page.csrf();
 
+    // From another site a POST is refused even with the page's CSRF token.
+    let forged = browser
+        .send(
+            Request::post("/incidents/1/ack")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "cross-site")
+                .body(Body::from(format!("csrf={csrf}&text=x")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
     // Without the page's CSRF token a POST is refused, whatever cookie it carries.
     let forged = browser.form("/incidents/1/ack", &[("text", "x")]).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);

@@ -218,6 +218,9 @@ impl axum::extract::FromRequestParts<Handle> for SignedIn {
         let Some(ui) = parts.extensions.get::<Arc<Ui>>().cloned() else {
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         };
+        if parts.method != axum::http::Method::GET && cross_site(&parts.headers) {
+            return Err(ui.error(None, cross_site_refused()));
+        }
         if let Some(viewer) = ui.sessions.viewer(handle, &parts.headers) {
             return Ok(Self { viewer, ui });
         }
@@ -239,6 +242,22 @@ impl axum::extract::FromRequestParts<Handle> for SignedIn {
                 .collect();
         Err(see_other(&format!("/login?next={next}")))
     }
+}
+
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site`, sent by every
+/// current browser). The session cookie is `SameSite=Strict` and forms carry a CSRF token; this
+/// refuses the rest, such as another site posting its own token to `/login`.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+fn cross_site_refused() -> ApiError {
+    ApiError::new(
+        Code::ForbiddenScope,
+        "a form from another site cannot act here; use the dashboard's own pages",
+    )
 }
 
 fn invalid_query(error: QueryRejection) -> ApiError {
@@ -320,8 +339,13 @@ struct LoginForm {
 async fn login(
     State(handle): State<Handle>,
     Extension(ui): Extension<Arc<Ui>>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    // Another site must not sign a browser in with a token of its choosing.
+    if cross_site(&headers) {
+        return ui.error(None, cross_site_refused());
+    }
     let next = local_path(form.next.as_deref()).to_string();
     let refused = |message: &str| {
         ui.render(
