@@ -382,6 +382,12 @@ async fn an_on_call_engineer_works_an_incident_in_the_browser() {
             "the approved run succeeded through its last step",
         )
         .await;
+    browser
+        .wait_until(
+            "document.querySelector('pre.log').getAttribute('data-ended') === 'true' && document.querySelector('pre.log').innerText.includes('run_finished: ')",
+            "the run's log streamed to its end",
+        )
+        .await;
 
     // Preview a silence, then create it.
     browser.open(&format!("{base}/silences")).await;

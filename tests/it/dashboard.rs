@@ -886,6 +886,32 @@ async fn a_runbook_is_run_against_an_incident_from_its_page() {
         page.body
     );
     assert!(page.body.contains("hello ops x3"), "{}", page.body);
+
+    // The run's log as lines of text, ending once the run has.
+    let mut request = Request::get(format!("{run_page}/log"))
+        .body(Body::empty())
+        .unwrap();
+    request.headers_mut().insert(
+        header::COOKIE,
+        browser.cookie.clone().unwrap().parse().unwrap(),
+    );
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let log = tokio::time::timeout(WITHIN, response.into_body().collect())
+        .await
+        .expect("the stream ends with the run")
+        .expect("the log")
+        .to_bytes();
+    let log = String::from_utf8_lossy(&log);
+    for line in [
+        "event: line",
+        "run_started: ",
+        "step_finished: ",
+        "run_finished: ",
+        "event: end",
+    ] {
+        assert!(log.contains(line), "{line}: {log}");
+    }
     let incident = browser.get("/incidents/1").await;
     assert!(
         incident.body.contains("started by `w`"),

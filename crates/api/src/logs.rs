@@ -30,39 +30,7 @@ pub async fn logs(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     authorize(&handle, &headers, Scope::Read)?;
-    // Subscribe before the first read: an entry committed between the two is then announced to us
-    // instead of waiting for the next poll.
-    let changes = handle.runs().subscribe();
-    let run = handle
-        .store()
-        .run(&id)
-        .await
-        .map_err(|error| ApiError::new(Code::Unavailable, error.to_string()))?;
-    if run.is_none() {
-        return Err(ApiError::new(
-            Code::NotFound,
-            format!("no run has the id `{id}`"),
-        ));
-    }
-    let after = headers
-        .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<i64>().ok())
-        .unwrap_or(i64::MIN);
-    let mut poll = tokio::time::interval(POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick of an interval is immediate; the first read needs no tick.
-    poll.reset();
-    let follow = Follow {
-        handle,
-        run_id: id,
-        changes: Some(changes),
-        poll,
-        last_seq: after,
-        pending: VecDeque::new(),
-        read_now: true,
-        finished: false,
-    };
+    let follow = Follow::start(handle, id, &headers).await?;
     let stream = futures::stream::unfold(follow, |mut follow| async move {
         let entry = follow.next().await?;
         Some((Ok(event(&entry)), follow))
@@ -80,7 +48,7 @@ fn event(entry: &JournalEntry) -> Event {
 }
 
 /// The reading side of one stream: what was sent, what is waiting to be sent, and how to learn of more.
-struct Follow {
+pub(crate) struct Follow {
     handle: Handle,
     run_id: String,
     /// `None` once the engine's channel closed; polling goes on alone.
@@ -99,8 +67,49 @@ enum Wake {
 }
 
 impl Follow {
+    /// Follows run `id`'s journal from after the `Last-Event-ID` the request carries, if any.
+    pub(crate) async fn start(
+        handle: Handle,
+        id: String,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        // Subscribe before the first read: an entry committed between the two is then announced
+        // to us instead of waiting for the next poll.
+        let changes = handle.runs().subscribe();
+        let run = handle
+            .store()
+            .run(&id)
+            .await
+            .map_err(|error| ApiError::new(Code::Unavailable, error.to_string()))?;
+        if run.is_none() {
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("no run has the id `{id}`"),
+            ));
+        }
+        let after = headers
+            .get("last-event-id")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<i64>().ok())
+            .unwrap_or(i64::MIN);
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick of an interval is immediate; the first read needs no tick.
+        poll.reset();
+        Ok(Follow {
+            handle,
+            run_id: id,
+            changes: Some(changes),
+            poll,
+            last_seq: after,
+            pending: VecDeque::new(),
+            read_now: true,
+            finished: false,
+        })
+    }
+
     /// The next entry to send, or `None` once `run_finished` was sent.
-    async fn next(&mut self) -> Option<JournalEntry> {
+    pub(crate) async fn next(&mut self) -> Option<JournalEntry> {
         loop {
             if let Some(entry) = self.pending.pop_front() {
                 if matches!(entry.entry, homeostat_store::Entry::RunFinished(_)) {

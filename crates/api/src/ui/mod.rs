@@ -53,6 +53,7 @@ pub fn routes(handle: &Handle) -> Router<Handle> {
         .route("/incidents/{id}/run", post(run_for_incident))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
+        .route("/runs/{id}/log", get(run_log))
         .route("/runs/{id}/{action}", post(run_action))
         .route("/approvals", get(approvals))
         .route("/silences", get(silences).post(create_silence))
@@ -822,6 +823,46 @@ async fn run(
         }
         Err(error) => ui.error(Some(&viewer), error),
     }
+}
+
+/// `GET /runs/{id}/log`: the run's journal as server-sent events, one line of text each
+/// (`12:00:01.250 step_finished: step `restart` succeeded`), live until the run ends; then an
+/// `end` event, so the page stops listening instead of reconnecting.
+async fn run_log(
+    State(handle): State<Handle>,
+    SignedIn { viewer, ui }: SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let follow = match crate::logs::Follow::start(handle, id, &headers).await {
+        Ok(follow) => follow,
+        Err(error) => return ui.error(Some(&viewer), error),
+    };
+    let stream = futures::stream::unfold(Some(follow), |follow| async move {
+        let mut follow = follow?;
+        let event = match follow.next().await {
+            Some(entry) => {
+                let line = format!(
+                    "{} {}: {}",
+                    entry.at.format("%H:%M:%S%.3f"),
+                    entry.entry.kind(),
+                    entry.words()
+                );
+                (
+                    SseEvent::default()
+                        .event("line")
+                        .id(entry.seq.to_string())
+                        .data(line.replace(['\n', '\r'], " ")),
+                    Some(follow),
+                )
+            }
+            None => (SseEvent::default().event("end").data("the run ended"), None),
+        };
+        Some((Ok::<_, std::convert::Infallible>(event.0), event.1))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 /// The steps of run `id` waiting for an approval the viewer may give.

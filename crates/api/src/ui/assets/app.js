@@ -21,7 +21,24 @@
       });
     }
     if (document.querySelector("[data-live]") && window.EventSource) follow();
+    if (window.EventSource) document.querySelectorAll("[data-log-src]").forEach(stream);
   });
+
+  // A run's journal, line by line as it commits; the server says `end` when the run has ended,
+  // and a reconnection resumes after the last line (the browser sends Last-Event-ID).
+  function stream(log) {
+    var source = new EventSource(log.getAttribute("data-log-src"));
+    var first = true;
+    source.addEventListener("line", function (event) {
+      if (first) { log.textContent = ""; first = false; }
+      log.textContent += event.data + "\n";
+    });
+    source.addEventListener("end", function () {
+      source.close();
+      log.setAttribute("data-ended", "true");
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
 
   // Re-reads this page when the journal changes and swaps in its `data-live` parts, so an
   // alert appears in the list without a reload. Forms are outside those parts, so what the
