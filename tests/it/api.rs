@@ -150,14 +150,15 @@ pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
 
 /// Sends `alerts` (name, status) to the Alertmanager hook as the ingest token; panics unless 200.
 pub async fn ingest(api: &Api, alerts: &[(&str, &str)]) {
-    let (status, _, body) = api
-        .call(post(
-            "/api/v1/hooks/alertmanager",
-            Some(INGEST),
-            alertmanager_payload(alerts),
-        ))
+    ingest_body(api, alertmanager_payload(alerts)).await;
+}
+
+/// Sends an Alertmanager webhook body as the ingest token; panics unless 200.
+pub async fn ingest_body(api: &Api, body: String) {
+    let (status, _, answer) = api
+        .call(post("/api/v1/hooks/alertmanager", Some(INGEST), body))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
 pub fn alertmanager_payload(alerts: &[(&str, &str)]) -> String {

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{get, ingest, post, Api, INGEST, READ, WRITE};
+use crate::api::{get, ingest, ingest_body, post, Api, READ, WRITE};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -491,14 +491,7 @@ async fn every_page_renders_in_the_browser_light_and_dark() {
                 })
                 .collect();
             let body = json!({"version": "4", "status": status, "receiver": "homeostat", "alerts": payload});
-            let (code, _, answer) = api
-                .call(post(
-                    "/api/v1/hooks/alertmanager",
-                    Some(INGEST),
-                    body.to_string(),
-                ))
-                .await;
-            assert_eq!(code, StatusCode::OK, "{answer}");
+            ingest_body(&api, body.to_string()).await;
             sent += alerts.len();
         }
     }

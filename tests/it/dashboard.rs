@@ -10,7 +10,7 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::api::{get, ingest, post, Api, INGEST, READ, WRITE};
+use crate::api::{get, ingest, ingest_body, post, Api, INGEST, READ, WRITE};
 use crate::support::wait_for;
 
 const WITHIN: Duration = Duration::from_secs(15);
@@ -105,27 +105,49 @@ impl<'a> Browser<'a> {
     }
 
     async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let body: String = fields
-            .iter()
-            .map(|(name, value)| {
-                let value: String = value
-                    .bytes()
-                    .map(|byte| match byte {
-                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (byte as char).to_string(),
-                        _ => format!("%{byte:02X}"),
-                    })
-                    .collect();
-                format!("{name}={value}")
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        self.send(
-            Request::post(path)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(body))
-                .expect("request"),
-        )
-        .await
+        self.send(form_request(path, fields)).await
+    }
+
+    /// The same form as another site's page would post it.
+    async fn cross_site_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut request = form_request(path, fields);
+        request
+            .headers_mut()
+            .insert("sec-fetch-site", "cross-site".parse().expect("header"));
+        self.send(request).await
+    }
+
+    /// A streamed answer (server-sent events) with the session cookie, unread.
+    async fn stream(&self, path: &str) -> axum::response::Response {
+        let mut request = Request::get(path).body(Body::empty()).expect("request");
+        if let Some(cookie) = &self.cookie {
+            request
+                .headers_mut()
+                .insert(header::COOKIE, cookie.parse().expect("cookie"));
+        }
+        self.api
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers")
+    }
+
+    /// Reloads `path` until it contains `text`; the page that does.
+    async fn wait_for(&mut self, path: &str, text: &str) -> Page {
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            let page = self.get(path).await;
+            if page.body.contains(text) {
+                return page;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never showed {text}: {}",
+                page.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn sign_in(&mut self, token: &str) {
@@ -135,6 +157,28 @@ impl<'a> Browser<'a> {
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         assert!(self.cookie.is_some());
     }
+}
+
+/// A form's `POST`, URL-encoded as a browser sends it.
+fn form_request(path: &str, fields: &[(&str, &str)]) -> Request<Body> {
+    let body: String = fields
+        .iter()
+        .map(|(name, value)| {
+            let value: String = value
+                .bytes()
+                .map(|byte| match byte {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (byte as char).to_string(),
+                    _ => format!("%{byte:02X}"),
+                })
+                .collect();
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request")
 }
 
 #[tokio::test]
@@ -179,15 +223,7 @@ async fn pages_ask_to_sign_in_and_a_token_becomes_a_strict_http_only_cookie() {
     assert!(browser.cookie.is_none());
 
     // Another site cannot sign a browser in, nor post a form with a session.
-    let forged = browser
-        .send(
-            Request::post("/login")
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header("sec-fetch-site", "cross-site")
-                .body(Body::from(format!("token={WRITE}")))
-                .unwrap(),
-        )
-        .await;
+    let forged = browser.cross_site_form("/login", &[("token", WRITE)]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
     assert!(browser.cookie.is_none());
 
@@ -250,13 +286,7 @@ async fn an_alert_appears_in_the_list_and_is_acknowledged_and_noted_from_its_pag
 
     // From another site a POST is refused even with the page's CSRF token.
     let forged = browser
-        .send(
-            Request::post("/incidents/1/ack")
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header("sec-fetch-site", "cross-site")
-                .body(Body::from(format!("csrf={csrf}&text=x")))
-                .unwrap(),
-        )
+        .cross_site_form("/incidents/1/ack", &[("csrf", &csrf), ("text", "x")])
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
     // Without the page's CSRF token a POST is refused, whatever cookie it carries.
@@ -444,22 +474,12 @@ async fn a_read_only_token_sees_no_controls_and_its_forged_posts_are_refused() {
         "{}",
         page.body
     );
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    let page = loop {
-        let page = approver.get(&format!("/runs/{run}")).await;
-        if page
-            .body
-            .contains(r#"<span class="badge run-succeeded">succeeded</span>"#)
-        {
-            break page;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run did not succeed: {}",
-            page.body
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let page = approver
+        .wait_for(
+            &format!("/runs/{run}"),
+            r#"<span class="badge run-succeeded">succeeded</span>"#,
+        )
+        .await;
     for step in ["prepare", "ok", "apply"] {
         assert!(
             page.body.contains(&format!("<code>{step}</code>")),
@@ -555,12 +575,7 @@ async fn the_live_stream_says_when_the_journal_changed() {
     let refused = browser.get("/live").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     browser.sign_in(READ).await;
-    let mut request = Request::get("/live").body(Body::empty()).unwrap();
-    request.headers_mut().insert(
-        header::COOKIE,
-        browser.cookie.clone().unwrap().parse().unwrap(),
-    );
-    let response = api.router.clone().oneshot(request).await.unwrap();
+    let response = browser.stream("/live").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -588,14 +603,7 @@ async fn the_live_stream_says_when_the_journal_changed() {
         .expect("the page's count")
         .to_string();
     ingest(&api, &[("HighLatency", "firing")]).await;
-    let mut request = Request::get(format!("/live?since={drawn}"))
-        .body(Body::empty())
-        .unwrap();
-    request.headers_mut().insert(
-        header::COOKIE,
-        browser.cookie.clone().unwrap().parse().unwrap(),
-    );
-    let response = api.router.clone().oneshot(request).await.unwrap();
+    let response = browser.stream(&format!("/live?since={drawn}")).await;
     let mut stream = response.into_body().into_data_stream();
     let event = tokio::time::timeout(Duration::from_millis(300), stream.next())
         .await
@@ -762,23 +770,10 @@ rules:
     // The alert never resolves, so the second run on `orders` is a loop: stopped and disabled.
     let payload = serde_json::json!({"version": "4", "status": "firing", "receiver": "homeostat",
         "alerts": [{"status": "firing", "labels": {"alertname": "OrdersDown", "service": "orders"}}]});
-    let (status, _, body) = api
-        .call(post(
-            "/api/v1/hooks/alertmanager",
-            Some(INGEST),
-            payload.to_string(),
-        ))
+    ingest_body(&api, payload.to_string()).await;
+    let page = browser
+        .wait_for("/rules", "Disabled by loop detection")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    let page = loop {
-        let page = browser.get("/rules").await;
-        if page.body.contains("Disabled by loop detection") {
-            break page;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", page.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     assert!(page
         .body
         .contains(r#"action="/rules/restart-orders/enable""#));
@@ -868,18 +863,12 @@ async fn a_runbook_is_run_against_an_incident_from_its_page() {
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     let run_page = started.location().to_string();
     assert!(run_page.starts_with("/runs/"), "{run_page}");
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    let page = loop {
-        let page = browser.get(&run_page).await;
-        if page
-            .body
-            .contains(r#"<span class="badge run-succeeded">succeeded</span>"#)
-        {
-            break page;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", page.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let page = browser
+        .wait_for(
+            &run_page,
+            r#"<span class="badge run-succeeded">succeeded</span>"#,
+        )
+        .await;
     assert!(
         page.body.contains(r#"<a href="/incidents/1">#1</a>"#),
         "{}",
@@ -888,14 +877,7 @@ async fn a_runbook_is_run_against_an_incident_from_its_page() {
     assert!(page.body.contains("hello ops x3"), "{}", page.body);
 
     // The run's log as lines of text, ending once the run has.
-    let mut request = Request::get(format!("{run_page}/log"))
-        .body(Body::empty())
-        .unwrap();
-    request.headers_mut().insert(
-        header::COOKIE,
-        browser.cookie.clone().unwrap().parse().unwrap(),
-    );
-    let response = api.router.clone().oneshot(request).await.unwrap();
+    let response = browser.stream(&format!("{run_page}/log")).await;
     assert_eq!(response.status(), StatusCode::OK);
     let log = tokio::time::timeout(WITHIN, response.into_body().collect())
         .await

@@ -800,7 +800,7 @@ async fn run(
 ) -> Response {
     match crate::read::run_view(&handle, &id).await {
         Ok(view) => {
-            let can_approve = can_approve(&handle, &viewer, &id);
+            let can_approve = can_approve(&view, &viewer);
             // A rule's own steps (`rule:NAME`) start only from the rule.
             let startable = view["run"]["runbook"].as_str().is_some_and(|runbook| {
                 handle
@@ -865,20 +865,23 @@ async fn run_log(
         .into_response()
 }
 
-/// The steps of run `id` waiting for an approval the viewer may give.
-fn can_approve(handle: &Handle, viewer: &Viewer, id: &str) -> Vec<String> {
+/// The steps of the run `view` shows waiting for an approval the viewer may give: its approvals
+/// as `read::run_view` read them (live ones whose step the journal shows waiting), not read again.
+fn can_approve(view: &serde_json::Value, viewer: &Viewer) -> Vec<String> {
     if !viewer.can_write {
         return Vec::new();
     }
-    handle
-        .runs()
-        .pending_approvals(id)
-        .unwrap_or_default()
+    view["pending_approvals"]
+        .as_array()
         .into_iter()
+        .flatten()
         .filter(|approval| {
-            approval.approvers.is_empty() || approval.approvers.contains(&viewer.name)
+            let approvers = approval["approvers"].as_array();
+            approvers.is_none_or(|approvers| {
+                approvers.is_empty() || approvers.iter().any(|name| *name == viewer.name.as_str())
+            })
         })
-        .map(|approval| approval.step)
+        .filter_map(|approval| approval["step"].as_str().map(str::to_string))
         .collect()
 }
 
